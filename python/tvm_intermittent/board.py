@@ -1,0 +1,104 @@
+"""Board profiles: data files that describe a microcontroller for the compiler and the reports.
+
+A profile says how much volatile SRAM and non-volatile memory (NVM) a part has, its clock,
+and the energy model that turns emulated instruction counts into time and energy:
+
+* ``cycles_per_instruction`` scales QEMU's exact instruction count to cycles;
+* ``active_power_w`` is the power drawn while computing;
+* ``nvm_*_energy_j_per_byte`` are the extra costs of NVM traffic;
+* ``capacitor_f``, ``v_on`` and ``v_off`` give the energy of one charge,
+  ``E = C (v_on^2 - v_off^2) / 2`` (the power cycle budget);
+* ``harvest_w`` is the harvested power that recharges the capacitor.
+
+Each profile has a ``sources`` table that says where every value comes from.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from importlib import resources
+
+from .errors import BoardError
+
+DEFAULT_BOARD = "qemu-an386"
+
+
+@dataclasses.dataclass(frozen=True)
+class Board:
+    """One board profile, loaded from ``boards/<name>.json``."""
+
+    name: str
+    description: str
+    cpu: str
+    fpu: bool
+    dsp: bool
+    sram_bytes: int
+    nvm_bytes: int
+    nvm_kind: str
+    clock_hz: int
+    cycles_per_instruction: float
+    active_power_w: float
+    nvm_write_energy_j_per_byte: float
+    nvm_read_energy_j_per_byte: float
+    capacitor_f: float
+    v_on: float
+    v_off: float
+    harvest_w: float
+    sources: dict = dataclasses.field(default_factory=dict, compare=False)
+
+    def __post_init__(self):
+        problems = []
+        for field in ("sram_bytes", "nvm_bytes", "clock_hz", "cycles_per_instruction",
+                      "active_power_w", "capacitor_f"):
+            if not getattr(self, field) > 0:
+                problems.append(f"{field} must be positive, got {getattr(self, field)!r}")
+        if not self.v_on > self.v_off > 0:
+            problems.append(f"need v_on > v_off > 0, got v_on={self.v_on}, v_off={self.v_off}")
+        if problems:
+            raise BoardError(f"board profile {self.name!r}: " + "; ".join(problems))
+
+    @property
+    def energy_per_instruction_j(self) -> float:
+        """Energy of one instruction: active power times the time of its cycles."""
+        return self.active_power_w * self.cycles_per_instruction / self.clock_hz
+
+    def charge_energy_j(self, capacitor_f: float | None = None) -> float:
+        """Usable energy of one capacitor charge, ``C (Von^2 - Voff^2) / 2``."""
+        c = self.capacitor_f if capacitor_f is None else capacitor_f
+        return 0.5 * c * (self.v_on**2 - self.v_off**2)
+
+    def power_cycle_budget(self, capacitor_f: float | None = None) -> int:
+        """Instructions one charge pays for (the power cycle budget)."""
+        return int(self.charge_energy_j(capacitor_f) / self.energy_per_instruction_j)
+
+    def seconds(self, instructions: int) -> float:
+        """Active time of ``instructions`` on this board."""
+        return instructions * self.cycles_per_instruction / self.clock_hz
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def list_boards() -> list[str]:
+    """Names of the board profiles shipped with the package, sorted."""
+    files = resources.files(__package__).joinpath("boards").iterdir()
+    return sorted(f.name[: -len(".json")] for f in files if f.name.endswith(".json"))
+
+
+def load_board(name: str | Board) -> Board:
+    """Load a shipped board profile by name (``msp430fr5994``) or tag (``intermittent/...``)."""
+    if isinstance(name, Board):
+        return name
+    name = str(name).removeprefix("intermittent/")
+    if name not in list_boards():
+        raise BoardError(
+            f"unknown board {name!r}; known boards: {', '.join(list_boards())} "
+            "(see `tvm-intermittent boards`)"
+        )
+    text = resources.files(__package__).joinpath("boards").joinpath(f"{name}.json").read_text()
+    data = json.loads(text)
+    try:
+        return Board(**data)
+    except TypeError as err:
+        raise BoardError(f"board profile {name!r} has bad fields: {err}") from err

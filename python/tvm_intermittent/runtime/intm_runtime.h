@@ -1,0 +1,75 @@
+/*
+ * intm_runtime.h - the small C runtime every generated model links against.
+ *
+ * No heap, no TVM runtime. A generated model.c defines the tensor descriptors and
+ * intm_model_run(); the firmware harness (intm_main.c) moves inputs and outputs through
+ * the platform functions below, which each board support package implements
+ * (semihosting on QEMU, stdio on the host build).
+ */
+#ifndef INTM_RUNTIME_H_
+#define INTM_RUNTIME_H_
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/** Status returned by every runtime and model function. */
+typedef enum {
+  INTM_OK = 0,
+  INTM_ERROR_IO = 1,      /**< an input could not be read or an output written */
+  INTM_ERROR_SIZE = 2,    /**< an input file has the wrong number of bytes */
+  INTM_ERROR_KERNEL = 3,  /**< a kernel reported failure */
+} intm_status_t;
+
+/** Element type of a tensor, as stored in memory. */
+typedef enum {
+  INTM_FLOAT32 = 0,
+  INTM_INT8 = 1,
+  INTM_UINT8 = 2,
+  INTM_INT16 = 3,
+  INTM_INT32 = 4,
+  INTM_INT64 = 5,
+  INTM_BOOL = 6,
+} intm_dtype_t;
+
+#define INTM_MAX_DIMS 6
+
+/** What the host needs to know about one model input or output. */
+typedef struct {
+  const char* name;
+  intm_dtype_t dtype;
+  int32_t ndim;
+  int32_t shape[INTM_MAX_DIMS];
+  size_t nbytes;
+  float scale;        /**< quantization scale; 0 when the tensor is not quantized */
+  int32_t zero_point; /**< quantization zero point */
+} intm_tensor_desc_t;
+
+/* ---- Platform: implemented once per board support package. ---------------------- */
+
+/** Bring the platform up (clocks, FPU); called first by the harness. */
+void intm_platform_init(void);
+/** Read exactly `nbytes` of input tensor `index` into `dst`. */
+intm_status_t intm_platform_read_input(int index, void* dst, size_t nbytes);
+/** Write `nbytes` of output tensor `index` from `src`. */
+intm_status_t intm_platform_write_output(int index, const void* src, size_t nbytes);
+/** Print a NUL-terminated message on the console. */
+void intm_platform_log(const char* message);
+/** End the program with `status` (never returns). */
+void intm_platform_exit(int status) __attribute__((noreturn));
+
+/**
+ * Measurement marker. The instruction-counting QEMU plugin records the running
+ * instruction count each time this function is entered; the harness calls it right
+ * before and right after intm_model_run(). Kept out of line on purpose.
+ */
+void intm_mark(void);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* INTM_RUNTIME_H_ */

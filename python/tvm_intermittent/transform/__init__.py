@@ -1,0 +1,1 @@
+"""Relax and TIR passes of the intermittent pipeline."""

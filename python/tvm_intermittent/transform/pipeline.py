@@ -1,0 +1,1 @@
+"""The ``intermittent`` Relax pipeline (filled in by the compiler)."""
