@@ -1,0 +1,172 @@
+"""``tvm_intermittent.build``: the compiler driver, shaped like ``tvm.compile``.
+
+.. code-block:: python
+
+    import tvm_intermittent as ti
+
+    artifact = ti.build("kws.tflite", target="intermittent/qemu-an386")
+    artifact.export("kws_project")           # a C project: make && make run
+    result = artifact.run([features])        # on QEMU, exact instruction counts
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import tvm
+
+from .board import Board
+from .codegen.graph import extract_graph
+from .codegen.memory_plan import plan_memory
+from .codegen.model_source import ModelSources, TensorInfo, emit_model_sources
+from .errors import ModelError
+from .target import board_of
+from .transform import intermittent_pipeline, lower_prim_func
+
+PROJECT_MANIFEST = "model.json"
+
+
+@dataclasses.dataclass
+class Artifact:
+    """A compiled model: generated C sources plus what is needed to export and run them."""
+
+    name: str
+    board: Board
+    sources: ModelSources
+    inputs: list[TensorInfo]
+    outputs: list[TensorInfo]
+    compile_seconds: float
+    source_format: str | None = None
+    source_model: bytes | None = dataclasses.field(default=None, repr=False)
+
+    def manifest(self) -> dict:
+        """What ``model.json`` records: the tensors and the facts of the build."""
+        return {
+            "name": self.name,
+            "board": self.board.name,
+            "inputs": [i.to_dict() for i in self.inputs],
+            "outputs": [o.to_dict() for o in self.outputs],
+            "arena_bytes": self.sources.arena_bytes,
+            "weight_bytes": self.sources.weight_bytes,
+            "kernel_static_scratch_bytes": self.sources.kernel_static_scratch_bytes,
+            "compile_seconds": round(self.compile_seconds, 3),
+            "source_format": self.source_format,
+        }
+
+    def export(self, directory, overwrite: bool = False) -> Path:
+        """Write the C project (model, runtime, board support, Makefile) to ``directory``.
+
+        The project is first written to a temporary sibling directory and renamed into
+        place, so an error never leaves a half-written project behind.
+        """
+        from .codegen.project_files import copy_support_files  # pylint: disable=C0415
+
+        target = Path(directory).resolve()
+        if target.exists() and not overwrite:
+            if any(target.iterdir()):
+                raise ModelError(
+                    f"output directory {str(target)!r} exists and is not empty; "
+                    "choose another one or pass overwrite=True (CLI: --force)"
+                )
+        target.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+        try:
+            for rel, text in self.sources.files.items():
+                path = staging / rel
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_text(text)
+            copy_support_files(staging, self.board)
+            (staging / PROJECT_MANIFEST).write_text(json.dumps(self.manifest(), indent=2) + "\n")
+            if self.source_model is not None and self.source_format:
+                (staging / f"original.{self.source_format}").write_bytes(self.source_model)
+            if target.exists():
+                shutil.rmtree(target)
+            os.replace(staging, target)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        return target
+
+    def run(self, inputs, kind: str = "qemu", **kwargs):
+        """Export to a temporary directory and run there; see :func:`tvm_intermittent.sim.run`."""
+        from . import sim  # pylint: disable=import-outside-toplevel
+
+        with tempfile.TemporaryDirectory(prefix="intm-run-") as tmp:
+            project = self.export(Path(tmp) / "project")
+            return sim.run(project, inputs, kind=kind, **kwargs)
+
+
+def build(mod, target="intermittent/qemu-an386", *, board=None, tuning_log=None,
+          name: str | None = None, shape_dict: dict | None = None) -> Artifact:
+    """Compile a model to a plain-C project for an intermittently powered microcontroller.
+
+    Parameters
+    ----------
+    mod : tvm.IRModule, str, os.PathLike or onnx.ModelProto
+        A Relax module, or a model file (``.onnx``, ``.tflite``) or ONNX proto to import.
+    target : str or tvm.target.Target
+        An ``intermittent/<board>`` tag (see ``tvm-intermittent boards``).
+    board : str or Board, optional
+        Overrides the board the target names.
+    tuning_log : str, optional
+        A tuning database to apply; tuning is not part of this release, so it must be None.
+    name : str, optional
+        Model name for comments and reports.
+    shape_dict : dict, optional
+        Fixed input shapes for models with symbolic dimensions.
+
+    Returns
+    -------
+    Artifact
+        The generated sources; ``.export(dir)`` writes the C project.
+    """
+    from .frontend import ImportedModel, load_model  # pylint: disable=import-outside-toplevel
+
+    if tuning_log is not None:
+        raise ModelError("tuning logs are not supported yet; build without tuning_log")
+    started = time.perf_counter()
+    the_board = board_of(target, board)
+    if isinstance(mod, tvm.IRModule):
+        imported = ImportedModel(mod, name or "model", "relax", *_relax_io(mod))
+    elif isinstance(mod, ImportedModel):
+        imported = mod
+    else:
+        imported = load_model(mod, shape_dict)
+    tvm_target = tvm.target.Target("intermittent/" + the_board.name)
+    relax_mod = intermittent_pipeline(tvm_target)(imported.mod)
+    graph = extract_graph(relax_mod)
+    lowered = {kernel: lower_prim_func(func, kernel) for kernel, func in graph.kernels.items()
+               if any(step.kernel == kernel for step in graph.steps)}
+    plan = plan_memory(graph)
+    inputs = _match_infos(imported.inputs, graph, graph.inputs)
+    outputs = _match_infos(imported.outputs, graph, graph.outputs)
+    sources = emit_model_sources(graph, plan, lowered, name or imported.name, inputs, outputs,
+                                 the_board.name)
+    return Artifact(name or imported.name, the_board, sources, inputs, outputs,
+                    time.perf_counter() - started, imported.format, imported.source)
+
+
+def _relax_io(mod) -> tuple[list[TensorInfo], list[TensorInfo]]:
+    main = mod["main"]
+    inputs = [TensorInfo(p.name, str(p.ty.dtype), tuple(int(d) for d in p.ty.shape.values))
+              for p in main.params]
+    return inputs, []
+
+
+def _match_infos(infos: list[TensorInfo], graph, names: list[str]) -> list[TensorInfo]:
+    """Descriptors for the graph's tensors: the file's names and quantization, our shapes."""
+    out = []
+    for i, name in enumerate(names):
+        tensor = graph.tensors[name]
+        info = infos[i] if i < len(infos) else TensorInfo(name, tensor.dtype, tensor.shape)
+        if info.dtype != tensor.dtype:
+            raise ModelError(f"tensor {info.name!r}: the file says {info.dtype}, the compiled "
+                             f"model has {tensor.dtype}")
+        out.append(dataclasses.replace(info, shape=tuple(tensor.shape)))
+    return out

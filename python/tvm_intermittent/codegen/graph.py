@@ -1,0 +1,160 @@
+"""Read the Relax ``main`` left by the intermittent pipeline as a static list of kernel calls.
+
+After legalization and fusion, ``main`` is a straight line of ``call_tir`` bindings. This
+module turns it into plain data the C emitter and the memory planner can use: the tensors
+(inputs, weights, intermediates, outputs) and the ordered steps that read and write them.
+Anything else left in ``main`` (an operator TVM could not legalize, a dynamic shape) is an
+error that names it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+from tvm import tirx
+
+from ..errors import ModelError, UnsupportedOperatorError
+
+
+@dataclasses.dataclass
+class Tensor:
+    """One tensor of the model; ``kind`` is input, weight, intermediate or output."""
+
+    name: str
+    shape: tuple[int, ...]
+    dtype: str
+    kind: str
+    value: np.ndarray | None = None  # weights only
+
+    @property
+    def nbytes(self) -> int:
+        return int(np.prod(self.shape, dtype=np.int64)) * np.dtype(self.dtype).itemsize
+
+
+@dataclasses.dataclass
+class Step:
+    """One kernel call: ``kernel(*inputs, *outputs)``, in execution order."""
+
+    kernel: str
+    inputs: list[str]
+    outputs: list[str]
+
+
+@dataclasses.dataclass
+class Graph:
+    tensors: dict[str, Tensor]
+    steps: list[Step]
+    inputs: list[str]
+    outputs: list[str]
+    kernels: dict[str, tirx.PrimFunc]
+
+
+def _static_shape(ty, what: str) -> tuple[int, tuple[int, ...]]:
+    shape = getattr(ty, "shape", None)
+    if shape is None or not hasattr(shape, "values"):
+        raise ModelError(f"{what} has no static shape ({ty}); give the model fixed input shapes")
+    dims = []
+    for dim in shape.values:
+        if not isinstance(dim, tirx.IntImm):
+            raise ModelError(
+                f"{what} has a dynamic dimension {dim} in shape {list(shape.values)}; "
+                "export the model with fixed shapes or pass shape_dict to the frontend"
+            )
+        dims.append(int(dim))
+    return str(ty.dtype), tuple(dims)
+
+
+def _call_op_name(value) -> str | None:
+    op = getattr(value, "op", None)
+    return str(op.name) if op is not None and hasattr(op, "name") else None
+
+
+def extract_graph(mod) -> Graph:
+    """Turn the pipeline's ``main`` into a :class:`Graph`; errors name what is unsupported."""
+    main = mod["main"]
+    tensors: dict[str, Tensor] = {}
+    names: dict = {}  # relax Var -> tensor name
+    used_names: set[str] = set()
+
+    def fresh(hint: str) -> str:
+        base = "".join(ch if ch.isalnum() else "_" for ch in hint) or "t"
+        name, k = base, 1
+        while name in used_names:
+            name, k = f"{base}_{k}", k + 1
+        used_names.add(name)
+        return name
+
+    inputs = []
+    for param in main.params:
+        dtype, shape = _static_shape(param.ty, f"model input {param.name!r}")
+        name = fresh(param.name)
+        tensors[name] = Tensor(name, shape, dtype, "input")
+        names[param] = name
+        inputs.append(name)
+
+    steps: list[Step] = []
+    unsupported: dict[str, int] = {}
+    weight_count = 0
+    for block in main.body.blocks:
+        for binding in block.bindings:
+            var, value = binding.var, binding.value
+            kind = type(value).__name__
+            if kind in ("Var", "DataflowVar") and value in names:
+                names[var] = names[value]  # alias
+                continue
+            if kind == "Tuple":
+                names[var] = [names[f] for f in value.fields]
+                continue
+            if kind == "TupleGetItem":
+                names[var] = names[value.tuple_value][value.index]
+                continue
+            op = _call_op_name(value)
+            if op != "relax.call_tir":
+                label = op.removeprefix("relax.") if op else kind
+                unsupported[label] = unsupported.get(label, 0) + 1
+                continue
+            kernel = value.args[0].name_hint
+            args = []
+            for arg in value.args[1].fields:
+                arg_kind = type(arg).__name__
+                if arg_kind in ("Constant", "GenericConst"):
+                    array = arg.value.numpy()
+                    name = fresh(f"weight_{weight_count}")
+                    weight_count += 1
+                    tensors[name] = Tensor(name, array.shape, str(array.dtype), "weight", array)
+                    args.append(name)
+                elif arg in names:
+                    args.append(names[arg])
+                else:
+                    raise ModelError(f"call to {kernel} has an argument of kind {arg_kind}")
+            out_types = var.ty.fields if type(var.ty).__name__ == "TupleType" else [var.ty]
+            outs = []
+            for i, ty in enumerate(out_types):
+                dtype, shape = _static_shape(ty, f"result of {kernel}")
+                name = fresh(var.name if len(out_types) == 1 else f"{var.name}_{i}")
+                tensors[name] = Tensor(name, shape, dtype, "intermediate")
+                outs.append(name)
+            names[var] = outs[0] if len(out_types) == 1 else outs
+            steps.append(Step(kernel, args, outs))
+
+    if unsupported:
+        listed = ", ".join(f"{op} (x{n})" for op, n in sorted(unsupported.items()))
+        raise UnsupportedOperatorError(
+            f"these operators have no TIR lowering for the C backend: {listed}"
+        )
+
+    result = main.body.body
+    result_names = names.get(result) if type(result).__name__ != "Tuple" else [
+        names[f] for f in result.fields
+    ]
+    if result_names is None:
+        raise ModelError("the model's result is not a tensor computed by the model")
+    outputs = result_names if isinstance(result_names, list) else [result_names]
+    for i, name in enumerate(outputs):
+        if tensors[name].kind != "intermediate":
+            raise ModelError(f"model output {i} is a {tensors[name].kind}, not a computed tensor")
+        tensors[name].kind = "output"
+
+    kernels = {gv.name_hint: f for gv, f in mod.functions.items() if isinstance(f, tirx.PrimFunc)}
+    return Graph(tensors, steps, inputs, outputs, kernels)

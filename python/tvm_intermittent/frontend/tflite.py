@@ -1,0 +1,62 @@
+"""TFLite import through ``tvm.relax.frontend.tflite``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..codegen.model_source import TensorInfo
+from ..errors import ModelError, UnsupportedOperatorError
+
+_TFLITE_DTYPES = {0: "float32", 1: "float16", 2: "int32", 3: "uint8", 4: "int64", 6: "bool",
+                  7: "int16", 9: "int8"}
+
+
+def _tensor_info(tensor) -> TensorInfo:
+    dtype = _TFLITE_DTYPES.get(tensor.Type())
+    if dtype is None:
+        raise ModelError(f"tensor {tensor.Name().decode()!r} has an unsupported TFLite type")
+    shape = tuple(int(d) for d in tensor.ShapeAsNumpy()) if tensor.ShapeLength() else ()
+    scale, zero_point = 0.0, 0
+    quant = tensor.Quantization()
+    if quant is not None and quant.ScaleLength() == 1:
+        scale = float(np.float32(quant.ScaleAsNumpy()[0]))
+        zero_point = int(quant.ZeroPointAsNumpy()[0])
+    return TensorInfo(tensor.Name().decode(), dtype, shape, scale, zero_point)
+
+
+def import_tflite(path: Path, shape_dict=None, name="model"):
+    """Import a ``.tflite`` flatbuffer file."""
+    import tflite  # pylint: disable=import-outside-toplevel
+    from tvm.relax.frontend.tflite import from_tflite  # pylint: disable=import-outside-toplevel
+
+    from . import ImportedModel  # pylint: disable=import-outside-toplevel
+
+    source = Path(path).read_bytes()
+    if len(source) < 8 or source[4:8] != b"TFL3":
+        raise ModelError(f"{str(path)!r} is not a TFLite flatbuffer (no 'TFL3' identifier)")
+    try:
+        model = tflite.Model.GetRootAsModel(source, 0)
+        graph = model.Subgraphs(0)
+        inputs = [_tensor_info(graph.Tensors(graph.Inputs(i))) for i in range(graph.InputsLength())]
+        outputs = [_tensor_info(graph.Tensors(graph.Outputs(i)))
+                   for i in range(graph.OutputsLength())]
+    except ModelError:
+        raise
+    except Exception as err:  # flatbuffers raises struct/index errors on corrupt files
+        raise ModelError(f"{str(path)!r} is a corrupt TFLite file: {err}") from err
+    for info in inputs:
+        if any(d <= 0 for d in info.shape) and not (shape_dict and info.name in shape_dict):
+            raise ModelError(f"input {info.name!r} has a dynamic shape {list(info.shape)}; "
+                             "pass shape_dict with a fixed shape")
+    try:
+        mod = from_tflite(model, shape_dict=shape_dict)
+    except Exception as err:  # TVM raises OpNotImplemented, TVMError, ValueError...
+        lines = [line for line in str(err).strip().splitlines() if line.strip()]
+        text = next((line for line in lines if "not supported" in line),
+                    lines[-1] if lines else repr(err))
+        if "not supported" in text or "OpNotImplemented" in type(err).__name__:
+            raise UnsupportedOperatorError(f"TFLite model: {text.strip()}") from err
+        raise ModelError(f"TVM's TFLite importer failed on {Path(path).name}: {text}") from err
+    return ImportedModel(mod, name, "tflite", inputs, outputs, source)
