@@ -1,0 +1,280 @@
+"""Command implementations. ``main`` maps our errors to exit statuses; ``program`` does the work.
+
+Exit statuses (:class:`tvm_intermittent.errors.ExitStatus`): 0 ok, 1 the outputs did not
+match the reference, 2 bad input or a model that does not fit, 3 the firmware failed to run.
+Errors that are not ours surface with a traceback: they are bugs, not user mistakes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from ..board import DEFAULT_BOARD, list_boards, load_board
+from ..errors import ExitStatus, InputError, IntermittentError
+from .environment import Environment
+
+#: CMSIS-NN s8 kernels on this QEMU board (-O2, cortex-m4, DSP on), MLPerf Tiny KWS:
+#: instructions per inference, bit-exact with TFLite Micro. The anchor our reports show.
+CMSIS_NN_KWS_INSTRUCTIONS = 7_697_328
+
+
+class _ArgumentParser(argparse.ArgumentParser):
+    """argparse exits with status 2 on bad usage, which is our BAD_INPUT already."""
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = _ArgumentParser(
+        prog="tvm-intermittent",
+        description="Compile neural networks to plain C for intermittently powered MCUs.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def common(p):
+        p.add_argument("--json", action="store_true", help="machine-readable result on stdout")
+        p.add_argument("--quiet", action="store_true", help="no progress messages on stderr")
+        return p
+
+    p = common(sub.add_parser("compile", help="compile a .onnx/.tflite model to a C project"))
+    p.add_argument("model", help="path to a .onnx or .tflite model")
+    p.add_argument("--board", default=DEFAULT_BOARD, help=f"board profile (default {DEFAULT_BOARD})")
+    p.add_argument("-o", "--output", required=True, help="directory for the C project")
+    p.add_argument("--force", action="store_true", help="replace a non-empty output directory")
+    p.add_argument("--shape", action="append", default=[], metavar="NAME=D0,D1,...",
+                   help="fix the shape of an input with symbolic dimensions")
+
+    p = common(sub.add_parser("run", help="run a compiled project (or a model) on QEMU"))
+    p.add_argument("target", help="a project directory from `compile`, or a model file")
+    p.add_argument("--board", default=DEFAULT_BOARD, help="board, when TARGET is a model file")
+    p.add_argument("--input", help="input tensor(s): .npy for one input, .npz for several")
+    p.add_argument("--output", help="write the outputs here (.npy, or .npz for several)")
+    p.add_argument("--check", action="store_true",
+                   help="compare with the reference runtime (TFLite Micro or onnxruntime)")
+    p.add_argument("--max-lsb", type=int, default=None,
+                   help="with --check: largest int8 difference allowed (default: judge by "
+                        "top-1 only and report the difference)")
+    p.add_argument("--host", action="store_true", help="run the host build instead of QEMU")
+    p.add_argument("--timeout", type=float, default=600.0, help="seconds before giving up")
+
+    common(sub.add_parser("boards", help="list the board profiles"))
+
+    p = common(sub.add_parser("demo", help="keyword spotting end to end on the emulated MCU"))
+    p.add_argument("--count", type=int, default=3, help="number of speech clips (default 3)")
+    p.add_argument("--board", default=DEFAULT_BOARD, help=f"board (default {DEFAULT_BOARD})")
+    p.add_argument("--model", default="kws", help="zoo model (default kws)")
+    return parser
+
+
+def main(argv=None, env: Environment | None = None) -> int:
+    """Run one command; return its exit status (never raises for our own errors)."""
+    env = env or Environment()
+    try:
+        args = _parser().parse_args(argv)
+    except SystemExit as exit_:
+        return int(exit_.code or 0)
+    if getattr(args, "quiet", False):
+        env.show_progress = False
+    try:
+        return program(args, env)
+    except IntermittentError as err:
+        print(f"error: {err}", file=env.stderr)
+        return int(err.exit_status)
+
+
+def program(args, env: Environment) -> int:
+    """Dispatch to the command; errors propagate."""
+    return {"compile": cmd_compile, "run": cmd_run, "boards": cmd_boards,
+            "demo": cmd_demo}[args.command](args, env)
+
+
+def _emit(env: Environment, args, result: dict, text: str) -> None:
+    if args.json:
+        json.dump(result, env.stdout, indent=2)
+        env.stdout.write("\n")
+    else:
+        env.stdout.write(text.rstrip("\n") + "\n")
+
+
+def _parse_shapes(items) -> dict:
+    shapes = {}
+    for item in items:
+        name, _, dims = item.rpartition("=")
+        try:
+            shapes[name] = [int(d) for d in dims.split(",")]
+        except ValueError:
+            raise InputError(f"--shape {item!r}: expected NAME=D0,D1,... with integers") from None
+        if not name:
+            raise InputError(f"--shape {item!r}: missing the input name before '='")
+    return shapes
+
+
+# ---- compile ---------------------------------------------------------------------------
+
+
+def cmd_compile(args, env: Environment) -> int:
+    from .. import builder  # pylint: disable=import-outside-toplevel
+
+    load_board(args.board)  # fail fast on a bad board name
+    with env.step(f"compiling {args.model} for {args.board}"):
+        artifact = builder.build(args.model, "intermittent/" + args.board,
+                                 shape_dict=_parse_shapes(args.shape) or None)
+    project = artifact.export(args.output, overwrite=args.force)
+    manifest = artifact.manifest()
+    text = (f"wrote {project}\n"
+            f"  arena (inputs, activations, outputs): {manifest['arena_bytes']} bytes\n"
+            f"  weights (const, in flash): {manifest['weight_bytes']} bytes\n"
+            f"  compile time: {manifest['compile_seconds']} s\n"
+            f"build and run it with `make -C {project}` and `tvm-intermittent run {project}`")
+    _emit(env, args, {"project": str(project), **manifest}, text)
+    return ExitStatus.OK
+
+
+# ---- run -------------------------------------------------------------------------------
+
+
+def _load_manifest(project: Path) -> dict:
+    path = project / "model.json"
+    if not path.is_file():
+        raise InputError(f"{str(project)!r} is not a project made by `tvm-intermittent compile` "
+                         "(no model.json); pass a project directory or a .onnx/.tflite file")
+    return json.loads(path.read_text())
+
+
+def load_inputs(path: str | None, specs: list[dict], env: Environment) -> list[np.ndarray]:
+    """Read ``.npy``/``.npz`` inputs and check them against the model's tensors."""
+    if path is None:
+        env.log("no --input given: using a seeded random input (numpy seed 0)")
+        rng = np.random.default_rng(0)
+        arrays = []
+        for spec in specs:
+            dtype = np.dtype(spec["dtype"])
+            if np.issubdtype(dtype, np.integer):
+                info = np.iinfo(dtype)
+                arrays.append(rng.integers(info.min, info.max, spec["shape"], endpoint=True,
+                                           dtype=dtype))
+            else:
+                arrays.append(rng.standard_normal(spec["shape"]).astype(dtype))
+        return arrays
+    file = Path(path)
+    if not file.is_file():
+        raise InputError(f"input file {path!r} does not exist")
+    try:
+        loaded = np.load(file, allow_pickle=False)
+    except (ValueError, OSError) as err:
+        raise InputError(f"cannot read {path!r} as .npy/.npz: {err}") from err
+    if isinstance(loaded, np.ndarray):
+        arrays = [loaded]
+    else:
+        names = list(loaded.files)
+        by_name = [s["name"] for s in specs]
+        order = by_name if all(n in names for n in by_name) else names
+        arrays = [loaded[n] for n in order]
+    if len(arrays) != len(specs):
+        raise InputError(f"{path!r} holds {len(arrays)} array(s) but the model has "
+                         f"{len(specs)} input(s): {[s['name'] for s in specs]}")
+    for array, spec in zip(arrays, specs):
+        if list(array.shape) != list(spec["shape"]) or str(array.dtype) != spec["dtype"]:
+            raise InputError(
+                f"input {spec['name']!r} must be {spec['dtype']} {spec['shape']}, but {path!r} "
+                f"has {array.dtype} {list(array.shape)}"
+            )
+    return arrays
+
+
+def _save_outputs(path: str, outputs: list[np.ndarray], specs: list[dict]) -> None:
+    if len(outputs) == 1 and not path.endswith(".npz"):
+        np.save(path, outputs[0])
+    else:
+        np.savez(path, **{s["name"]: o for s, o in zip(specs, outputs)})
+
+
+def reference_outputs(project: Path, manifest: dict, inputs) -> list[np.ndarray]:
+    """Outputs of the independent runtime for the project's original model file."""
+    from .. import reference  # pylint: disable=import-outside-toplevel
+
+    fmt = manifest.get("source_format")
+    original = project / f"original.{fmt}"
+    if fmt == "tflite" and original.is_file():
+        return reference.run_tflite_micro(original, inputs)
+    if fmt == "onnx" and original.is_file():
+        return reference.run_onnxruntime(original, inputs)
+    raise InputError("--check needs the original .tflite/.onnx model, which this project "
+                     "lacks; compile it from a model file")
+
+
+def cmd_run(args, env: Environment) -> int:
+    from .. import sim  # pylint: disable=import-outside-toplevel
+    from ..check import compare_outputs  # pylint: disable=import-outside-toplevel
+
+    target = Path(args.target)
+    with tempfile.TemporaryDirectory(prefix="intm-cli-") as tmp:
+        if target.is_file():
+            from .. import builder  # pylint: disable=import-outside-toplevel
+
+            with env.step(f"compiling {target.name} for {args.board}"):
+                artifact = builder.build(target, "intermittent/" + load_board(args.board).name)
+            project = artifact.export(Path(tmp) / "project")
+        elif target.is_dir():
+            project = target
+        else:
+            raise InputError(f"{args.target!r} is neither a project directory nor a model file")
+        manifest = _load_manifest(project)
+        inputs = load_inputs(args.input, manifest["inputs"], env)
+        kind = "host" if args.host else "qemu"
+        with env.step(f"running on {'the host' if args.host else 'QEMU mps2-an386'}"):
+            result = sim.run(project, inputs, kind=kind, timeout=args.timeout)
+        check = None
+        if args.check:
+            with env.step("running the reference runtime"):
+                expected = reference_outputs(project, manifest, inputs)
+            check = compare_outputs(result.outputs, expected, max_lsb=args.max_lsb)
+    if args.output:
+        _save_outputs(args.output, result.outputs, manifest["outputs"])
+    report = {
+        "outputs": [o.tolist() for o in result.outputs],
+        "instructions_total": result.instructions_total,
+        "instructions_model": result.instructions_model,
+        "kind": kind,
+        "check": check.to_dict() if check else None,
+    }
+    lines = []
+    for spec, out in zip(manifest["outputs"], result.outputs):
+        lines.append(f"output {spec['name']} {out.dtype}{list(out.shape)}: "
+                     f"{np.array2string(out.reshape(-1), max_line_width=100, threshold=64)}")
+    if result.instructions_total is not None:
+        lines.append(f"instructions: {result.instructions_total:,} total, "
+                     f"{result.instructions_model:,} in intm_model_run")
+    if check:
+        lines.append("check against the reference: " + check.summary())
+    _emit(env, args, report, "\n".join(lines))
+    return ExitStatus.MISMATCH if check is not None and not check.ok else ExitStatus.OK
+
+
+# ---- boards ----------------------------------------------------------------------------
+
+
+def cmd_boards(args, env: Environment) -> int:
+    boards = [load_board(name) for name in list_boards()]
+    rows = [f"{'board':<14} {'SRAM':>9} {'NVM':>10} {'clock':>8}  {'budget/charge':>14}  description"]
+    for b in boards:
+        rows.append(f"{b.name:<14} {b.sram_bytes // 1024:>6} KiB {b.nvm_bytes // 1024:>6} KiB "
+                    f"{b.clock_hz / 1e6:>5.0f} MHz  {b.power_cycle_budget():>14,}  {b.description}")
+    rows.append("budget/charge: instructions one charge of the default capacitor pays for")
+    result = [b.to_dict() | {"power_cycle_budget": b.power_cycle_budget()} for b in boards]
+    _emit(env, args, {"boards": result}, "\n".join(rows))
+    return ExitStatus.OK
+
+
+# ---- demo ------------------------------------------------------------------------------
+
+
+def cmd_demo(args, env: Environment) -> int:
+    from .demo import run_demo  # pylint: disable=import-outside-toplevel
+
+    report = run_demo(args.model, args.board, args.count, env)
+    _emit(env, args, report.to_dict(), report.text())
+    return ExitStatus.OK if report.all_match else ExitStatus.MISMATCH

@@ -1,0 +1,116 @@
+"""The ``demo`` command: a zoo model from download to QEMU output, checked against TFLite Micro.
+
+Steps: fetch the model (keyword spotting by default), compile it for the board, build the
+firmware once, run it on QEMU for a few realistic inputs (speech clips turned into the
+model's features), run TFLite Micro on the same inputs, and report.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tempfile
+from pathlib import Path
+
+
+
+from ..check import compare_outputs
+from .environment import Environment
+
+
+@dataclasses.dataclass
+class DemoRow:
+    """One input of the demo."""
+
+    description: str
+    ours: str
+    reference: str
+    max_lsb: int | None
+    instructions_model: int
+    match: bool
+
+
+@dataclasses.dataclass
+class DemoReport:
+    model: str
+    title: str
+    board: str
+    compile_seconds: float
+    arena_bytes: int
+    weight_bytes: int
+    sizes: dict
+    rows: list[DemoRow]
+    anchor_instructions: int
+
+    @property
+    def all_match(self) -> bool:
+        return all(row.match for row in self.rows)
+
+    @property
+    def instructions_per_inference(self) -> int:
+        return max(row.instructions_model for row in self.rows) if self.rows else 0
+
+    def to_dict(self) -> dict:
+        data = dataclasses.asdict(self)
+        data["all_match"] = self.all_match
+        data["instructions_per_inference"] = self.instructions_per_inference
+        data["ratio_to_cmsis_nn"] = (self.instructions_per_inference / self.anchor_instructions
+                                     if self.model == "kws" else None)
+        return data
+
+    def text(self) -> str:
+        lines = [f"{self.title} ({self.model}) on {self.board}",
+                 f"  compiled in {self.compile_seconds:.1f} s; arena {self.arena_bytes:,} B, "
+                 f"weights {self.weight_bytes:,} B; firmware text {self.sizes.get('text', 0):,} B, "
+                 f"data {self.sizes.get('data', 0):,} B, bss {self.sizes.get('bss', 0):,} B",
+                 "",
+                 f"  {'input':<28} {'QEMU top-1':<14} {'TFLM top-1':<14} {'max diff':>9} "
+                 f"{'instructions':>13}"]
+        for row in self.rows:
+            diff = f"{row.max_lsb} LSB" if row.max_lsb is not None else "-"
+            lines.append(f"  {row.description:<28} {row.ours:<14} {row.reference:<14} "
+                         f"{diff:>9} {row.instructions_model:>13,}")
+        lines.append("")
+        verdict = ("every top-1 agrees with TFLite Micro" if self.all_match
+                   else "MISMATCH: some top-1 differs from TFLite Micro")
+        lines.append(f"  {verdict}")
+        if self.model == "kws":
+            ratio = self.instructions_per_inference / self.anchor_instructions
+            lines.append(f"  {self.instructions_per_inference:,} instructions per inference: "
+                         f"{ratio:.1f}x CMSIS-NN's {self.anchor_instructions:,} on the same board "
+                         "(float-lowered kernels; integer-only lowering is the next step)")
+        return "\n".join(lines)
+
+
+def _label(labels, index: int) -> str:
+    return labels[index] if labels and 0 <= index < len(labels) else str(index)
+
+
+def run_demo(model: str, board: str, count: int, env: Environment) -> DemoReport:
+    """Compile and run ``model`` from the zoo; see the module docstring."""
+    from .. import builder, reference, sim, zoo  # pylint: disable=import-outside-toplevel
+    from .core import CMSIS_NN_KWS_INSTRUCTIONS  # pylint: disable=import-outside-toplevel
+
+    with env.step(f"fetching the zoo model {model!r}"):
+        entry = zoo.get(model, progress=env.log)
+    samples = zoo.sample_inputs(model, count=count)
+    with env.step(f"compiling {entry.path.name} for {board}"):
+        artifact = builder.build(entry.path, "intermittent/" + board, name=model)
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="intm-demo-") as tmp:
+        project = artifact.export(Path(tmp) / model)
+        with env.step("building the firmware"):
+            elf = sim.build_project(project, kind="qemu")
+        sizes = sim.section_sizes(elf)
+        for array, description in env.progress(samples, desc="inferences on QEMU"):
+            result = sim.run(project, [array], kind="qemu")
+            expected = reference.run_tflite_micro(entry.path, [array])
+            check = compare_outputs(result.outputs, expected)
+            out = check.outputs[0]
+            rows.append(DemoRow(description, _label(entry.labels, out.top1_ours),
+                                _label(entry.labels, out.top1_reference), out.max_lsb,
+                                int(result.instructions_model), check.ok))
+    return DemoReport(model, entry.title, board, artifact.compile_seconds,
+                      artifact.sources.arena_bytes, artifact.sources.weight_bytes, sizes, rows,
+                      CMSIS_NN_KWS_INSTRUCTIONS)
+
+

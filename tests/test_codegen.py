@@ -1,0 +1,132 @@
+"""The TIR-to-C printer and the memory planner, checked against numpy on the host compiler."""
+
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+import tvm
+from tvm.script import tirx as T
+
+from tvm_intermittent.codegen.c_printer import STACK_SCRATCH_LIMIT, CFunctionPrinter
+from tvm_intermittent.codegen.graph import Graph, Step, Tensor
+from tvm_intermittent.codegen.memory_plan import lifetimes, plan_memory
+from tvm_intermittent.transform import lower_prim_func
+
+from importlib import resources
+
+RUNTIME = resources.files("tvm_intermittent").joinpath("runtime")
+
+
+def _compile_and_call(tmp_path, c_function: str, call: str, inputs, out_count, out_dtype):
+    """Compile ``c_function`` with a main that feeds ``inputs`` and prints the output."""
+    decls = []
+    for name, array in inputs.items():
+        ctype = {"int32": "int32_t", "float32": "float"}[str(array.dtype)]
+        values = ", ".join(repr(v) + ("f" if ctype == "float" else "") for v in array.tolist())
+        decls.append(f"static const {ctype} {name}[{array.size}] = {{{values}}};")
+    ctype = {"int32": "int32_t", "float32": "float"}[out_dtype]
+    fmt = '"%d\\n"' if ctype == "int32_t" else '"%.9g\\n"'
+    source = (f'#include <stdio.h>\n#include <stdint.h>\n#include "intm_kernel_ops.h"\n'
+              f"{c_function}\n" + "\n".join(decls) +
+              f"\nstatic {ctype} out[{out_count}];\nint main(void) {{ {call};\n"
+              f"  for (int i = 0; i < {out_count}; ++i) printf({fmt}, out[i]);\n  return 0; }}\n")
+    (tmp_path / "t.c").write_text(source)
+    with resources.as_file(RUNTIME) as runtime:
+        subprocess.run(["cc", "-std=c99", "-O2", "-Wall", "-Werror", "-Wno-unused-variable",
+                        f"-I{runtime}", "t.c", "-o", "t", "-lm"], cwd=tmp_path, check=True)
+    text = subprocess.run([str(tmp_path / "t")], check=True, capture_output=True, text=True).stdout
+    return np.array([float(v) for v in text.split()], dtype=out_dtype)
+
+
+@T.prim_func(s_tir=True)
+def floor_ops(a: T.Buffer((8,), "int32"), b: T.Buffer((8,), "int32"), out: T.Buffer((16,), "int32")):
+    for i in range(8):
+        with T.sblock("div"):
+            vi = T.axis.spatial(8, i)
+            out[vi] = T.floordiv(a[vi], b[vi])
+    for i in range(8):
+        with T.sblock("mod"):
+            vi = T.axis.spatial(8, i)
+            out[vi + 8] = T.floormod(a[vi], b[vi])
+
+
+@pytest.mark.host_cc
+def test_floordiv_and_floormod_round_toward_negative_infinity(tmp_path):
+    """C's / and % truncate; TIR's floordiv/floormod must not (numpy // and % agree with TIR)."""
+    a = np.array([7, -7, 7, -7, 0, -1, 9, -9], dtype=np.int32)
+    b = np.array([2, 2, -2, -2, 3, 4, -4, 5], dtype=np.int32)
+    c = CFunctionPrinter(lower_prim_func(floor_ops, "floor_ops"), "k").print_function()
+    got = _compile_and_call(tmp_path, c, "k(a, b, out)", {"a": a, "b": b}, 16, "int32")
+    np.testing.assert_array_equal(got, np.concatenate([a // b, a % b]))
+
+
+@T.prim_func(s_tir=True)
+def big_scratch(x: T.Buffer((1024,), "float32"), y: T.Buffer((1024,), "float32")):
+    tmp = T.sblock_alloc_buffer((1024,), "float32")
+    for i in range(1024):
+        with T.sblock("square"):
+            vi = T.axis.spatial(1024, i)
+            tmp[vi] = x[vi] * x[vi]
+    for i in range(1024):
+        with T.sblock("reverse"):
+            vi = T.axis.spatial(1024, i)
+            y[vi] = tmp[1023 - vi] + T.float32(1)
+
+
+@pytest.mark.host_cc
+def test_large_scratch_goes_to_static_memory_not_the_stack(tmp_path):
+    printer = CFunctionPrinter(lower_prim_func(big_scratch, "big"), "k")
+    c = printer.print_function()
+    assert printer.static_scratch_bytes == 4096 and printer.stack_scratch_bytes == 0
+    assert c.startswith("static float") and "[1024]" in c.splitlines()[0]
+    assert 4096 > STACK_SCRATCH_LIMIT
+    x = np.linspace(-2, 2, 1024, dtype=np.float32)
+    got = _compile_and_call(tmp_path, c, "k(x, out)", {"x": x}, 1024, "float32")
+    np.testing.assert_allclose(got, (x * x)[::-1] + 1, rtol=1e-6)
+
+
+def test_parameters_are_const_unless_written():
+    printer = CFunctionPrinter(lower_prim_func(floor_ops, "floor_ops"), "k")
+    header = printer.print_function().splitlines()[0]
+    assert "const int32_t* restrict a" in header and "const int32_t* restrict b" in header
+    assert "int32_t* restrict out" in header and "const int32_t* restrict out" not in header
+
+
+def _chain_graph(sizes, branch=False):
+    """x -> t0 -> t1 -> ... -> out; with ``branch`` step 2 also reads t0 (a skip link)."""
+    tensors = {"x": Tensor("x", (sizes[0],), "float32", "input")}
+    steps, prev = [], "x"
+    for i, n in enumerate(sizes[1:]):
+        name = f"t{i}"
+        tensors[name] = Tensor(name, (n,), "float32", "intermediate")
+        ins = [prev] + (["t0"] if branch and i == 2 else [])
+        steps.append(Step(f"k{i}", ins, [name]))
+        prev = name
+    tensors[prev].kind = "output"
+    return Graph(tensors, steps, ["x"], [prev], {})
+
+
+@pytest.mark.parametrize("branch", [False, True])
+def test_memory_plan_never_overlaps_live_tensors(branch):
+    graph = _chain_graph([100, 300, 50, 400, 20, 7], branch)
+    plan = plan_memory(graph)
+    live = lifetimes(graph)
+    names = list(plan.placements)
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
+            pa, pb = plan.placements[a], plan.placements[b]
+            overlap_time = not (live[a][1] < live[b][0] or live[b][1] < live[a][0])
+            overlap_space = pa.offset < pb.offset + pb.size and pb.offset < pa.offset + pa.size
+            assert not (overlap_time and overlap_space), (a, b)
+        assert plan.placements[a].offset % 8 == 0
+    assert plan.arena_bytes < plan.naive_bytes
+
+
+def test_memory_plan_of_a_chain_needs_only_the_largest_neighbour_pair():
+    sizes = [100, 300, 50, 400, 20, 7]
+    plan = plan_memory(_chain_graph(sizes))
+    byte_sizes = [((4 * s + 7) // 8) * 8 for s in sizes]
+    # Inputs and the output stay live throughout; within the chain, only neighbours overlap.
+    assert plan.arena_bytes <= byte_sizes[0] + byte_sizes[-1] + max(
+        a + b for a, b in zip(byte_sizes[1:-1], byte_sizes[2:-1]))
