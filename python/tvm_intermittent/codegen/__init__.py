@@ -1,0 +1,1 @@
+"""C code generation: kernels from TIR, the memory plan, model sources and project files."""
