@@ -1,0 +1,45 @@
+"""The TVM plugin: `import tvm` alone registers our target tags and Relax pipeline."""
+
+import subprocess
+import sys
+
+from tvm_intermittent.board import list_boards, load_board
+from tvm_intermittent.errors import BoardError
+
+import pytest
+
+
+def test_import_tvm_registers_tags_and_pipeline_through_the_entry_point():
+    code = (
+        "import tvm\n"
+        "from tvm import relax\n"
+        "t = tvm.target.Target('intermittent/msp430fr5994')\n"
+        "print(t.kind.name, t.attrs['model'], t.attrs['mcpu'])\n"
+        "print(callable(relax.get_pipeline('intermittent')))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["c", "msp430fr5994", "cortex-m4", "True"]
+
+
+def test_shipped_boards_and_their_documented_sizes():
+    assert {"qemu-an386", "msp430fr5994", "apollo4-mram"} <= set(list_boards())
+    msp = load_board("intermittent/msp430fr5994")
+    assert (msp.sram_bytes, msp.nvm_bytes, msp.clock_hz) == (8192, 262144, 16_000_000)
+    for name in list_boards():
+        board = load_board(name)
+        undocumented = [k for k in ("sram_bytes", "active_power_w", "capacitor_f")
+                        if not any(k in key for key in board.sources)]
+        assert not undocumented, f"{name}: no source for {undocumented}"
+
+
+def test_power_cycle_budget_follows_the_capacitor_equation():
+    board = load_board("msp430fr5994")
+    energy = 0.5 * 100e-6 * (board.v_on**2 - board.v_off**2)
+    per_instruction = board.active_power_w * board.cycles_per_instruction / board.clock_hz
+    assert board.power_cycle_budget(100e-6) == int(energy / per_instruction)
+    assert board.power_cycle_budget(1e-3) > 9 * board.power_cycle_budget(100e-6)
+
+
+def test_unknown_board_lists_the_known_ones():
+    with pytest.raises(BoardError, match="msp430fr5994"):
+        load_board("esp32")
