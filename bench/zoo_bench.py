@@ -52,7 +52,8 @@ def bench_model(name: str) -> dict:
         sizes = sim.section_sizes(elf)
         stack = peak_stack(sim.stack_usage(project / "build" / "qemu"))
         result = sim.run(project, [array], timeout=1800)
-    check = compare_outputs(result.outputs, reference.run_tflite_micro(entry.path, [array]))
+    check = compare_outputs(result.outputs, reference.run_tflite_micro(entry.path, [array]),
+                            lsb_scales=reference.output_lsb_scales(entry.path))
     row.update({
         "input": description,
         "instructions_model": result.instructions_model,

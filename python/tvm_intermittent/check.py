@@ -64,8 +64,21 @@ class CheckResult:
 
 
 def compare_outputs(ours, reference, *, rtol=FLOAT_RTOL, atol=FLOAT_ATOL,
-                    max_lsb=DEFAULT_MAX_LSB) -> CheckResult:
-    """Compare output lists elementwise; shapes and dtypes must agree exactly."""
+                    max_lsb=DEFAULT_MAX_LSB, lsb_scales=None) -> CheckResult:
+    """Compare output lists elementwise; shapes and dtypes must agree exactly.
+
+    Parameters
+    ----------
+    ours, reference : list of numpy.ndarray
+        Outputs of our firmware and of the reference runtime.
+    rtol, atol : float
+        Bound for float outputs, relative to the reference output's largest magnitude.
+    max_lsb : int or None
+        Bound for quantized outputs, in LSB; None judges them by top-1 only.
+    lsb_scales : list of float or None, optional
+        Per output, the quantization step behind a float output (a TFLite model whose int8
+        graph ends in DEQUANTIZE). Such an output is judged as a quantized one, in LSB.
+    """
     if len(ours) != len(reference):
         raise ValueError(f"{len(ours)} outputs but the reference has {len(reference)}")
     results = []
@@ -76,8 +89,9 @@ def compare_outputs(ours, reference, *, rtol=FLOAT_RTOL, atol=FLOAT_ATOL,
                              f"{b.dtype}{list(b.shape)}")
         diff = np.abs(a.astype(np.float64) - b.astype(np.float64))
         max_diff = float(diff.max()) if diff.size else 0.0
-        if np.issubdtype(a.dtype, np.integer):
-            lsb = int(max_diff)
+        scale = lsb_scales[i] if lsb_scales and i < len(lsb_scales) else None
+        if np.issubdtype(a.dtype, np.integer) or scale:
+            lsb = int(round(max_diff / scale)) if scale else int(max_diff)
             ok = lsb <= max_lsb if max_lsb is not None else (
                 int(np.argmax(a.reshape(-1))) == int(np.argmax(b.reshape(-1))))
         else:

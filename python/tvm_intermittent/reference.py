@@ -180,7 +180,8 @@ def run_tflite_micro(model, inputs, arena_size=None):
         The outputs, in the model's output order.
     """
     try:
-        from tflite_micro.python.tflite_micro import runtime  # pylint: disable=import-outside-toplevel
+        # pylint: disable-next=import-outside-toplevel
+        from tflite_micro.python.tflite_micro import runtime
     except ImportError as err:
         raise ToolchainError(
             f"the TFLite Micro reference needs the 'tflite-micro' package: {_EXTRA_HINT}"
@@ -242,3 +243,15 @@ def run_onnxruntime(model, inputs):
         return [np.asarray(out) for out in session.run(None, feeds)]
     except Exception as err:  # wrong dtype or shape surfaces here as an ORT exception
         raise InputError(f"ONNX Runtime rejected the inputs: {err}") from err
+
+
+def output_lsb_scales(model):
+    """Per output of a TFLite model, the int8 step behind a float (DEQUANTIZE) output, or None.
+
+    A float output computed from an int8 graph can only be compared in units of that step:
+    compilers that keep the graph in float differ from TFLite Micro's integer kernels by a
+    few steps, which is meaningless as a relative float error.
+    """
+    _, outputs = tflite_io_details(model)
+    return [info.inner_quantization[0] if info.inner_quantization and info.dtype.kind == "f"
+            else None for info in outputs]

@@ -192,16 +192,19 @@ def _save_outputs(path: str, outputs: list[np.ndarray], specs: list[dict]) -> No
         np.savez(path, **{s["name"]: o for s, o in zip(specs, outputs)})
 
 
-def reference_outputs(project: Path, manifest: dict, inputs) -> list[np.ndarray]:
-    """Outputs of the independent runtime for the project's original model file."""
+def reference_outputs(project: Path, manifest: dict, inputs):
+    """Outputs of the independent runtime for the project's original model file, and the
+    LSB scales of its float outputs (see :func:`tvm_intermittent.reference.output_lsb_scales`).
+    """
     from .. import reference  # pylint: disable=import-outside-toplevel
 
     fmt = manifest.get("source_format")
     original = project / f"original.{fmt}"
     if fmt == "tflite" and original.is_file():
-        return reference.run_tflite_micro(original, inputs)
+        return (reference.run_tflite_micro(original, inputs),
+                reference.output_lsb_scales(original))
     if fmt == "onnx" and original.is_file():
-        return reference.run_onnxruntime(original, inputs)
+        return reference.run_onnxruntime(original, inputs), None
     raise InputError("--check needs the original .tflite/.onnx model, which this project "
                      "lacks; compile it from a model file")
 
@@ -230,8 +233,9 @@ def cmd_run(args, env: Environment) -> int:
         check = None
         if args.check:
             with env.step("running the reference runtime"):
-                expected = reference_outputs(project, manifest, inputs)
-            check = compare_outputs(result.outputs, expected, max_lsb=args.max_lsb)
+                expected, scales = reference_outputs(project, manifest, inputs)
+            check = compare_outputs(result.outputs, expected, max_lsb=args.max_lsb,
+                                    lsb_scales=scales)
     if args.output:
         _save_outputs(args.output, result.outputs, manifest["outputs"])
     report = {

@@ -63,14 +63,19 @@ class DemoReport:
                  f"weights {self.weight_bytes:,} B; firmware text {self.sizes.get('text', 0):,} B, "
                  f"data {self.sizes.get('data', 0):,} B, bss {self.sizes.get('bss', 0):,} B",
                  "",
-                 f"  {'input':<28} {'QEMU top-1':<14} {'TFLM top-1':<14} {'max diff':>9} "
-                 f"{'instructions':>13}"]
-        for row in self.rows:
+                 f"  {'#':<2} {'expected':<10} {'QEMU top-1':<11} {'TFLM top-1':<11} "
+                 f"{'max diff':>9} {'instructions':>13}"]
+        for i, row in enumerate(self.rows):
+            expected = row.description.split(":", 1)[0]
             diff = f"{row.max_lsb} LSB" if row.max_lsb is not None else "-"
-            lines.append(f"  {row.description:<28} {row.ours:<14} {row.reference:<14} "
+            lines.append(f"  {i:<2} {expected:<10} {row.ours:<11} {row.reference:<11} "
                          f"{diff:>9} {row.instructions_model:>13,}")
         lines.append("")
-        verdict = ("every top-1 agrees with TFLite Micro" if self.all_match
+        lines += [f"  input {i}: {row.description.split(':', 1)[-1].strip()}"
+                  for i, row in enumerate(self.rows)]
+        lines.append("")
+        verdict = ("every top-1 agrees with TFLite Micro (max diff: in steps of the int8 "
+                   "output quantization)" if self.all_match
                    else "MISMATCH: some top-1 differs from TFLite Micro")
         lines.append(f"  {verdict}")
         if self.model == "kws":
@@ -101,10 +106,11 @@ def run_demo(model: str, board: str, count: int, env: Environment) -> DemoReport
         with env.step("building the firmware"):
             elf = sim.build_project(project, kind="qemu")
         sizes = sim.section_sizes(elf)
+        scales = reference.output_lsb_scales(entry.path)
         for array, description in env.progress(samples, desc="inferences on QEMU"):
             result = sim.run(project, [array], kind="qemu")
             expected = reference.run_tflite_micro(entry.path, [array])
-            check = compare_outputs(result.outputs, expected)
+            check = compare_outputs(result.outputs, expected, lsb_scales=scales)
             out = check.outputs[0]
             rows.append(DemoRow(description, _label(entry.labels, out.top1_ours),
                                 _label(entry.labels, out.top1_reference), out.max_lsb,
