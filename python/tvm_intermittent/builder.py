@@ -81,7 +81,7 @@ class Artifact:
                 path = staging / rel
                 path.parent.mkdir(parents=True, exist_ok=True)
                 path.write_text(text)
-            copy_support_files(staging, self.board)
+            copy_support_files(staging, self.board, model_name=self.name)
             (staging / PROJECT_MANIFEST).write_text(json.dumps(self.manifest(), indent=2) + "\n")
             if self.source_model is not None and self.source_format:
                 (staging / f"original.{self.source_format}").write_bytes(self.source_model)
