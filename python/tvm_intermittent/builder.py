@@ -25,7 +25,8 @@ from .board import Board
 from .codegen.graph import extract_graph
 from .codegen.memory_plan import plan_memory
 from .codegen.model_source import ModelSources, TensorInfo, emit_model_sources
-from .errors import ModelError
+from .codegen.tiling import TilePlan, plan_tiles
+from .errors import DoesNotFitError, ModelError
 from .target import board_of
 from .transform import intermittent_pipeline, lower_prim_func
 
@@ -44,6 +45,8 @@ class Artifact:
     compile_seconds: float
     source_format: str | None = None
     source_model: bytes | None = dataclasses.field(default=None, repr=False)
+    tiles: dict = dataclasses.field(default_factory=dict)
+    power_cycle_budget: int = 0
 
     def manifest(self) -> dict:
         """What ``model.json`` records: the tensors and the facts of the build."""
@@ -57,6 +60,10 @@ class Artifact:
             "kernel_static_scratch_bytes": self.sources.kernel_static_scratch_bytes,
             "compile_seconds": round(self.compile_seconds, 3),
             "source_format": self.source_format,
+            "model_hash": f"0x{self.sources.model_hash:08x}",
+            "power_cycle_budget": self.power_cycle_budget,
+            "tiles": {k: dataclasses.asdict(t) for k, t in sorted(self.tiles.items())},
+            "board_profile": self.board.to_dict(),
         }
 
     def export(self, directory, overwrite: bool = False) -> Path:
@@ -103,7 +110,8 @@ class Artifact:
 
 
 def build(mod, target="intermittent/qemu-an386", *, board=None, tuning_log=None,
-          name: str | None = None, shape_dict: dict | None = None) -> Artifact:
+          name: str | None = None, shape_dict: dict | None = None,
+          capacitor_f: float | None = None) -> Artifact:
     """Compile a model to a plain-C project for an intermittently powered microcontroller.
 
     Parameters
@@ -120,6 +128,8 @@ def build(mod, target="intermittent/qemu-an386", *, board=None, tuning_log=None,
         Model name for comments and reports.
     shape_dict : dict, optional
         Fixed input shapes for models with symbolic dimensions.
+    capacitor_f : float, optional
+        Capacitor the tiles are sized for (default: the board profile's).
 
     Returns
     -------
@@ -144,12 +154,61 @@ def build(mod, target="intermittent/qemu-an386", *, board=None, tuning_log=None,
     lowered = {kernel: lower_prim_func(func, kernel) for kernel, func in graph.kernels.items()
                if any(step.kernel == kernel for step in graph.steps)}
     plan = plan_memory(graph)
+    budget = the_board.power_cycle_budget(capacitor_f)
+    tiles = _plan_all_tiles(lowered, the_board, budget)
     inputs = _match_infos(imported.inputs, graph, graph.inputs)
     outputs = _match_infos(imported.outputs, graph, graph.outputs)
     sources = emit_model_sources(graph, plan, lowered, name or imported.name, inputs, outputs,
-                                 the_board.name)
+                                 the_board.name, tiles)
+    _check_memory(sources, the_board)
     return Artifact(name or imported.name, the_board, sources, inputs, outputs,
-                    time.perf_counter() - started, imported.format, imported.source)
+                    time.perf_counter() - started, imported.format, imported.source, tiles,
+                    budget)
+
+
+#: SRAM the firmware needs besides kernel scratch: the stack reserve of the project's
+#: Makefile (STACK_BYTES) and the runtime's own variables.
+STACK_RESERVE_BYTES = 1024
+RUNTIME_SRAM_BYTES = 256
+
+
+def _plan_all_tiles(lowered: dict, board: Board, budget: int) -> dict[str, TilePlan]:
+    """Tile every kernel; report every operator that does not fit a power cycle at once."""
+    from .codegen.c_printer import CFunctionPrinter  # pylint: disable=import-outside-toplevel
+
+    tiles, problems = {}, []
+    for kernel, func in lowered.items():
+        printer = CFunctionPrinter(func, kernel)
+        printer.print_function()
+        written = {name for name, _, is_written in printer.signature() if is_written}
+        try:
+            tiles[kernel] = plan_tiles(func, kernel, written, budget, board.name)
+        except DoesNotFitError as err:
+            problems.append(str(err))
+    if problems:
+        raise DoesNotFitError("the model does not fit the power cycle budget:\n  "
+                              + "\n  ".join(problems))
+    return tiles
+
+
+def _check_memory(sources: ModelSources, board: Board) -> None:
+    """Refuse a model whose arena exceeds NVM, or whose working set exceeds SRAM."""
+    from .codegen.c_printer import CFunctionPrinter  # pylint: disable=import-outside-toplevel
+
+    del CFunctionPrinter
+    problems = []
+    if sources.arena_bytes > board.nvm_bytes:
+        problems.append(f"the activations need {sources.arena_bytes:,} bytes of NVM, board "
+                        f"{board.name} has {board.nvm_bytes:,}")
+    need = STACK_RESERVE_BYTES + RUNTIME_SRAM_BYTES + sources.kernel_static_scratch_bytes
+    if need > board.sram_bytes:
+        problems.append(
+            f"the working set needs {need:,} bytes of SRAM ({STACK_RESERVE_BYTES} stack, "
+            f"{RUNTIME_SRAM_BYTES} runtime, {sources.kernel_static_scratch_bytes:,} kernel "
+            f"scratch), board {board.name} has {board.sram_bytes:,}")
+    if problems:
+        raise DoesNotFitError("the model does not fit: " + "; ".join(problems)
+                              + "; choose a larger board (tvm-intermittent boards)")
 
 
 def _relax_io(mod) -> tuple[list[TensorInfo], list[TensorInfo]]:

@@ -116,11 +116,15 @@ class CFunctionPrinter:
         Lowered PrimFunc whose parameters are all buffers.
     c_name : str
         Name of the emitted C function.
+    tile_loops : list of tvm.tirx.For, optional
+        The leading perfectly nested loops to fuse into one tile index. The function then
+        takes ``int32_t intm_begin, int32_t intm_end`` and runs only those tiles.
     """
 
-    def __init__(self, func: tirx.PrimFunc, c_name: str):
+    def __init__(self, func: tirx.PrimFunc, c_name: str, tile_loops=()):
         self.func = func
         self.c_name = c_name
+        self.tile_loops = list(tile_loops)
         self.names = _Names()
         # Buffer variable (parameter, DeclBuffer, AllocBuffer) -> C pointer expression.
         self._pointers: dict = {}
@@ -146,6 +150,8 @@ class CFunctionPrinter:
         for var, name in params:
             const = "" if var.name in self._written else "const "
             args.append(f"{const}{c_type(var.ty.dtype)}* restrict {name}")
+        if self.tile_loops:
+            args += ["int32_t intm_begin", "int32_t intm_end"]
         header = f"void {self.c_name}({', '.join(args)})"
         body = "\n".join(self._lines)
         return "\n".join(self._statics + [header + " {", body, "}"]) + "\n"
@@ -227,6 +233,9 @@ class CFunctionPrinter:
         self._pointers[buf] = name
 
     def _stmt_For(self, node, depth):
+        if self.tile_loops and node.same_as(self.tile_loops[0]):
+            self._tile_loop(depth)
+            return
         var = self.names.bind(node.loop_var, node.loop_var.name)
         ctype = c_type(_var_dtype(node.loop_var))
         lo = self._expr(node.min)
@@ -235,6 +244,25 @@ class CFunctionPrinter:
         inc = f"++{var}" if step is None or _is_one(step) else f"{var} += {self._expr(step)}"
         self._emit(depth, f"for ({ctype} {var} = {lo}; {var} < {self._expr(hi)}; {inc}) {{")
         self._stmt(node.body, depth + 1)
+        self._emit(depth, "}")
+
+    def _tile_loop(self, depth):
+        """The fused tile loop: one index over the tile loops, each variable recovered by
+        division, so a tile range [intm_begin, intm_end) can resume anywhere."""
+        loops = self.tile_loops
+        extents = [int(loop.extent) for loop in loops]
+        self._emit(depth, "for (int32_t intm_tile = intm_begin; intm_tile < intm_end; "
+                          "++intm_tile) {")
+        stride = 1
+        for loop, extent in reversed(list(zip(loops, extents))):
+            var = self.names.bind(loop.loop_var, loop.loop_var.name)
+            index = "intm_tile" if stride == 1 else f"(intm_tile / {stride})"
+            if stride * extent != _product(extents):
+                index = f"({index} % {extent})"
+            offset = "" if _is_zero(loop.min) else f" + {self._expr(loop.min)}"
+            self._emit(depth + 1, f"const int32_t {var} = {index}{offset};")
+            stride *= extent
+        self._stmt(loops[-1].body, depth + 1)
         self._emit(depth, "}")
 
     def _stmt_BufferStore(self, node, depth):
@@ -414,6 +442,13 @@ def _var_dtype(var) -> str:
 
 def _libm(name: str, dtype) -> str:
     return name + ("f" if str(dtype) == "float32" else "")
+
+
+def _product(values) -> int:
+    result = 1
+    for v in values:
+        result *= v
+    return result
 
 
 def _is_zero(expr) -> bool:

@@ -8,6 +8,7 @@ other tensor lives at a fixed offset of one static arena planned by :mod:`.memor
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import math
 
 import numpy as np
@@ -15,6 +16,7 @@ import numpy as np
 from .c_printer import C_TYPES, CFunctionPrinter, float_literal
 from .graph import Graph
 from .memory_plan import MemoryPlan
+from .tiling import TilePlan, loop_chain
 
 DTYPE_ENUM = {
     "float32": "INTM_FLOAT32",
@@ -50,6 +52,7 @@ class ModelSources:
     arena_bytes: int
     weight_bytes: int
     kernel_static_scratch_bytes: int
+    model_hash: int = 0
 
 
 def _c_array_values(array: np.ndarray) -> list[str]:
@@ -85,7 +88,7 @@ def _desc(info: TensorInfo, nbytes: int) -> str:
 
 def emit_model_sources(graph: Graph, plan: MemoryPlan, lowered: dict, name: str,
                        input_infos: list[TensorInfo], output_infos: list[TensorInfo],
-                       board_name: str) -> ModelSources:
+                       board_name: str, tiles: dict[str, TilePlan]) -> ModelSources:
     """Generate ``model/model.h``, ``model/model.c``, ``model/kernels.c`` and weights.
 
     Parameters
@@ -102,11 +105,15 @@ def emit_model_sources(graph: Graph, plan: MemoryPlan, lowered: dict, name: str,
         Descriptors users see (names and quantization from the original model).
     board_name : str
         Board the sources are generated for, used in comments.
+    tiles : dict[str, TilePlan]
+        How each kernel is cut into tiles (see :mod:`.tiling`).
     """
     kernel_c, kernel_protos = [], []
     static_scratch = 0
     for kernel in sorted({step.kernel for step in graph.steps}):
-        printer = CFunctionPrinter(lowered[kernel], f"intm_k_{kernel}")
+        depth = tiles[kernel].depth
+        tile_loops = loop_chain(lowered[kernel])[:depth] if depth else ()
+        printer = CFunctionPrinter(lowered[kernel], f"intm_k_{kernel}", tile_loops)
         kernel_c.append(printer.print_function())
         static_scratch += printer.static_scratch_bytes
         kernel_protos.append(kernel_c[-1].split(" {\n", 1)[0].splitlines()[-1] + ";")
@@ -138,9 +145,17 @@ def emit_model_sources(graph: Graph, plan: MemoryPlan, lowered: dict, name: str,
         "model/weights.c": header + '#include <math.h>\n#include <stdint.h>\n\n#include "weights.h"\n\n'
         + "\n".join(weight_c),
         "model/model.h": _model_h(header, graph, plan, input_infos, output_infos),
-        "model/model.c": _model_c(header, graph, plan, input_infos, output_infos),
     }
-    return ModelSources(files, plan.arena_bytes, weight_bytes, static_scratch)
+    # The hash names this model and memory layout in the NVM progress record: firmware that
+    # finds a record with another hash starts over instead of resuming someone else's work.
+    digest = hashlib.sha256()
+    for rel in sorted(files):
+        digest.update(files[rel].encode())
+    digest.update(repr(sorted((k, dataclasses.astuple(t)) for k, t in tiles.items())).encode())
+    model_hash = int.from_bytes(digest.digest()[:4], "little")
+    files["model/model.c"] = _model_c(header, graph, plan, input_infos, output_infos, tiles,
+                                      model_hash)
+    return ModelSources(files, plan.arena_bytes, weight_bytes, static_scratch, model_hash)
 
 
 def _kernels_h(header: str, protos: list[str]) -> str:
@@ -178,6 +193,12 @@ extern "C" {{
 extern const intm_tensor_desc_t intm_model_inputs[INTM_MODEL_NUM_INPUTS];
 extern const intm_tensor_desc_t intm_model_outputs[INTM_MODEL_NUM_OUTPUTS];
 
+/** Operators as tiles: the executor's task table (see intm_executor.h). */
+#define INTM_MODEL_NUM_TASKS {len(graph.steps)}u
+extern const intm_task_t intm_model_tasks[INTM_MODEL_NUM_TASKS];
+/** Hash of this model and its memory layout, kept in the NVM progress record. */
+extern const uint32_t intm_model_hash;
+
 /** Buffer to fill with input `index` before intm_model_run(); NULL if out of range. */
 void* intm_model_input(int index);
 
@@ -185,7 +206,8 @@ void* intm_model_input(int index);
 const void* intm_model_output(int index);
 
 /**
- * Run one inference on the inputs in intm_model_input() buffers.
+ * Run one inference on the inputs in intm_model_input() buffers, without committing
+ * progress (continuous power). The firmware harness resumes through the task table instead.
  *
  * @return INTM_OK. Kernels cannot fail at run time: shapes are fixed at compile time.
  */
@@ -199,7 +221,7 @@ intm_status_t intm_model_run(void);
 """
 
 
-def _model_c(header, graph, plan, inputs, outputs) -> str:
+def _model_c(header, graph, plan, inputs, outputs, tiles, model_hash) -> str:
     def ptr(name):
         tensor = graph.tensors[name]
         ctype = C_TYPES[tensor.dtype]
@@ -207,10 +229,13 @@ def _model_c(header, graph, plan, inputs, outputs) -> str:
             return f"intm_{name}"
         return f"(({ctype}*)(intm_arena + {plan.placements[name].offset}u))"
 
-    lines = [header, '#include "model.h"\n', '#include "kernels.h"', '#include "weights.h"\n']
-    lines.append("/* Every non-constant tensor, at offsets planned from the tensors' lifetimes. */")
-    lines.append("static uint8_t intm_arena[INTM_MODEL_ARENA_BYTES + 1u] "
+    lines = [header, '#include "model.h"\n', '#include "intm_executor.h"', '#include "kernels.h"',
+             '#include "weights.h"\n']
+    lines.append("/* Every non-constant tensor, at offsets planned from the tensors' lifetimes, in")
+    lines.append(" * non-volatile memory: a tile's output survives the power failures after it. */")
+    lines.append("INTM_NVM static uint8_t intm_arena[INTM_MODEL_ARENA_BYTES + 1u] "
                  "__attribute__((aligned(8)));\n")
+    lines.append(f"const uint32_t intm_model_hash = 0x{model_hash:08x}u;\n")
     lines.append("const intm_tensor_desc_t intm_model_inputs[INTM_MODEL_NUM_INPUTS] = {")
     lines += [_desc(info, graph.tensors[n].nbytes) for info, n in zip(inputs, graph.inputs)]
     lines.append("};\n")
@@ -224,9 +249,23 @@ def _model_c(header, graph, plan, inputs, outputs) -> str:
         for i, name in enumerate(names):
             lines.append(f"    case {i}: return intm_arena + {plan.placements[name].offset}u;")
         lines.append("    default: return NULL;\n  }\n}\n")
-    lines.append("intm_status_t intm_model_run(void) {")
-    for step in graph.steps:
+    table = []
+    for i, step in enumerate(graph.steps):
+        tile = tiles[step.kernel]
         args = ", ".join(ptr(n) for n in step.inputs + step.outputs)
-        lines.append(f"  intm_k_{step.kernel}({args});")
+        lines.append(f"/* {step.kernel}: {tile.extent} tile(s) of about {tile.tile_instructions:,} "
+                     f"instructions, {tile.tiles_per_commit} per commit */")
+        lines.append(f"static void intm_task_{i}(int32_t begin, int32_t end) {{")
+        if tile.depth:
+            lines.append(f"  intm_k_{step.kernel}({args}, begin, end);\n}}\n")
+        else:
+            lines.append(f"  (void)begin;\n  (void)end;\n  intm_k_{step.kernel}({args});\n}}\n")
+        table.append(f'  {{intm_task_{i}, {tile.extent}, {tile.tiles_per_commit}, "{step.kernel}"}},')
+    lines.append("const intm_task_t intm_model_tasks[INTM_MODEL_NUM_TASKS] = {")
+    lines += table
+    lines.append("};\n")
+    lines.append("intm_status_t intm_model_run(void) {")
+    lines.append("  intm_resume_point_t at = {INTM_PHASE_RUNNING, 0u, 0u};")
+    lines.append("  intm_executor_resume(intm_model_tasks, INTM_MODEL_NUM_TASKS, &at, 0);")
     lines.append("  return INTM_OK;\n}")
     return "\n".join(lines) + "\n"

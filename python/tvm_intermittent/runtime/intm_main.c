@@ -6,7 +6,8 @@
  * console and exit all go through the platform API of intm_runtime.h.
  *
  * Exit status: 0 when the outputs were written, otherwise the failing intm_status_t value
- * (1 I/O error, 2 wrong input size, 3 kernel failure), with a message on the console.
+ * (1 I/O error, 2 wrong input size, 3 kernel failure, 4 no progress under power failures),
+ * with a message on the console.
  * The board support package reserves 128 and above for CPU faults.
  */
 #include "intm_runtime.h"
@@ -30,6 +31,8 @@ static const char* intm_status_text(intm_status_t status) {
       return "wrong number of bytes";
     case INTM_ERROR_KERNEL:
       return "kernel error";
+    case INTM_ERROR_NO_PROGRESS:
+      return "no progress";
   }
   return "unknown error";
 }
@@ -49,6 +52,63 @@ __attribute__((noreturn)) static void intm_fail(const char* what, const char* na
   intm_platform_log("\n");
   intm_platform_exit((int)status);
 }
+
+#ifdef INTM_MODEL_NUM_TASKS
+#include "intm_executor.h"
+#include "intm_progress.h"
+
+static void intm_read_inputs(void) {
+  for (int i = 0; i < INTM_MODEL_NUM_INPUTS; ++i) {
+    const intm_tensor_desc_t* desc = &intm_model_inputs[i];
+    intm_status_t status = intm_platform_read_input(i, intm_model_input(i), desc->nbytes);
+    if (status != INTM_OK) intm_fail("cannot read input", desc->name, status);
+  }
+}
+
+static void intm_write_outputs(void) {
+  for (int i = 0; i < INTM_MODEL_NUM_OUTPUTS; ++i) {
+    const intm_tensor_desc_t* desc = &intm_model_outputs[i];
+    intm_status_t status = intm_platform_write_output(i, intm_model_output(i), desc->nbytes);
+    if (status != INTM_OK) intm_fail("cannot write output", desc->name, status);
+  }
+}
+
+/*
+ * Intermittent harness: every boot resumes from the committed progress. Inputs are read
+ * only by a boot that finds none committed (the arena may reuse their bytes later), and
+ * outputs are written by the boot that finds the inference DONE, so a failure while writing
+ * them just writes them again.
+ */
+int main(void) {
+  intm_platform_init();
+  intm_resume_point_t at = intm_progress_restore(intm_model_hash);
+#if INTM_MODE == INTM_MODE_RESTART
+  if (at.phase == INTM_PHASE_RUNNING) at.phase = INTM_PHASE_FRESH; /* never resumes */
+#endif
+  if (at.phase == INTM_PHASE_FRESH) {
+    intm_read_inputs();
+    at.phase = INTM_PHASE_RUNNING;
+    at.task = 0u;
+    at.tile = 0u;
+#if INTM_MODE != INTM_MODE_RESTART
+    intm_progress_commit(&at);
+#endif
+  }
+  if (at.phase == INTM_PHASE_RUNNING) {
+    intm_mark();
+    intm_executor_resume(intm_model_tasks, INTM_MODEL_NUM_TASKS, &at, 1);
+    intm_mark();
+  }
+  intm_write_outputs();
+  /* Ready for the next inference; this also clears the livelock counter. */
+  at.phase = INTM_PHASE_FRESH;
+  at.task = 0u;
+  at.tile = 0u;
+  intm_progress_commit(&at);
+  intm_platform_exit((int)INTM_OK);
+}
+
+#else /* a model without a task table runs once, continuously */
 
 int main(void) {
   intm_platform_init();
@@ -72,3 +132,5 @@ int main(void) {
   }
   intm_platform_exit((int)INTM_OK);
 }
+
+#endif /* INTM_MODEL_NUM_TASKS */

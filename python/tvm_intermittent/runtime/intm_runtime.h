@@ -22,7 +22,40 @@ typedef enum {
   INTM_ERROR_IO = 1,      /**< an input could not be read or an output written */
   INTM_ERROR_SIZE = 2,    /**< an input file has the wrong number of bytes */
   INTM_ERROR_KERNEL = 3,  /**< a kernel reported failure */
+  INTM_ERROR_NO_PROGRESS = 4, /**< boots kept failing before the next commit (livelock) */
 } intm_status_t;
+
+/*
+ * Execution modes, chosen at build time with -DINTM_MODE=... (the Makefile's MODE=):
+ *   INTM_MODE_TILES   commit after each batch of tiles (the default)
+ *   INTM_MODE_LAYER   commit only at operator boundaries (a baseline)
+ *   INTM_MODE_RESTART no checkpoints: every boot starts the inference over (a baseline,
+ *                     and the uninstrumented build that IMO is measured against)
+ */
+#define INTM_MODE_RESTART 0
+#define INTM_MODE_LAYER 1
+#define INTM_MODE_TILES 2
+#ifndef INTM_MODE
+#define INTM_MODE INTM_MODE_TILES
+#endif
+
+/** Place a variable in non-volatile memory: it keeps its value across power failures and
+ *  has no initial value (the section is never loaded; the progress record says what in it
+ *  is valid). */
+#if defined(__arm__)
+#define INTM_NVM __attribute__((section(".intm_nvm")))
+#else
+#define INTM_NVM
+#endif
+
+/** One operator of the model as the executor sees it: a function running tiles
+ *  [begin, end) of `num_tiles`, committed `tiles_per_commit` at a time. */
+typedef struct {
+  void (*run)(int32_t begin, int32_t end);
+  int32_t num_tiles;
+  int32_t tiles_per_commit;
+  const char* name;
+} intm_task_t;
 
 /** Element type of a tensor, as stored in memory. */
 typedef enum {

@@ -1,0 +1,213 @@
+"""Split each kernel into checkpointable tiles that fit one power cycle.
+
+A tile is one iteration of a kernel's outer loop nest: the leading ``depth`` perfectly nested
+loops, fused into one index. A tile reads only tensors that earlier, committed steps wrote,
+and writes only its own output elements (every store's index depends on every fused loop
+variable), so running it again after a power failure gives the same bytes: tiles are
+idempotent. Reductions are never split across tiles: an output element's accumulation starts
+and ends inside its tile.
+
+The size rule is analytic here (the tuner refines it later): an instruction estimate of one
+tile, from the loop nest's structure, must fit the power cycle budget with a margin after
+boot, restore and commit. The compiler groups consecutive tiles into one commit batch as
+long as the batch still fits.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from tvm import tirx
+
+from ..errors import DoesNotFitError
+
+#: Fraction of a power cycle one commit batch may use; the rest covers boot, restore,
+#: commit, and the error of the instruction estimate.
+BUDGET_MARGIN = 0.5
+#: Instructions of a boot without the SRAM scrub (vector table, .data/.bss, restore).
+BOOT_INSTRUCTIONS = 4000
+
+# Instruction estimates of TIR nodes on a Cortex-M4 at -O2: deliberately on the high side.
+_LOOP_OVERHEAD = 3
+_CALL_COST = {"exp": 120, "expf": 120, "tanh": 200, "log": 120, "sqrt": 30, "pow": 300,
+              "erf": 150, "sigmoid": 140, "nearbyint": 10, "round": 10}
+
+
+@dataclasses.dataclass(frozen=True)
+class TilePlan:
+    """How one kernel is cut.
+
+    Attributes
+    ----------
+    depth : int
+        Number of leading loops fused into the tile index (0: the kernel is one tile).
+    extent : int
+        Number of tiles (iterations of the fused index).
+    tile_instructions : int
+        Estimated instructions of one tile.
+    tiles_per_commit : int
+        Tiles run between two commits.
+    """
+
+    depth: int
+    extent: int
+    tile_instructions: int
+    tiles_per_commit: int
+
+    @property
+    def commits(self) -> int:
+        return -(-self.extent // self.tiles_per_commit)
+
+
+def _strip_decls(stmt):
+    """The statement below the function's leading DeclBuffer/AllocBuffer declarations."""
+    while True:
+        kind = type(stmt).__name__
+        if kind == "SeqStmt":
+            items = [s for s in stmt.seq if type(s).__name__ not in ("DeclBuffer", "AllocBuffer")]
+            if len(items) != 1:
+                return stmt
+            stmt = items[0]
+        else:
+            return stmt
+
+
+def loop_chain(func: tirx.PrimFunc) -> list:
+    """The perfectly nested For loops at the top of a lowered kernel (may be empty)."""
+    chain = []
+    stmt = _strip_decls(func.body)
+    while type(stmt).__name__ == "For":
+        if not (isinstance(stmt.min, tirx.IntImm) and isinstance(stmt.extent, tirx.IntImm)):
+            break
+        chain.append(stmt)
+        stmt = _strip_decls(stmt.body)
+    return chain
+
+
+def estimate_instructions(node) -> int:
+    """Rough instruction count of executing ``node`` once (a statement or an expression)."""
+    kind = type(node).__name__
+    if kind == "SeqStmt":
+        return sum(estimate_instructions(s) for s in node.seq)
+    if kind == "For":
+        return int(node.extent) * (estimate_instructions(node.body) + _LOOP_OVERHEAD) + 2
+    if kind == "BufferStore":
+        return 2 + estimate_instructions(node.value) + sum(
+            estimate_instructions(i) for i in node.indices)
+    if kind in ("TensorLoad", "BufferLoad"):
+        return 2 + sum(estimate_instructions(i) for i in node.indices)
+    if kind == "IfThenElse":
+        branches = [estimate_instructions(node.then_case)]
+        if node.else_case is not None:
+            branches.append(estimate_instructions(node.else_case))
+        return 2 + estimate_instructions(node.condition) + max(branches)
+    if kind in ("Bind",):
+        return 1 + estimate_instructions(node.value)
+    if kind in ("DeclBuffer", "AllocBuffer", "IntImm", "FloatImm", "Var"):
+        return 0
+    if kind in ("AttrStmt",):
+        return estimate_instructions(node.body)
+    if kind == "Evaluate":
+        return estimate_instructions(node.value)
+    if kind == "Call":
+        op = str(node.op.name).rsplit(".", 1)[-1]
+        return _CALL_COST.get(op, 2) + sum(estimate_instructions(a) for a in node.args)
+    children = [getattr(node, f) for f in ("a", "b", "value", "condition", "true_value",
+                                           "false_value") if hasattr(node, f)]
+    return 1 + sum(estimate_instructions(c) for c in children if c is not None)
+
+
+def _stores_to_params(stmt, params) -> list:
+    """Every BufferStore in ``stmt`` whose buffer views a parameter."""
+    found = []
+
+    def visit(node):
+        kind = type(node).__name__
+        if kind == "SeqStmt":
+            for child in node.seq:
+                visit(child)
+            return
+        if kind == "BufferStore" and node.buffer.name in params:
+            found.append(node)
+        for field in ("body", "then_case", "else_case"):
+            child = getattr(node, field, None)
+            if child is not None:
+                visit(child)
+
+    visit(stmt)
+    return found
+
+
+def _uses_var(expr, var) -> bool:
+    if type(expr).__name__ == "Var":
+        return expr.same_as(var)
+    for field in ("a", "b", "value", "condition", "true_value", "false_value"):
+        child = getattr(expr, field, None)
+        if child is not None and _uses_var(child, var):
+            return True
+    for seq_field in ("args", "indices"):
+        for child in getattr(expr, seq_field, ()) or ():
+            if _uses_var(child, var):
+                return True
+    return False
+
+
+def _separable_depth(func, chain, written: set[str]) -> int:
+    """How many leading loops give each iteration its own output elements."""
+    inner = chain[-1].body if chain else func.body
+    names = _view_names(func, written)
+    stores = _stores_to_params(inner, names)
+    depth = 0
+    for loop in chain:
+        if stores and all(any(_uses_var(i, loop.loop_var) for i in s.indices) for s in stores):
+            depth += 1
+        else:
+            break
+    return depth
+
+
+def _view_names(func, written: set[str]) -> set[str]:
+    """Names of written parameters and of the DeclBuffer views over them."""
+    names = set(written)
+    stmt = func.body
+    items = stmt.seq if type(stmt).__name__ == "SeqStmt" else [stmt]
+    for item in items:
+        if type(item).__name__ == "DeclBuffer":
+            data = item.data
+            if type(data).__name__ == "Call" and data.args and data.args[0].name in written:
+                names.add(item.buffer.name)
+    return names
+
+
+def plan_tiles(func: tirx.PrimFunc, op_name: str, written: set[str], budget: int,
+               board_name: str) -> TilePlan:
+    """Choose how to tile one lowered kernel for a power cycle of ``budget`` instructions.
+
+    The tile is the shallowest fused loop prefix whose estimated cost fits the target
+    ``(budget - BOOT_INSTRUCTIONS) * BUDGET_MARGIN``; deeper prefixes make smaller tiles but
+    more commits. Raises DoesNotFitError when even one output element's tile does not fit.
+    """
+    target = int((budget - BOOT_INSTRUCTIONS) * BUDGET_MARGIN)
+    chain = loop_chain(func)
+    usable = _separable_depth(func, chain, written)
+    whole = estimate_instructions(func.body)
+    if usable == 0:
+        if whole > target:
+            raise DoesNotFitError(
+                f"operator {op_name}: cannot be split into tiles and needs about {whole:,} "
+                f"instructions, but one power cycle of board {board_name} pays for {budget:,} "
+                f"(at most {target:,} per commit); use a larger capacitor")
+        return TilePlan(0, 1, whole, 1)
+    extent = 1
+    for depth in range(1, usable + 1):
+        extent *= int(chain[depth - 1].extent)
+        cost = estimate_instructions(chain[depth - 1].body) + _LOOP_OVERHEAD + 8
+        if cost <= target or depth == usable:
+            break
+    if cost > target:
+        raise DoesNotFitError(
+            f"operator {op_name}: its smallest tile (one iteration of {usable} fused loops) "
+            f"needs about {cost:,} instructions, but one power cycle of board {board_name} pays "
+            f"for {budget:,} (at most {target:,} per commit); use a larger capacitor")
+    per_commit = max(1, min(extent, target // max(cost, 1)))
+    return TilePlan(depth, extent, cost, per_commit)
