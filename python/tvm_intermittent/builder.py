@@ -155,12 +155,12 @@ def build(mod, target="intermittent/qemu-an386", *, board=None, tuning_log=None,
                if any(step.kernel == kernel for step in graph.steps)}
     plan = plan_memory(graph)
     budget = the_board.power_cycle_budget(capacitor_f)
-    tiles = _plan_all_tiles(lowered, the_board, budget)
+    tiles, scratch = _plan_all_tiles(lowered, the_board, budget)
     inputs = _match_infos(imported.inputs, graph, graph.inputs)
     outputs = _match_infos(imported.outputs, graph, graph.outputs)
     sources = emit_model_sources(graph, plan, lowered, name or imported.name, inputs, outputs,
                                  the_board.name, tiles)
-    _check_memory(sources, the_board)
+    _check_memory(sources, scratch, the_board)
     return Artifact(name or imported.name, the_board, sources, inputs, outputs,
                     time.perf_counter() - started, imported.format, imported.source, tiles,
                     budget)
@@ -172,14 +172,18 @@ STACK_RESERVE_BYTES = 1024
 RUNTIME_SRAM_BYTES = 256
 
 
-def _plan_all_tiles(lowered: dict, board: Board, budget: int) -> dict[str, TilePlan]:
-    """Tile every kernel; report every operator that does not fit a power cycle at once."""
+def _plan_all_tiles(lowered: dict, board: Board, budget: int):
+    """Tile every kernel; report every operator that does not fit a power cycle at once.
+
+    Returns the tile plans and each kernel's scratch bytes (stack and static arrays).
+    """
     from .codegen.c_printer import CFunctionPrinter  # pylint: disable=import-outside-toplevel
 
-    tiles, problems = {}, []
+    tiles, scratch, problems = {}, {}, []
     for kernel, func in lowered.items():
         printer = CFunctionPrinter(func, kernel)
         printer.print_function()
+        scratch[kernel] = printer.stack_scratch_bytes + printer.static_scratch_bytes
         written = {name for name, _, is_written in printer.signature() if is_written}
         try:
             tiles[kernel] = plan_tiles(func, kernel, written, budget, board.name)
@@ -188,27 +192,28 @@ def _plan_all_tiles(lowered: dict, board: Board, budget: int) -> dict[str, TileP
     if problems:
         raise DoesNotFitError("the model does not fit the power cycle budget:\n  "
                               + "\n  ".join(problems))
-    return tiles
+    return tiles, scratch
 
 
-def _check_memory(sources: ModelSources, board: Board) -> None:
-    """Refuse a model whose arena exceeds NVM, or whose working set exceeds SRAM."""
-    from .codegen.c_printer import CFunctionPrinter  # pylint: disable=import-outside-toplevel
-
-    del CFunctionPrinter
+def _check_memory(sources: ModelSources, scratch: dict[str, int], board: Board) -> None:
+    """Refuse a model whose arena exceeds NVM, or an operator whose working set (the stack
+    reserve, the runtime's variables and its scratch buffers) exceeds SRAM; list them all."""
     problems = []
     if sources.arena_bytes > board.nvm_bytes:
         problems.append(f"the activations need {sources.arena_bytes:,} bytes of NVM, board "
                         f"{board.name} has {board.nvm_bytes:,}")
-    need = STACK_RESERVE_BYTES + RUNTIME_SRAM_BYTES + sources.kernel_static_scratch_bytes
-    if need > board.sram_bytes:
-        problems.append(
-            f"the working set needs {need:,} bytes of SRAM ({STACK_RESERVE_BYTES} stack, "
-            f"{RUNTIME_SRAM_BYTES} runtime, {sources.kernel_static_scratch_bytes:,} kernel "
-            f"scratch), board {board.name} has {board.sram_bytes:,}")
+    base = STACK_RESERVE_BYTES + RUNTIME_SRAM_BYTES + sources.kernel_static_scratch_bytes
+    for kernel, own in sorted(scratch.items()):
+        need = base + own
+        if need > board.sram_bytes:
+            problems.append(
+                f"operator {kernel} needs {need:,} bytes of SRAM ({STACK_RESERVE_BYTES} stack "
+                f"reserve, {RUNTIME_SRAM_BYTES} runtime, {sources.kernel_static_scratch_bytes:,} "
+                f"static kernel scratch, {own:,} of its own scratch), board {board.name} has "
+                f"{board.sram_bytes:,}")
     if problems:
-        raise DoesNotFitError("the model does not fit: " + "; ".join(problems)
-                              + "; choose a larger board (tvm-intermittent boards)")
+        raise DoesNotFitError("the model does not fit:\n  " + "\n  ".join(problems)
+                              + "\nchoose a board with more memory (tvm-intermittent boards)")
 
 
 def _relax_io(mod) -> tuple[list[TensorInfo], list[TensorInfo]]:

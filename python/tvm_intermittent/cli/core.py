@@ -8,7 +8,9 @@ Errors that are not ours surface with a traceback: they are bugs, not user mista
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
+import re
 import tempfile
 from pathlib import Path
 
@@ -46,6 +48,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="replace a non-empty output directory")
     p.add_argument("--shape", action="append", default=[], metavar="NAME=D0,D1,...",
                    help="fix the shape of an input with symbolic dimensions")
+    p.add_argument("--sram", type=int, metavar="BYTES",
+                   help="override the board's SRAM size (to try a smaller part)")
+    p.add_argument("--capacitor", metavar="C",
+                   help="size tiles for this capacitor, e.g. 100uF or 1mF (default: the "
+                        "board's)")
 
     p = common(sub.add_parser("run", help="run a compiled project (or a model) on QEMU"))
     p.add_argument("target", help="a project directory from `compile`, or a model file")
@@ -99,6 +106,26 @@ def _emit(env: Environment, args, result: dict, text: str) -> None:
         env.stdout.write(text.rstrip("\n") + "\n")
 
 
+_SI = {"": 1.0, "m": 1e-3, "u": 1e-6, "µ": 1e-6, "n": 1e-9, "p": 1e-12}
+
+
+def parse_quantity(text: str, unit: str) -> float:
+    """``100uF`` -> 1e-4 (unit F), ``2mW`` -> 2e-3 (unit W); a bare number is in SI units."""
+    match = re.fullmatch(rf"\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*([munpµ]?)(?:{unit})?\s*",
+                         text or "")
+    if not match:
+        raise InputError(f"cannot read {text!r} as a quantity in {unit}: write e.g. "
+                         f"100u{unit}, 1m{unit} or 0.0001")
+    return float(match.group(1)) * _SI[match.group(2)]
+
+
+def parse_capacitance(text: str) -> float:
+    value = parse_quantity(text, "F")
+    if value <= 0:
+        raise InputError(f"capacitance must be positive, got {text!r}")
+    return value
+
+
 def _parse_shapes(items) -> dict:
     shapes = {}
     for item in items:
@@ -118,10 +145,14 @@ def _parse_shapes(items) -> dict:
 def cmd_compile(args, env: Environment) -> int:
     from .. import builder  # pylint: disable=import-outside-toplevel
 
-    load_board(args.board)  # fail fast on a bad board name
+    board = load_board(args.board)  # fail fast on a bad board name
+    if args.sram is not None:
+        board = dataclasses.replace(board, sram_bytes=args.sram)
+    capacitor = parse_capacitance(args.capacitor) if args.capacitor else None
     with env.step(f"compiling {args.model} for {args.board}"):
-        artifact = builder.build(args.model, "intermittent/" + args.board,
-                                 shape_dict=_parse_shapes(args.shape) or None)
+        artifact = builder.build(args.model, "intermittent/" + args.board, board=board,
+                                 shape_dict=_parse_shapes(args.shape) or None,
+                                 capacitor_f=capacitor)
     project = artifact.export(args.output, overwrite=args.force)
     manifest = artifact.manifest()
     text = (f"wrote {project}\n"
