@@ -4,7 +4,8 @@ Run:  .venv/bin/python bench/zoo_bench.py [--models kws,resnet8,...] [--json out
 
 For each model: compile for qemu-an386, build the firmware, run one realistic input on QEMU
 (exact instruction counts), and check it against TFLite Micro. Memory: text/data/bss from
-``arm-none-eabi-size``; peak SRAM = data + bss + the deepest stack (main, intm_model_run and
+``arm-none-eabi-size``, NVM = the activation arena and progress record (section
+``.intm_nvm``); peak SRAM = data + bss + the deepest stack (main, intm_model_run and
 the largest kernel frame, from ``-fstack-usage``; newlib's libm frames are not included).
 The anchor: CMSIS-NN runs keyword spotting on this board in 7,697,328 instructions.
 """
@@ -60,6 +61,7 @@ def bench_model(name: str) -> dict:
         "instructions_total": result.instructions_total,
         "macs_per_instruction": round(row["macs"] / result.instructions_model, 4),
         "text": sizes["text"], "data": sizes["data"], "bss": sizes["bss"],
+        "nvm": sizes.get("nvm", 0),
         "peak_stack": stack,
         "peak_sram": sizes["data"] + sizes["bss"] + stack,
         "top1_match": check.outputs[0].top1_match,
@@ -77,9 +79,9 @@ def main() -> int:
     for name in args.models.split(","):
         print(f"benchmarking {name} ...", file=sys.stderr, flush=True)
         rows.append(bench_model(name))
-    print("| model | MACs | instructions | MACs/instr | text B | data B | bss B | peak SRAM B "
-          "| compile s | vs TFLM |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+    print("| model | MACs | instructions | MACs/instr | text B | data B | bss B | NVM B "
+          "| peak SRAM B | compile s | vs TFLM |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
     for r in rows:
         if "error" in r:
             print(f"| {r['model']} | {r['macs']:,} | not compiled: {r['error'][:80]} |")
@@ -87,6 +89,7 @@ def main() -> int:
         verdict = f"top-1 {'same' if r['top1_match'] else 'DIFFERS'}, {r['max_lsb']} LSB"
         print(f"| {r['model']} | {r['macs']:,} | {r['instructions_model']:,} | "
               f"{r['macs_per_instruction']} | {r['text']:,} | {r['data']:,} | {r['bss']:,} | "
+              f"{r['nvm']:,} | "
               f"{r['peak_sram']:,} | {r['compile_seconds']} | {verdict} |")
     kws = next((r for r in rows if r["model"] == "kws" and "error" not in r), None)
     if kws:

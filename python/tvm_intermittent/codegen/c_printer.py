@@ -121,10 +121,15 @@ class CFunctionPrinter:
         takes ``int32_t intm_begin, int32_t intm_end`` and runs only those tiles.
     """
 
-    def __init__(self, func: tirx.PrimFunc, c_name: str, tile_loops=()):
+    def __init__(self, func: tirx.PrimFunc, c_name: str, tile_loops=(), chunks: int = 1,
+                 chunk_size: int = 0):
         self.func = func
         self.c_name = c_name
         self.tile_loops = list(tile_loops)
+        # Split reductions (see tiling.py): tiles are (element, chunk) pairs.
+        self.chunks = chunks
+        self.chunk_size = chunk_size
+        self._loop_bounds: dict = {}
         self.names = _Names()
         # Buffer variable (parameter, DeclBuffer, AllocBuffer) -> C pointer expression.
         self._pointers: dict = {}
@@ -238,6 +243,12 @@ class CFunctionPrinter:
             return
         var = self.names.bind(node.loop_var, node.loop_var.name)
         ctype = c_type(_var_dtype(node.loop_var))
+        if node in self._loop_bounds:
+            lo, hi_text = self._loop_bounds[node]
+            self._emit(depth, f"for ({ctype} {var} = {lo}; {var} < {hi_text}; ++{var}) {{")
+            self._stmt(node.body, depth + 1)
+            self._emit(depth, "}")
+            return
         lo = self._expr(node.min)
         hi = node.min + node.extent if not _is_zero(node.min) else node.extent
         step = node.step
@@ -253,16 +264,46 @@ class CFunctionPrinter:
         extents = [int(loop.extent) for loop in loops]
         self._emit(depth, "for (int32_t intm_tile = intm_begin; intm_tile < intm_end; "
                           "++intm_tile) {")
+        if self.chunks > 1:
+            self._emit(depth + 1, f"const int32_t intm_element = intm_tile / {self.chunks};")
+            self._emit(depth + 1, f"const int32_t intm_chunk = intm_tile % {self.chunks};")
+        element = "intm_element" if self.chunks > 1 else "intm_tile"
         stride = 1
         for loop, extent in reversed(list(zip(loops, extents))):
             var = self.names.bind(loop.loop_var, loop.loop_var.name)
-            index = "intm_tile" if stride == 1 else f"(intm_tile / {stride})"
+            index = element if stride == 1 else f"({element} / {stride})"
             if stride * extent != _product(extents):
                 index = f"({index} % {extent})"
             offset = "" if _is_zero(loop.min) else f" + {self._expr(loop.min)}"
             self._emit(depth + 1, f"const int32_t {var} = {index}{offset};")
             stride *= extent
-        self._stmt(loops[-1].body, depth + 1)
+        if self.chunks > 1:
+            self._split_reduction_body(loops[-1].body, depth + 1)
+        else:
+            self._stmt(loops[-1].body, depth + 1)
+        self._emit(depth, "}")
+
+    def _split_reduction_body(self, body, depth):
+        """One chunk of one element's reduction; the running sum moves through two NVM slots
+        (chunk c reads slot c % 2, writes slot (c + 1) % 2), so a chunk can run again."""
+        init, loop, epilogue = body.seq
+        acc = self._pointers[init.buffer]
+        ctype = c_type(init.buffer.ty.dtype)
+        partial = f"{self.c_name}_partial"
+        self._statics.append(f"INTM_NVM static {ctype} {partial}[2];")
+        self._emit(depth, "if (intm_chunk == 0) {")
+        self._stmt(init, depth + 1)
+        self._emit(depth, "} else {")
+        self._emit(depth + 1, f"{acc}[0] = {partial}[intm_chunk & 1];")
+        self._emit(depth, "}")
+        size, extent = self.chunk_size, int(loop.extent)
+        self._loop_bounds[loop] = (f"intm_chunk * {size}",
+                                   f"intm_min_i32(intm_chunk * {size} + {size}, {extent})")
+        self._stmt(loop, depth)
+        self._emit(depth, f"if (intm_chunk == {self.chunks - 1}) {{")
+        self._stmt(epilogue, depth + 1)
+        self._emit(depth, "} else {")
+        self._emit(depth + 1, f"{partial}[(intm_chunk + 1) & 1] = {acc}[0];")
         self._emit(depth, "}")
 
     def _stmt_BufferStore(self, node, depth):

@@ -113,7 +113,8 @@ def emit_model_sources(graph: Graph, plan: MemoryPlan, lowered: dict, name: str,
     for kernel in sorted({step.kernel for step in graph.steps}):
         depth = tiles[kernel].depth
         tile_loops = loop_chain(lowered[kernel])[:depth] if depth else ()
-        printer = CFunctionPrinter(lowered[kernel], f"intm_k_{kernel}", tile_loops)
+        printer = CFunctionPrinter(lowered[kernel], f"intm_k_{kernel}", tile_loops,
+                                   tiles[kernel].chunks, tiles[kernel].chunk_size)
         kernel_c.append(printer.print_function())
         static_scratch += printer.static_scratch_bytes
         kernel_protos.append(kernel_c[-1].split(" {\n", 1)[0].splitlines()[-1] + ";")
@@ -139,7 +140,8 @@ def emit_model_sources(graph: Graph, plan: MemoryPlan, lowered: dict, name: str,
     files = {
         "model/kernels.h": _kernels_h(header, kernel_protos),
         "model/kernels.c": header + "#include <math.h>\n#include <stdint.h>\n\n"
-        + '#include "intm_kernel_ops.h"\n#include "kernels.h"\n\n' + "\n".join(kernel_c),
+        + '#include "intm_kernel_ops.h"\n#include "intm_runtime.h"\n#include "kernels.h"\n\n'
+        + "\n".join(kernel_c),
         "model/weights.h": header + "#ifndef INTM_MODEL_WEIGHTS_H_\n#define INTM_MODEL_WEIGHTS_H_\n"
         "\n#include <stdint.h>\n\n" + "\n".join(weight_decls) + "\n\n#endif\n",
         "model/weights.c": header + '#include <math.h>\n#include <stdint.h>\n\n#include "weights.h"\n\n'

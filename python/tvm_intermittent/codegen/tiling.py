@@ -11,6 +11,12 @@ The size rule is analytic here (the tuner refines it later): an instruction esti
 tile, from the loop nest's structure, must fit the power cycle budget with a margin after
 boot, restore and commit. The compiler groups consecutive tiles into one commit batch as
 long as the batch still fits.
+
+When even one output element is too much for a power cycle (a wide fully connected layer
+on a small capacitor), its reduction is split into chunks: a tile is then one chunk of one
+element, and the running sum passes from chunk to chunk through two NVM slots. Chunk c reads
+slot c % 2 and writes slot (c + 1) % 2, so running chunk c again reads what it read the first
+time; such kernels commit after every tile, so no later chunk can have overwritten that slot.
 """
 
 from __future__ import annotations
@@ -53,6 +59,10 @@ class TilePlan:
     extent: int
     tile_instructions: int
     tiles_per_commit: int
+    #: Chunks each output element's reduction is split into (1: not split).
+    chunks: int = 1
+    #: Iterations of the outermost reduction loop per chunk (split kernels only).
+    chunk_size: int = 0
 
     @property
     def commits(self) -> int:
@@ -115,6 +125,25 @@ def estimate_instructions(node) -> int:
     children = [getattr(node, f) for f in ("a", "b", "value", "condition", "true_value",
                                            "false_value") if hasattr(node, f)]
     return 1 + sum(estimate_instructions(c) for c in children if c is not None)
+
+
+def reduction_parts(chain):
+    """(init, reduction loop, epilogue) when the innermost tile body is exactly
+    ``acc = init; for r: acc += ...; out = f(acc)`` over a one-element scratch ``acc``."""
+    if not chain:
+        return None
+    body = chain[-1].body
+    if type(body).__name__ != "SeqStmt" or len(body.seq) != 3:
+        return None
+    init, loop, epilogue = body.seq
+    kinds = [type(x).__name__ for x in (init, loop, epilogue)]
+    if kinds != ["BufferStore", "For", "BufferStore"]:
+        return None
+    acc = init.buffer
+    shape = [int(d) for d in acc.ty.shape] if hasattr(acc.ty, "shape") else []
+    if shape != [1] or not isinstance(loop.extent, tirx.IntImm):
+        return None
+    return init, loop, epilogue
 
 
 def _stores_to_params(stmt, params) -> list:
@@ -204,6 +233,10 @@ def plan_tiles(func: tirx.PrimFunc, op_name: str, written: set[str], budget: int
         cost = estimate_instructions(chain[depth - 1].body) + _LOOP_OVERHEAD + 8
         if cost <= target or depth == usable:
             break
+    if cost > target and usable == len(chain):
+        split = _split_reduction(chain, extent, target)
+        if split is not None:
+            return split
     if cost > target:
         raise DoesNotFitError(
             f"operator {op_name}: its smallest tile (one iteration of {usable} fused loops) "
@@ -211,3 +244,19 @@ def plan_tiles(func: tirx.PrimFunc, op_name: str, written: set[str], budget: int
             f"for {budget:,} (at most {target:,} per commit); use a larger capacitor")
     per_commit = max(1, min(extent, target // max(cost, 1)))
     return TilePlan(depth, extent, cost, per_commit)
+
+
+def _split_reduction(chain, elements: int, target: int) -> TilePlan | None:
+    """Cut each element's reduction into chunks that fit ``target`` (see module docstring)."""
+    parts = reduction_parts(chain)
+    if parts is None:
+        return None
+    init, loop, epilogue = parts
+    per_iteration = estimate_instructions(loop.body) + _LOOP_OVERHEAD
+    fixed = estimate_instructions(init) + estimate_instructions(epilogue) + 40
+    if per_iteration + fixed > target:
+        return None
+    chunk = max(1, (target - fixed) // per_iteration)
+    chunks = -(-int(loop.extent) // chunk)
+    return TilePlan(len(chain), elements * chunks, fixed + chunk * per_iteration, 1, chunks,
+                    chunk)

@@ -9,7 +9,11 @@ Step 1. Inline every injective block into its consumers (padding becomes a bound
         bias and activation fold into one expression).
 Step 2. Place what remains after a reduction (the epilogue) under the reduction's spatial
         loops, so the reduction's buffer shrinks to one element once compacted.
-Step 3. Hoist each reduction's initialization out of its reduction loops, so the inner
+Step 3. A reduction that accumulates straight into the kernel's output gets a one-element
+        local accumulator instead: the output lives in NVM, where a store per
+        multiply-accumulate would cost energy, and a split reduction (see codegen/tiling.py)
+        needs the running sum apart from the output.
+Step 4. Hoist each reduction's initialization out of its reduction loops, so the inner
         loop carries no "first iteration?" branch.
 
 Tiling for intermittent execution comes later; this rule only makes the operator lean.
@@ -66,9 +70,18 @@ class FuseEpilogue(ScheduleRule):
             loops = sch.get_loops(block)
             if n_spatial == 0 or len(loops) < n_spatial:
                 continue
-            for consumer in sch.get_consumers(block):
+            consumers = sch.get_consumers(block)
+            for consumer in consumers:
                 _try(sch.reverse_compute_at, consumer, loops[n_spatial - 1])
-            # Step 3. Initialize before the first reduction loop.
+            # Step 3. Accumulate in a local element when the block writes the output.
+            if not consumers:
+                try:
+                    write_back = sch.cache_write(block, 0, "local")
+                    sch.reverse_compute_at(write_back, sch.get_loops(block)[n_spatial - 1])
+                except (s_tir.schedule.ScheduleError, RuntimeError, ValueError):
+                    pass
+            # Step 4. Initialize before the first reduction loop.
+            loops = sch.get_loops(block)
             if len(loops) > n_spatial:
                 _try(sch.decompose_reduction, block, loops[n_spatial])
         return sch
