@@ -95,3 +95,37 @@ def test_cli_refuses_a_board_with_too_little_sram_and_writes_nothing(tmp_path):
     assert status == 2
     assert "operator fused_conv2d" in message and "board msp430fr5994 has 256" in message
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cnn.onnx"]
+
+
+def _wide_matmul(k=3000, seed=0):
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(seed)
+    w = rng.standard_normal((k, 4)).astype(np.float32)
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "w"], ["y"])], "wide",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, k])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])],
+        [numpy_helper.from_array(w, "w")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    return model, [rng.standard_normal((1, k)).astype(np.float32)]
+
+
+@pytest.mark.qemu
+def test_a_reduction_too_long_for_one_power_cycle_is_split_and_still_correct():
+    import onnxruntime as ort
+
+    import tvm_intermittent as ti
+    from tvm_intermittent.check import compare_outputs
+
+    model, inputs = _wide_matmul()
+    artifact = ti.build(model, "intermittent/msp430fr5994", capacitor_f=2e-6)
+    (plan,) = artifact.tiles.values()
+    assert plan.chunks > 1 and plan.tiles_per_commit == 1
+    assert "_partial[2]" in artifact.sources.files["model/kernels.c"]
+    reference = ort.InferenceSession(model.SerializeToString()).run(None, {"x": inputs[0]})
+    result = artifact.run(inputs)
+    assert compare_outputs(result.outputs, reference, rtol=1e-4).ok
