@@ -1,13 +1,41 @@
 """Build exported projects and run them on QEMU mps2-an386 or on the host.
 
-``run`` returns the outputs and exact instruction counts; ``build_project`` and the ELF
-inspection helpers (``section_sizes``, ``stack_usage``, ``forbidden_symbols``) serve the
-compiler's checks and the reports.
+``run`` returns the outputs and exact instruction counts, under continuous power or under
+the power failures of a schedule (:mod:`~tvm_intermittent.sim.power`); ``run_exhaustive``
+fails once at every instruction of a window; :class:`IntermittentReport` turns a failure
+run into the numbers the compiler is judged by (re-executed work, IMO, modeled latency).
+``build_project`` and the ELF inspection helpers (``section_sizes``, ``stack_usage``,
+``forbidden_symbols``) serve the compiler's checks and the reports.
 """
 
-from .qemu import RunResult, plugin_path, qemu_available, run
+from . import power
+from .power import (
+    Capacitor,
+    Exhaustive,
+    FailAt,
+    NoFailures,
+    Periodic,
+    Random,
+    Schedule,
+    parse_capacitance,
+    parse_power,
+    parse_schedule,
+    parse_window,
+)
+from .qemu import (
+    DEFAULT_MAX_BOOTS,
+    NO_PROGRESS_STATUS,
+    PROGRESS_FUNCTIONS,
+    RunResult,
+    plugin_path,
+    qemu_available,
+    run,
+    run_exhaustive,
+)
+from .report import IntermittentReport, measure_intermittent
 from .tensors import decode_outputs, encode_inputs, load_model_json
 from .toolchain import (
+    MODES,
     build_project,
     forbidden_symbols,
     host_compiler_available,
@@ -18,16 +46,35 @@ from .toolchain import (
 )
 
 __all__ = [
+    "Capacitor",
+    "DEFAULT_MAX_BOOTS",
+    "Exhaustive",
+    "FailAt",
+    "IntermittentReport",
+    "MODES",
+    "NO_PROGRESS_STATUS",
+    "NoFailures",
+    "PROGRESS_FUNCTIONS",
+    "Periodic",
+    "Random",
     "RunResult",
+    "Schedule",
     "build_project",
     "decode_outputs",
     "encode_inputs",
     "forbidden_symbols",
     "host_compiler_available",
     "load_model_json",
+    "measure_intermittent",
+    "parse_capacitance",
+    "parse_power",
+    "parse_schedule",
+    "parse_window",
     "plugin_path",
+    "power",
     "qemu_available",
     "run",
+    "run_exhaustive",
     "section_sizes",
     "stack_usage",
     "symbols",

@@ -1,16 +1,28 @@
-"""Run an exported project on QEMU mps2-an386 (or natively) and count its instructions.
+"""Run an exported project on QEMU mps2-an386 (or natively), count its instructions, and
+cut its power.
 
-One :func:`run` is one power-on of the board, fed from a fresh temporary directory:
+One :func:`run` is one emulation of the board, fed from a fresh temporary directory:
 
 1. check the inputs against ``model.json`` and write them to ``input.bin``;
-2. build the project (incremental ``make``);
+2. build the project (incremental ``make``; ``mode`` picks the firmware variant);
 3. start ``qemu-system-arm`` with semihosting, ``-icount shift=0`` (timers count
    instructions, so runs are deterministic) and the ``intm_icount`` plugin, which counts
-   executed instructions and records the count at each call of ``intm_mark()``;
-4. read ``output.bin`` and the plugin's counts.
+   executed instructions, records the count at each call of ``intm_mark()``, counts the
+   bytes stored into NVM and the instructions of the commit and restore functions, and
+   injects the power failures of a schedule (:mod:`~tvm_intermittent.sim.power`) as system
+   resets at exact instruction counts;
+4. read ``output.bin`` and the plugin's report.
 
-The boot-time SRAM scrub (``intm_scrub_sram``, which stands for the loss of SRAM contents
-at power-off, not for firmware work) is counted apart in ``instructions_scrub``.
+A power failure resets the machine: QEMU reloads the firmware's load segments and keeps
+the rest of RAM, the reset handler scrubs SRAM, and the firmware boots again and resumes
+from its progress record in NVM. The boot-time SRAM scrub (``intm_scrub_sram``, which
+stands for the loss of SRAM contents at power-off, not for firmware work) is counted apart
+in ``instructions_scrub`` and is not charged against a boot's budget.
+
+The plugin stops the emulation when boots exceed ``max_boots``, so a firmware that never
+gets far enough to commit cannot run forever; the firmware itself gives up with status 4
+when boots keep failing before a commit. Both end the run with ``finished=False`` rather
+than an error: under a harsh schedule that is a result, not a crash.
 """
 
 from __future__ import annotations
@@ -21,6 +33,7 @@ import hashlib
 import json
 import os
 import re
+import resource
 import shutil
 import subprocess
 import tempfile
@@ -28,14 +41,31 @@ import time
 from importlib import resources
 from pathlib import Path
 
-from ..errors import SimulationError, ToolchainError
+from ..errors import InputError, SimulationError, ToolchainError
 from . import tensors
-from .toolchain import HOST_INSTALL_HINT, build_project, host_compiler_available, symbols
+from .power import Exhaustive, FailAt, NoFailures, Schedule, parse_window
+from .toolchain import (
+    HOST_INSTALL_HINT,
+    NVM_BASE,
+    NVM_WINDOW_BYTES,
+    build_project,
+    host_compiler_available,
+    symbols,
+)
 
 QEMU = "qemu-system-arm"
 QEMU_MACHINE = "mps2-an386"
 QEMU_INSTALL_HINT = "apt-get install qemu-system-arm"
 DEFAULT_TIMEOUT_S = 120.0
+#: Boots a QEMU run may take when the caller sets no limit.
+DEFAULT_MAX_BOOTS = 10_000
+#: The firmware's exit status for "no progress: boots keep failing before the next commit".
+NO_PROGRESS_STATUS = 4
+#: Functions whose instructions a run counts, when the firmware has them: the runtime's
+#: commit and restore of the progress record.
+PROGRESS_FUNCTIONS = ("intm_progress_commit", "intm_progress_restore")
+#: Address ranges the plugin can count at once (INTM_MAX_RANGES in the plugin).
+MAX_FUNCTIONS = 8
 
 _PLUGIN_SOURCE = "intm_icount.c"
 _PLUGIN_FLAGS = ["-shared", "-fPIC", "-O2", "-fvisibility=hidden"]
@@ -45,7 +75,8 @@ _EXCEPTIONS = {2: "NMI", 3: "HardFault", 4: "MemManage", 5: "BusFault", 6: "Usag
 #: Meaning of the harness's own exit statuses (intm_status_t values).
 _STATUSES = {1: "I/O error reading input.bin or writing output.bin",
              2: "input.bin has the wrong number of bytes",
-             3: "a kernel reported failure"}
+             3: "a kernel reported failure",
+             NO_PROGRESS_STATUS: "no progress: boots kept failing before the next commit"}
 
 
 @dataclasses.dataclass
@@ -54,15 +85,17 @@ class RunResult:
 
     Attributes
     ----------
-    outputs : list of numpy.ndarray
-        The model's outputs, with the dtypes and shapes of ``model.json``.
+    outputs : list of numpy.ndarray or None
+        The model's outputs, with the dtypes and shapes of ``model.json``; None when the
+        run did not finish.
     instructions_total : int or None
-        Instructions executed from reset to exit, without the SRAM scrub (None on host).
+        Instructions executed over all boots, without the SRAM scrub (None on host).
     instructions_model : int or None
-        Instructions between the two ``intm_mark()`` calls around ``intm_model_run()``
-        (None on host, or when the firmware did not mark exactly twice).
-    exit_status : int
-        The firmware's exit status (always 0 here: other statuses raise).
+        Instructions between the two ``intm_mark()`` calls around the model (None on host,
+        or when the firmware did not mark exactly twice, as under power failures).
+    exit_status : int or None
+        The firmware's exit status: 0, or NO_PROGRESS_STATUS when ``finished`` is False
+        (other statuses raise); None when ``max_boots`` stopped the emulation first.
     console : str
         Everything the firmware (and QEMU) printed.
     seconds : float
@@ -72,18 +105,56 @@ class RunResult:
     marks : list of int
         The raw instruction count at each ``intm_mark()`` call.
     instructions_scrub : int or None
-        Instructions spent scrubbing SRAM at boot (None on host).
+        Instructions spent scrubbing SRAM, over all boots (None on host).
+    boots : int
+        Boots of the firmware, the first included (1 on host).
+    per_boot_instructions : list of int
+        Instructions of each boot, without the scrub; they sum to ``instructions_total``.
+    per_boot_nvm_bytes : list of int
+        Bytes stored into NVM in each boot.
+    failures : int
+        Power failures injected.
+    nvm_bytes_written : int or None
+        Bytes stored into the NVM window (0x21000000, 16 MiB) by the CPU over the run
+        (None on host). Exact: the sum of the sizes of the stores.
+    range_instructions : dict
+        ``function -> instructions`` executed inside its body (callees not included), for
+        each of the requested functions the firmware has (by default the progress
+        record's commit and restore).
+    range_first : dict
+        ``function -> instructions_total`` before its first instruction first ran (None if
+        it never did): in a continuous run, the startup work before a call.
+    finished : bool
+        Whether the firmware ran to its exit and wrote its outputs.
+    stop_reason : str or None
+        Why an unfinished run stopped: ``"max_boots"`` or ``"no_progress"``.
+    schedule : dict or None
+        The power schedule (:meth:`~tvm_intermittent.sim.power.Schedule.to_dict`).
+    mode : str or None
+        The firmware variant that ran (None: the Makefile's default, also when the project
+        predates modes).
     """
 
-    outputs: list
+    outputs: list | None
     instructions_total: int | None
     instructions_model: int | None
-    exit_status: int
+    exit_status: int | None
     console: str
     seconds: float
     kind: str = "qemu"
     marks: list = dataclasses.field(default_factory=list)
     instructions_scrub: int | None = None
+    boots: int = 1
+    per_boot_instructions: list = dataclasses.field(default_factory=list)
+    per_boot_nvm_bytes: list = dataclasses.field(default_factory=list)
+    failures: int = 0
+    nvm_bytes_written: int | None = None
+    range_instructions: dict = dataclasses.field(default_factory=dict)
+    range_first: dict = dataclasses.field(default_factory=dict)
+    finished: bool = True
+    stop_reason: str | None = None
+    schedule: dict | None = None
+    mode: str | None = None
 
 
 @functools.lru_cache(maxsize=None)
@@ -155,26 +226,82 @@ def plugin_path() -> Path:
     return target
 
 
+@dataclasses.dataclass(frozen=True)
+class _Firmware:
+    """A built firmware and the plugin arguments that depend only on it."""
+
+    elf: Path
+    plugin_args: tuple
+    functions: tuple  # names of the counted ranges, in the order of their range= arguments
+    mode: str | None
+
+
 def _qemu_option(value) -> str:
     """Escape a value inside a QEMU ``a=b,c=d`` option, where a comma is written twice."""
     return str(value).replace(",", ",,")
 
 
-def _qemu_command(elf: Path, counts: Path) -> list[str]:
+def _firmware(project_dir: Path, mode: str | None, functions) -> _Firmware:
+    elf = build_project(project_dir, "qemu", mode=mode)
     table = symbols(elf)
-    plugin_args = [f"out={_qemu_option(counts)}"]
+    args = [f"nvm={NVM_BASE:#x}:{NVM_BASE + NVM_WINDOW_BYTES:#x}"]
     if "intm_mark" in table:
-        plugin_args.append(f"mark={table['intm_mark'][0]:#x}")
+        args.append(f"mark={table['intm_mark'][0]:#x}")
     if "intm_scrub_sram" in table:
         start, size = table["intm_scrub_sram"]
-        plugin_args.append(f"skip={start:#x}:{start + size:#x}")
+        args.append(f"skip={start:#x}:{start + size:#x}")
+    if "intm_reset_handler" in table:
+        args.append(f"boot={table['intm_reset_handler'][0]:#x}")
+    counted = [name for name in functions if table.get(name, (0, 0))[1] > 0]
+    if len(counted) > MAX_FUNCTIONS:
+        raise ValueError(f"the plugin counts at most {MAX_FUNCTIONS} functions, got {counted}")
+    for name in counted:
+        start, size = table[name]
+        args.append(f"range={start:#x}:{start + size:#x}")
+    built_mode = mode if elf.parent.name == f"qemu-{mode}" else None  # None: Makefile default
+    return _Firmware(elf, tuple(args), tuple(counted), built_mode)
+
+
+def _power_args(power: Schedule, max_boots: int, workdir: Path) -> list[str]:
+    args = [f"max_boots={max_boots}"]
+    budgets = power.budgets(max_boots)
+    if budgets:
+        path = workdir / "budgets.txt"
+        path.write_text("".join(f"{b}\n" for b in budgets))
+        args.append(f"budgets={_qemu_option(path)}")
+    if power.fail_at is not None:
+        args.append(f"fail_at={power.fail_at}")
+    if power.nvm_cost > 0:
+        args.append(f"nvm_cost={float(power.nvm_cost)!r}")
+    return args
+
+
+def _qemu_command(firmware: _Firmware, counts: Path, power_args) -> list[str]:
+    plugin = [_qemu_option(plugin_path()), f"out={_qemu_option(counts)}",
+              *firmware.plugin_args, *power_args]
     return [
         QEMU, "-M", QEMU_MACHINE, "-nographic", "-monitor", "none", "-serial", "none",
         "-semihosting-config", "enable=on,target=native",
         "-icount", "shift=0",
-        "-plugin", ",".join([_qemu_option(plugin_path()), *plugin_args]),
-        "-kernel", str(elf),
+        "-plugin", ",".join(plugin),
+        "-kernel", str(firmware.elf),
     ]
+
+
+@functools.lru_cache(maxsize=None)
+def _raise_open_file_limit() -> None:
+    """Let QEMU (a child process) open as many files as this system allows.
+
+    QEMU keeps its semihosting file handles across resets, so each boot that opens
+    ``input.bin`` leaks a host handle; a run of thousands of boots would exhaust a soft
+    limit of 1024 and the firmware would report an I/O error that real hardware never has.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or soft < hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        except (ValueError, OSError):
+            pass  # some systems refuse an unlimited soft limit; keep the old one
 
 
 def _explain_status(status: int) -> str:
@@ -189,8 +316,25 @@ def _explain_status(status: int) -> str:
     return "unknown status"
 
 
-def run(project_dir, inputs, *, timeout: float = DEFAULT_TIMEOUT_S, kind: str = "qemu"
-        ) -> RunResult:
+def _check_power(power, kind: str, max_boots) -> tuple[Schedule, int | None]:
+    power = NoFailures() if power is None else power
+    if isinstance(power, Exhaustive):
+        raise InputError("an exhaustive schedule is one run per failure point; use "
+                         "sim.run_exhaustive(project, inputs, window)")
+    if not isinstance(power, Schedule):
+        raise TypeError(f"power must be a sim.power schedule, got {type(power).__name__}")
+    if kind == "host" and power.injects_failures:
+        raise InputError("power failures need the QEMU run (kind='qemu'), not the host build")
+    if max_boots is None:
+        max_boots = DEFAULT_MAX_BOOTS
+    elif isinstance(max_boots, bool) or int(max_boots) != max_boots or max_boots < 1:
+        raise InputError(f"max_boots must be a whole number >= 1, got {max_boots!r}")
+    return power, int(max_boots)
+
+
+def run(project_dir, inputs, *, timeout: float = DEFAULT_TIMEOUT_S, kind: str = "qemu",
+        power: Schedule | None = None, max_boots: int | None = None, mode: str | None = None,
+        functions=PROGRESS_FUNCTIONS) -> RunResult:
     """Build the project if needed and run the model once on ``inputs``.
 
     Parameters
@@ -204,6 +348,18 @@ def run(project_dir, inputs, *, timeout: float = DEFAULT_TIMEOUT_S, kind: str = 
         Seconds before the run is killed and reported as hung.
     kind : {"qemu", "host"}
         Run the firmware on QEMU (with instruction counts) or the host build (outputs only).
+    power : Schedule, optional
+        When the power fails (:mod:`tvm_intermittent.sim.power`); None is continuous power.
+    max_boots : int, optional
+        Stop the emulation when the firmware would boot for the ``max_boots + 1``-th time
+        (default DEFAULT_MAX_BOOTS): the run then has ``finished=False`` and
+        ``stop_reason="max_boots"``.
+    mode : {"tiles", "layer", "restart"}, optional
+        Firmware variant to build and run (see
+        :func:`~tvm_intermittent.sim.toolchain.build_project`).
+    functions : sequence of str
+        Functions whose instructions to count into ``range_instructions`` (at most
+        MAX_FUNCTIONS; names the firmware lacks are left out).
 
     Returns
     -------
@@ -212,12 +368,14 @@ def run(project_dir, inputs, *, timeout: float = DEFAULT_TIMEOUT_S, kind: str = 
     Raises
     ------
     InputError
-        The inputs do not match ``model.json`` (count, shape or dtype).
+        The inputs do not match ``model.json`` (count, shape or dtype), or the schedule
+        cannot run this way (failures on the host build, an exhaustive schedule).
     ToolchainError, DoesNotFitError
         From :func:`~tvm_intermittent.sim.toolchain.build_project`.
     SimulationError
-        The program crashed, exited with a nonzero status, timed out, or wrote the wrong
-        number of output bytes; the message includes its console output.
+        The program crashed, exited with a status other than 0 and NO_PROGRESS_STATUS,
+        timed out, or wrote the wrong number of output bytes; the message includes its
+        console output.
 
     Examples
     --------
@@ -225,20 +383,68 @@ def run(project_dir, inputs, *, timeout: float = DEFAULT_TIMEOUT_S, kind: str = 
 
         result = sim.run("out/kws", [x])
         print(result.outputs[0], result.instructions_model)
+
+        board = load_board("msp430fr5994")
+        result = sim.run("out/kws", [x], power=sim.power.Capacitor(board), max_boots=500)
+        print(result.finished, result.boots, result.failures)
     """
     project_dir = Path(project_dir).resolve()
     meta = tensors.load_model_json(project_dir)
     input_bytes = tensors.encode_inputs(meta, inputs)
-    program = build_project(project_dir, kind)
+    power, max_boots = _check_power(power, kind, max_boots)
+    if kind == "host":
+        return _run_host(project_dir, meta, input_bytes, timeout)
+    firmware = _firmware(project_dir, mode, tuple(functions))
+    return _run_qemu(project_dir, firmware, meta, input_bytes, power, max_boots, timeout)
 
+
+def run_exhaustive(project_dir, inputs, window, *, timeout: float = DEFAULT_TIMEOUT_S,
+                   max_boots: int | None = None, mode: str | None = None,
+                   functions=PROGRESS_FUNCTIONS) -> list[RunResult]:
+    """Run the firmware once per failure point ``k`` in the window, failing after exactly
+    ``k`` instructions.
+
+    The firmware is built once and each run starts from power-on, so run ``i`` shows what
+    a failure at instruction ``window[0] + i`` does: a correct commit protocol gives the
+    continuous run's outputs for every ``k``.
+
+    Parameters
+    ----------
+    window : (int, int) or str or Exhaustive
+        ``(A, B)``, ``"A:B"`` or an :class:`~tvm_intermittent.sim.power.Exhaustive`: the
+        failure points ``A <= k < B``.
+
+    The other parameters are those of :func:`run`.
+
+    Returns
+    -------
+    results : list of RunResult
+        One per failure point, in order.
+    """
+    if isinstance(window, str):
+        window = parse_window(window)
+    schedule = window if isinstance(window, Exhaustive) else Exhaustive(tuple(window))
+    project_dir = Path(project_dir).resolve()
+    meta = tensors.load_model_json(project_dir)
+    input_bytes = tensors.encode_inputs(meta, inputs)
+    _, max_boots = _check_power(None, "qemu", max_boots)
+    firmware = _firmware(project_dir, mode, tuple(functions))
+    return [_run_qemu(project_dir, firmware, meta, input_bytes, FailAt(k), max_boots, timeout)
+            for k in schedule.points()]
+
+
+def _execute(cmd, input_bytes: bytes, timeout: float, what: str):
+    """Run ``cmd`` in a fresh directory holding ``input.bin``.
+
+    Returns
+    -------
+    proc, console, seconds, files : CompletedProcess, str, float, dict
+        ``files`` maps ``output.bin`` and ``counts.json`` to their bytes (None if absent).
+    """
     with tempfile.TemporaryDirectory(prefix="intm-run-") as tmp:
         workdir = Path(tmp)
         (workdir / "input.bin").write_bytes(input_bytes)
-        counts_path = workdir / "counts.json"
-        if kind == "qemu":
-            cmd = _qemu_command(program, counts_path)
-        else:
-            cmd = [str(program)]
+        cmd = cmd(workdir) if callable(cmd) else cmd
         env = {k: v for k, v in os.environ.items() if k not in ("INTM_INPUT", "INTM_OUTPUT")}
         start = time.perf_counter()
         try:
@@ -246,38 +452,92 @@ def run(project_dir, inputs, *, timeout: float = DEFAULT_TIMEOUT_S, kind: str = 
                                   errors="replace", timeout=timeout, check=False)
         except subprocess.TimeoutExpired as err:
             console = _text(err.stdout) + _text(err.stderr)
-            raise SimulationError(f"{kind} run of {project_dir.name} did not finish within "
-                                  f"{timeout:g} s; console:\n{console}") from err
-        seconds = time.perf_counter() - start
-        console = proc.stdout + proc.stderr
-        counts = json.loads(counts_path.read_text()) if counts_path.is_file() else None
-
-        if kind == "qemu" and counts is None:
-            raise SimulationError(f"QEMU failed before running the firmware (exit "
-                                  f"{proc.returncode}): {' '.join(cmd)}\n{console}")
-        if proc.returncode != 0:
-            raise SimulationError(
-                f"{kind} run of {project_dir.name} exited with status {proc.returncode} "
-                f"({_explain_status(proc.returncode)}); console:\n{console}"
-            )
-        output_path = workdir / "output.bin"
-        try:
-            outputs = tensors.decode_outputs(meta, output_path.read_bytes())
-        except (OSError, ValueError) as err:
-            raise SimulationError(f"{kind} run of {project_dir.name}: {err}; console:\n"
+            raise SimulationError(f"{what} did not finish within {timeout:g} s; console:\n"
                                   f"{console}") from err
+        seconds = time.perf_counter() - start
+        files = {}
+        for name in ("output.bin", "counts.json"):
+            path = workdir / name
+            files[name] = path.read_bytes() if path.is_file() else None
+    return proc, proc.stdout + proc.stderr, seconds, files
 
-    marks = list(counts["marks"]) if counts else []
+
+def _decode(meta: dict, data: bytes | None, what: str, console: str) -> list:
+    try:
+        if data is None:
+            raise ValueError("no output.bin was written")
+        return tensors.decode_outputs(meta, data)
+    except ValueError as err:
+        raise SimulationError(f"{what}: {err}; console:\n{console}") from err
+
+
+def _run_host(project_dir: Path, meta: dict, input_bytes: bytes, timeout: float) -> RunResult:
+    program = build_project(project_dir, "host")
+    what = f"host run of {project_dir.name}"
+    proc, console, seconds, files = _execute([str(program)], input_bytes, timeout, what)
+    if proc.returncode != 0:
+        raise SimulationError(f"{what} exited with status {proc.returncode} "
+                              f"({_explain_status(proc.returncode)}); console:\n{console}")
+    return RunResult(outputs=_decode(meta, files["output.bin"], what, console),
+                     instructions_total=None, instructions_model=None,
+                     exit_status=proc.returncode, console=console, seconds=seconds,
+                     kind="host")
+
+
+def _run_qemu(project_dir: Path, firmware: _Firmware, meta: dict, input_bytes: bytes,
+              power: Schedule, max_boots: int, timeout: float) -> RunResult:
+    _raise_open_file_limit()
+    what = f"qemu run of {project_dir.name}"
+    if power.injects_failures:
+        what += f" under {power.to_dict()}"
+
+    def command(workdir: Path) -> list[str]:
+        return _qemu_command(firmware, workdir / "counts.json",
+                             _power_args(power, max_boots, workdir))
+
+    proc, console, seconds, files = _execute(command, input_bytes, timeout, what)
+    if not files["counts.json"]:
+        raise SimulationError(f"QEMU failed before running the firmware (exit "
+                              f"{proc.returncode}) in {what}:\n{console}")
+    counts = json.loads(files["counts.json"])
+
+    finished, stop_reason, outputs, status = True, None, None, proc.returncode
+    if counts["max_boots_reached"]:
+        finished, stop_reason, status = False, "max_boots", None
+    elif status == NO_PROGRESS_STATUS:
+        finished, stop_reason = False, "no_progress"
+    elif status != 0:
+        raise SimulationError(
+            f"{what} exited with status {status} ({_explain_status(status)}) after "
+            f"{counts['boots']} boot(s) and {counts['failures']} power failure(s); "
+            f"console:\n{console}"
+        )
+    else:
+        outputs = _decode(meta, files["output.bin"], what, console)
+
+    marks = list(counts["marks"])
+    ranges = dict(zip(firmware.functions, counts["ranges"]))
     return RunResult(
         outputs=outputs,
-        instructions_total=counts["instructions"] if counts else None,
+        instructions_total=counts["instructions"],
         instructions_model=marks[1] - marks[0] if len(marks) == 2 else None,
-        exit_status=proc.returncode,
+        exit_status=status,
         console=console,
         seconds=seconds,
-        kind=kind,
+        kind="qemu",
         marks=marks,
-        instructions_scrub=counts["skipped"] if counts else None,
+        instructions_scrub=counts["skipped"],
+        boots=counts["boots"],
+        per_boot_instructions=list(counts["per_boot_instructions"]),
+        per_boot_nvm_bytes=list(counts["per_boot_nvm_bytes"]),
+        failures=counts["failures"],
+        nvm_bytes_written=counts["nvm_bytes_written"],
+        range_instructions={name: r["instructions"] for name, r in ranges.items()},
+        range_first={name: r["first"] for name, r in ranges.items()},
+        finished=finished,
+        stop_reason=stop_reason,
+        schedule=power.to_dict(),
+        mode=firmware.mode,
     )
 
 

@@ -27,6 +27,10 @@ HOST_INSTALL_HINT = "apt-get install make gcc"
 #: Build kinds: make target and the file it produces, relative to the project.
 KINDS = {"qemu": "build/qemu/firmware.elf", "host": "build/host/model_host"}
 
+#: Firmware execution modes (``make qemu MODE=...``): commit after batches of tiles, commit
+#: at operator boundaries only, or never commit and start over at every boot.
+MODES = ("tiles", "layer", "restart")
+
 #: Symbols that must never be in the firmware: the TVM runtime and any heap.
 HEAP_SYMBOLS = frozenset(
     ["malloc", "free", "calloc", "realloc", "_sbrk", "sbrk", "_sbrk_r", "_malloc_r",
@@ -36,6 +40,8 @@ HEAP_SYMBOLS = frozenset(
 #: The boundaries of the emulated memories, as in bsp/qemu_an386/linker.ld.in.
 SRAM_BASE = 0x20000000
 NVM_BASE = 0x21000000
+#: QEMU mps2-an386 backs this much RAM at NVM_BASE (its PSRAM), all of it kept over resets.
+NVM_WINDOW_BYTES = 16 * 1024 * 1024
 
 _ERROR_TAIL_LINES = 40
 _OVERFLOW = re.compile(r"region `(\w+)' overflowed by (\d+) bytes")
@@ -145,7 +151,13 @@ def _does_not_fit(project_dir: Path, log: str) -> DoesNotFitError | None:
     return DoesNotFitError(f"{project_dir}: does not fit the board: " + "; ".join(problems))
 
 
-def build_project(project_dir, kind: str = "qemu") -> Path:
+def _supports_modes(project_dir: Path) -> bool:
+    """Whether the project's Makefile takes ``MODE=`` (older exports build one variant)."""
+    return re.search(r"^MODE\s*[:?]?=", (project_dir / "Makefile").read_text(),
+                     re.MULTILINE) is not None
+
+
+def build_project(project_dir, kind: str = "qemu", mode: str | None = None) -> Path:
     """Build an exported project with ``make`` and return the program it produced.
 
     Make is incremental, so calling this before every run costs little once built.
@@ -157,6 +169,10 @@ def build_project(project_dir, kind: str = "qemu") -> Path:
     kind : {"qemu", "host"}
         ``"qemu"`` builds ``build/qemu/firmware.elf`` with arm-none-eabi-gcc;
         ``"host"`` builds ``build/host/model_host`` with the host's ``cc``.
+    mode : {"tiles", "layer", "restart"}, optional
+        Firmware variant (see :data:`MODES`), built by ``make qemu MODE=<mode>`` into
+        ``build/qemu-<mode>/firmware.elf``. None builds the Makefile's default; so does any
+        mode when the Makefile predates modes, or for the host build.
 
     Returns
     -------
@@ -173,6 +189,8 @@ def build_project(project_dir, kind: str = "qemu") -> Path:
     """
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {sorted(KINDS)}, got {kind!r}")
+    if mode is not None and mode not in MODES:
+        raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
     project_dir = Path(project_dir).resolve()
     if not (project_dir / "Makefile").is_file():
         raise ToolchainError(f"{project_dir} has no Makefile; export the project first")
@@ -180,18 +198,21 @@ def build_project(project_dir, kind: str = "qemu") -> Path:
     if not available:
         raise ToolchainError(reason)
     make = _tool("make", HOST_INSTALL_HINT)
+    goal, program = [kind], project_dir / KINDS[kind]
+    if mode is not None and kind == "qemu" and _supports_modes(project_dir):
+        goal = [kind, f"MODE={mode}"]
+        program = project_dir / "build" / f"qemu-{mode}" / "firmware.elf"
     with _project_lock(project_dir):
         # Silent, so that the compiler's messages end the log instead of its command lines.
-        result = _run([make, "-s", "--no-print-directory", "-C", str(project_dir), kind])
+        result = _run([make, "-s", "--no-print-directory", "-C", str(project_dir), *goal])
     if result.returncode != 0:
         log = result.stdout + result.stderr
         error = _does_not_fit(project_dir, log) if kind == "qemu" else None
         if error is not None:
             raise error
-        raise ToolchainError(
-            f"`make {kind}` failed in {project_dir} (exit {result.returncode}):\n{_tail(log)}"
-        )
-    return project_dir / KINDS[kind]
+        raise ToolchainError(f"`make {' '.join(goal)}` failed in {project_dir} (exit "
+                             f"{result.returncode}):\n{_tail(log)}")
+    return program
 
 
 def symbols(elf) -> dict[str, tuple[int, int]]:

@@ -1,32 +1,79 @@
 /*
- * intm_icount.c - QEMU TCG plugin: exact guest instruction counts for the simulator.
+ * intm_icount.c - QEMU TCG plugin: exact guest instruction counts and power failures.
  *
  * QEMU has no cycle counter for M-profile cores, so the simulator measures work in executed
- * instructions. This plugin counts every executed guest instruction with an inline add
- * (no helper call, so counting stays cheap) and records the running count each time the
- * instruction at `mark` executes: the firmware calls intm_mark() right before and right
- * after the model, and the difference of the two records is the model's instruction count.
+ * instructions, and it emulates a batteryless device's power failures as system resets at
+ * exact instruction counts. Every executed guest instruction runs one callback of this
+ * plugin *before* the instruction itself, which
+ *   - starts a new boot when it is the instruction at `boot` (the reset handler): a boot
+ *     begins when its first instruction is about to run, so a failure right there makes a
+ *     boot of 0 instructions;
+ *   - records the running count when it is the instruction at `mark` (intm_mark());
+ *   - counts it for each `range` that contains it (commit and restore code);
+ *   - injects a power failure when the schedule says so: it requests a system reset and
+ *     abandons the current translation block at once, so that neither this instruction nor
+ *     the rest of its block executes. Failures are therefore exact to the instruction;
+ *   - counts it.
  * Instructions inside `skip` (the boot-time SRAM scrub, which models a physical effect
- * rather than firmware work) are counted separately.
+ * rather than firmware work) get an inline add into `skipped` instead: they are neither
+ * counted as work nor charged against a budget, and the power never fails among them.
+ * A memory callback on stores counts the bytes written into the `nvm` range, each of
+ * which costs `nvm_cost` instructions of the boot's budget (NVM writes drain the capacitor
+ * faster than computing). The cost of a store is charged once the store has completed,
+ * so the failure it causes falls before the next instruction: a store is never torn.
  *
- * Arguments (all addresses with the Thumb bit cleared):
- *   out=PATH              where to write the result at exit (required)
- *   mark=0xADDR           address of intm_mark's first instruction (optional)
- *   skip=0xSTART:0xEND    half-open range counted apart (optional)
+ * Arguments (addresses with the Thumb bit cleared; numbers in C notation):
+ *   out=PATH           where to write the JSON report at exit (required)
+ *   mark=ADDR          address of intm_mark's first instruction
+ *   skip=START:END     half-open range counted apart (the SRAM scrub)
+ *   boot=ADDR          first instruction of a boot (the reset handler); needed by
+ *                      budgets= and max_boots=
+ *   budgets=PATH       text file, one integer per line: the instruction budget of boot 1,
+ *                      boot 2, ...; boot i fails before its instruction number budget_i + 1
+ *                      (fewer when NVM writes are charged). After the last line, no more
+ *                      failures.
+ *   fail_at=K          one failure, before the instruction that would make the total count
+ *                      K + 1 (for exhaustive injection: exactly K instructions run first)
+ *   nvm=START:END      half-open address range of NVM; store bytes there are counted
+ *   nvm_cost=X         instructions each NVM byte stored costs against the budget (default 0)
+ *   range=START:END    count the instructions executed inside [START, END); may repeat, up to
+ *                      INTM_MAX_RANGES times, reported in the order given
+ *   max_boots=N        when boot N + 1 would start, end the emulation (exit status 0) with the
+ *                      report written, so a firmware that never makes progress cannot run on
+ *                      forever
  *
- * Result, written when QEMU exits (including through semihosting SYS_EXIT_EXTENDED):
- *   {"instructions": N, "skipped": S, "marks": [m0, m1, ...]}
- * where N excludes the skipped instructions and each m is the value of N before the marked
- * instruction ran. One vCPU and deterministic inputs give the same numbers on every run.
+ * Report, written when QEMU exits (semihosting SYS_EXIT_EXTENDED, max_boots, or a signal):
+ *   {"instructions": N, "skipped": S, "marks": [m0, ...], "boots": B,
+ *    "per_boot_instructions": [...], "per_boot_nvm_bytes": [...], "failures": F,
+ *    "nvm_bytes_written": W, "ranges": [{"start": a, "end": b, "instructions": n,
+ *    "first": f}, ...], "max_boots_reached": false}
+ * N excludes the skipped instructions; each mark is the value of N before the marked
+ * instruction ran, and a range's `first` the value of N before its first instruction ran
+ * (null when none did); the per-boot lists have one entry per boot, the first included.
+ * One vCPU, `-icount shift=0` and deterministic inputs give the same numbers on every run.
  *
- * Why per-instruction rather than per-block counts: with -icount, QEMU may abandon a block
- * part-way (an I/O access that is not the block's last instruction) and re-execute the rest
- * in a new block that is not instrumented again; only per-instruction adds count such a
- * block exactly.
+ * Why per-instruction callbacks rather than inline adds or per-block counts: with -icount,
+ * QEMU may abandon a block part-way (an I/O access that is not the block's last instruction)
+ * and re-execute the rest in a new block that is not instrumented again; only
+ * per-instruction work counts such a block exactly. And a callback (unlike an inline add)
+ * can decide, before its instruction runs, that the power fails there.
+ *
+ * How the failure is injected. Plugin API v1 has no way to reset the machine, but
+ * qemu-system-arm exports what its own monitor uses: hmp_system_reset() requests a reset
+ * (as the guest's SYSRESETREQ does: the vCPU is marked stopped and the main loop resets the
+ * machine before it runs again, reloading the ELF's load segments and keeping the rest of
+ * RAM), and cpu_loop_exit_restore(current_cpu, ...) unwinds out of the executing block
+ * without raising a guest exception, the way a faulting load does. They are looked up with
+ * dlsym() when the plugin is installed.
+ * current_cpu is a thread-local variable: dlsym() returns the calling thread's copy, so it is
+ * looked up again from the vCPU thread, which is the only thread that runs these callbacks.
  *
  * Debian ships no qemu-plugin.h, so the few declarations used are repeated below; they
  * match QEMU 7.2's plugin API (version 1). QEMU checks qemu_plugin_version on load.
  */
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <errno.h>
 #include <inttypes.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -40,6 +87,7 @@
 #define INTM_EXPORT __attribute__((visibility("default")))
 
 typedef uint64_t qemu_plugin_id_t;
+typedef uint32_t qemu_plugin_meminfo_t;
 
 typedef struct qemu_info_t {
   const char* target_name;
@@ -65,6 +113,12 @@ enum qemu_plugin_cb_flags {
   QEMU_PLUGIN_CB_RW_REGS,
 };
 
+enum qemu_plugin_mem_rw {
+  QEMU_PLUGIN_MEM_R = 1,
+  QEMU_PLUGIN_MEM_W,
+  QEMU_PLUGIN_MEM_RW,
+};
+
 enum qemu_plugin_op {
   QEMU_PLUGIN_INLINE_ADD_U64,
 };
@@ -72,6 +126,8 @@ enum qemu_plugin_op {
 typedef void (*qemu_plugin_udata_cb_t)(qemu_plugin_id_t id, void* userdata);
 typedef void (*qemu_plugin_vcpu_udata_cb_t)(unsigned int vcpu_index, void* userdata);
 typedef void (*qemu_plugin_vcpu_tb_trans_cb_t)(qemu_plugin_id_t id, struct qemu_plugin_tb* tb);
+typedef void (*qemu_plugin_vcpu_mem_cb_t)(unsigned int vcpu_index, qemu_plugin_meminfo_t info,
+                                          uint64_t vaddr, void* userdata);
 
 void qemu_plugin_register_vcpu_tb_trans_cb(qemu_plugin_id_t id,
                                            qemu_plugin_vcpu_tb_trans_cb_t cb);
@@ -81,54 +137,217 @@ void qemu_plugin_register_vcpu_insn_exec_cb(struct qemu_plugin_insn* insn,
 void qemu_plugin_register_vcpu_insn_exec_inline(struct qemu_plugin_insn* insn,
                                                 enum qemu_plugin_op op, void* ptr,
                                                 uint64_t imm);
+void qemu_plugin_register_vcpu_mem_cb(struct qemu_plugin_insn* insn,
+                                      qemu_plugin_vcpu_mem_cb_t cb,
+                                      enum qemu_plugin_cb_flags flags,
+                                      enum qemu_plugin_mem_rw rw, void* userdata);
 void qemu_plugin_register_atexit_cb(qemu_plugin_id_t id, qemu_plugin_udata_cb_t cb,
                                     void* userdata);
 size_t qemu_plugin_tb_n_insns(const struct qemu_plugin_tb* tb);
 struct qemu_plugin_insn* qemu_plugin_tb_get_insn(const struct qemu_plugin_tb* tb, size_t idx);
 uint64_t qemu_plugin_insn_vaddr(const struct qemu_plugin_insn* insn);
+unsigned int qemu_plugin_mem_size_shift(qemu_plugin_meminfo_t info);
+bool qemu_plugin_mem_is_store(qemu_plugin_meminfo_t info);
 
 INTM_EXPORT int qemu_plugin_version = 1;
 
+/* ---- qemu-system-arm internals used to inject a failure (looked up at install) ------- */
+
+typedef struct CPUState CPUState;
+typedef void (*intm_system_reset_fn)(void* monitor, const void* qdict);
+typedef void (*intm_loop_exit_fn)(CPUState* cpu, uintptr_t host_pc) __attribute__((noreturn));
+
+static intm_system_reset_fn intm_hmp_system_reset;
+static intm_loop_exit_fn intm_cpu_loop_exit_restore;
+
 /* ---- State ------------------------------------------------------------------------- */
 
+#define INTM_MAX_RANGES 8
+#define INTM_NEVER UINT64_MAX
+
+/* Per-instruction facts fixed at translation, packed into the callback's userdata. */
+#define INTM_INSN_MARK (1u << 0)
+#define INTM_INSN_BOOT (1u << 1)
+#define INTM_INSN_RANGE_SHIFT 8
+
+typedef struct {
+  uint64_t* items;
+  size_t size;
+  size_t capacity;
+} intm_list_t;
+
+typedef struct {
+  uint64_t start;
+  uint64_t end;
+  uint64_t instructions; /* executed inside [start, end) */
+  uint64_t first;        /* intm_instructions before the first of them */
+} intm_range_t;
+
+static const char* intm_out_path;
+/* Opened at install: semihosting leaks a host file handle per file the firmware opens in a
+ * boot (QEMU keeps its handle table across resets), and after enough boots there may be
+ * none left to open the report with. */
+static FILE* intm_out;
 static uint64_t intm_instructions; /* executed outside the skip range */
 static uint64_t intm_skipped;      /* executed inside the skip range */
-
-static bool intm_has_mark;
-static uint64_t intm_mark_addr;
 static uint64_t intm_skip_start;
 static uint64_t intm_skip_end; /* empty range when start == end */
-static const char* intm_out_path;
+static bool intm_has_mark;
+static uint64_t intm_mark_addr;
+static intm_list_t intm_marks;
+static intm_range_t intm_ranges[INTM_MAX_RANGES];
+static size_t intm_num_ranges;
 
-static uint64_t* intm_marks;
-static size_t intm_num_marks;
-static size_t intm_cap_marks;
+/* Boots. */
+static bool intm_has_boot;
+static uint64_t intm_boot_addr;
+static uint64_t intm_boots;
+static bool intm_boot_open;      /* a boot has started and its counts are not in the lists */
+static uint64_t intm_boot_first; /* intm_instructions when the current boot started */
+static uint64_t intm_boot_nvm;   /* NVM bytes stored during the current boot */
+static intm_list_t intm_per_boot_instructions;
+static intm_list_t intm_per_boot_nvm;
+static uint64_t intm_max_boots = INTM_NEVER;
+static bool intm_max_boots_reached;
+
+/* NVM. */
+static bool intm_has_nvm;
+static uint64_t intm_nvm_start;
+static uint64_t intm_nvm_end;
+static uint64_t intm_nvm_bytes;
+static double intm_nvm_cost;
+
+/* Failure schedule. */
+static intm_list_t intm_budgets;
+static bool intm_has_budget;   /* the current boot has a budget */
+static uint64_t intm_budget;   /* ... of this many instructions */
+static uint64_t intm_fail_at = INTM_NEVER;
+static uint64_t intm_failures;
+/* The power fails before an instruction when intm_instructions has reached this value.
+ * Kept up to date by boots and NVM stores so the per-instruction test is one comparison. */
+static uint64_t intm_threshold = INTM_NEVER;
 
 /* qemu_plugin_outs() only reaches QEMU's log when started with `-d plugin`; use stderr. */
 static void intm_fail(const char* message) { fprintf(stderr, "intm_icount: %s\n", message); }
 
-/* ---- Callbacks --------------------------------------------------------------------- */
-
-/*
- * The marked instruction gets this callback instead of an inline add, so that the value
- * recorded never depends on the order QEMU runs an instruction's callbacks in: record the
- * count of the instructions before it, then count it.
- */
-static void intm_on_mark(unsigned int vcpu_index, void* userdata) {
-  (void)vcpu_index;
-  (void)userdata;
-  if (intm_num_marks == intm_cap_marks) {
-    size_t cap = intm_cap_marks ? 2 * intm_cap_marks : 64;
-    uint64_t* grown = realloc(intm_marks, cap * sizeof(*grown));
+static void intm_push(intm_list_t* list, uint64_t value) {
+  if (list->size == list->capacity) {
+    size_t capacity = list->capacity ? 2 * list->capacity : 64;
+    uint64_t* grown = realloc(list->items, capacity * sizeof(*grown));
     if (grown == NULL) {
-      intm_fail("out of memory for marks");
+      intm_fail("out of memory");
       abort();
     }
-    intm_marks = grown;
-    intm_cap_marks = cap;
+    list->items = grown;
+    list->capacity = capacity;
   }
-  intm_marks[intm_num_marks++] = intm_instructions;
+  list->items[list->size++] = value;
+}
+
+/* ---- Failure schedule -------------------------------------------------------------- */
+
+static void intm_update_threshold(void) {
+  uint64_t threshold = intm_fail_at;
+  if (intm_has_budget) {
+    /* Instructions the boot may still run: budget - nvm_cost * bytes, rounded up, since
+     * the failure comes when the instructions plus the NVM cost reach the budget. */
+    double left = (double)intm_budget - intm_nvm_cost * (double)intm_boot_nvm;
+    uint64_t allowed = 0;
+    if (left > 0) {
+      allowed = (uint64_t)left;
+      if ((double)allowed < left) allowed += 1;
+    }
+    if (intm_boot_first + allowed < threshold) threshold = intm_boot_first + allowed;
+  }
+  intm_threshold = threshold;
+}
+
+/* Close the books of the current boot: its counts go into the per-boot lists. */
+static void intm_end_boot(void) {
+  if (!intm_boot_open) return;
+  intm_push(&intm_per_boot_instructions, intm_instructions - intm_boot_first);
+  intm_push(&intm_per_boot_nvm, intm_boot_nvm);
+  intm_boot_open = false;
+}
+
+static void intm_start_boot(void) {
+  intm_end_boot();
+  if (intm_boots >= intm_max_boots) {
+    /* Stop before the first instruction of the extra boot, the way semihosting's exit does
+     * (exit() on this thread runs the atexit callbacks, which write the report). */
+    intm_max_boots_reached = true;
+    exit(0);
+  }
+  intm_boots += 1;
+  intm_boot_open = true;
+  intm_boot_first = intm_instructions;
+  intm_boot_nvm = 0;
+  intm_has_budget = intm_boots <= intm_budgets.size;
+  intm_budget = intm_has_budget ? intm_budgets.items[intm_boots - 1] : 0;
+  intm_update_threshold();
+}
+
+static CPUState* intm_current_cpu(void) {
+  /* Thread-local: resolve in this (the vCPU) thread, once. */
+  static __thread CPUState** slot;
+  if (slot == NULL) slot = (CPUState**)dlsym(RTLD_DEFAULT, "current_cpu");
+  return slot != NULL ? *slot : NULL;
+}
+
+/*
+ * Cut the power before the current instruction: request a system reset and leave the
+ * translation block without executing this instruction or any after it. The reset request
+ * stops the vCPU, so nothing runs until the main loop has reset the machine; the next
+ * instruction executed is the reset handler's first. `host_pc` is the return address of
+ * the instruction's callback, inside the block's generated code (QEMU 7.2 calls exec
+ * callbacks directly from there): from it QEMU finds the instruction, and gives the
+ * instructions of the block that did not run back to -icount, whose virtual clock then
+ * equals the executed instructions exactly, as without failures.
+ */
+__attribute__((noreturn)) static void intm_power_failure(uintptr_t host_pc) {
+  CPUState* cpu = intm_current_cpu();
+  if (cpu == NULL) {
+    intm_fail("cannot find the executing vCPU (current_cpu) to inject a power failure");
+    abort();
+  }
+  intm_failures += 1;
+  if (intm_instructions >= intm_fail_at) intm_fail_at = INTM_NEVER; /* a single failure */
+  intm_has_budget = false;
+  intm_threshold = INTM_NEVER; /* until the next boot sets its budget */
+  intm_hmp_system_reset(NULL, NULL);
+  intm_cpu_loop_exit_restore(cpu, host_pc);
+}
+
+/* ---- Callbacks --------------------------------------------------------------------- */
+
+static void intm_on_insn(unsigned int vcpu_index, void* userdata) {
+  (void)vcpu_index;
+  uintptr_t facts = (uintptr_t)userdata;
+  if (facts & INTM_INSN_BOOT) intm_start_boot();
+  if (intm_instructions >= intm_threshold) {
+    intm_power_failure((uintptr_t)__builtin_return_address(0));
+  }
+  if (facts & INTM_INSN_MARK) intm_push(&intm_marks, intm_instructions);
+  for (uintptr_t ranges = facts >> INTM_INSN_RANGE_SHIFT; ranges != 0; ranges &= ranges - 1) {
+    intm_range_t* range = &intm_ranges[__builtin_ctzl(ranges)];
+    if (range->instructions == 0) range->first = intm_instructions;
+    range->instructions += 1;
+  }
   intm_instructions += 1;
+}
+
+static void intm_on_store(unsigned int vcpu_index, qemu_plugin_meminfo_t info, uint64_t vaddr,
+                          void* userdata) {
+  (void)vcpu_index;
+  (void)userdata;
+  /* QEMU 7.2 calls a QEMU_PLUGIN_MEM_W callback for loads too: test the direction. */
+  if (!qemu_plugin_mem_is_store(info) || vaddr < intm_nvm_start || vaddr >= intm_nvm_end) {
+    return;
+  }
+  uint64_t size = 1ull << qemu_plugin_mem_size_shift(info);
+  intm_nvm_bytes += size;
+  intm_boot_nvm += size;
+  if (intm_nvm_cost > 0) intm_update_threshold();
 }
 
 static void intm_on_translate(qemu_plugin_id_t id, struct qemu_plugin_tb* tb) {
@@ -137,41 +356,112 @@ static void intm_on_translate(qemu_plugin_id_t id, struct qemu_plugin_tb* tb) {
   for (size_t i = 0; i < n; ++i) {
     struct qemu_plugin_insn* insn = qemu_plugin_tb_get_insn(tb, i);
     uint64_t addr = qemu_plugin_insn_vaddr(insn);
-    if (intm_has_mark && addr == intm_mark_addr) {
-      qemu_plugin_register_vcpu_insn_exec_cb(insn, intm_on_mark, QEMU_PLUGIN_CB_NO_REGS, NULL);
-    } else if (addr >= intm_skip_start && addr < intm_skip_end) {
+    if (intm_has_nvm) {
+      /* QEMU calls this for each memory access of the instruction (see intm_on_store). */
+      qemu_plugin_register_vcpu_mem_cb(insn, intm_on_store, QEMU_PLUGIN_CB_NO_REGS,
+                                       QEMU_PLUGIN_MEM_W, NULL);
+    }
+    if (addr >= intm_skip_start && addr < intm_skip_end) {
+      /* Never a failure point: an inline add is enough. */
       qemu_plugin_register_vcpu_insn_exec_inline(insn, QEMU_PLUGIN_INLINE_ADD_U64,
                                                  &intm_skipped, 1);
+      continue;
+    }
+    uintptr_t facts = 0;
+    if (intm_has_mark && addr == intm_mark_addr) facts |= INTM_INSN_MARK;
+    if (intm_has_boot && addr == intm_boot_addr) facts |= INTM_INSN_BOOT;
+    for (size_t r = 0; r < intm_num_ranges; ++r) {
+      if (addr >= intm_ranges[r].start && addr < intm_ranges[r].end) {
+        facts |= (uintptr_t)1 << (INTM_INSN_RANGE_SHIFT + r);
+      }
+    }
+    qemu_plugin_register_vcpu_insn_exec_cb(insn, intm_on_insn, QEMU_PLUGIN_CB_NO_REGS,
+                                           (void*)facts);
+  }
+}
+
+static void intm_write_list(FILE* out, const char* key, const intm_list_t* list) {
+  fprintf(out, ", \"%s\": [", key);
+  for (size_t i = 0; i < list->size; ++i) {
+    fprintf(out, "%s%" PRIu64, i ? ", " : "", list->items[i]);
+  }
+  fprintf(out, "]");
+}
+
+static void intm_write_report(void) {
+  FILE* out = intm_out;
+  fprintf(out, "{\"instructions\": %" PRIu64 ", \"skipped\": %" PRIu64, intm_instructions,
+          intm_skipped);
+  intm_write_list(out, "marks", &intm_marks);
+  fprintf(out, ", \"boots\": %" PRIu64, intm_boots);
+  intm_write_list(out, "per_boot_instructions", &intm_per_boot_instructions);
+  intm_write_list(out, "per_boot_nvm_bytes", &intm_per_boot_nvm);
+  fprintf(out, ", \"failures\": %" PRIu64 ", \"nvm_bytes_written\": %" PRIu64 ", \"ranges\": [",
+          intm_failures, intm_nvm_bytes);
+  for (size_t r = 0; r < intm_num_ranges; ++r) {
+    const intm_range_t* range = &intm_ranges[r];
+    fprintf(out, "%s{\"start\": %" PRIu64 ", \"end\": %" PRIu64 ", \"instructions\": %" PRIu64
+            ", \"first\": ", r ? ", " : "", range->start, range->end, range->instructions);
+    if (range->instructions > 0) {
+      fprintf(out, "%" PRIu64 "}", range->first);
     } else {
-      qemu_plugin_register_vcpu_insn_exec_inline(insn, QEMU_PLUGIN_INLINE_ADD_U64,
-                                                 &intm_instructions, 1);
+      fprintf(out, "null}");
     }
   }
+  fprintf(out, "], \"max_boots_reached\": %s}\n", intm_max_boots_reached ? "true" : "false");
+  if (fclose(out) != 0) intm_fail("cannot write the out= file");
 }
 
 static void intm_on_exit(qemu_plugin_id_t id, void* userdata) {
   (void)id;
   (void)userdata;
-  FILE* out = fopen(intm_out_path, "w");
-  if (out == NULL) {
-    intm_fail("cannot open the out= file");
-    return;
-  }
-  fprintf(out, "{\"instructions\": %" PRIu64 ", \"skipped\": %" PRIu64 ", \"marks\": [",
-          intm_instructions, intm_skipped);
-  for (size_t i = 0; i < intm_num_marks; ++i) {
-    fprintf(out, "%s%" PRIu64, i ? ", " : "", intm_marks[i]);
-  }
-  fprintf(out, "]}\n");
-  if (fclose(out) != 0) intm_fail("cannot write the out= file");
+  intm_end_boot();
+  intm_write_report();
 }
 
 /* ---- Installation ------------------------------------------------------------------ */
 
-static bool intm_parse_address(const char* text, uint64_t* value) {
+static bool intm_parse_u64(const char* text, char stop, uint64_t* value) {
   char* end = NULL;
+  if (text[0] == '-') return false;
+  errno = 0;
   *value = strtoull(text, &end, 0);
-  return end != text && (*end == '\0' || *end == ':');
+  return errno == 0 && end != text && *end == stop;
+}
+
+/* START:END, both addresses, START <= END. */
+static bool intm_parse_range(const char* text, uint64_t* start, uint64_t* end) {
+  const char* colon = strchr(text, ':');
+  return colon != NULL && intm_parse_u64(text, ':', start) &&
+         intm_parse_u64(colon + 1, '\0', end) && *start <= *end;
+}
+
+/* One positive integer per line; blank lines are ignored. */
+static bool intm_read_budgets(const char* path) {
+  FILE* file = fopen(path, "r");
+  if (file == NULL) {
+    fprintf(stderr, "intm_icount: cannot open budgets file '%s'\n", path);
+    return false;
+  }
+  char line[64];
+  unsigned long number = 0;
+  bool ok = true;
+  while (ok && fgets(line, sizeof(line), file) != NULL) {
+    number += 1;
+    size_t len = strcspn(line, "\r\n");
+    if (len == 0) continue;
+    line[len] = '\0';
+    uint64_t budget;
+    ok = intm_parse_u64(line, '\0', &budget);
+    if (ok) {
+      intm_push(&intm_budgets, budget);
+    } else {
+      fprintf(stderr, "intm_icount: %s line %lu: expected an instruction count, got '%s'\n",
+              path, number, line);
+    }
+  }
+  fclose(file);
+  return ok;
 }
 
 static bool intm_parse_arg(const char* arg) {
@@ -179,29 +469,55 @@ static bool intm_parse_arg(const char* arg) {
   if (eq == NULL) return false;
   size_t key_len = (size_t)(eq - arg);
   const char* value = eq + 1;
-  if (key_len == 3 && strncmp(arg, "out", 3) == 0) {
+#define INTM_KEY(name) (key_len == sizeof(name) - 1 && strncmp(arg, name, key_len) == 0)
+  if (INTM_KEY("out")) {
     intm_out_path = value;
     return value[0] != '\0';
   }
-  if (key_len == 4 && strncmp(arg, "mark", 4) == 0) {
-    intm_has_mark = intm_parse_address(value, &intm_mark_addr);
-    return intm_has_mark;
+  if (INTM_KEY("mark")) return intm_has_mark = intm_parse_u64(value, '\0', &intm_mark_addr);
+  if (INTM_KEY("boot")) return intm_has_boot = intm_parse_u64(value, '\0', &intm_boot_addr);
+  if (INTM_KEY("skip")) return intm_parse_range(value, &intm_skip_start, &intm_skip_end);
+  if (INTM_KEY("nvm")) return intm_has_nvm = intm_parse_range(value, &intm_nvm_start,
+                                                              &intm_nvm_end);
+  if (INTM_KEY("fail_at")) return intm_parse_u64(value, '\0', &intm_fail_at);
+  if (INTM_KEY("max_boots")) return intm_parse_u64(value, '\0', &intm_max_boots);
+  if (INTM_KEY("budgets")) return intm_read_budgets(value);
+  if (INTM_KEY("nvm_cost")) {
+    char* end = NULL;
+    intm_nvm_cost = strtod(value, &end);
+    return end != value && *end == '\0' && intm_nvm_cost >= 0;
   }
-  if (key_len == 4 && strncmp(arg, "skip", 4) == 0) {
-    const char* colon = strchr(value, ':');
-    return colon != NULL && intm_parse_address(value, &intm_skip_start) &&
-           intm_parse_address(colon + 1, &intm_skip_end) && intm_skip_start <= intm_skip_end;
+  if (INTM_KEY("range")) {
+    if (intm_num_ranges == INTM_MAX_RANGES) return false;
+    intm_range_t* range = &intm_ranges[intm_num_ranges++];
+    return intm_parse_range(value, &range->start, &range->end);
   }
+#undef INTM_KEY
+  return false;
+}
+
+/* Look up the qemu-system-arm functions a power failure needs; false when one is missing. */
+static bool intm_find_reset_functions(void) {
+  intm_hmp_system_reset = (intm_system_reset_fn)dlsym(RTLD_DEFAULT, "hmp_system_reset");
+  intm_cpu_loop_exit_restore = (intm_loop_exit_fn)dlsym(RTLD_DEFAULT, "cpu_loop_exit_restore");
+  const char* missing = intm_hmp_system_reset == NULL        ? "hmp_system_reset"
+                        : intm_cpu_loop_exit_restore == NULL ? "cpu_loop_exit_restore"
+                        : dlsym(RTLD_DEFAULT, "current_cpu") == NULL ? "current_cpu"
+                                                                     : NULL;
+  if (missing == NULL) return true;
+  fprintf(stderr, "intm_icount: power failures need the symbol '%s', which this QEMU does not "
+          "export (QEMU 7.2 does; check with `nm -D $(which qemu-system-arm)`)\n", missing);
   return false;
 }
 
 INTM_EXPORT int qemu_plugin_install(qemu_plugin_id_t id, const qemu_info_t* info, int argc,
                                     char** argv) {
-  (void)info;
   for (int i = 0; i < argc; ++i) {
     if (!intm_parse_arg(argv[i])) {
-      fprintf(stderr, "intm_icount: bad argument '%s' (expected out=PATH, mark=0xADDR, "
-              "skip=0xSTART:0xEND)\n", argv[i]);
+      fprintf(stderr, "intm_icount: bad argument '%s' (expected out=PATH, mark=ADDR, "
+              "skip=START:END, boot=ADDR, budgets=PATH, fail_at=K, nvm=START:END, "
+              "nvm_cost=X >= 0, range=START:END (at most %d), max_boots=N)\n", argv[i],
+              INTM_MAX_RANGES);
       return -1;
     }
   }
@@ -209,6 +525,22 @@ INTM_EXPORT int qemu_plugin_install(qemu_plugin_id_t id, const qemu_info_t* info
     intm_fail("missing out=PATH");
     return -1;
   }
+  intm_out = fopen(intm_out_path, "w");
+  if (intm_out == NULL) {
+    fprintf(stderr, "intm_icount: cannot open out=%s: %s\n", intm_out_path, strerror(errno));
+    return -1;
+  }
+  if (!intm_has_boot && (intm_budgets.size > 0 || intm_max_boots != INTM_NEVER)) {
+    intm_fail("budgets= and max_boots= need boot=ADDR (the reset handler) to see boots");
+    return -1;
+  }
+  bool injects = intm_budgets.size > 0 || intm_fail_at != INTM_NEVER;
+  if (injects && !intm_find_reset_functions()) return -1;
+  if (injects && info->system_emulation && info->system.smp_vcpus != 1) {
+    intm_fail("power failures need exactly one vCPU");
+    return -1;
+  }
+  intm_update_threshold();
   qemu_plugin_register_vcpu_tb_trans_cb(id, intm_on_translate);
   qemu_plugin_register_atexit_cb(id, intm_on_exit, NULL);
   return 0;

@@ -1,0 +1,339 @@
+"""Power-failure emulation on a hand-written intermittent fake model.
+
+tests/fixtures/fake_intermittent runs 20000 steps of a linear congruential generator on
+four seeds and commits its state to NVM every 250 steps, so it finishes under failures
+and its output is known exactly (``reference`` below). Tiers: pure Python (schedules and
+parsing); QEMU (marked ``qemu``): exactness and determinism of the injected failures,
+boots, NVM byte counts, livelock stops and the report.
+"""
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tvm_intermittent import sim
+from tvm_intermittent.board import load_board
+from tvm_intermittent.codegen.project_files import copy_support_files
+from tvm_intermittent.errors import InputError
+from tvm_intermittent.sim import power
+
+FIXTURE = Path(__file__).parent / "fixtures" / "fake_intermittent"
+FUNCTIONS = ("fake_progress_commit", "fake_progress_restore")
+ITERATIONS, COMMIT_EVERY = 20000, 250
+#: NVM bytes the fixture stores: per commit (record, valid word, counter), per boot.
+COMMIT_BYTES, BOOT_BYTES, PROBE_BYTES = 28, 4, 3 + 5 * 2 + 7 * 4 + 2 * 8
+
+
+def _skip_without_qemu():
+    for available, reason in (sim.toolchain_available(), sim.qemu_available()):
+        if not available:
+            pytest.skip(reason)
+
+
+def export_fake(dst: Path, prelude: str = "") -> Path:
+    """Copy the fixture to ``dst`` with ``prelude`` (knob macros) atop model.c."""
+    shutil.copytree(FIXTURE, dst)
+    model_c = dst / "model" / "model.c"
+    model_c.write_text(prelude + model_c.read_text())
+    copy_support_files(dst, "qemu-an386")
+    return dst
+
+
+def seeds():
+    return [np.array([1, -2, 300, 2**31 - 1], dtype=np.int32)]
+
+
+def reference(seed, iterations=ITERATIONS):
+    state, k = seed.view(np.uint32).copy(), np.arange(4, dtype=np.uint32)
+    for _ in range(iterations):
+        state = state * np.uint32(1664525) + np.uint32(1013904223) + k
+    return [state.view(np.int32)]
+
+
+def run(project, **kwargs):
+    return sim.run(project, seeds(), functions=FUNCTIONS, **kwargs)
+
+
+def assert_outputs(result, expected):
+    assert result.finished and result.stop_reason is None and result.exit_status == 0
+    for got, want in zip(result.outputs, expected):
+        np.testing.assert_array_equal(got, want)
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory):
+    return export_fake(tmp_path_factory.mktemp("power") / "fake")
+
+
+@pytest.fixture(scope="module")
+def expected():
+    return reference(seeds()[0])
+
+
+@pytest.fixture(scope="module")
+def continuous(project):
+    _skip_without_qemu()
+    return run(project)
+
+
+# ---- Pure Python ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("text, farads", [("100uF", 1e-4), ("1mF", 1e-3), ("0.0001", 1e-4),
+                                          ("47 nF", 4.7e-8), ("2.2e-5F", 2.2e-5)])
+def test_parse_capacitance(text, farads):
+    assert power.parse_capacitance(text) == pytest.approx(farads, rel=1e-12)
+
+
+@pytest.mark.parametrize("parse, text, match", [
+    (power.parse_capacitance, "100uW", "capacitance such as 100uF"),
+    (power.parse_capacitance, "-1uF", "capacitance such as"),
+    (power.parse_capacitance, "0", "greater than 0"),
+    (power.parse_power, "2mF", "power such as 2mW"),
+    (power.parse_power, "lots", "power such as"),
+    (power.parse_window, "100", "window of failure points A:B"),
+    (power.parse_window, "9:3", "0 <= A < B"),
+    (power.parse_window, "a:b", "whole numbers"),
+    (power.parse_schedule, "periodic", "expected none, periodic:N"),
+    (power.parse_schedule, "periodic:0", "positive whole number"),
+    (power.parse_schedule, "random:1:9:3", "min <= max"),
+    (power.parse_schedule, "capacitor", "needs a board"),
+])
+def test_bad_strings_raise_input_error(parse, text, match):
+    with pytest.raises(InputError, match=match):
+        parse(text)
+
+
+def test_parse_schedule_kinds():
+    assert power.parse_schedule("none") == sim.NoFailures()
+    assert power.parse_schedule("periodic:5000") == sim.Periodic(5000)
+    assert power.parse_schedule("random:7:100:200") == sim.Random(7, 100, 200)
+    assert power.parse_schedule("fail_at:0") == sim.FailAt(0)
+    assert list(power.parse_schedule("exhaustive:3:6").points()) == [3, 4, 5]
+    cap = power.parse_schedule("capacitor:47uF:2mW", board="msp430fr5994")
+    assert (cap.capacitor_f, cap.harvest_w) == (pytest.approx(4.7e-5), pytest.approx(2e-3))
+
+
+def test_random_budgets_are_seeded_and_prefix_stable(caplog):
+    with caplog.at_level("INFO", logger="tvm_intermittent.sim.power"):
+        schedule = sim.Random(seed=11, min=100, max=110)
+    assert "seed=11" in caplog.text
+    budgets = schedule.budgets(50)
+    assert budgets[:5] == schedule.budgets(5) == sim.Random(11, 100, 110).budgets(5)
+    assert all(100 <= b <= 110 for b in budgets) and len(set(budgets)) > 1
+    fresh = sim.Random(seed=None, min=1, max=10)
+    assert isinstance(fresh.seed, int) and fresh.to_dict()["seed"] == fresh.seed
+
+
+def test_capacitor_budget_nvm_cost_and_recharge():
+    board = load_board("msp430fr5994")
+    schedule = sim.Capacitor(board, capacitor_f=1e-4, harvest_w=2e-3)
+    energy = 0.5 * 1e-4 * (board.v_on**2 - board.v_off**2)
+    assert schedule.budget == int(energy / board.energy_per_instruction_j)
+    assert schedule.budgets(3) == [schedule.budget] * 3
+    assert schedule.nvm_cost == pytest.approx(
+        board.nvm_write_energy_j_per_byte / board.energy_per_instruction_j)
+    assert schedule.recharge_seconds(2) == pytest.approx([energy / 2e-3] * 2)
+    assert not sim.NoFailures().injects_failures and sim.FailAt(5).injects_failures
+
+
+def test_capacitor_recharges_along_a_repeating_trace(tmp_path):
+    # 1 s at 1 mW, 1 s at nothing, 1 s at 2 mW, and the last row lasts 1 s too: 4 mJ in a
+    # period of 4 s. Charges of 1 mJ, one after the other: 1 s; 1.5 s (the dead second,
+    # then half of the 2 mW one); 0.5 s (its other half); 1 s; then the trace starts over.
+    trace = tmp_path / "trace.csv"
+    trace.write_text("time_s,power_w\n0,1e-3\n1,0\n2,2e-3  # bright\n3,1e-3\n")
+    board = load_board("msp430fr5994")
+    capacitor_f = 1e-3 / (0.5 * (board.v_on**2 - board.v_off**2))
+    schedule = sim.Capacitor(board, capacitor_f=capacitor_f, trace=str(trace))
+    assert schedule.recharge_seconds(6) == pytest.approx([1.0, 1.5, 0.5, 1.0, 1.0, 1.5])
+    trace.write_text("0 0\n1 0\n")
+    with pytest.raises(InputError, match="harvests nothing"):
+        sim.Capacitor(board, trace=str(trace))
+    with pytest.raises(InputError, match="either a constant harvested power or a power trace"):
+        sim.Capacitor(board, harvest_w=1e-3, trace=str(trace))
+
+
+def test_schedules_that_cannot_run_are_refused(project):
+    with pytest.raises(InputError, match="run_exhaustive"):
+        run(project, power=sim.Exhaustive((0, 10)))
+    with pytest.raises(InputError, match="need the QEMU run"):
+        run(project, kind="host", power=sim.Periodic(1000))
+    with pytest.raises(InputError, match="max_boots"):
+        run(project, max_boots=0)
+
+
+# ---- QEMU -----------------------------------------------------------------------------
+
+
+@pytest.mark.qemu
+def test_continuous_run_counts_nvm_bytes_and_functions(continuous, expected):
+    assert_outputs(continuous, expected)
+    assert (continuous.boots, continuous.failures) == (1, 0)
+    assert continuous.per_boot_instructions == [continuous.instructions_total]
+    commits = ITERATIONS // COMMIT_EVERY
+    assert continuous.nvm_bytes_written == commits * COMMIT_BYTES + BOOT_BYTES
+    assert continuous.per_boot_nvm_bytes == [continuous.nvm_bytes_written]
+    first = continuous.range_first
+    assert 0 < first["fake_progress_restore"] < first["fake_progress_commit"]
+    assert continuous.range_instructions["fake_progress_commit"] % commits == 0
+
+
+@pytest.mark.qemu
+def test_nvm_bytes_are_exact_for_every_store_size(tmp_path):
+    _skip_without_qemu()
+    probe = export_fake(tmp_path / "probe", prelude="#define FAKE_NVM_PROBE\n")
+    result = run(probe, power=sim.Periodic(200_000))
+    commits = ITERATIONS // COMMIT_EVERY
+    per_boot = PROBE_BYTES + BOOT_BYTES
+    assert result.nvm_bytes_written == commits * COMMIT_BYTES + result.boots * per_boot
+    assert sum(result.per_boot_nvm_bytes) == result.nvm_bytes_written
+
+
+@pytest.mark.qemu
+def test_periodic_failures_are_exact_and_deterministic(project, continuous, expected):
+    first = run(project, power=sim.Periodic(100_000))
+    assert_outputs(first, expected)
+    assert first.boots == first.failures + 1 > 5
+    assert first.per_boot_instructions[:-1] == [100_000] * first.failures
+    assert 0 < first.per_boot_instructions[-1] <= 100_000
+    assert sum(first.per_boot_instructions) == first.instructions_total
+    assert first.instructions_scrub == first.boots * continuous.instructions_scrub
+    second = run(project, power=sim.Periodic(100_000))
+    for field in ("per_boot_instructions", "per_boot_nvm_bytes", "marks", "range_instructions",
+                  "instructions_scrub", "nvm_bytes_written"):
+        assert getattr(second, field) == getattr(first, field), field
+    assert run(project, power=sim.Periodic(10**7)).boots == 1
+
+
+@pytest.mark.qemu
+def test_random_failures_follow_the_seeded_budgets(project, expected):
+    schedule = sim.Random(seed=3, min=20_000, max=60_000)
+    result = run(project, power=schedule)
+    assert_outputs(result, expected)
+    assert result.per_boot_instructions[:-1] == schedule.budgets(result.boots)[:-1]
+    assert result.per_boot_instructions[-1] <= schedule.budgets(result.boots)[-1]
+    assert result.schedule == {"kind": "random", "seed": 3, "min": 20_000, "max": 60_000}
+    again = run(project, power=sim.Random(seed=3, min=20_000, max=60_000))
+    assert again.per_boot_instructions == result.per_boot_instructions
+    other = run(project, power=sim.Random(seed=4, min=20_000, max=60_000))
+    assert other.per_boot_instructions != result.per_boot_instructions
+
+
+@pytest.mark.qemu
+def test_fail_at_fails_once_after_exactly_k_instructions(project, continuous, expected):
+    # Before the first commit, a failure at k wastes exactly k instructions.
+    k = continuous.range_first["fake_progress_commit"] - 3
+    result = run(project, power=sim.FailAt(k))
+    assert_outputs(result, expected)
+    assert (result.boots, result.failures) == (2, 1)
+    assert result.per_boot_instructions == [k, continuous.instructions_total]
+
+
+@pytest.mark.qemu
+def test_failures_are_exact_to_the_instruction(tmp_path):
+    """The firmware itself sees it: after a failure at K, its NVM counter holds the number
+    of its stores among the first K instructions, for K at every position of the loop."""
+    _skip_without_qemu()
+    project = export_fake(tmp_path / "counter", prelude="#define FAKE_COUNTER_PROBE\n")
+    mark = run(project, power=sim.FailAt(10_000)).marks[1]  # [0] is the harness's mark
+
+    def stores_before(k):  # the stores are instructions mark + 3 + 3 j
+        return max(0, (k - mark - 3 + 2) // 3)
+
+    for k in [*range(mark - 1, mark + 11), mark + 30_001, mark + 30_002]:
+        result = run(project, power=sim.FailAt(k))
+        assert result.per_boot_instructions[0] == k and result.failures == 1
+        assert result.outputs[0][0] == stores_before(k), k
+    assert stores_before(mark + 30_002) == 10_000
+
+
+@pytest.mark.qemu
+def test_exhaustive_failures_around_a_commit_all_give_the_right_outputs(project, continuous,
+                                                                       expected):
+    # Every instruction of the first commit (and a few around it) as the failure point.
+    start = continuous.range_first["fake_progress_commit"] - 4
+    commit_length = continuous.range_instructions["fake_progress_commit"] // (
+        ITERATIONS // COMMIT_EVERY)
+    results = sim.run_exhaustive(project, seeds(), f"{start}:{start + commit_length + 8}",
+                                 functions=FUNCTIONS)
+    assert len(results) == commit_length + 8
+    for k, result in enumerate(results, start=start):
+        assert_outputs(result, expected)
+        assert result.per_boot_instructions[0] == k and result.failures == 1
+
+
+@pytest.mark.qemu
+def test_capacitor_charges_nvm_writes_against_the_budget(project, expected):
+    board = load_board("msp430fr5994")
+    schedule = sim.Capacitor(board, capacitor_f=8e-6)
+    result = run(project, power=schedule)
+    assert_outputs(result, expected)
+    cost, budget = schedule.nvm_cost, schedule.budget
+    for count, nbytes in zip(result.per_boot_instructions[:-1], result.per_boot_nvm_bytes):
+        # The failure comes before the first instruction at which the work plus the NVM
+        # cost reaches the budget; one instruction stores at most 16 bytes (an STM).
+        assert count + cost * nbytes >= budget > count - 1 + cost * (nbytes - 16)
+        assert count < budget
+
+
+@pytest.mark.qemu
+def test_max_boots_stops_a_firmware_that_never_commits(tmp_path):
+    _skip_without_qemu()
+    project = export_fake(tmp_path / "never", prelude="#define FAKE_COMMIT_EVERY 0\n")
+    result = run(project, power=sim.Periodic(50_000), max_boots=5, timeout=30)
+    assert not result.finished and result.stop_reason == "max_boots"
+    assert result.outputs is None and result.exit_status is None
+    assert (result.boots, result.failures) == (5, 5)
+    assert result.per_boot_instructions == [50_000] * 5
+
+
+@pytest.mark.qemu
+def test_no_progress_status_is_a_result_not_an_error(tmp_path):
+    _skip_without_qemu()
+    project = export_fake(tmp_path / "futile", prelude="#define FAKE_COMMIT_EVERY 0\n"
+                                                       "#define FAKE_NO_PROGRESS_BOOTS 3\n")
+    result = run(project, power=sim.Periodic(50_000))
+    assert not result.finished and result.stop_reason == "no_progress"
+    assert result.exit_status == sim.NO_PROGRESS_STATUS and result.outputs is None
+    assert (result.boots, result.failures) == (4, 3)
+
+
+@pytest.mark.qemu
+def test_report_accounts_for_every_instruction(project, continuous, expected):
+    schedule = sim.Capacitor("msp430fr5994", capacitor_f=8e-6, harvest_w=1e-3)
+    failed = run(project, power=schedule)
+    report = sim.IntermittentReport.from_runs(
+        failed, continuous, board="msp430fr5994", schedule=schedule, reference=expected,
+        commit=FUNCTIONS[0], restore=FUNCTIONS[1])
+    assert report.outputs_match and report.finished and report.boots == failed.boots
+    assert (report.instructions_continuous + report.instructions_boot
+            + report.instructions_reexecuted) == report.instructions_total
+    startup = continuous.range_first["fake_progress_restore"]
+    restores = failed.range_instructions["fake_progress_restore"]
+    assert report.instructions_boot == (failed.failures * startup + restores
+                                        - continuous.range_instructions["fake_progress_restore"])
+    assert report.imo == pytest.approx(
+        (failed.instructions_total - continuous.instructions_total) / failed.instructions_total)
+    board = load_board("msp430fr5994")
+    assert report.active_seconds == pytest.approx(board.seconds(failed.instructions_total))
+    assert report.recharge_seconds == pytest.approx(
+        failed.failures * schedule.charge_energy_j / 1e-3)
+    assert json.loads(json.dumps(report.to_dict()))["boots"] == failed.boots
+    assert "IMO" in report.render() and "match the reference" in str(report)
+    wrong = [expected[0] + 1]
+    assert not sim.IntermittentReport.from_runs(failed, continuous, board=board,
+                                                reference=wrong).outputs_match
+
+
+@pytest.mark.qemu
+def test_modes_build_their_own_firmware(project, continuous, expected):
+    result = run(project, mode="restart")
+    assert_outputs(result, expected)
+    assert result.mode == "restart"
+    assert (project / "build" / "qemu-restart" / "firmware.elf").is_file()
+    with pytest.raises(ValueError, match="mode must be one of"):
+        run(project, mode="fastest")
