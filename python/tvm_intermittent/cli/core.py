@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import re
 import tempfile
 from pathlib import Path
 
@@ -66,6 +65,25 @@ def _parser() -> argparse.ArgumentParser:
                         "top-1 only and report the difference)")
     p.add_argument("--host", action="store_true", help="run the host build instead of QEMU")
     p.add_argument("--timeout", type=float, default=600.0, help="seconds before giving up")
+    power = p.add_argument_group("power failures (QEMU only)")
+    power.add_argument("--power", choices=["none", "periodic", "random", "capacitor",
+                                           "exhaustive"], default="none",
+                       help="when the power fails (default none)")
+    power.add_argument("--mode", choices=["tiles", "layer", "restart"], default="tiles",
+                       help="checkpointing: after batches of tiles (default), at operator "
+                            "boundaries, or none (start over after every failure)")
+    power.add_argument("--seed", type=int, default=0, help="random: seed (default 0)")
+    power.add_argument("--period", type=int, help="periodic: instructions per power cycle")
+    power.add_argument("--min", type=int, dest="min_instructions",
+                       help="random: shortest power cycle (default: half the board's budget)")
+    power.add_argument("--max", type=int, dest="max_instructions",
+                       help="random: longest power cycle (default: the board's budget)")
+    power.add_argument("--capacitor", help="capacitor: e.g. 100uF (default: the board's)")
+    power.add_argument("--harvest", help="capacitor: harvested power, e.g. 2mW")
+    power.add_argument("--trace", help="capacitor: power trace file (time s, power W)")
+    power.add_argument("--window", help="exhaustive: failure points A:B (instructions)")
+    power.add_argument("--max-boots", type=int, default=None,
+                       help="stop a run that needs more boots than this")
 
     common(sub.add_parser("boards", help="list the board profiles"))
 
@@ -106,26 +124,6 @@ def _emit(env: Environment, args, result: dict, text: str) -> None:
         env.stdout.write(text.rstrip("\n") + "\n")
 
 
-_SI = {"": 1.0, "m": 1e-3, "u": 1e-6, "µ": 1e-6, "n": 1e-9, "p": 1e-12}
-
-
-def parse_quantity(text: str, unit: str) -> float:
-    """``100uF`` -> 1e-4 (unit F), ``2mW`` -> 2e-3 (unit W); a bare number is in SI units."""
-    match = re.fullmatch(rf"\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*([munpµ]?)(?:{unit})?\s*",
-                         text or "")
-    if not match:
-        raise InputError(f"cannot read {text!r} as a quantity in {unit}: write e.g. "
-                         f"100u{unit}, 1m{unit} or 0.0001")
-    return float(match.group(1)) * _SI[match.group(2)]
-
-
-def parse_capacitance(text: str) -> float:
-    value = parse_quantity(text, "F")
-    if value <= 0:
-        raise InputError(f"capacitance must be positive, got {text!r}")
-    return value
-
-
 def _parse_shapes(items) -> dict:
     shapes = {}
     for item in items:
@@ -148,6 +146,8 @@ def cmd_compile(args, env: Environment) -> int:
     board = load_board(args.board)  # fail fast on a bad board name
     if args.sram is not None:
         board = dataclasses.replace(board, sram_bytes=args.sram)
+    from ..sim.power import parse_capacitance  # pylint: disable=import-outside-toplevel
+
     capacitor = parse_capacitance(args.capacitor) if args.capacitor else None
     with env.step(f"compiling {args.model} for {args.board}"):
         artifact = builder.build(args.model, "intermittent/" + args.board, board=board,
@@ -258,6 +258,10 @@ def cmd_run(args, env: Environment) -> int:
             raise InputError(f"{args.target!r} is neither a project directory nor a model file")
         manifest = _load_manifest(project)
         inputs = load_inputs(args.input, manifest["inputs"], env)
+        if args.power != "none":
+            if args.host:
+                raise InputError("--power needs QEMU; drop --host")
+            return _run_under_failures(args, env, project, manifest, inputs)
         kind = "host" if args.host else "qemu"
         with env.step(f"running on {'the host' if args.host else 'QEMU mps2-an386'}"):
             result = sim.run(project, inputs, kind=kind, timeout=args.timeout)
@@ -287,6 +291,74 @@ def cmd_run(args, env: Environment) -> int:
         lines.append("check against the reference: " + check.summary())
     _emit(env, args, report, "\n".join(lines))
     return ExitStatus.MISMATCH if check is not None and not check.ok else ExitStatus.OK
+
+
+def _schedule(args, board):
+    """The power schedule the --power options describe."""
+    from ..sim import power  # pylint: disable=import-outside-toplevel
+
+    if args.power == "periodic":
+        if args.period is None:
+            raise InputError("--power periodic needs --period N (instructions per power cycle)")
+        return power.Periodic(args.period)
+    if args.power == "random":
+        budget = board.power_cycle_budget(
+            power.parse_capacitance(args.capacitor) if args.capacitor else None)
+        low = args.min_instructions if args.min_instructions is not None else budget // 2
+        high = args.max_instructions if args.max_instructions is not None else budget
+        return power.Random(args.seed, low, high)
+    if args.power == "capacitor":
+        trace = power.PowerTrace.load(args.trace) if args.trace else None
+        return power.Capacitor(
+            board, capacitor_f=power.parse_capacitance(args.capacitor) if args.capacitor else None,
+            harvest_w=power.parse_power(args.harvest) if args.harvest else None, trace=trace)
+    raise InputError(f"--power {args.power}: unknown schedule")
+
+
+def _run_under_failures(args, env: Environment, project: Path, manifest: dict, inputs) -> int:
+    """Run with power failures: the report, and outputs compared with the uninterrupted run."""
+    from .. import sim  # pylint: disable=import-outside-toplevel
+    from ..check import compare_outputs  # pylint: disable=import-outside-toplevel
+
+    board = load_board(manifest["board"])
+    if args.power == "exhaustive":
+        if not args.window:
+            raise InputError("--power exhaustive needs --window A:B (instructions)")
+        with env.step("running continuously for the reference outputs"):
+            reference = sim.run(project, inputs, mode=args.mode, timeout=args.timeout).outputs
+        with env.step(f"one run per failure point in {args.window}"):
+            runs = sim.run_exhaustive(project, inputs, args.window, mode=args.mode,
+                                      timeout=args.timeout, max_boots=args.max_boots)
+        bad = [i for i, r in enumerate(runs)
+               if not r.finished or not all(np.array_equal(a, b)
+                                            for a, b in zip(r.outputs, reference))]
+        start = sim.power.parse_window(args.window)[0]
+        report = {"power": "exhaustive", "window": args.window, "runs": len(runs),
+                  "all_match": not bad, "mismatched_points": [start + i for i in bad]}
+        text = (f"{len(runs)} runs, one power failure each at instructions {args.window}: "
+                + ("every run finished with the uninterrupted outputs" if not bad else
+                   f"{len(bad)} runs DIFFER, first at instruction {start + bad[0]}"))
+        _emit(env, args, report, text)
+        return ExitStatus.OK if not bad else ExitStatus.MISMATCH
+    schedule = _schedule(args, board)
+    with env.step(f"running under {args.power} power failures, then continuously"):
+        report = sim.measure_intermittent(project, inputs, schedule, board=board, mode=args.mode,
+                                          max_boots=args.max_boots, timeout=args.timeout)
+    check = None
+    if args.check and report.outputs is not None:
+        expected, scales = reference_outputs(project, manifest, inputs)
+        check = compare_outputs(report.outputs, expected, max_lsb=args.max_lsb,
+                                lsb_scales=scales)
+    if args.output and report.outputs is not None:
+        _save_outputs(args.output, report.outputs, manifest["outputs"])
+    data = report.to_dict() | {"check": check.to_dict() if check else None}
+    text = report.render() + (f"\ncheck against the reference: {check.summary()}" if check else "")
+    _emit(env, args, data, text)
+    if not report.finished:
+        return ExitStatus.RUN_FAILED
+    if not report.outputs_match or (check is not None and not check.ok):
+        return ExitStatus.MISMATCH
+    return ExitStatus.OK
 
 
 # ---- boards ----------------------------------------------------------------------------
