@@ -47,6 +47,8 @@ class Artifact:
     source_model: bytes | None = dataclasses.field(default=None, repr=False)
     tiles: dict = dataclasses.field(default_factory=dict)
     power_cycle_budget: int = 0
+    #: Kernel of each task of the task table, in execution order.
+    tasks: list = dataclasses.field(default_factory=list)
 
     def manifest(self) -> dict:
         """What ``model.json`` records: the tensors and the facts of the build."""
@@ -63,6 +65,9 @@ class Artifact:
             "model_hash": f"0x{self.sources.model_hash:08x}",
             "power_cycle_budget": self.power_cycle_budget,
             "tiles": {k: dataclasses.asdict(t) for k, t in sorted(self.tiles.items())},
+            "tasks": [{"kernel": k, "tiles": self.tiles[k].extent,
+                       "tiles_per_commit": self.tiles[k].tiles_per_commit,
+                       "commits": self.tiles[k].commits} for k in self.tasks],
             "board_profile": self.board.to_dict(),
         }
 
@@ -163,7 +168,7 @@ def build(mod, target="intermittent/qemu-an386", *, board=None, tuning_log=None,
     _check_memory(sources, scratch, the_board)
     return Artifact(name or imported.name, the_board, sources, inputs, outputs,
                     time.perf_counter() - started, imported.format, imported.source, tiles,
-                    budget)
+                    budget, [step.kernel for step in graph.steps])
 
 
 #: SRAM the firmware needs besides kernel scratch: the stack reserve of the project's

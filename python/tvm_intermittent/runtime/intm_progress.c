@@ -110,3 +110,9 @@ __attribute__((noinline)) void intm_progress_commit(const intm_resume_point_t* p
   intm_committed_sequence = sequence;
   intm_boots.futile_boots = 0u;
 }
+
+#ifdef INTM_PROGRESS_TESTING
+/* Host unit tests only: undo the last commit's final store, as a power failure just before
+ * it would have left the slot (check word cleared, fields written). */
+void intm_test_tear_last_commit(void) { intm_records[intm_committed_slot].check = 0u; }
+#endif
