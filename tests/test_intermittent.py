@@ -51,7 +51,8 @@ def test_random_failures_give_the_uninterrupted_outputs(tiny_cycles):
 def test_a_failure_at_every_instruction_of_a_tile_end_and_commit(tiny_cycles):
     _, artifact, project, inputs, reference = tiny_cycles
     windows = campaign.task_windows(project, inputs, _tasks(artifact))
-    result = campaign.exhaustive_campaign(project, inputs, reference, windows, max_points=40)
+    result = campaign.exhaustive_campaign(project, inputs, reference, windows, max_points=40,
+                                          max_redo=artifact.power_cycle_budget)
     assert result.ok, result.to_dict()
     assert result.runs == sum(min(40, b - a) for _, a, b in windows)
 

@@ -33,11 +33,14 @@ class CampaignResult:
     failures: int = 0
     mismatches: list = dataclasses.field(default_factory=list)  # seeds or failure points
     unfinished: list = dataclasses.field(default_factory=list)
+    #: Failure points after which the firmware redid more work than allowed: committed
+    #: progress was lost even though the outputs came out right.
+    lost_progress: list = dataclasses.field(default_factory=list)
     details: dict = dataclasses.field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
-        return not self.mismatches and not self.unfinished
+        return not self.mismatches and not self.unfinished and not self.lost_progress
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self) | {"ok": self.ok}
@@ -102,10 +105,17 @@ def task_windows(project, inputs, tasks, mode: str | None = None, margin: int = 
 
 
 def exhaustive_campaign(project, inputs, reference, windows, *, mode: str | None = None,
-                        max_points: int | None = None, timeout: float = 600.0) -> CampaignResult:
+                        max_points: int | None = None, max_redo: int | None = None,
+                        timeout: float = 600.0) -> CampaignResult:
     """One run per failure point of each window; ``max_points`` keeps each window's last
-    points (the end of the tile batch and its commit) when the window is longer."""
-    result = CampaignResult("exhaustive", details={"windows": []})
+    points (the end of the tile batch and its commit) when the window is longer.
+
+    With ``max_redo``, a run that executes more than ``max_redo`` instructions beyond the
+    uninterrupted run counts as lost progress: one failure may cost at most the work since
+    the last commit and a boot, so more means a commit was lost (outputs can still be right,
+    since starting over from the inputs is correct, only slow)."""
+    result = CampaignResult("exhaustive", details={"windows": [], "max_redo": max_redo})
+    continuous = run(project, inputs, mode=mode, timeout=timeout).instructions_total
     for name, start, stop in windows:
         if max_points is not None and stop - start > max_points:
             start = stop - max_points
@@ -118,4 +128,6 @@ def exhaustive_campaign(project, inputs, reference, windows, *, mode: str | None
                 result.unfinished.append(k)
             elif not _same(outcome.outputs, reference):
                 result.mismatches.append(k)
+            elif max_redo is not None and outcome.instructions_total - continuous > max_redo:
+                result.lost_progress.append(k)
     return result
