@@ -84,6 +84,8 @@ def _parser() -> argparse.ArgumentParser:
     power.add_argument("--window", help="exhaustive: failure points A:B (instructions)")
     power.add_argument("--max-boots", type=int, default=None,
                        help="stop a run that needs more boots than this")
+    power.add_argument("--plot", metavar="PNG",
+                       help="capacitor: plot energy, boots and progress over time to this file")
 
     common(sub.add_parser("boards", help="list the board profiles"))
 
@@ -341,9 +343,17 @@ def _run_under_failures(args, env: Environment, project: Path, manifest: dict, i
         _emit(env, args, report, text)
         return ExitStatus.OK if not bad else ExitStatus.MISMATCH
     schedule = _schedule(args, board)
+    if args.plot and args.power != "capacitor":
+        raise InputError("--plot needs --power capacitor (the plot shows the capacitor)")
     with env.step(f"running under {args.power} power failures, then continuously"):
         report = sim.measure_intermittent(project, inputs, schedule, board=board, mode=args.mode,
                                           max_boots=args.max_boots, timeout=args.timeout)
+    if args.plot:
+        from ..sim.timeline import plot_power_cycles, power_timeline  # pylint: disable=C0415
+
+        plot_power_cycles(power_timeline(report.failure_run, schedule, board), args.plot,
+                          f"{manifest['name']} on {board.name}, {schedule.to_dict()}")
+        env.log(f"wrote the power-cycle plot to {args.plot}")
     check = None
     if args.check and report.outputs is not None:
         expected, scales = reference_outputs(project, manifest, inputs)

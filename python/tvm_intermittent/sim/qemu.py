@@ -143,6 +143,8 @@ class RunResult:
     seconds: float
     kind: str = "qemu"
     marks: list = dataclasses.field(default_factory=list)
+    #: Instruction count at each entry of the commit function (the progress timeline).
+    commits: list = dataclasses.field(default_factory=list)
     instructions_scrub: int | None = None
     boots: int = 1
     per_boot_instructions: list = dataclasses.field(default_factory=list)
@@ -247,6 +249,8 @@ def _firmware(project_dir: Path, mode: str | None, functions) -> _Firmware:
     args = [f"nvm={NVM_BASE:#x}:{NVM_BASE + NVM_WINDOW_BYTES:#x}"]
     if "intm_mark" in table:
         args.append(f"mark={table['intm_mark'][0]:#x}")
+    if PROGRESS_FUNCTIONS[0] in table:
+        args.append(f"event={table[PROGRESS_FUNCTIONS[0]][0]:#x}")
     if "intm_scrub_sram" in table:
         start, size = table["intm_scrub_sram"]
         args.append(f"skip={start:#x}:{start + size:#x}")
@@ -526,6 +530,7 @@ def _run_qemu(project_dir: Path, firmware: _Firmware, meta: dict, input_bytes: b
         seconds=seconds,
         kind="qemu",
         marks=marks,
+        commits=list(counts.get("events", [])),
         instructions_scrub=counts["skipped"],
         boots=counts["boots"],
         per_boot_instructions=list(counts["per_boot_instructions"]),

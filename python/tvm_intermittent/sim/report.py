@@ -263,6 +263,8 @@ def measure_intermittent(project_dir, inputs, power, *, board, reference=None,
     continuous = run(project_dir, inputs, mode=mode, **options)
     uninstrumented = (continuous if mode == "restart"
                       else run(project_dir, inputs, mode="restart", **options))
-    return IntermittentReport.from_runs(failed, continuous, uninstrumented, board=board,
-                                        schedule=power, reference=reference, commit=commit,
-                                        restore=restore)
+    report = IntermittentReport.from_runs(failed, continuous, uninstrumented, board=board,
+                                          schedule=power, reference=reference, commit=commit,
+                                          restore=restore)
+    report.failure_run = failed  # not a field: kept for timelines, left out of to_dict()
+    return report

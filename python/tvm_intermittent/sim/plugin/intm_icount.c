@@ -25,6 +25,8 @@
  * Arguments (addresses with the Thumb bit cleared; numbers in C notation):
  *   out=PATH           where to write the JSON report at exit (required)
  *   mark=ADDR          address of intm_mark's first instruction
+ *   event=ADDR         address of a function whose every entry is recorded in "events"
+ *                      (the simulator passes the commit function: a progress timeline)
  *   skip=START:END     half-open range counted apart (the SRAM scrub)
  *   boot=ADDR          first instruction of a boot (the reset handler); needed by
  *                      budgets= and max_boots=
@@ -168,6 +170,7 @@ static intm_loop_exit_fn intm_cpu_loop_exit_restore;
 /* Per-instruction facts fixed at translation, packed into the callback's userdata. */
 #define INTM_INSN_MARK (1u << 0)
 #define INTM_INSN_BOOT (1u << 1)
+#define INTM_INSN_EVENT (1u << 2)
 #define INTM_INSN_RANGE_SHIFT 8
 
 typedef struct {
@@ -195,6 +198,9 @@ static uint64_t intm_skip_end; /* empty range when start == end */
 static bool intm_has_mark;
 static uint64_t intm_mark_addr;
 static intm_list_t intm_marks;
+static bool intm_has_event;
+static uint64_t intm_event_addr;
+static intm_list_t intm_events; /* the count at each entry of the `event` function */
 static intm_range_t intm_ranges[INTM_MAX_RANGES];
 static size_t intm_num_ranges;
 
@@ -328,6 +334,7 @@ static void intm_on_insn(unsigned int vcpu_index, void* userdata) {
     intm_power_failure((uintptr_t)__builtin_return_address(0));
   }
   if (facts & INTM_INSN_MARK) intm_push(&intm_marks, intm_instructions);
+  if (facts & INTM_INSN_EVENT) intm_push(&intm_events, intm_instructions);
   for (uintptr_t ranges = facts >> INTM_INSN_RANGE_SHIFT; ranges != 0; ranges &= ranges - 1) {
     intm_range_t* range = &intm_ranges[__builtin_ctzl(ranges)];
     if (range->instructions == 0) range->first = intm_instructions;
@@ -369,6 +376,7 @@ static void intm_on_translate(qemu_plugin_id_t id, struct qemu_plugin_tb* tb) {
     }
     uintptr_t facts = 0;
     if (intm_has_mark && addr == intm_mark_addr) facts |= INTM_INSN_MARK;
+    if (intm_has_event && addr == intm_event_addr) facts |= INTM_INSN_EVENT;
     if (intm_has_boot && addr == intm_boot_addr) facts |= INTM_INSN_BOOT;
     for (size_t r = 0; r < intm_num_ranges; ++r) {
       if (addr >= intm_ranges[r].start && addr < intm_ranges[r].end) {
@@ -393,6 +401,7 @@ static void intm_write_report(void) {
   fprintf(out, "{\"instructions\": %" PRIu64 ", \"skipped\": %" PRIu64, intm_instructions,
           intm_skipped);
   intm_write_list(out, "marks", &intm_marks);
+  intm_write_list(out, "events", &intm_events);
   fprintf(out, ", \"boots\": %" PRIu64, intm_boots);
   intm_write_list(out, "per_boot_instructions", &intm_per_boot_instructions);
   intm_write_list(out, "per_boot_nvm_bytes", &intm_per_boot_nvm);
@@ -475,6 +484,7 @@ static bool intm_parse_arg(const char* arg) {
     return value[0] != '\0';
   }
   if (INTM_KEY("mark")) return intm_has_mark = intm_parse_u64(value, '\0', &intm_mark_addr);
+  if (INTM_KEY("event")) return intm_has_event = intm_parse_u64(value, '\0', &intm_event_addr);
   if (INTM_KEY("boot")) return intm_has_boot = intm_parse_u64(value, '\0', &intm_boot_addr);
   if (INTM_KEY("skip")) return intm_parse_range(value, &intm_skip_start, &intm_skip_end);
   if (INTM_KEY("nvm")) return intm_has_nvm = intm_parse_range(value, &intm_nvm_start,

@@ -1,0 +1,98 @@
+"""The power cycles of a run over modeled time, and their plot.
+
+From a run under a :class:`~tvm_intermittent.sim.power.Capacitor` schedule: each boot runs
+on one charge, draining it by the energy of its instructions and NVM writes; after a power
+failure the capacitor recharges from the harvester. The timeline places every boot, every
+commit and the capacitor's usable energy on one time axis, in the board's seconds.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from ..board import Board
+
+
+@dataclasses.dataclass
+class Timeline:
+    """Sampled energy, boot times and commit times of one run."""
+
+    times: np.ndarray  # seconds
+    energy_j: np.ndarray  # usable energy left in the capacitor
+    boot_times: list[float]
+    commit_times: list[float]
+    full_energy_j: float
+    finished: bool
+
+    def progress(self) -> tuple[np.ndarray, np.ndarray]:
+        """Step line: fraction of all commits done by each commit's time."""
+        n = len(self.commit_times)
+        return np.asarray(self.commit_times), np.arange(1, n + 1) / max(n, 1)
+
+
+def power_timeline(result, schedule, board: Board) -> Timeline:
+    """Build the timeline of ``result`` (a RunResult) under ``schedule`` (a Capacitor)."""
+    full = schedule.charge_energy_j
+    per_instruction = board.energy_per_instruction_j
+    per_nvm_byte = board.nvm_write_energy_j_per_byte
+    recharge = schedule.recharge_seconds(result.failures)
+    seconds_per_instruction = board.cycles_per_instruction / board.clock_hz
+    times, energy, boots, starts = [], [], [], []
+    clock, first_instruction = 0.0, 0
+    for i, count in enumerate(result.per_boot_instructions):
+        nvm = result.per_boot_nvm_bytes[i] if i < len(result.per_boot_nvm_bytes) else 0
+        active = count * seconds_per_instruction
+        used = count * per_instruction + nvm * per_nvm_byte
+        boots.append(clock)
+        starts.append((clock, first_instruction))
+        times += [clock, clock + active]
+        energy += [full, max(full - used, 0.0)]
+        clock += active
+        first_instruction += count
+        if i < len(recharge):
+            times.append(clock + recharge[i])
+            energy.append(full)
+            clock += recharge[i]
+    commit_times = []
+    for c in result.commits:
+        index = max(k for k, (_, first) in enumerate(starts) if first <= c) if starts else 0
+        start_time, first = starts[index] if starts else (0.0, 0)
+        commit_times.append(start_time + (c - first) * seconds_per_instruction)
+    return Timeline(np.asarray(times), np.asarray(energy), boots, commit_times, full,
+                    result.finished)
+
+
+def plot_power_cycles(timeline: Timeline, path, title: str = "") -> None:
+    """Write a PNG: capacitor energy over time, each boot, and the progress line."""
+    import matplotlib  # pylint: disable=import-outside-toplevel
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
+
+    fig, energy_axis = plt.subplots(figsize=(9, 4.2), dpi=110)
+    energy_axis.plot(timeline.times, timeline.energy_j * 1e6, color="tab:orange", lw=1.2,
+                     label="usable energy in the capacitor")
+    energy_axis.set_xlabel("time on the board (s)")
+    energy_axis.set_ylabel("energy (µJ)", color="tab:orange")
+    energy_axis.set_ylim(0, timeline.full_energy_j * 1e6 * 1.08)
+    for i, t in enumerate(timeline.boot_times):
+        energy_axis.axvline(t, color="grey", lw=0.6, ls=":",
+                            label="boot (power on)" if i == 0 else None)
+    progress_axis = energy_axis.twinx()
+    times, fraction = timeline.progress()
+    if len(times):
+        progress_axis.step(np.concatenate([[0.0], times]), np.concatenate([[0.0], fraction]),
+                           where="post", color="tab:blue", lw=1.4, label="progress (commits)")
+    progress_axis.set_ylim(0, 1.05)
+    progress_axis.set_ylabel("inference committed (fraction)", color="tab:blue")
+    handles = energy_axis.get_legend_handles_labels()
+    more = progress_axis.get_legend_handles_labels()
+    energy_axis.legend(handles[0] + more[0], handles[1] + more[1], loc="lower right",
+                       fontsize=8, framealpha=0.9)
+    if title:
+        energy_axis.set_title(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
