@@ -93,6 +93,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--count", type=int, default=3, help="number of speech clips (default 3)")
     p.add_argument("--board", default=DEFAULT_BOARD, help=f"board (default {DEFAULT_BOARD})")
     p.add_argument("--model", default="kws", help="zoo model (default kws)")
+    p.add_argument("--plot", default="intm-demo-power-cycles.png", metavar="PNG",
+                   help="where to plot the power cycles (default intm-demo-power-cycles.png)")
     return parser
 
 
@@ -392,6 +394,6 @@ def cmd_boards(args, env: Environment) -> int:
 def cmd_demo(args, env: Environment) -> int:
     from .demo import run_demo  # pylint: disable=import-outside-toplevel
 
-    report = run_demo(args.model, args.board, args.count, env)
+    report = run_demo(args.model, args.board, args.count, env, plot=args.plot)
     _emit(env, args, report.to_dict(), report.text())
     return ExitStatus.OK if report.all_match else ExitStatus.MISMATCH

@@ -1,8 +1,13 @@
-"""The ``demo`` command: a zoo model from download to QEMU output, checked against TFLite Micro.
+"""The ``demo`` command: a zoo model from download to QEMU output, checked against TFLite Micro,
+then run again on a batteryless device that loses power many times per inference.
 
 Steps: fetch the model (keyword spotting by default), compile it for the board, build the
 firmware once, run it on QEMU for a few realistic inputs (speech clips turned into the
-model's features), run TFLite Micro on the same inputs, and report.
+model's features), run TFLite Micro on the same inputs, and report. Then run the first input
+under the board's capacitor model (each charge pays for a fixed number of instructions,
+after which the power fails and the capacitor recharges from the harvester), report what
+the power failures cost, check the outputs equal the uninterrupted run's, and plot the
+power cycles.
 """
 
 from __future__ import annotations
@@ -40,10 +45,15 @@ class DemoReport:
     sizes: dict
     rows: list[DemoRow]
     anchor_instructions: int
+    intermittent: object = None  # sim.report.IntermittentReport
+    plot: str | None = None
 
     @property
     def all_match(self) -> bool:
-        return all(row.match for row in self.rows)
+        rows_ok = all(row.match for row in self.rows)
+        if self.intermittent is None:
+            return rows_ok
+        return rows_ok and self.intermittent.finished and self.intermittent.outputs_match
 
     @property
     def instructions_per_inference(self) -> int:
@@ -51,6 +61,7 @@ class DemoReport:
 
     def to_dict(self) -> dict:
         data = dataclasses.asdict(self)
+        data["intermittent"] = self.intermittent.to_dict() if self.intermittent else None
         data["all_match"] = self.all_match
         data["instructions_per_inference"] = self.instructions_per_inference
         data["ratio_to_cmsis_nn"] = (self.instructions_per_inference / self.anchor_instructions
@@ -83,6 +94,12 @@ class DemoReport:
             lines.append(f"  {self.instructions_per_inference:,} instructions per inference: "
                          f"{ratio:.1f}x CMSIS-NN's {self.anchor_instructions:,} on the same board "
                          "(float-lowered kernels; integer-only lowering is the next step)")
+        if self.intermittent is not None:
+            lines += ["", "Now on a batteryless device: the same firmware under the board's "
+                      "capacitor model", ""]
+            lines += ["  " + line for line in self.intermittent.render().splitlines()]
+            if self.plot:
+                lines.append(f"  power cycles plotted to {self.plot}")
         return "\n".join(lines)
 
 
@@ -90,7 +107,8 @@ def _label(labels, index: int) -> str:
     return labels[index] if labels and 0 <= index < len(labels) else str(index)
 
 
-def run_demo(model: str, board: str, count: int, env: Environment) -> DemoReport:
+def run_demo(model: str, board: str, count: int, env: Environment,
+             plot: str | None = "intm-demo-power-cycles.png") -> DemoReport:
     """Compile and run ``model`` from the zoo; see the module docstring."""
     from .. import builder, reference, sim, zoo  # pylint: disable=import-outside-toplevel
     from .core import CMSIS_NN_KWS_INSTRUCTIONS  # pylint: disable=import-outside-toplevel
@@ -115,8 +133,21 @@ def run_demo(model: str, board: str, count: int, env: Environment) -> DemoReport
             rows.append(DemoRow(description, _label(entry.labels, out.top1_ours),
                                 _label(entry.labels, out.top1_reference), out.max_lsb,
                                 int(result.instructions_model), check.ok))
+        the_board = artifact.board
+        schedule = sim.power.Capacitor(the_board)
+        with env.step(f"running input 0 under power failures ({the_board.capacitor_f * 1e6:g} uF "
+                      f"capacitor, {the_board.harvest_w * 1e3:g} mW harvested)"):
+            intermittent = sim.measure_intermittent(project, [samples[0][0]], schedule,
+                                                    board=the_board)
+        if plot:
+            from ..sim.timeline import plot_power_cycles, power_timeline  # pylint: disable=C0415
+
+            plot_power_cycles(power_timeline(intermittent.failure_run, schedule, the_board), plot,
+                              f"{entry.title} on {the_board.name}: "
+                              f"{the_board.capacitor_f * 1e6:g} uF, "
+                              f"{the_board.harvest_w * 1e3:g} mW harvested")
     return DemoReport(model, entry.title, board, artifact.compile_seconds,
                       artifact.sources.arena_bytes, artifact.sources.weight_bytes, sizes, rows,
-                      CMSIS_NN_KWS_INSTRUCTIONS)
+                      CMSIS_NN_KWS_INSTRUCTIONS, intermittent, plot)
 
 

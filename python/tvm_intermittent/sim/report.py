@@ -178,8 +178,9 @@ class IntermittentReport:
 
     def render(self) -> str:
         """A short text table for the console."""
-        params = ", ".join(f"{k}={v}" for k, v in self.schedule.items()
-                           if k != "kind" and v is not None)
+        params = ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
+                           for k, v in self.schedule.items()
+                           if k not in ("kind", "board") and v is not None)
         kind = self.schedule.get("kind", "?") + (f" ({params})" if params else "")
         if self.finished:
             status = f"yes, {self.boots} boots, {self.failures} power failures"
@@ -202,7 +203,7 @@ class IntermittentReport:
             ("latency", f"{_seconds(self.latency_seconds)} = {_seconds(self.active_seconds)} "
                         f"active + {_seconds(self.recharge_seconds)} recharging"),
         ]
-        title = (f"{self.mode or 'default'} firmware on {self.board} under {kind}")
+        title = (f"{self.mode or 'tiles'} firmware on {self.board} under {kind}")
         width = max(len(name) for name, _ in rows) + 2
         return "\n".join([title] + [f"  {name:<{width}}{value}" for name, value in rows])
 
