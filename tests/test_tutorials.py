@@ -18,6 +18,8 @@ TUTORIALS = Path(__file__).resolve().parent.parent / "tutorials"
 #: Tutorial file name -> text its output must contain.
 VERDICTS = {
     "port_keyword_spotting.py": "verdict: MATCH on 4 of 4 inputs",
+    "run_under_power_failures.py": "verdict: outputs under power failures equal the "
+                                   "uninterrupted run",
 }
 
 #: Seconds before a tutorial counts as hung (they take about ten seconds with a warm zoo
