@@ -180,7 +180,8 @@ RUNTIME_SRAM_BYTES = 256
 def _plan_all_tiles(lowered: dict, board: Board, budget: int):
     """Tile every kernel; report every operator that does not fit a power cycle at once.
 
-    Returns the tile plans and each kernel's scratch bytes (stack and static arrays).
+    Returns the tile plans and each kernel's stack scratch bytes (its static scratch arrays
+    are in ``ModelSources.kernel_static_scratch_bytes`` with every other kernel's).
     """
     from .codegen.c_printer import CFunctionPrinter  # pylint: disable=import-outside-toplevel
 
@@ -188,7 +189,7 @@ def _plan_all_tiles(lowered: dict, board: Board, budget: int):
     for kernel, func in lowered.items():
         printer = CFunctionPrinter(func, kernel)
         printer.print_function()
-        scratch[kernel] = printer.stack_scratch_bytes + printer.static_scratch_bytes
+        scratch[kernel] = printer.stack_scratch_bytes
         written = {name for name, _, is_written in printer.signature() if is_written}
         try:
             tiles[kernel] = plan_tiles(func, kernel, written, budget, board.name)
@@ -214,7 +215,7 @@ def _check_memory(sources: ModelSources, scratch: dict[str, int], board: Board) 
             problems.append(
                 f"operator {kernel} needs {need:,} bytes of SRAM ({STACK_RESERVE_BYTES} stack "
                 f"reserve, {RUNTIME_SRAM_BYTES} runtime, {sources.kernel_static_scratch_bytes:,} "
-                f"static kernel scratch, {own:,} of its own scratch), board {board.name} has "
+                f"static kernel scratch, {own:,} of its own stack arrays), board {board.name} has "
                 f"{board.sram_bytes:,}")
     if problems:
         raise DoesNotFitError("the model does not fit:\n  " + "\n  ".join(problems)
