@@ -1,24 +1,28 @@
-"""The zoo models compiled through TVM and run on QEMU, against TFLite Micro.
+"""The zoo models compiled to integer-only kernels and run on QEMU: TFLite Micro, bit for bit.
 
-Float-lowered kernels do not reproduce TFLite Micro's fixed-point requantization exactly,
-so these tests require the same top-1 class on realistic inputs and bound the difference in
-int8 steps (LSB); the bounds are what we measured with a margin, so a regression shows.
+Every zoo model is int8 inside. The compiled firmware must give exactly the bytes TFLite
+Micro's interpreter gives on realistic inputs (for the float outputs of kws, vww and ad:
+exactly the same floats, since both dequantize the same int8 values), compute nothing in
+floating point except at a float model boundary, and contain no TVM runtime and no heap.
 """
 
+import numpy as np
 import pytest
 
 import tvm_intermittent as ti
 from tvm_intermittent import reference, sim, zoo
-from tvm_intermittent.check import compare_outputs
-from tvm_intermittent.errors import UnsupportedOperatorError
+
+from soft_float import float_calls
 
 pytestmark = [pytest.mark.qemu, pytest.mark.zoo]
 
-#: Largest difference from TFLite Micro measured on the sample inputs, times about two.
-MAX_LSB = {"kws": 6, "resnet8": 30, "vww": 6, "micro_speech": 4}
+MODELS = ["ad", "kws", "micro_speech", "resnet8", "vww"]
+#: Models whose inputs and outputs are float32 around an int8 graph (QUANTIZE first,
+#: DEQUANTIZE last): only those two boundary kernels may compute in floating point.
+FLOAT_BOUNDARY = {"ad", "kws", "vww"}
 
 
-@pytest.fixture(scope="module", params=sorted(MAX_LSB))
+@pytest.fixture(scope="module", params=MODELS)
 def compiled(request, tmp_path_factory):
     entry = zoo.get(request.param)
     artifact = ti.build(entry.path, "intermittent/qemu-an386", name=request.param)
@@ -27,17 +31,28 @@ def compiled(request, tmp_path_factory):
     return request.param, entry, project
 
 
-def test_same_top1_as_tflite_micro_on_realistic_inputs(compiled):
+def test_equals_tflite_micro_bit_for_bit_on_realistic_inputs(compiled):
     name, entry, project = compiled
-    scales = reference.output_lsb_scales(entry.path)
     for array, description in zoo.sample_inputs(name, count=2):
         ours = sim.run(project, [array], timeout=600)
-        check = compare_outputs(ours.outputs, reference.run_tflite_micro(entry.path, [array]),
-                                lsb_scales=scales)
-        out = check.outputs[0]
-        assert out.top1_match, f"{name} on {description}: {check.summary()}"
-        assert out.max_lsb <= MAX_LSB[name], f"{name} on {description}: {check.summary()}"
-        assert ours.instructions_model > 1_000_000
+        theirs = reference.run_tflite_micro(entry.path, [array])
+        for got, want in zip(ours.outputs, theirs):
+            np.testing.assert_array_equal(got, want, err_msg=f"{name} on {description}")
+        assert ours.instructions_model > 100_000
+
+
+def test_no_floating_point_outside_the_model_boundary(compiled):
+    """Built for a Cortex-M0 (no FPU), only the boundary quantize/dequantize kernels of a
+    float-interface model call float helpers; an int8-interface model calls none."""
+    name, _, project = compiled
+    calls = float_calls(project)
+    if name not in FLOAT_BOUNDARY:
+        assert calls == {}
+        return
+    assert calls, "the float boundary of the model should be visible here"
+    for kernel, helpers in calls.items():
+        assert "quantize" in kernel, f"{kernel} computes in floating point: {sorted(helpers)}"
+    assert not any("conv" in k or "dense" in k or "softmax" in k for k in calls)
 
 
 def test_firmware_has_no_tvm_runtime_and_no_heap(compiled):
@@ -49,27 +64,18 @@ def test_firmware_has_no_tvm_runtime_and_no_heap(compiled):
     assert not {"malloc", "free", "_sbrk", "_malloc_r"} & set(names)
 
 
-def test_anomaly_detection_is_refused_with_the_operator_named():
-    with pytest.raises(UnsupportedOperatorError, match="SHAPE"):
-        ti.build(zoo.get("ad").path)
-
-
-def test_firmware_equals_tvms_own_llvm_build_of_the_same_module(compiled):
-    """Our C is an exact translation: QEMU's outputs equal TVM's llvm build bit for bit
-    (int8 outputs) or to float rounding (float outputs). What remains against TFLite Micro
-    is the float lowering of the quantized graph, not our code generator."""
-    import numpy as np
+def test_firmware_equals_tvms_own_llvm_build_of_the_integer_module(compiled):
+    """The generated C is an exact translation: TVM's llvm build of the module after the
+    integer rewrite gives the same bytes as the firmware (and so as TFLite Micro)."""
     import tvm
     from tvm import relax
 
     from tvm_intermittent.frontend import load_model
+    from tvm_intermittent.transform import QuantizedToInteger
 
     name, entry, project = compiled
-    vm = relax.VirtualMachine(tvm.compile(load_model(entry.path).mod, target="llvm"), tvm.cpu())
+    integer = QuantizedToInteger()(load_model(entry.path).mod)
+    vm = relax.VirtualMachine(tvm.compile(integer, target="llvm"), tvm.cpu())
     array, _ = zoo.sample_inputs(name, count=1)[0]
     ours = sim.run(project, [array], timeout=600).outputs[0]
-    theirs = vm["main"](tvm.runtime.tensor(array)).numpy()
-    if np.issubdtype(ours.dtype, np.integer):
-        np.testing.assert_array_equal(ours, theirs)
-    else:
-        np.testing.assert_allclose(ours, theirs, rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(ours, vm["main"](tvm.runtime.tensor(array)).numpy())

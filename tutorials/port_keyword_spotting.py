@@ -145,7 +145,8 @@ for features, label in samples:
 # quantization of the inputs and outputs kept for ``model.h``.
 #
 # TVM 0.27 imports an int8 model as float arithmetic between DEQUANTIZE and QUANTIZE
-# operators, which is why dequantize and quantize outnumber everything else below.
+# operators, which is why dequantize and quantize outnumber everything else below. The
+# pipeline's first stage turns them back into integer operators.
 
 imported = frontend.load_model(model.path)
 bindings = [binding for block in imported.mod["main"].body.blocks
@@ -178,12 +179,14 @@ for binding in bindings[:4]:
 ######################################################################
 # The ``intermittent`` pipeline
 # -----------------------------
-# ``relax.get_pipeline("intermittent")`` is the pass sequence ``ti.build`` applies: it
-# legalizes every Relax operator to a TIR function, folds the weight-only computations (the
-# DEQUANTIZE of every weight happens here, at compile time), fuses each operator with its
-# elementwise epilogue, and schedules each fused function. Pass it the target so that it
-# schedules for the board. What comes out is a ``main`` that is a straight sequence of
-# ``call_tir`` calls, one per kernel, which the code generator turns into C.
+# ``relax.get_pipeline("intermittent")`` is the pass sequence ``ti.build`` applies. Its first
+# stage, ``QuantizedToInteger``, reads each DEQUANTIZE -> float operator -> QUANTIZE pattern
+# as one integer operator computed the way TFLite Micro computes it: int8 weights and
+# activations, int32 accumulators, fixed-point requantization (``docs/int8.md``). Then it
+# legalizes what Relax operators remain to TIR functions, folds the weight-only
+# computations, fuses elementwise epilogues, and schedules each fused function. Pass it the
+# target so that it schedules for the board. What comes out is a ``main`` that is a straight
+# sequence of ``call_tir`` calls, one per kernel, which the code generator turns into C.
 
 target = tvm.target.Target("intermittent/qemu-an386")
 print(target)
@@ -204,22 +207,26 @@ for call, kernel in zip(calls, kernels):
 #     {"kind":"c","tag":"","keys":["arm_cpu","cpu"],"feature.has_mve":false,
 #      "feature.has_dsp":true,"mcpu":"cortex-m4","model":"qemu-an386"}
 #     pipeline 'intermittent'
-#     14 fused kernels, in the order main calls them:
-#       fused_quantize_dequantize -> R.Tensor((1, 50, 10, 1), dtype="float32")
-#       fused_conv2d_add_quantize1_tir_clip_dequantize3 -> R.Tensor((1, 25, 5, 64), ...)
-#       fused_conv2d1_add_quantize2_tir_clip_dequantize5 -> R.Tensor((1, 25, 5, 64), ...)
-#       fused_conv2d2_add_quantize3_tir_clip_dequantize7 -> R.Tensor((1, 25, 5, 64), ...)
+#     15 fused kernels, in the order main calls them:
+#       quantize -> R.Tensor((1, 50, 10, 1), dtype="int8")
+#       conv2d_s8 -> R.Tensor((1, 25, 5, 64), dtype="int8")
+#       depthwise_conv2d_s8 -> R.Tensor((1, 25, 5, 64), dtype="int8")
+#       conv2d_s81 -> R.Tensor((1, 25, 5, 64), dtype="int8")
 #       ...
-#       fused_conv2d2_add_quantize9_tir_clip_cast -> R.Tensor((1, 25, 5, 64), dtype="int32")
-#       fused_avg_pool2d_cast1 -> R.Tensor((1, 1, 1, 64), dtype="int8")
-#       fused_reshape1_dequantize13 -> R.Tensor((1, 64), dtype="float32")
-#       fused_matmul_add1_quantize10_dequantize16 -> R.Tensor((1, 12), dtype="float32")
-#       fused_softmax_quantize11_dequantize17 -> R.Tensor((1, 12), dtype="float32")
+#       depthwise_conv2d_s8 -> R.Tensor((1, 25, 5, 64), dtype="int8")
+#       conv2d_s81 -> R.Tensor((1, 25, 5, 64), dtype="int8")
+#       avg_pool2d_s8 -> R.Tensor((1, 1, 1, 64), dtype="int8")
+#       reshape -> R.Tensor((1, 64), dtype="int8")
+#       dense_s8 -> R.Tensor((1, 12), dtype="int8")
+#       softmax_s8 -> R.Tensor((1, 12), dtype="int8")
+#       dequantize -> R.Tensor((1, 12), dtype="float32")
 #
-# The 83 operators became 14 kernels: one for the input's QUANTIZE, a standard convolution,
-# four pairs of depthwise (``conv2d1``) and pointwise (``conv2d2``) convolutions, average
-# pooling, and the classifier. Each convolution kernel also adds its bias, requantizes,
-# applies the ReLU (the clip) and dequantizes for the next layer, all in one loop nest.
+# The 83 operators became 15 kernels, and every tensor between the first and the last is
+# int8: the input's QUANTIZE (the only kernels that compute in float are this one and the
+# final DEQUANTIZE, the model's float boundary), a standard convolution, four pairs of
+# depthwise and pointwise (``conv2d_s81``) convolutions, average pooling, the classifier and
+# the softmax. Each convolution adds its bias, requantizes and applies its ReLU as it stores
+# each value.
 
 ######################################################################
 # Compile
@@ -241,14 +248,14 @@ print(f"  outputs {[(t['name'], t['dtype'], t['shape']) for t in manifest['outpu
 #
 # .. code-block:: text
 #
-#     compiled 'keyword_spotting' for qemu-an386 in 1.6 s
-#       arena 64,000 bytes, weights 90,416 bytes
+#     compiled 'keyword_spotting' for qemu-an386 in 1.0 s
+#       arena 16,000 bytes, weights 32,304 bytes
 #       inputs [('input_1', 'float32', [1, 50, 10, 1])]
 #       outputs [('Identity', 'float32', [1, 12])]
 #
-# The arena is two float32 buffers of 25 x 5 x 64 values, used in turn by successive layers.
-# The weights are float32 too (the DEQUANTIZE of each weight was folded at compile time), so
-# they take 90,416 bytes where the ``.tflite`` file holds them as int8.
+# The arena is two int8 buffers of 25 x 5 x 64 values, used in turn by successive layers
+# (the float32 input shares the space). The weights are int8 as in the ``.tflite`` file; with
+# the int32 biases and each output channel's multiplier and shifts they take 32,304 bytes.
 
 ######################################################################
 # Export the C project
@@ -269,24 +276,28 @@ for path in sorted(project.rglob("*")):
 #
 # .. code-block:: text
 #
-#       Makefile                                 3,979 bytes
+#       Makefile                                 4,487 bytes
 #       bsp/qemu_an386/intm_platform_qemu.c      2,366 bytes
 #       bsp/qemu_an386/linker.ld                 5,090 bytes
 #       bsp/qemu_an386/semihost.c                2,358 bytes
 #       bsp/qemu_an386/semihost.h                2,023 bytes
 #       bsp/qemu_an386/startup.c                 7,812 bytes
-#       model.json                                 569 bytes
-#       model/kernels.c                         12,852 bytes
-#       model/kernels.h                          2,552 bytes
-#       model/model.c                            2,811 bytes
-#       model/model.h                            1,235 bytes
-#       model/weights.c                        539,107 bytes
-#       model/weights.h                            961 bytes
+#       model/kernels.c                         76,048 bytes
+#       model/kernels.h                          1,781 bytes
+#       model/model.c                            6,064 bytes
+#       model/model.h                            1,643 bytes
+#       model/weights.c                        121,402 bytes
+#       model/weights.h                          2,140 bytes
+#       model.json                               5,025 bytes
 #       original.tflite                         53,736 bytes
+#       runtime/intm_executor.c                  1,458 bytes
+#       runtime/intm_executor.h                    976 bytes
 #       runtime/intm_kernel_ops.h                2,080 bytes
-#       runtime/intm_main.c                      2,832 bytes
+#       runtime/intm_main.c                      4,918 bytes
 #       runtime/intm_platform_host.c             2,087 bytes
-#       runtime/intm_runtime.h                   2,458 bytes
+#       runtime/intm_progress.c                  4,933 bytes
+#       runtime/intm_progress.h                  1,329 bytes
+#       runtime/intm_runtime.h                   3,701 bytes
 #
 # ``model/model.h`` is the interface an application uses: fill the input buffer, call
 # ``intm_model_run()``, read the output.
@@ -304,7 +315,7 @@ print(header[start:end])
 #     #define INTM_MODEL_NUM_INPUTS 1
 #     #define INTM_MODEL_NUM_OUTPUTS 1
 #     /** Bytes of the static arena that holds every input, intermediate and output tensor. */
-#     #define INTM_MODEL_ARENA_BYTES 64000u
+#     #define INTM_MODEL_ARENA_BYTES 16000u
 #
 #     /** Inputs and outputs, in order (layouts are row-major, as in the original model):
 #      *   input 0 "input_1": float32 [1, 50, 10, 1]
@@ -313,6 +324,12 @@ print(header[start:end])
 #     extern const intm_tensor_desc_t intm_model_inputs[INTM_MODEL_NUM_INPUTS];
 #     extern const intm_tensor_desc_t intm_model_outputs[INTM_MODEL_NUM_OUTPUTS];
 #
+#     /** Operators as tiles: the executor's task table (see intm_executor.h). */
+#     #define INTM_MODEL_NUM_TASKS 15u
+#     extern const intm_task_t intm_model_tasks[INTM_MODEL_NUM_TASKS];
+#     /** Hash of this model and its memory layout, kept in the NVM progress record. */
+#     extern const uint32_t intm_model_hash;
+#
 #     /** Buffer to fill with input `index` before intm_model_run(); NULL if out of range. */
 #     void* intm_model_input(int index);
 #
@@ -320,18 +337,20 @@ print(header[start:end])
 #     const void* intm_model_output(int index);
 #
 #     /**
-#      * Run one inference on the inputs in intm_model_input() buffers.
+#      * Run one inference on the inputs in intm_model_input() buffers, without committing
+#      * progress (continuous power). The firmware harness resumes through the task table instead.
 #      *
 #      * @return INTM_OK. Kernels cannot fail at run time: shapes are fixed at compile time.
 #      */
 #     intm_status_t intm_model_run(void);
 #
 # ``model/kernels.c`` has one C99 function per fused kernel, named ``intm_k_<kernel>``, with
-# ``restrict`` pointers to its inputs, weights and output. Here is the first depthwise
-# convolution, the third kernel ``main`` calls:
+# ``restrict`` pointers to its inputs, weights and output, and the range of tiles to run
+# (``intm_begin``, ``intm_end``: see ``docs/intermittent.md``). Here is the first pointwise
+# convolution, the fourth kernel ``main`` calls:
 
 source = (project / "model" / "kernels.c").read_text()
-start = source.index(f"void intm_k_{kernels[2]}(")
+start = source.index(f"void intm_k_{kernels[3]}(")
 print(source[start:source.index("\n}\n", start) + 2])
 
 ######################################################################
@@ -339,34 +358,46 @@ print(source[start:source.index("\n}\n", start) + 2])
 #
 # .. code-block:: c
 #
-#     void intm_k_fused_conv2d1_add_quantize2_tir_clip_dequantize5(const float* restrict lv8,
-#         const float* restrict param_0, const float* restrict param_1,
-#         float* restrict dequantized_intermediate) {
-#       float group_conv2d_nhwc_intermediate[1];
-#       for (int32_t yy = 0; yy < 25; ++yy) {
-#         for (int32_t xx = 0; xx < 5; ++xx) {
-#           for (int32_t ff = 0; ff < 64; ++ff) {
-#             group_conv2d_nhwc_intermediate[0] = 0.0f;
-#             for (int32_t ry = 0; ry < 3; ++ry) {
-#               for (int32_t rx = 0; rx < 3; ++rx) {
-#                 group_conv2d_nhwc_intermediate[0] = (group_conv2d_nhwc_intermediate[0] +
-#                   ((((((1 <= (yy + ry)) && ((yy + ry) < 26)) && (1 <= (xx + rx))) &&
-#                   ((xx + rx) < 6)) ? lv8[(((((yy * 320) + (ry * 320)) + (xx * 64)) +
-#                   (rx * 64)) + ff) - 384] : 0.0f) * param_0[((ry * 192) + (rx * 64)) + ff]));
-#               }
-#             }
-#             dequantized_intermediate[((yy * 320) + (xx * 64)) + ff] = (((float)(((int32_t)
-#               intm_max_i8(intm_min_i8(((int8_t)intm_max_f32(intm_min_f32((nearbyintf(
-#               ((group_conv2d_nhwc_intermediate[0] + param_1[ff]) / 0x1.9f6e420000000p-5f))
-#               + (-0x1.0000000000000p+7f)), 0x1.fc00000000000p+6f),
-#               (-0x1.0000000000000p+7f))), 127), (-128))) + 128)) * 0x1.9f6e420000000p-5f);
+#     void intm_k_conv2d_s81(const int8_t* restrict input, const int8_t* restrict weights,
+#         const int32_t* restrict bias, const int32_t* restrict multiplier,
+#         const int32_t* restrict right_shift, const int32_t* restrict half,
+#         int8_t* restrict output, int32_t intm_begin, int32_t intm_end) {
+#       int32_t acc0_0[1];
+#       ...
+#       int32_t acc1_3[1];
+#       for (int32_t intm_tile = intm_begin; intm_tile < intm_end; ++intm_tile) {
+#         const int32_t pixel_pair = intm_tile;
+#         for (int32_t channel_block = 0; channel_block < 16; ++channel_block) {
+#           acc0_0[0] = bias[channel_block * 4];
+#           ...
+#           for (int32_t in_channel = 0; in_channel < 64; ++in_channel) {
+#             const int32_t value0 = ((int32_t)input[(pixel_pair * 128) + in_channel]);
+#             const int32_t value1 = ((int32_t)input[(intm_min_i32(((pixel_pair * 2) + 1),
+#               124) * 64) + in_channel]);
+#             const int32_t weight = ((int32_t)weights[(channel_block * 256) + in_channel]);
+#             acc0_0[0] = (acc0_0[0] + (value0 * weight));
+#             acc1_0[0] = (acc1_0[0] + (value1 * weight));
+#             ...
+#           }
+#           const int32_t high = ((int32_t)(((((int64_t)acc0_0[0]) * ((int64_t)multiplier[
+#             channel_block * 4])) + INT64_C(1073741824)) >> INT64_C(31)));
+#           output[(pixel_pair * 128) + (channel_block * 4)] = ((int8_t)intm_max_i32(
+#             intm_min_i32(((((high + half[channel_block * 4]) + (high >> 31)) >>
+#             right_shift[channel_block * 4]) - 128), 127), (-128)));
+#           ...
+#           if (pixel_pair < 62) {
+#             ...
 #           }
 #         }
 #       }
 #     }
 #
-# The accumulator is a single local; the bias add, the requantization to int8, the ReLU
-# and the dequantization for the next layer happen as each value is stored.
+# Each pass of the inner loop loads one byte of each of two pixels and one weight of each of
+# four output channels, and does eight multiply-accumulates. The input's zero point is folded
+# into ``bias`` at compile time. Each output is requantized as TFLite Micro does: a 64-bit
+# multiply by the channel's multiplier keeping the high word (rounding half up), then a
+# right shift rounding half away from zero, then the output zero point and the int8 clamp.
+# The 125 pixels make 63 pairs; the last pair computes pixel 124 twice and stores it once.
 
 ######################################################################
 # Build the firmware
@@ -392,10 +423,11 @@ assert not forbidden, forbidden
 #
 # .. code-block:: text
 #
-#     build/qemu/firmware.elf: text 98,072 B, data 112 B, bss 64,136 B, stack 1,024 B, nvm 0 B
+#     build/qemu/firmware.elf: text 44,452 B, data 16 B, bss 136 B, stack 1,024 B, nvm 16,064 B
 #     TVM runtime or heap symbols in the firmware: []
 #
-# The bss is the 64,000-byte arena plus 136 bytes of other static variables.
+# The arena is in NVM (16,000 bytes and the progress record), so a power failure does not
+# lose the activations; SRAM holds 136 bytes of static variables and the stack.
 
 ######################################################################
 # Run on QEMU
@@ -427,17 +459,18 @@ for (_, label), result in zip(samples, results):
 #
 #     scores for "yes: TFLM's yes_1000ms sample clip":
 #     [0.9961 0.     0.     0.     0.     0.     0.     0.     0.0039 0.     0.     0.    ]
-#     instructions: 26,318,849 in intm_model_run, 26,347,283 from reset, 393,227 scrubbing SRAM
-#       yes  -> yes   (0.996)  26,318,849 instructions
-#       no   -> no    (0.672)  26,326,630 instructions
-#       yes  -> yes   (0.996)  26,326,441 instructions
-#       no   -> down  (0.934)  26,328,499 instructions
+#     instructions: 8,200,592 in intm_model_run, 8,201,466 from reset, 393,227 scrubbing SRAM
+#       yes  -> yes   (0.996)  8,200,592 instructions
+#       no   -> no    (0.672)  8,200,571 instructions
+#       yes  -> yes   (0.996)  8,200,571 instructions
+#       no   -> down  (0.914)  8,200,572 instructions
 #
-# The count varies a little with the input (rounding and clamping take data-dependent
-# branches), but each input always gives the same count. For scale, Arm's CMSIS-NN int8
-# kernels run the MLPerf Tiny reference build of this network (same number of MACs) in
-# 7,697,328 instructions on the same emulated board (``bench/README.md``): this release
-# computes in float32 between int8 roundings, and integer kernels are the next step.
+# The count varies a little with the input (the boundary quantize and the softmax take
+# data-dependent branches), but each input always gives the same count. For scale, Arm's
+# CMSIS-NN int8 kernels, which use the Cortex-M4's SIMD multiply-accumulate, run the MLPerf
+# Tiny reference build of this network (same number of MACs) in 7,697,328 instructions on
+# the same emulated board; the float lowering of the previous release took 26.3 million
+# (``bench/README.md``).
 #
 # The model itself hears "down" in the last clip. That is not a compilation error: TFLite
 # Micro says the same, as the next step shows ("no" is the hard word for this model on our
@@ -447,12 +480,11 @@ for (_, label), result in zip(samples, results):
 # Compare with TensorFlow Lite Micro
 # ----------------------------------
 # ``reference.run_tflite_micro`` runs the original ``.tflite`` file in the TFLite Micro
-# interpreter, with its integer kernels. Our kernels compute in float32 and round once, where
-# TFLite Micro requantizes with fixed-point multipliers, so scores can differ by a few steps
-# of the int8 output. ``check.compare_outputs`` therefore measures the difference in those
-# steps (LSB): ``reference.output_lsb_scales`` finds the step behind the float output (the
-# scale of the int8 tensor before the final DEQUANTIZE, 1/256). An output matches when its
-# top-1 class is the same.
+# interpreter, with its integer kernels. Ours compute the same integers, so the scores should
+# be identical. ``check.compare_outputs`` measures any difference in steps of the int8 output
+# (LSB): ``reference.output_lsb_scales`` finds the step behind the float output (the scale
+# of the int8 tensor before the final DEQUANTIZE, 1/256). An output matches when its top-1
+# class is the same; here the largest difference is also 0.
 
 scales = reference.output_lsb_scales(model.path)
 print(f"LSB of the output: {scales}")
@@ -476,10 +508,10 @@ assert matched == len(samples)
 #
 #     LSB of the output: [0.00390625]
 #       yes  TFLM says yes   MATCH - output 0: max diff 0 LSB, same top-1
-#       no   TFLM says no    MATCH - output 0: max diff 2 LSB, same top-1
+#       no   TFLM says no    MATCH - output 0: max diff 0 LSB, same top-1
 #       yes  TFLM says yes   MATCH - output 0: max diff 0 LSB, same top-1
-#       no   TFLM says down  MATCH - output 0: max diff 5 LSB, same top-1
-#     verdict: MATCH on 4 of 4 inputs (same top-1 as TFLite Micro, largest difference 5 LSB)
+#       no   TFLM says down  MATCH - output 0: max diff 0 LSB, same top-1
+#     verdict: MATCH on 4 of 4 inputs (same top-1 as TFLite Micro, largest difference 0 LSB)
 
 ######################################################################
 # The same from the command line
@@ -517,18 +549,18 @@ print(f"scores.npy: {saved.dtype} {list(saved.shape)}, top-1 {model.labels[int(s
 #     $ tvm-intermittent compile /root/.cache/tvm-intermittent/zoo/keyword_spotting.tflite
 #         --board qemu-an386 -o /tmp/intm-tutorial-.../kws-cli --force
 #     wrote /tmp/intm-tutorial-.../kws-cli
-#       arena (inputs, activations, outputs): 64000 bytes
-#       weights (const, in flash): 90416 bytes
-#       compile time: 1.603 s
+#       arena (inputs, activations, outputs): 16000 bytes
+#       weights (const, in flash): 32304 bytes
+#       compile time: 0.84 s
 #     build and run it with `make -C /tmp/intm-tutorial-.../kws-cli` and
 #         `tvm-intermittent run /tmp/intm-tutorial-.../kws-cli`
 #     (exit status 0)
 #     $ tvm-intermittent run /tmp/intm-tutorial-.../kws-cli --input /tmp/intm-tutorial-.../no.npy
 #         --output /tmp/intm-tutorial-.../scores.npy --check
 #     output Identity float32[1, 12]: [0.         0.671875   0.         0.00390625 0.  ...
-#      0.265625   0.0390625  0.        ]
-#     instructions: 26,355,064 total, 26,326,630 in intm_model_run
-#     check against the reference: MATCH - output 0: max diff 2 LSB, same top-1
+#      0.265625   0.03125    0.        ]
+#     instructions: 8,201,445 total, 8,200,571 in intm_model_run
+#     check against the reference: MATCH - output 0: max diff 0 LSB, same top-1
 #     (exit status 0)
 #     scores.npy: float32 [1, 12], top-1 'no'
 #
@@ -546,13 +578,14 @@ print(f"scores.npy: {saved.dtype} {list(saved.shape)}, top-1 {model.labels[int(s
 #   training domain; ``reference.tflite_io_details`` showed its float32 boundary around an
 #   int8 graph.
 # - ``frontend.load_model`` imported it into Relax (83 operator calls), and the
-#   ``intermittent`` pipeline fused them into 14 kernels.
-# - ``ti.build`` and ``artifact.export`` produced a plain C project: a static 64,000-byte
-#   arena, const weights in flash, no TVM runtime and no heap, as ``sim.forbidden_symbols``
-#   confirmed on the firmware built by ``sim.build_project``.
-# - ``sim.run`` ran it on QEMU ``mps2-an386`` with exact instruction counts (about 26.3
-#   million per inference), and ``check.compare_outputs`` found the same top-1 class as
-#   TensorFlow Lite Micro on every input, within 5 steps of the int8 output.
+#   ``intermittent`` pipeline turned them into 15 integer kernels (float only at the model's
+#   float32 boundary).
+# - ``ti.build`` and ``artifact.export`` produced a plain C project: a static 16,000-byte
+#   arena in NVM, const int8 weights in flash, no TVM runtime and no heap, as
+#   ``sim.forbidden_symbols`` confirmed on the firmware built by ``sim.build_project``.
+# - ``sim.run`` ran it on QEMU ``mps2-an386`` with exact instruction counts (about 8.2
+#   million per inference), and ``check.compare_outputs`` found TensorFlow Lite Micro's
+#   scores exactly, on every input.
 # - ``tvm-intermittent compile`` and ``tvm-intermittent run --check`` do the same from a
 #   shell.
 #

@@ -13,6 +13,7 @@ from tvm import relax
 from tvm.s_tir import dlight
 
 from .fuse_epilogue import FuseEpilogue
+from .quantized_to_integer import QuantizedToInteger
 
 PIPELINE_NAME = "intermittent"
 
@@ -24,6 +25,8 @@ def intermittent_pipeline(target: tvm.target.Target | None = None) -> tvm.transf
     @tvm.transform.module_pass(opt_level=0, name="intermittent")
     def _pipeline(mod: tvm.IRModule, _ctx: tvm.transform.PassContext) -> tvm.IRModule:
         passes = [
+            # Quantized patterns become integer-only int8 operators (QuantizedToInteger).
+            QuantizedToInteger(),
             # Inference-only rewrites (batch norm to scale and shift) before lowering.
             relax.transform.DecomposeOpsForInference(),
             # Every Relax operator becomes a TIR PrimFunc called through call_tir.

@@ -1,0 +1,405 @@
+"""Hand-scheduled int8 kernels for the operators that carry the MACs: conv2d, depthwise
+conv2d and dense, in the layouts TFLite uses (NHWC activations).
+
+The TE definitions in :mod:`.integer_ops` compute the same values, but a TE reduction over
+a padded window tests "is this tap inside the image?" for every multiply-accumulate, and
+its loops give the C compiler one accumulator and no reuse. These kernels are written as
+TIR statements instead, shaped like TFLM's reference kernels plus register blocking:
+
+- loops named ``out_y``/``out_x``/``channel_block`` (``pixel_pair`` for unpadded
+  convolutions, which compute two output pixels at once); each block holds four output
+  channels (eight for depthwise), so every input byte loaded feeds four multiply-accumulates
+  and, with pixel pairs, every weight two;
+- the input zero point folded into the bias at compile time
+  (``sum((x - zp) * w) = sum(x * w) - zp * sum(w)``), so the inner loop is ``acc += x * w``;
+- padding tested once per filter tap, not per multiply, and for looped taps only for windows
+  that cross the border: for a tap outside the image TFLM adds nothing, so the kernel adds
+  back that tap's share of the folded correction (``zp * w`` over the tap's weights, from a
+  per-tap table when the tap has many);
+- small windows of few channels (depthwise, first layers) unrolled into straight-line code;
+- the requantization of :class:`~.fixed_point.Requantization`.
+
+What is worth doing was measured on QEMU with the zoo models (``bench/README.md``); some
+plausible variants were slower and are not here (unrolling the pixel-pair loop over input
+channels spills registers; pixel pairs for depthwise layers cost more in border tests than
+they save; skipping the per-tap tests inside the image slows unrolled windows down).
+
+The int32 accumulators cannot overflow: each product is at most 255 * 128, the folded bias
+at most 128 * 127 per weight plus TFLM's own bias, and a layer would need some 65,000
+weights per output (a 3x3 convolution over 7,000 channels) to come near 2**31.
+
+Each builder returns the PrimFunc (private, marked as scheduled) and the constant arrays it
+takes after the input, in order; the output buffer comes last. The leading loops are
+perfectly nested and each iteration writes its own outputs, so the intermittent tiling can
+cut them.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from tvm import tirx
+from tvm.script.ir_builder import IRBuilder
+from tvm.script.ir_builder import tirx as T
+
+from .fixed_point import Requantization
+
+_I32 = "int32"
+#: Already scheduled (dlight leaves it alone) and opaque to FuseOps (nothing is fused into
+#: a statement-level kernel).
+KERNEL_ATTRS = {"tirx.is_scheduled": True, "tirx.noalias": True, "op_pattern": 8}
+
+
+def _i32(value):
+    return tirx.const(int(value), _I32)
+
+
+def channel_block(channels: int) -> int:
+    """Output channels computed together: 4, or the largest of 2 and 1 dividing them."""
+    return next(b for b in (4, 2, 1) if channels % b == 0)
+
+
+def _loop(name: str, extent: int, start: int = 0):
+    """A serial loop whose variable prints as ``name``."""
+    frame = T.serial(start, start + extent)
+    return _Named(frame, name)
+
+
+class _Named:
+    """Enter a loop frame and name its variable (the IR builder calls them all ``v``)."""
+
+    def __init__(self, frame, name):
+        self.frame, self.name = frame, name
+
+    def __enter__(self):
+        var = self.frame.__enter__()
+        IRBuilder.name(self.name, var)
+        return var
+
+    def __exit__(self, *exc):
+        return self.frame.__exit__(*exc)
+
+
+def _private(func):
+    """No global symbol: the Relax builder names the kernel (and keeps names unique)."""
+    return func.without_attr("global_symbol") if "global_symbol" in func.attrs else func
+
+
+def _arg(name, shape, dtype):
+    return T.arg(name, T.buffer(tuple(int(d) for d in shape), dtype))
+
+
+def _local(name):
+    buffer = T.alloc_buffer((1,), _I32, scope="local")
+    IRBuilder.name(name, buffer)
+    return buffer
+
+
+def _bind(name, value):
+    var = T.bind(value)
+    IRBuilder.name(name, var)
+    return var
+
+
+def _store_output(out, index, value, output_zero_point, clamp, dtype):
+    lo, hi = clamp
+    value = tirx.max(tirx.min(value + _i32(output_zero_point), _i32(hi)), _i32(lo))
+    T.buffer_store(out, value.astype(dtype), index)
+
+
+def _requant_args(requant: Requantization, channels: int):
+    return [_arg(name, (channels,), _I32) for name in requant.table_names()]
+
+
+def conv2d_nhwc(*, in_shape, weight, bias, strides, padding, dilation, input_zero_point,
+                output_zero_point, requant: Requantization, clamp, in_dtype, out_dtype,
+                depthwise_multiplier=None):
+    """A convolution over NHWC activations.
+
+    Parameters
+    ----------
+    in_shape : tuple
+        ``[N, H, W, C]``.
+    weight : numpy.ndarray
+        int8, ``[C_OUT, KH, KW, C]`` (TFLite's OHWI), or for a depthwise convolution
+        (``depthwise_multiplier`` set) ``[KH, KW, C * multiplier]``.
+    bias : numpy.ndarray or None
+        int32 ``[C_OUT]`` in the accumulator's scale.
+    strides, dilation : (int, int)
+    padding : (top, left, bottom, right)
+    requant : Requantization
+        Per output channel.
+    clamp : (int, int)
+        Output range after the fused activation.
+
+    Returns
+    -------
+    (tvm.tirx.PrimFunc, list of numpy.ndarray)
+        The kernel ``(x, weights, bias, [tap corrections], [requant tables], out)`` and the
+        constant arrays between ``x`` and ``out`` (the bias has the input zero point folded
+        in).
+    """
+    depthwise = depthwise_multiplier is not None
+    batch, in_h, in_w, in_c = (int(d) for d in in_shape)
+    if depthwise:
+        k_h, k_w, out_c = weight.shape
+        per_tap = weight.astype(np.int64)  # [KH, KW, C_OUT]: one weight per tap
+    else:
+        out_c, k_h, k_w, _ = weight.shape
+        per_tap = weight.astype(np.int64).sum(axis=3).transpose(1, 2, 0)  # [KH, KW, C_OUT]
+    (s_h, s_w), (d_h, d_w) = strides, dilation
+    top, left, bottom, right = padding
+    out_h = (in_h + top + bottom - d_h * (k_h - 1) - 1) // s_h + 1
+    out_w = (in_w + left + right - d_w * (k_w - 1) - 1) // s_w + 1
+    bias = np.zeros(out_c, np.int64) if bias is None else bias.astype(np.int64)
+    folded = (bias - input_zero_point * per_tap.sum(axis=(0, 1))).astype(np.int32)
+    block = channel_block(out_c)
+    if depthwise and out_c % 8 == 0:
+        block = 8  # a depthwise tap reuses nothing: more channels amortize its checks
+    # A padded tap's share of the folded correction, zp * (sum of its weights): recomputed
+    # where that is one multiply per channel, tabulated where it would take C_IN of them.
+    tap_table = (not depthwise and in_c > 4 and any(padding) and input_zero_point != 0)
+    taps = (input_zero_point * per_tap).astype(np.int32)  # [KH, KW, C_OUT]
+    constants = [weight, folded] + ([taps] if tap_table else []) + requant.tables()
+    if not depthwise and not any(padding) and out_h * out_w > 1:
+        func = _conv2d_pixel_pairs(
+            in_shape=in_shape, weight=weight, out_shape=(batch, out_h, out_w, out_c),
+            strides=strides, dilation=dilation, output_zero_point=output_zero_point,
+            requant=requant, clamp=clamp, in_dtype=in_dtype, out_dtype=out_dtype)
+        return func, constants
+    # Unrolled taps need no loop counters; worth it where a tap has little work.
+    unroll = k_h * k_w <= 49 and (depthwise or in_c <= 4)
+
+    with IRBuilder() as builder:
+        with T.prim_func():
+            T.func_attr(KERNEL_ATTRS)
+            x = _arg("input", in_shape, in_dtype)
+            w = _arg("weights", weight.shape, "int8")
+            b = _arg("bias", (out_c,), _I32)
+            corrections = _arg("tap_correction", taps.shape, _I32) if tap_table else None
+            tables = _requant_args(requant, out_c)
+            out = _arg("output", (batch, out_h, out_w, out_c), out_dtype)
+            acc = [_local(f"acc{j}") for j in range(block)]
+            with _loop("batch", batch) as n, _loop("out_y", out_h) as out_y, \
+                    _loop("out_x", out_w) as out_x, \
+                    _loop("channel_block", out_c // block) as cb:
+                channels = [cb * block + j for j in range(block)]
+                for j in range(block):
+                    T.buffer_store(acc[j], b[channels[j]], [0])
+                def tap(f_y, f_x, checked):
+                    in_y = _bind("in_y", out_y * s_h + f_y * d_h - top)
+                    in_x = _bind("in_x", out_x * s_w + f_x * d_w - left)
+
+                    def accumulate(read):
+                        """acc += input * weight over the tap; read(c) gives the input."""
+                        if depthwise:
+                            for j in range(block):
+                                value = read(channels[j] // depthwise_multiplier)
+                                T.buffer_store(acc[j], acc[j][0] + value
+                                               * w[f_y, f_x, channels[j]].astype(_I32), [0])
+                            return
+
+                        def mac(ic):
+                            value = _bind("value", read(ic))
+                            for j in range(block):
+                                T.buffer_store(acc[j], acc[j][0]
+                                               + value * w[channels[j], f_y, f_x, ic].astype(_I32),
+                                               [0])
+
+                        if unroll:
+                            for ic in range(in_c):
+                                mac(ic)
+                        else:
+                            with _loop("in_channel", in_c) as ic:
+                                mac(ic)
+
+                    def load(c):
+                        return x[n, in_y, in_x, c].astype(_I32)
+
+                    if not checked:
+                        accumulate(load)
+                        return
+                    inside = tirx.all(in_y >= 0, in_y < in_h, in_x >= 0, in_x < in_w)
+                    with T.If(inside):
+                        with T.Then():
+                            accumulate(load)
+                        if input_zero_point != 0:  # outside: undo this tap's share of the fold
+                            with T.Else():
+                                if tap_table:
+                                    for j in range(block):
+                                        T.buffer_store(acc[j], acc[j][0] + corrections[
+                                            f_y, f_x, channels[j]], [0])
+                                else:
+                                    accumulate(lambda c: _i32(input_zero_point))
+
+                def window(checked):
+                    if unroll:  # small windows of few channels: straight-line code per pixel
+                        for f_y in range(k_h):
+                            for f_x in range(k_w):
+                                tap(f_y, f_x, checked)
+                    else:
+                        with _loop("filter_y", k_h) as f_y, _loop("filter_x", k_w) as f_x:
+                            tap(f_y, f_x, checked)
+
+                if not any(padding):
+                    window(checked=False)
+                elif unroll:  # the compiler folds most unrolled taps' tests (measured faster)
+                    window(checked=True)
+                else:  # most windows lie inside the image: test the taps only at the border
+                    y0, x0 = out_y * s_h - top, out_x * s_w - left
+                    with T.If(tirx.all(y0 >= 0, y0 + (k_h - 1) * d_h < in_h, x0 >= 0,
+                                       x0 + (k_w - 1) * d_w < in_w)):
+                        with T.Then():
+                            window(checked=False)
+                        with T.Else():
+                            window(checked=True)
+                for j in range(block):
+                    _store_output(out, [n, out_y, out_x, channels[j]],
+                                  requant.emit(acc[j][0], channels[j], tables, _bind),
+                                  output_zero_point, clamp, out_dtype)
+    return _private(builder.get()), constants
+
+
+def _conv2d_pixel_pairs(*, in_shape, weight, out_shape, strides, dilation, output_zero_point,
+                        requant, clamp, in_dtype, out_dtype):
+    """An unpadded convolution computing two output pixels by four channels at a time.
+
+    Every weight loaded feeds two multiply-accumulates and every input byte four. Output
+    pixels are paired in row-major order (so a 5-wide image wastes nothing per row); an odd
+    pixel count computes the last pixel twice and stores it once.
+    """
+    batch, _, _, in_c = (int(d) for d in in_shape)
+    out_c, k_h, k_w, _ = weight.shape
+    _, out_h, out_w, _ = out_shape
+    (s_h, s_w), (d_h, d_w) = strides, dilation
+    pixels = out_h * out_w
+    block = channel_block(out_c)
+    with IRBuilder() as builder:
+        with T.prim_func():
+            T.func_attr(KERNEL_ATTRS)
+            x = _arg("input", in_shape, in_dtype)
+            w = _arg("weights", weight.shape, "int8")
+            b = _arg("bias", (out_c,), _I32)
+            tables = _requant_args(requant, out_c)
+            out = _arg("output", out_shape, out_dtype)
+            acc = [[_local(f"acc{p}_{j}") for j in range(block)] for p in range(2)]
+            with _loop("batch", batch) as n, _loop("pixel_pair", (pixels + 1) // 2) as pair, \
+                    _loop("channel_block", out_c // block) as cb:
+                channels = [cb * block + j for j in range(block)]
+                pixel = [pair * 2, tirx.min(pair * 2 + 1, _i32(pixels - 1))]
+                out_yx = [(p // out_w, p % out_w) for p in pixel]
+                for p in range(2):
+                    for j in range(block):
+                        T.buffer_store(acc[p][j], b[channels[j]], [0])
+                def mac(f_y, f_x, ic):
+                    values = [_bind(f"value{p}", x[n, out_y * s_h + f_y * d_h,
+                                                    out_x * s_w + f_x * d_w, ic].astype(_I32))
+                              for p, (out_y, out_x) in enumerate(out_yx)]
+                    for j in range(block):
+                        weight_value = _bind("weight", w[channels[j], f_y, f_x, ic].astype(_I32))
+                        for p in range(2):
+                            T.buffer_store(acc[p][j], acc[p][j][0] + values[p] * weight_value,
+                                           [0])
+
+                with _loop("filter_y", k_h) as f_y, _loop("filter_x", k_w) as f_x, \
+                        _loop("in_channel", in_c) as ic:
+                    mac(f_y, f_x, ic)
+                for p, (out_y, out_x) in enumerate(out_yx):
+                    def store():
+                        for j in range(block):
+                            _store_output(out, [n, out_y, out_x, channels[j]],
+                                          requant.emit(acc[p][j][0], channels[j], tables, _bind),
+                                          output_zero_point, clamp, out_dtype)
+                    if p == 1 and pixels % 2:
+                        with T.If(pair * 2 + 1 < pixels):
+                            with T.Then():
+                                store()
+                    else:
+                        store()
+    return _private(builder.get())
+
+
+def dense(*, in_shape, weight, bias, input_zero_point, output_zero_point,
+          requant: Requantization, clamp, in_dtype, out_dtype):
+    """Fully connected: ``[M, K]`` activations times int8 weights ``[N, K]``.
+
+    Returns the kernel ``(x, weights, bias, [requant tables], out)`` and its constants.
+    """
+    rows, depth = (int(d) for d in in_shape)
+    units = int(weight.shape[0])
+    bias = np.zeros(units, np.int64) if bias is None else bias.astype(np.int64)
+    folded = (bias - input_zero_point * weight.astype(np.int64).sum(axis=1)).astype(np.int32)
+    block = channel_block(units)
+    if rows * (units // block) == 1:
+        # One block would be one tile; one unit at a time keeps ``acc = bias; for k: ...;
+        # out = f(acc)`` per tile, whose reduction the intermittent tiling can split.
+        block = 1
+    constants = [weight, folded] + requant.tables()
+
+    with IRBuilder() as builder:
+        with T.prim_func():
+            T.func_attr(KERNEL_ATTRS)
+            x = _arg("input", in_shape, in_dtype)
+            w = _arg("weights", weight.shape, "int8")
+            b = _arg("bias", (units,), _I32)
+            tables = _requant_args(requant, units)
+            out = _arg("output", (rows, units), out_dtype)
+            acc = [_local(f"acc{j}") for j in range(block)]
+            with _loop("row", rows) as row, _loop("unit_block", units // block) as ub:
+                units_ = [ub * block + j for j in range(block)]
+                for j in range(block):
+                    T.buffer_store(acc[j], b[units_[j]], [0])
+                with _loop("in_feature", depth) as k:
+                    value = _bind("value", x[row, k].astype(_I32))
+                    for j in range(block):
+                        T.buffer_store(acc[j], acc[j][0] + value * w[units_[j], k].astype(_I32),
+                                       [0])
+                for j in range(block):
+                    _store_output(out, [row, units_[j]],
+                                  requant.emit(acc[j][0], units_[j], tables,
+                                               _bind if block > 1 else None),
+                                  output_zero_point, clamp, out_dtype)
+    return _private(builder.get()), constants
+
+
+def quantize(*, shape, scale: float, zero_point: int, ties_to_even: bool, out_dtype: str):
+    """Float32 to int8/uint8 at a model boundary: ``round(x / scale) + zero_point``.
+
+    TFLite rounds halves away from zero; onnxruntime (and ``relax.quantize``) to even. The
+    rounding is decided on the truncated quotient and its remainder, in integer terms, so
+    it needs no libm call and no particular FPU rounding mode. The quotient is clamped to
+    +-1024 first so that its conversion to int32 is defined (beyond that it saturates
+    anyway).
+
+    Returns the kernel ``(x, out)``; it has no constants.
+    """
+    lo, hi = (-128, 127) if out_dtype == "int8" else (0, 255)
+    f32 = "float32"
+    with IRBuilder() as builder:
+        with T.prim_func():
+            T.func_attr(KERNEL_ATTRS)
+            x = _arg("input", shape, f32)
+            out = _arg("output", shape, out_dtype)
+            # A root block, as TVM's own pipelines expect of a one-input kernel whose output
+            # has the input's size (they test such kernels for reshapes).
+            root = T.sblock("root")
+            root.__enter__()
+            loops = [_loop(f"i{axis}", int(extent)) for axis, extent in enumerate(shape)]
+            frames = [loop.__enter__() for loop in loops]
+            quotient = _bind("quotient", tirx.max(tirx.min(
+                x[frames] / tirx.const(scale, f32), tirx.const(1024.0, f32)),
+                tirx.const(-1024.0, f32)))
+            whole = _bind("whole", quotient.astype(_I32))
+            fraction = _bind("fraction", quotient - whole.astype(f32))
+            half = tirx.const(0.5, f32)
+            if ties_to_even:
+                odd = tirx.truncmod(whole, _i32(2)) != 0
+                up = tirx.any(fraction > half, tirx.all(fraction == half, odd))
+                down = tirx.any(fraction < -half, tirx.all(fraction == -half, odd))
+            else:
+                up, down = fraction >= half, fraction <= -half
+            step = tirx.Select(up, _i32(1), tirx.Select(down, _i32(-1), _i32(0)))
+            _store_output(out, frames, whole + step, zero_point, (lo, hi), out_dtype)
+            for loop in reversed(loops):
+                loop.__exit__(None, None, None)
+            root.__exit__(None, None, None)
+    return _private(builder.get()), []

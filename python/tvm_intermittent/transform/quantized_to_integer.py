@@ -1,0 +1,439 @@
+"""Rewrite quantized patterns into integer-only operators, as TFLite Micro computes them.
+
+TVM's frontends import an int8 model as float arithmetic between ``dequantize`` and
+``quantize``: a TFLite CONV_2D becomes ``quantize(add(conv2d(dequantize(x),
+dequantize(w)), dequantize(b)))``, an onnxruntime QDQ model the same with its own small
+variations (bias reshaped, weights transposed after ``dequantize`` instead of before). This
+pass finds each ``quantize`` and reads what it quantizes as one integer operator:
+
+- conv2d / depthwise conv2d / dense (+ bias): int8 x int8 -> int32 accumulation, int32
+  bias, per-channel fixed-point requantization (:mod:`.fixed_point`);
+- add, multiply, average pooling, mean, softmax, logistic: TFLM's integer algorithms;
+- max pooling, padding, reshape, transpose, concatenation: the same Relax operator on the
+  integer tensor, followed by a requantization where scales differ;
+- ``dequantize`` directly: a requantization (TFLite's int8 -> int8 QUANTIZE);
+- a float tensor from outside (a model input): a boundary quantize.
+
+Fused activations between the operator and ``quantize`` (``relu``, ``clip``) become the
+output clamp. TFLite's own integer forms pass through untouched (``max_pool2d`` and
+``reshape`` on int8, ``clip`` after ``quantize``), except its average pooling, imported as an
+int32 ``avg_pool2d`` whose rounding is not TFLM's. What matches no pattern keeps its float
+lowering, so the pass never makes a model fail to compile; the ``dequantize`` operators left
+unused are removed.
+
+Multipliers follow TFLM's Prepare functions: each real multiplier is computed in double from
+the model's float32 scales, in TFLM's order, and split by :func:`~.fixed_point.
+quantize_multiplier`. Rounding at a float boundary is TFLite's (halves away from zero) for
+models our TFLite frontend imported (it marks them, see :data:`ROUNDING_ATTR`), otherwise
+that of ``relax.quantize`` and onnxruntime (halves to even).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import tvm
+from tvm import relax
+from tvm.relax import PyExprMutator, expr_functor
+
+from . import integer_kernels, integer_ops
+from .fixed_point import Requantization, quantize_multiplier, tflm_logistic_table
+from .integer_softmax import exp_table, softmax_kernel
+from .quantized_patterns import RANGES, PatternReader, QuantizedTensor, op_name, scalar
+
+#: Function attribute naming the rounding of float -> int quantization: "away" or "even".
+ROUNDING_ATTR = "intermittent.quantize_rounding"
+#: Function attribute that keeps a function's float lowering (for comparisons and benchmarks).
+FLOAT_LOWERING_ATTR = "intermittent.float_lowering"
+#: TFLM's headroom for ADD: inputs are scaled up by 2**20 before rescaling.
+ADD_LEFT_SHIFT = 20
+_LAYOUT_OPS = {"relax.reshape", "relax.permute_dims", "relax.squeeze", "relax.expand_dims",
+               "relax.flatten"}
+
+
+def _multipliers(reals: np.ndarray) -> tuple:
+    """``(multiplier, shift)`` when every channel agrees, else per-channel tables and the
+    shifts' range: ``(multipliers, shifts, min_shift, max_shift)``."""
+    pairs = [quantize_multiplier(float(r)) for r in reals]
+    if len(set(pairs)) == 1:
+        return pairs[0]
+    shifts = [p[1] for p in pairs]
+    return (relax.const(np.array([p[0] for p in pairs], dtype=np.int32)),
+            relax.const(np.array(shifts, dtype=np.int32)), min(shifts), max(shifts))
+
+
+@expr_functor.mutator
+class _IntegerRewriter(PyExprMutator):
+    """Visits one function; each ``quantize`` it can read as an integer operator is replaced.
+
+    Patterns are read on the original function (:class:`~.quantized_patterns.PatternReader`);
+    integer inputs are then remapped with ``visit_expr``, since earlier bindings may have
+    been rewritten already.
+    """
+
+    def __init__(self, mod: tvm.IRModule, func: relax.Function):
+        super().__init__(mod)
+        self._read = PatternReader(func)
+        rounding = func.attrs.get(ROUNDING_ATTR, "even") if func.attrs else "even"
+        self._ties_to_even = str(rounding) != "away"
+
+    def _operand(self, expr):
+        """An integer activation or constant: (new relax expr, scale, zero point, dtype)."""
+        quantized = self._read.dequantized(expr)
+        if quantized is not None:
+            return (self.visit_expr(quantized.expr), quantized.scale, quantized.zero_point,
+                    quantized.dtype)
+        weights = self._read.constant(expr)
+        if weights is None or weights.scale is None or weights.values.dtype.name not in RANGES:
+            return None
+        scale, zero = np.unique(weights.scale), np.unique(weights.zero_point)
+        if scale.size != 1 or zero.size != 1:
+            return None
+        return (relax.const(weights.values), float(scale[0]), int(zero[0]),
+                weights.values.dtype.name)
+
+    # ---- the rewrite ---------------------------------------------------------------------
+
+    def visit_call_(self, call):
+        name = op_name(call)
+        rewritten = None
+        if name == "relax.quantize":
+            rewritten = self._quantize(call)
+        elif name == "relax.clip":
+            rewritten = self._clipped_quantize(call)
+        elif name == "relax.astype":
+            rewritten = self._tflite_average_pool(call)
+        return rewritten if rewritten is not None else super().visit_call_(call)
+
+    def _clipped_quantize(self, call):
+        """TFLite's fused activation, imported as a clip of the quantized integers."""
+        quantize = self._read.call(call.args[0], "relax.quantize")
+        if quantize is None or str(call.ty.dtype) not in RANGES:
+            return None
+        lo, hi = float(call.args[1].value), float(call.args[2].value)
+        if not (lo.is_integer() and hi.is_integer()):
+            return None
+        return self._quantize(quantize, (int(lo), int(hi)))
+
+    def _quantize(self, call, bounds=None):
+        scale, zero_point = scalar(call.args[1]), scalar(call.args[2])
+        out_dtype = str(call.attrs.out_dtype)
+        if scale is None or zero_point is None or out_dtype not in RANGES:
+            return None
+        out = QuantizedTensor(call, float(np.float32(scale)), int(zero_point), out_dtype)
+        core, clamp = self._read.activation(call.args[0], out)
+        if bounds is not None:
+            clamp = (max(clamp[0], bounds[0]), min(clamp[1], bounds[1]))
+        value = self._read.value(core)
+        handler = {
+            "relax.add": self._add_or_biased,
+            "relax.nn.conv2d": lambda c, o, k: self._conv2d(c, None, o, k),
+            "relax.matmul": lambda c, o, k: self._dense(c, None, o, k),
+            "relax.multiply": self._multiply,
+            "relax.nn.softmax": self._softmax,
+            "relax.sigmoid": self._logistic,
+            "relax.mean": self._mean,
+            "relax.nn.avg_pool2d": self._average_pool,
+            "relax.nn.max_pool2d": self._max_pool,
+            "relax.nn.pad": self._pad,
+            "relax.concat": self._concat,
+            "relax.dequantize": self._requantize_only,
+        }.get(op_name(value))
+        if handler is None and op_name(value) in _LAYOUT_OPS:
+            handler = self._layout
+        if handler is not None:
+            return handler(value, out, clamp)
+        if str(core.ty.dtype) == "float32" and clamp == RANGES[out_dtype]:
+            return self._boundary_quantize(call, out)
+        return None
+
+    def _emit_requantize(self, operand, out: QuantizedTensor, clamp):
+        """An integer tensor moved to ``out``'s quantization (nothing to do if it has it)."""
+        expr, scale, zero_point, _ = operand
+        if scale == out.scale and zero_point == out.zero_point and clamp == RANGES[out.dtype]:
+            return expr
+        multiplier, shift = quantize_multiplier(scale / out.scale)
+        return self.builder_.call_te(
+            integer_ops.requantize, expr, input_zero_point=zero_point, multiplier=multiplier,
+            shift=shift, output_zero_point=out.zero_point, clamp=clamp, out_dtype=out.dtype,
+            primfunc_name_hint="requantize")
+
+    # ---- convolution and dense -----------------------------------------------------------
+
+    def _add_or_biased(self, call, out, clamp):
+        for main, bias in ((call.args[0], call.args[1]), (call.args[1], call.args[0])):
+            producer = self._read.value(main)
+            if op_name(producer) == "relax.nn.conv2d":
+                return self._conv2d(producer, bias, out, clamp)
+            if op_name(producer) == "relax.matmul":
+                return self._dense(producer, bias, out, clamp)
+        return self._add(call, out, clamp)
+
+    def _conv2d(self, conv, bias_expr, out, clamp):
+        attrs = conv.attrs
+        layout = str(attrs.data_layout)
+        if layout not in ("NHWC", "NCHW") or str(attrs.out_layout) != layout:
+            return None
+        data = self._read.dequantized(conv.args[0])
+        groups = int(attrs.groups)
+        in_c = int(conv.args[0].ty.shape.values[3 if layout == "NHWC" else 1])
+        # Hand-scheduled kernels for TFLite's cases (NHWC, dense or depthwise), TE otherwise.
+        kernel = layout == "NHWC" and groups in (1, in_c)
+        canonical = ("OHWI" if groups == 1 else "HWIO") if kernel else (
+            "HWIO" if layout == "NHWC" else "OIHW")
+        weight, w_scale = self._read.weights(conv.args[1], str(attrs.kernel_layout), canonical)
+        if data is None or weight is None:
+            return None
+        accumulator_scale = np.float64(data.scale) * w_scale.astype(np.float64)
+        bias, ok = self._read.bias(bias_expr, w_scale.size, accumulator_scale)
+        if not ok:
+            return None
+        reals = accumulator_scale / np.float64(out.scale)
+        geometry = dict(strides=[int(s) for s in attrs.strides],
+                        padding=[int(p) for p in attrs.padding],
+                        dilation=[int(d) for d in attrs.dilation])
+        x = self.visit_expr(data.expr)
+        if kernel:
+            multiplier = None
+            if groups != 1:  # depthwise: [KH, KW, 1, C_OUT] -> [KH, KW, C_OUT]
+                multiplier = weight.shape[3] // in_c
+                weight = weight.reshape(weight.shape[0], weight.shape[1], -1)
+            func, constants = integer_kernels.conv2d_nhwc(
+                in_shape=[int(d) for d in conv.args[0].ty.shape.values], weight=weight,
+                bias=bias, input_zero_point=data.zero_point, output_zero_point=out.zero_point,
+                requant=Requantization(reals), clamp=clamp, in_dtype=data.dtype,
+                out_dtype=out.dtype, depthwise_multiplier=multiplier, **geometry)
+            name = "conv2d_s8" if groups == 1 else "depthwise_conv2d_s8"
+            return self._call_kernel(func, name, x, constants, conv.ty, out.dtype)
+        return self.builder_.call_te(
+            integer_ops.conv2d, x, relax.const(weight),
+            relax.const(bias) if bias is not None else None, _multipliers(reals),
+            layout=layout, groups=groups, input_zero_point=data.zero_point,
+            output_zero_point=out.zero_point, clamp=clamp, out_dtype=out.dtype,
+            primfunc_name_hint="conv2d_s8", **geometry)
+
+    def _dense(self, matmul, bias_expr, out, clamp):
+        data = self._read.dequantized(matmul.args[0])
+        if data is None or len(matmul.args[0].ty.shape.values) != 2:
+            return None
+        weight, w_scale = self._read.weights(matmul.args[1], "IO", "OI")
+        if weight is None:
+            return None
+        accumulator_scale = np.float64(data.scale) * w_scale.astype(np.float64)
+        bias, ok = self._read.bias(bias_expr, w_scale.size, accumulator_scale)
+        if not ok:
+            return None
+        func, constants = integer_kernels.dense(
+            in_shape=[int(d) for d in matmul.args[0].ty.shape.values], weight=weight, bias=bias,
+            input_zero_point=data.zero_point, output_zero_point=out.zero_point,
+            requant=Requantization(accumulator_scale / np.float64(out.scale)), clamp=clamp,
+            in_dtype=data.dtype, out_dtype=out.dtype)
+        return self._call_kernel(func, "dense_s8", self.visit_expr(data.expr), constants,
+                                 matmul.ty, out.dtype)
+
+    def _call_kernel(self, func, name, data, constants, out_type, out_dtype):
+        """Call a hand-scheduled kernel on ``data`` and its constant arrays."""
+        gvar = self.builder_.add_func(func, name)
+        shape = [int(d) for d in out_type.shape.values]
+        args = [data] + [relax.const(np.ascontiguousarray(c), str(c.dtype)) for c in constants]
+        return relax.call_tir(gvar, args, relax.TensorType(shape, out_dtype))
+
+    # ---- elementwise and reductions ------------------------------------------------------
+
+    def _add(self, call, out, clamp):
+        lhs, rhs = self._operand(call.args[0]), self._operand(call.args[1])
+        if lhs is None or rhs is None:
+            return None
+        twice_max = 2.0 * max(lhs[1], rhs[1])
+        params = []
+        for _, scale, zero_point, _ in (lhs, rhs):
+            params.append((zero_point, *quantize_multiplier(scale / twice_max)))
+        output = (out.zero_point,
+                  *quantize_multiplier(twice_max / ((1 << ADD_LEFT_SHIFT) * out.scale)))
+        shape = [int(d) for d in call.ty.shape.values]
+        return self.builder_.call_te(
+            integer_ops.add, lhs[0], rhs[0], shape, lhs_params=params[0], rhs_params=params[1],
+            output_params=output, left_shift=ADD_LEFT_SHIFT, clamp=clamp, out_dtype=out.dtype,
+            primfunc_name_hint="add_s8")
+
+    def _multiply(self, call, out, clamp):
+        lhs, rhs = self._operand(call.args[0]), self._operand(call.args[1])
+        if lhs is None or rhs is None:
+            return None
+        multiplier, shift = quantize_multiplier(lhs[1] * rhs[1] / out.scale)
+        shape = [int(d) for d in call.ty.shape.values]
+        return self.builder_.call_te(
+            integer_ops.multiply, lhs[0], rhs[0], shape, lhs_zero_point=lhs[2],
+            rhs_zero_point=rhs[2], multiplier=multiplier, shift=shift,
+            output_zero_point=out.zero_point, clamp=clamp, out_dtype=out.dtype,
+            primfunc_name_hint="multiply_s8")
+
+    def _softmax(self, call, out, clamp):
+        data = self._read.dequantized(call.args[0])
+        shape = [int(d) for d in call.ty.shape.values]
+        axis = int(call.attrs.axis)
+        if data is None or axis not in (-1, len(shape) - 1) or clamp != RANGES[out.dtype]:
+            return None
+        depth = shape[-1]
+        rows = int(np.prod(shape[:-1]))
+        try:
+            kernel = softmax_kernel(rows, depth, data.dtype, out.dtype, output_scale=out.scale,
+                                    output_zero_point=out.zero_point)
+            table = exp_table(data.scale)
+        except ValueError:
+            return None
+        gvar = self.builder_.add_func(kernel, "softmax_s8")
+        x = self.visit_expr(data.expr)
+        if len(shape) != 2:
+            x = self.builder_.emit(relax.op.reshape(x, [rows, depth]))
+        result = relax.call_tir(gvar, [x, relax.const(table)],
+                                relax.TensorType([rows, depth], out.dtype))
+        if len(shape) != 2:
+            result = relax.op.reshape(self.builder_.emit(result), shape)
+        return result
+
+    def _logistic(self, call, out, clamp):
+        data = self._read.dequantized(call.args[0])
+        if data is None:
+            return None
+        values = np.arange(*((-128, 128) if data.dtype == "int8" else (0, 256)))
+        if data.dtype == "int8" and out.dtype == "int8" and (out.scale, out.zero_point) == (
+                1.0 / 256, -128):
+            table = tflm_logistic_table(values, data.scale, data.zero_point)
+        else:
+            real = 1.0 / (1.0 + np.exp(-np.float64(data.scale) * (values - data.zero_point)))
+            table = np.rint(real / out.scale) + out.zero_point
+        table = np.clip(table, *clamp).astype(np.int32)
+        return self.builder_.call_te(
+            integer_ops.lookup, self.visit_expr(data.expr), relax.const(table), out.dtype,
+            primfunc_name_hint="logistic_s8")
+
+    def _mean(self, call, out, clamp):
+        data = self._read.dequantized(call.args[0])
+        if data is None:
+            return None
+        rank = len(call.args[0].ty.shape.values)
+        shape = [int(d) for d in call.args[0].ty.shape.values]
+        axes = (sorted(int(a) % rank for a in call.attrs.axis) if call.attrs.axis is not None
+                else list(range(rank)))
+        count = int(np.prod([shape[a] for a in axes]))
+        multiplier, shift = quantize_multiplier(data.scale / out.scale)
+        # TFLM divides by the count inside the multiplier, keeping as many bits as it can.
+        bits = min(count.bit_length() - 1, 32, 31 + shift)
+        multiplier, shift = (multiplier << bits) // count, shift - bits
+        return self.builder_.call_te(
+            integer_ops.mean, self.visit_expr(data.expr), axes=axes,
+            keepdims=bool(call.attrs.keepdims), input_zero_point=data.zero_point,
+            multiplier=multiplier, shift=shift, output_zero_point=out.zero_point, clamp=clamp,
+            out_dtype=out.dtype, primfunc_name_hint="mean_s8")
+
+    def _average_pool(self, call, out, clamp):
+        attrs = call.attrs
+        data = self._read.dequantized(call.args[0])
+        padding = [int(p) for p in attrs.padding]
+        if data is None or bool(attrs.ceil_mode) or any(int(d) != 1 for d in attrs.dilation):
+            return None
+        if bool(attrs.count_include_pad) and any(padding):
+            return None
+        pooled = self.builder_.call_te(
+            integer_ops.avg_pool2d, self.visit_expr(data.expr),
+            pool=[int(p) for p in attrs.pool_size], strides=[int(s) for s in attrs.strides],
+            padding=padding, layout=str(attrs.layout), clamp=RANGES[data.dtype],
+            primfunc_name_hint="avg_pool2d_s8")
+        return self._emit_requantize((self.builder_.emit(pooled), data.scale, data.zero_point,
+                                      data.dtype), out, clamp)
+
+    def _tflite_average_pool(self, call):
+        """TFLite's int8 AVERAGE_POOL_2D, imported as astype(avg_pool2d(astype(x, int32)))."""
+        pool = self._read.call(call.args[0], "relax.nn.avg_pool2d")
+        widen = self._read.call(pool.args[0], "relax.astype") if pool is not None else None
+        if widen is None or str(call.attrs.dtype) not in RANGES:
+            return None
+        dtype = str(widen.args[0].ty.dtype)
+        attrs = pool.attrs
+        if dtype != str(call.attrs.dtype) or bool(attrs.ceil_mode):
+            return None
+        return self.builder_.call_te(
+            integer_ops.avg_pool2d, self.visit_expr(widen.args[0]),
+            pool=[int(p) for p in attrs.pool_size], strides=[int(s) for s in attrs.strides],
+            padding=[int(p) for p in attrs.padding], layout=str(attrs.layout),
+            clamp=RANGES[dtype], primfunc_name_hint="avg_pool2d_s8")
+
+    # ---- data movement -------------------------------------------------------------------
+
+    def _same_op_on_integers(self, call, data: QuantizedTensor, out, clamp):
+        """Re-emit ``call`` (an operator indifferent to dtype) on the integer tensor."""
+        args = [self.visit_expr(data.expr)] + list(call.args[1:])
+        result = self.builder_.emit(relax.Call(call.op, args, call.attrs))
+        return self._emit_requantize((result, data.scale, data.zero_point, data.dtype), out,
+                                     clamp)
+
+    def _layout(self, call, out, clamp):
+        data = self._read.dequantized(call.args[0])
+        return None if data is None else self._same_op_on_integers(call, data, out, clamp)
+
+    def _max_pool(self, call, out, clamp):
+        data = self._read.dequantized(call.args[0])
+        return None if data is None else self._same_op_on_integers(call, data, out, clamp)
+
+    def _pad(self, call, out, clamp):
+        data = self._read.dequantized(call.args[0])
+        if data is None or str(call.attrs.pad_mode) != "constant":
+            return None
+        pad_value = data.zero_point + round(float(call.attrs.pad_value) / data.scale)
+        x = self.visit_expr(data.expr)
+        result = self.builder_.emit(relax.op.nn.pad(
+            x, [int(p) for p in call.attrs.pad_width], "constant", float(pad_value)))
+        return self._emit_requantize((result, data.scale, data.zero_point, data.dtype), out,
+                                     clamp)
+
+    def _concat(self, call, out, clamp):
+        fields = self._read.value(call.args[0])
+        if not isinstance(fields, relax.Tuple):
+            return None
+        operands = [self._operand(f) for f in fields.fields]
+        if any(o is None for o in operands):
+            return None
+        parts = [self._emit_requantize(o, out, clamp) for o in operands]
+        return relax.op.concat(parts, axis=int(call.attrs.axis))
+
+    def _requantize_only(self, call, out, clamp):
+        data = self._read.dequantized(call)
+        if data is None:
+            return None
+        operand = (self.visit_expr(data.expr), data.scale, data.zero_point, data.dtype)
+        return self._emit_requantize(operand, out, clamp)
+
+    def _boundary_quantize(self, call, out):
+        func, constants = integer_kernels.quantize(
+            shape=[int(d) for d in call.ty.shape.values], scale=out.scale,
+            zero_point=out.zero_point, ties_to_even=self._ties_to_even, out_dtype=out.dtype)
+        return self._call_kernel(func, "quantize", self.visit_expr(call.args[0]), constants,
+                                 call.ty, out.dtype)
+
+
+@tvm.transform.module_pass(opt_level=0, name="intermittent.QuantizedToInteger")
+class QuantizedToInteger:
+    """Rewrite dequantize -> float operator -> quantize into integer-only operators.
+
+    Run before ``LegalizeOps``. See the module docstring for the patterns and their
+    semantics. A function with the attribute ``FLOAT_LOWERING_ATTR`` set keeps TVM's float
+    lowering (``bench/int8_bench.py`` compares the two).
+
+    Examples
+    --------
+    .. code-block:: python
+
+        mod = QuantizedToInteger()(mod)   # then relax.transform.LegalizeOps(), ...
+    """
+
+    def transform_module(self, mod: tvm.IRModule, _ctx) -> tvm.IRModule:
+        for gvar, func in list(mod.functions_items()):
+            if not isinstance(func, relax.Function):
+                continue
+            if func.attrs and bool(func.attrs.get(FLOAT_LOWERING_ATTR, False)):
+                continue
+            rewriter = _IntegerRewriter(mod, func)
+            new_func = relax.analysis.remove_all_unused(rewriter.visit_expr(func))
+            rewriter.builder_.update_func(gvar, new_func)
+            mod = rewriter.builder_.get()
+        return mod

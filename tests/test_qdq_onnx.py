@@ -1,0 +1,82 @@
+"""ONNX QDQ models (onnxruntime's static quantization) through the same integer rewrite.
+
+Each float model of ``onnx_models.py`` is quantized by ``onnxruntime.quantization`` in QDQ
+format (int8 or uint8 activations, per-channel or per-tensor weights) and compiled. The
+reference is onnxruntime running the QDQ model, in float between its Q/DQ pairs, so our
+fixed-point requantization may differ by one step of the output's quantization, no more.
+"""
+
+import re
+
+import numpy as np
+import onnx
+import pytest
+from onnx import numpy_helper
+
+import tvm_intermittent as ti
+from tvm_intermittent import reference
+
+import onnx_models
+
+pytestmark = pytest.mark.qemu
+quantization = pytest.importorskip("onnxruntime.quantization")
+
+#: Case -> integer kernels the rewrite must produce (substrings of kernel names).
+CASES = {
+    "conv": ["conv2d_s8"],
+    "conv_stride2_pad": ["conv2d_s8"],
+    "conv_depthwise": ["conv2d_s8"],
+    "conv_groups2": ["conv2d_s8"],
+    "global_average_pool": ["mean_s8"],
+    "matmul": ["dense_s8"],
+    "add_mul_broadcast": ["add_s8", "multiply_s8"],
+    "concat": ["concatenate"],
+    "softmax": ["softmax_s8"],
+    "small_cnn": ["conv2d_s8", "max_pool2d", "dense_s8", "softmax_s8"],
+}
+
+
+def _quantize(model, inputs, tmp_path, activations, per_channel):
+    class Calibration(quantization.CalibrationDataReader):
+        def __init__(self):
+            rng = np.random.default_rng(0)
+            names = [i.name for i in model.graph.input]
+            self.batches = iter([{n: rng.standard_normal(x.shape).astype(np.float32)
+                                  for n, x in zip(names, inputs)} for _ in range(8)])
+
+        def get_next(self):
+            return next(self.batches, None)
+
+    onnx.save(model, tmp_path / "float.onnx")
+    quantization.quantize_static(
+        str(tmp_path / "float.onnx"), str(tmp_path / "qdq.onnx"), Calibration(),
+        quant_format=quantization.QuantFormat.QDQ, activation_type=activations,
+        weight_type=quantization.QuantType.QInt8, per_channel=per_channel)
+    return onnx.load(tmp_path / "qdq.onnx")
+
+
+def _output_step(model) -> float:
+    """The scale of the DequantizeLinear that produces the (float) model output."""
+    initializers = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+    last = next(n for n in model.graph.node if n.output[0] == model.graph.output[0].name)
+    assert last.op_type == "DequantizeLinear"
+    return float(initializers[last.input[1]])
+
+
+@pytest.mark.parametrize("activations", ["QInt8", "QUInt8"])
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_qdq_model_within_one_step_of_onnxruntime(tmp_path, case, activations):
+    model, inputs = onnx_models.CASES[case]()
+    qdq = _quantize(model, inputs, tmp_path, getattr(quantization.QuantType, activations),
+                    per_channel=activations == "QInt8")
+    artifact = ti.build(qdq, name=case)
+    kernels = dict(re.findall(r"void intm_k_(\w+)\((.*?)\n}\n",
+                              artifact.sources.files["model/kernels.c"], re.S))
+    for expected in CASES[case]:
+        assert any(expected in name for name in kernels), f"no {expected} kernel: {kernels}"
+    for name, body in kernels.items():  # floats only where the model quantizes its input
+        assert "float" not in body or "quantize" in name, f"{name} computes in float"
+    ours = artifact.run(inputs).outputs[0]
+    theirs = reference.run_onnxruntime(qdq, inputs)[0]
+    steps = np.abs(ours.astype(np.float64) - theirs) / _output_step(qdq)
+    assert steps.max() <= 1.0 + 1e-3, f"{steps.max():.2f} steps from onnxruntime"
