@@ -71,7 +71,8 @@ def test_kws_under_the_100uF_capacitor_model(kws_msp430):
     board = artifact.board
     report = sim.measure_intermittent(project, inputs, sim.power.Capacitor(board), board=board)
     assert report.finished and report.outputs_match
-    assert report.failures >= 10  # the inference needs many charges of 100 uF
+    # The inference needs many charges of 100 uF: at least one failure per full budget.
+    assert report.failures >= report.instructions_continuous // artifact.power_cycle_budget >= 5
     assert 0 < report.imo < 0.5
     assert report.recharge_seconds > 0 and report.latency_seconds > report.active_seconds
 

@@ -79,3 +79,22 @@ def test_firmware_equals_tvms_own_llvm_build_of_the_integer_module(compiled):
     array, _ = zoo.sample_inputs(name, count=1)[0]
     ours = sim.run(project, [array], timeout=600).outputs[0]
     np.testing.assert_array_equal(ours, vm["main"](tvm.runtime.tensor(array)).numpy())
+
+
+def test_dsp_boards_get_smlad_kernels_and_the_host_build_the_portable_ones(tmp_path):
+    """Keyword spotting's pointwise convolutions use the Cortex-M4's SMLAD on QEMU; the host
+    build compiles the same C through the portable helpers and gives the same outputs."""
+    import subprocess
+
+    name, entry = "kws", zoo.get("kws")
+    project = ti.build(entry.path, "intermittent/qemu-an386").export(tmp_path / "kws")
+    kernels = (project / "model" / "kernels.c").read_text()
+    assert "intm_smlad(" in kernels
+    elf = sim.build_project(project)
+    disassembly = subprocess.run(["arm-none-eabi-objdump", "-d", str(elf)], check=True,
+                                 capture_output=True, text=True).stdout
+    assert "\tsmlad\t" in disassembly
+    array, _ = zoo.sample_inputs(name, count=1)[0]
+    host = sim.run(project, [array], kind="host").outputs
+    expected = reference.run_tflite_micro(entry.path, [array])
+    assert all(np.array_equal(a, b) for a, b in zip(host, expected))

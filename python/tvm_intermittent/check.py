@@ -19,7 +19,7 @@ import numpy as np
 FLOAT_RTOL = 1e-5
 FLOAT_ATOL = 1e-30
 #: Integer outputs: largest difference allowed, in units of the output's scale. None means
-#: "report it, but judge by the top-1 class only", right for float-lowered int8 models.
+#: "report it, but judge by the top-1 class only".
 DEFAULT_MAX_LSB = None
 
 

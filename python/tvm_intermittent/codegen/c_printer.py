@@ -423,6 +423,12 @@ class CFunctionPrinter:
 
     def _expr_Call(self, node):
         op = str(node.op.name).removeprefix("tirx.").removeprefix("prim.")
+        if op == "call_pure_extern" and str(node.args[0].value).startswith("intm_"):
+            # Our own helpers from intm_kernel_ops.h (the DSP multiply-accumulates).
+            rest = ", ".join(self._expr(a) for a in node.args[1:])
+            return f"{node.args[0].value}({rest})"
+        if op == "address_of":
+            return f"(&{self._access(node.args[0].source, node.args[0].indices)})"
         args = [self._expr(a) for a in node.args]
         dtype = _dtype(node)
         if op == "if_then_else":

@@ -37,6 +37,7 @@ cut them.
 from __future__ import annotations
 
 import numpy as np
+import tvm
 from tvm import tirx
 from tvm.script.ir_builder import IRBuilder
 from tvm.script.ir_builder import tirx as T
@@ -161,7 +162,10 @@ def conv2d_nhwc(*, in_shape, weight, bias, strides, padding, dilation, input_zer
     taps = (input_zero_point * per_tap).astype(np.int32)  # [KH, KW, C_OUT]
     constants = [weight, folded] + ([taps] if tap_table else []) + requant.tables()
     if not depthwise and not any(padding) and out_h * out_w > 1:
-        func = _conv2d_pixel_pairs(
+        build = (_conv2d_pointwise_dsp
+                 if _pointwise_dsp_applies(weight, in_shape, strides, in_dtype)
+                 else _conv2d_pixel_pairs)
+        func = build(
             in_shape=in_shape, weight=weight, out_shape=(batch, out_h, out_w, out_c),
             strides=strides, dilation=dilation, output_zero_point=output_zero_point,
             requant=requant, clamp=clamp, in_dtype=in_dtype, out_dtype=out_dtype)
@@ -403,3 +407,64 @@ def quantize(*, shape, scale: float, zero_point: int, ties_to_even: bool, out_dt
                 loop.__exit__(None, None, None)
             root.__exit__(None, None, None)
     return _private(builder.get()), []
+
+
+def _helper(name, *args):
+    return tirx.call_pure_extern("int32", name, *args)
+
+
+def _dsp_available() -> bool:
+    """Whether the current target (the pipeline runs under the board's) has the Cortex-M
+    DSP extension."""
+    target = tvm.target.Target.current(allow_none=True)
+    return bool(target is not None and target.attrs.get("feature.has_dsp", False))
+
+
+def _pointwise_dsp_applies(weight, in_shape, strides, in_dtype) -> bool:
+    _, k_h, k_w, _ = weight.shape
+    in_c = int(in_shape[-1])
+    return (k_h * k_w == 1 and in_c % 4 == 0 and tuple(strides) == (1, 1)
+            and in_dtype == "int8" and _dsp_available())
+
+
+def _conv2d_pointwise_dsp(*, in_shape, weight, out_shape, strides, dilation,
+                          output_zero_point, requant, clamp, in_dtype, out_dtype):
+    """A 1x1 stride-1 int8 convolution with the Cortex-M4's SMLAD: per pixel and block of
+    output channels, four input channels per step (one input word unpacked once by SXTB16,
+    one weight word per channel, two SMLADs per channel: two multiply-accumulates each)."""
+    del strides, dilation  # 1x1, stride 1 (see _pointwise_dsp_applies)
+    batch, _, _, in_c = (int(d) for d in in_shape)
+    out_c = weight.shape[0]
+    pixels = int(out_shape[1]) * int(out_shape[2])
+    block = channel_block(out_c)
+    with IRBuilder() as builder:
+        with T.prim_func():
+            T.func_attr(KERNEL_ATTRS)
+            x = _arg("input", (batch, pixels, in_c), "int8")
+            w = _arg("weights", (out_c, in_c), "int8")
+            b = _arg("bias", (out_c,), "int32")
+            tables = _requant_args(requant, out_c)
+            out = _arg("output", (batch, pixels, out_c), out_dtype)
+            acc = [_local(f"acc{j}") for j in range(block)]
+            with _loop("batch", batch) as n, _loop("pixel", pixels) as p, \
+                    _loop("channel_block", out_c // block) as cb:
+                channels = [cb * block + j for j in range(block)]
+                for j in range(block):
+                    T.buffer_store(acc[j], b[channels[j]], [0])
+                with _loop("in_quad", in_c // 4) as q:
+                    word = _bind("input4", _helper(
+                        "intm_load_s8x4", tirx.address_of(x[n, p, q * 4])))
+                    even = _bind("even", _helper("intm_sxtb16", word))
+                    odd = _bind("odd", _helper("intm_sxtb16_ror8", word))
+                    for j in range(block):
+                        weights = _bind("weights4", _helper(
+                            "intm_load_s8x4", tirx.address_of(w[channels[j], q * 4])))
+                        inner = _helper("intm_smlad", odd,
+                                        _helper("intm_sxtb16_ror8", weights), acc[j][0])
+                        T.buffer_store(acc[j], _helper(
+                            "intm_smlad", even, _helper("intm_sxtb16", weights), inner), [0])
+                for j in range(block):
+                    _store_output(out, [n, p, channels[j]],
+                                  requant.emit(acc[j][0], channels[j], tables, _bind),
+                                  output_zero_point, clamp, out_dtype)
+    return _private(builder.get())
