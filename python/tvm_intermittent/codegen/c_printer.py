@@ -64,6 +64,19 @@ _LIBM = {
 }
 
 
+def statements(node):
+    """Every statement under ``node``, in program order (a pre-order walk)."""
+    yield node
+    if type(node).__name__ == "SeqStmt":
+        for child in node.seq:
+            yield from statements(child)
+        return
+    for field in ("body", "then_case", "else_case"):
+        child = getattr(node, field, None)
+        if child is not None:
+            yield from statements(child)
+
+
 def c_type(dtype) -> str:
     """The C type of a scalar TVM dtype; an error names dtypes we cannot emit."""
     name = str(dtype)
@@ -170,25 +183,14 @@ class CFunctionPrinter:
     def _collect_writes(self, stmt):
         """Find the parameters the body stores to (the others become ``const`` pointers)."""
         root = {var: var.name for var in self.func.params}
-
-        def visit(node):
+        for node in statements(stmt):
             kind = type(node).__name__
-            if kind == "SeqStmt":
-                for child in node.seq:
-                    visit(child)
-                return
             if kind == "DeclBuffer":
                 base = _viewed_var(node)
                 if base is not None and base in root:
                     root[node.buffer] = root[base]
             elif kind == "BufferStore" and node.buffer in root:
                 self._written.add(root[node.buffer])
-            for field in ("body", "then_case", "else_case"):
-                child = getattr(node, field, None)
-                if child is not None:
-                    visit(child)
-
-        visit(stmt)
 
     # ---- statements ------------------------------------------------------------------
 

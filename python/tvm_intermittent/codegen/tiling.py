@@ -29,6 +29,7 @@ import math
 from tvm import tirx
 
 from ..errors import DoesNotFitError
+from .c_printer import statements
 
 #: Fraction of a power cycle one commit batch may use; the rest covers boot, restore,
 #: commit, and the error of the instruction estimate.
@@ -154,23 +155,8 @@ def reduction_parts(chain):
 
 def _stores_to_params(stmt, params) -> list:
     """Every BufferStore in ``stmt`` whose buffer views a parameter."""
-    found = []
-
-    def visit(node):
-        kind = type(node).__name__
-        if kind == "SeqStmt":
-            for child in node.seq:
-                visit(child)
-            return
-        if kind == "BufferStore" and node.buffer.name in params:
-            found.append(node)
-        for field in ("body", "then_case", "else_case"):
-            child = getattr(node, field, None)
-            if child is not None:
-                visit(child)
-
-    visit(stmt)
-    return found
+    return [node for node in statements(stmt)
+            if type(node).__name__ == "BufferStore" and node.buffer.name in params]
 
 
 def _uses_var(expr, var) -> bool:
