@@ -26,9 +26,8 @@ from macs import count_macs  # noqa: E402
 import tvm_intermittent as ti  # noqa: E402
 from tvm_intermittent import reference, sim, zoo  # noqa: E402
 from tvm_intermittent.check import compare_outputs  # noqa: E402
+from tvm_intermittent.cli.core import CMSIS_NN_KWS_INSTRUCTIONS as CMSIS_NN_KWS  # noqa: E402
 from tvm_intermittent.errors import IntermittentError  # noqa: E402
-
-CMSIS_NN_KWS = 7_697_328
 
 
 def peak_stack(usage: dict[str, int]) -> int:

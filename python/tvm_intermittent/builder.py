@@ -22,6 +22,7 @@ from pathlib import Path
 import tvm
 
 from .board import Board
+from .codegen.c_printer import stack_scratch_bytes, written_parameters
 from .codegen.graph import extract_graph
 from .codegen.memory_plan import plan_memory
 from .codegen.model_source import ModelSources, TensorInfo, emit_model_sources
@@ -183,14 +184,10 @@ def _plan_all_tiles(lowered: dict, board: Board, budget: int):
     Returns the tile plans and each kernel's stack scratch bytes (its static scratch arrays
     are in ``ModelSources.kernel_static_scratch_bytes`` with every other kernel's).
     """
-    from .codegen.c_printer import CFunctionPrinter  # pylint: disable=import-outside-toplevel
-
     tiles, scratch, problems = {}, {}, []
     for kernel, func in lowered.items():
-        printer = CFunctionPrinter(func, kernel)
-        printer.print_function()
-        scratch[kernel] = printer.stack_scratch_bytes
-        written = {name for name, _, is_written in printer.signature() if is_written}
+        scratch[kernel] = stack_scratch_bytes(func, kernel)
+        written = written_parameters(func)
         try:
             tiles[kernel] = plan_tiles(func, kernel, written, budget, board.name)
         except DoesNotFitError as err:

@@ -77,6 +77,39 @@ def statements(node):
             yield from statements(child)
 
 
+def written_parameters(func: tirx.PrimFunc) -> set[str]:
+    """Names of the parameters ``func`` stores to, directly or through a DeclBuffer view
+    (the others become ``const`` pointers, and only these need tiles of their own)."""
+    root = {var: var.name for var in func.params}
+    written = set()
+    for node in statements(func.body):
+        kind = type(node).__name__
+        if kind == "DeclBuffer":
+            base = _viewed_var(node)
+            if base is not None and base in root:
+                root[node.buffer] = root[base]
+        elif kind == "BufferStore" and node.buffer in root:
+            written.add(root[node.buffer])
+    return written
+
+
+def _scratch_size(buf, where: str) -> tuple[int, int]:
+    """Elements and bytes of a scratch (AllocBuffer) buffer; its shape must be static."""
+    count = 1
+    for extent in buf.ty.shape:
+        if not isinstance(extent, tirx.IntImm):
+            raise ModelError(f"{where}: scratch buffer {buf.name} has dynamic shape")
+        count *= int(extent)
+    return count, count * tvm.DataType(str(buf.ty.dtype)).bits // 8
+
+
+def stack_scratch_bytes(func: tirx.PrimFunc, where: str = "kernel") -> int:
+    """Bytes of the scratch arrays the printed function keeps on the stack."""
+    sizes = (_scratch_size(node.buffer, where)[1] for node in statements(func.body)
+             if type(node).__name__ == "AllocBuffer")
+    return sum(n for n in sizes if n <= STACK_SCRATCH_LIMIT)
+
+
 def c_type(dtype) -> str:
     """The C type of a scalar TVM dtype; an error names dtypes we cannot emit."""
     name = str(dtype)
@@ -162,7 +195,7 @@ class CFunctionPrinter:
             name = self.names.bind(var, var.name)
             self._pointers[var] = name
             params.append((var, name))
-        self._collect_writes(self.func.body)
+        self._written = written_parameters(self.func)
         self._stmt(self.func.body, 1)
         args = []
         for var, name in params:
@@ -173,24 +206,6 @@ class CFunctionPrinter:
         header = f"void {self.c_name}({', '.join(args)})"
         body = "\n".join(self._lines)
         return "\n".join(self._statics + [header + " {", body, "}"]) + "\n"
-
-    def signature(self) -> list[tuple[str, str, bool]]:
-        """(parameter name, dtype, is written) per parameter, after :meth:`print_function`."""
-        return [(v.name, str(v.ty.dtype), v.name in self._written) for v in self.func.params]
-
-    # ---- analysis --------------------------------------------------------------------
-
-    def _collect_writes(self, stmt):
-        """Find the parameters the body stores to (the others become ``const`` pointers)."""
-        root = {var: var.name for var in self.func.params}
-        for node in statements(stmt):
-            kind = type(node).__name__
-            if kind == "DeclBuffer":
-                base = _viewed_var(node)
-                if base is not None and base in root:
-                    root[node.buffer] = root[base]
-            elif kind == "BufferStore" and node.buffer in root:
-                self._written.add(root[node.buffer])
 
     # ---- statements ------------------------------------------------------------------
 
@@ -220,13 +235,8 @@ class CFunctionPrinter:
 
     def _stmt_AllocBuffer(self, node, depth):
         buf = node.buffer
-        count = 1
-        for extent in buf.ty.shape:
-            if not isinstance(extent, tirx.IntImm):
-                raise ModelError(f"{self.c_name}: scratch buffer {buf.name} has dynamic shape")
-            count *= int(extent)
+        count, nbytes = _scratch_size(buf, self.c_name)
         ctype = c_type(buf.ty.dtype)
-        nbytes = count * tvm.DataType(str(buf.ty.dtype)).bits // 8
         name = self.names.fresh(buf.name)
         if nbytes <= STACK_SCRATCH_LIMIT:
             self._emit(depth, f"{ctype} {name}[{count}];")

@@ -24,22 +24,14 @@ import numpy as np
 
 from ..codegen.model_source import TensorInfo
 from ..errors import ModelError, UnsupportedOperatorError
+from ..reference import tflite_io_details
 
-_TFLITE_DTYPES = {0: "float32", 1: "float16", 2: "int32", 3: "uint8", 4: "int64", 6: "bool",
-                  7: "int16", 9: "int8"}
-
-
-def _tensor_info(tensor) -> TensorInfo:
-    dtype = _TFLITE_DTYPES.get(tensor.Type())
-    if dtype is None:
-        raise ModelError(f"tensor {tensor.Name().decode()!r} has an unsupported TFLite type")
-    shape = tuple(int(d) for d in tensor.ShapeAsNumpy()) if tensor.ShapeLength() else ()
-    scale, zero_point = 0.0, 0
-    quant = tensor.Quantization()
-    if quant is not None and quant.ScaleLength() == 1:
-        scale = float(np.float32(quant.ScaleAsNumpy()[0]))
-        zero_point = int(quant.ZeroPointAsNumpy()[0])
-    return TensorInfo(tensor.Name().decode(), dtype, shape, scale, zero_point)
+def _tensor_info(info) -> TensorInfo:
+    """Our descriptor of a graph input or output (see ``reference.tflite_io_details``);
+    per-channel quantization, which no graph boundary uses in practice, is left out."""
+    per_tensor = isinstance(info.scale, float)
+    return TensorInfo(info.name, str(info.dtype), tuple(info.shape),
+                      info.scale if per_tensor else 0.0, info.zero_point if per_tensor else 0)
 
 
 def _static_shape_converter():
@@ -84,10 +76,8 @@ def import_tflite(path: Path, shape_dict=None, name="model"):
         raise ModelError(f"{str(path)!r} is not a TFLite flatbuffer (no 'TFL3' identifier)")
     try:
         model = tflite.Model.GetRootAsModel(source, 0)
-        graph = model.Subgraphs(0)
-        inputs = [_tensor_info(graph.Tensors(graph.Inputs(i))) for i in range(graph.InputsLength())]
-        outputs = [_tensor_info(graph.Tensors(graph.Outputs(i)))
-                   for i in range(graph.OutputsLength())]
+        details = tflite_io_details(source)
+        inputs, outputs = ([_tensor_info(info) for info in infos] for infos in details)
     except ModelError:
         raise
     except Exception as err:  # flatbuffers raises struct/index errors on corrupt files
