@@ -89,8 +89,10 @@ def _sealed(layout, model_hash, sequence, phase, task, tile):
     words = [layout, model_hash, sequence, phase, task, tile]
     h = 2166136261
     for word in words:
-        for b in range(4):
-            h = ((h ^ ((word >> (8 * b)) & 0xFF)) * 16777619) & 0xFFFFFFFF
+        h = ((h ^ word) * 16777619) & 0xFFFFFFFF
+    h ^= h >> 16
+    h = (h * 0x7FEB352D) & 0xFFFFFFFF
+    h ^= h >> 15
     return words + [h | 1]
 
 
