@@ -98,6 +98,10 @@ def test_firmware_statuses_map_to_cli_statuses_and_messages():
     assert errors.explain_firmware_status(128 + 20) == "CPU fault: interrupt (exception 20)"
     assert errors.explain_firmware_status(-9) == "killed by signal 9"
     assert errors.explain_firmware_status(77) == "unknown status"
+    # The simulator's error carries the firmware's status; the CLI's follows from it.
+    fault = errors.SimulationError("crashed", firmware_status=131)
+    assert fault.firmware_status == 131 and fault.exit_status == ExitStatus.RUN_FAILED
+    assert errors.SimulationError("timed out").exit_status == ExitStatus.RUN_FAILED
 
 
 # ---- the progress record ---------------------------------------------------------------
