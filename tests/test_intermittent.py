@@ -6,9 +6,6 @@ the end of its first tile batch and the commit after it. Longer campaigns (1000 
 failures per model, whole-tile sweeps) are in bench/failure_campaign.py.
 """
 
-import subprocess
-from importlib import resources
-
 import numpy as np
 import pytest
 
@@ -93,50 +90,3 @@ def test_random_failures_on_kws(kws_msp430):
     result = campaign.random_campaign(project, inputs, reference, min_instructions=budget // 2,
                                       max_instructions=budget, min_failures=100)
     assert result.ok and result.failures >= 100, result.to_dict()
-
-
-@pytest.mark.host_cc
-def test_progress_record_ignores_other_firmware_and_torn_slots(tmp_path):
-    """Host unit test of intm_progress.c: a record with another model hash reads as FRESH;
-    commits alternate slots; a slot whose check word was cleared mid-commit is ignored."""
-    source = r'''
-#include <stdio.h>
-#include <stdlib.h>
-#include "intm_progress.h"
-void intm_platform_log(const char* m) { fputs(m, stderr); }
-void intm_platform_exit(int s) { exit(s); }
-extern volatile unsigned intm_test_records[];
-int main(void) {
-  intm_resume_point_t at = intm_progress_restore(0xAAAAu);
-  if (at.phase != INTM_PHASE_FRESH) return 10;
-  intm_resume_point_t p = {INTM_PHASE_RUNNING, 3, 7};
-  intm_progress_commit(&p);
-  at = intm_progress_restore(0xAAAAu);
-  if (at.phase != INTM_PHASE_RUNNING || at.task != 3 || at.tile != 7) return 11;
-  at = intm_progress_restore(0xBBBBu);           /* new firmware: starts over */
-  if (at.phase != INTM_PHASE_FRESH) return 12;
-  at = intm_progress_restore(0xAAAAu);
-  intm_resume_point_t q = {INTM_PHASE_RUNNING, 4, 0};
-  intm_progress_commit(&q);
-  at = intm_progress_restore(0xAAAAu);
-  if (at.task != 4) return 13;
-  /* Tear the next commit: clear its check word as the commit's first store does. */
-  intm_resume_point_t r = {INTM_PHASE_DONE, 9, 9};
-  intm_progress_commit(&r);
-  intm_test_tear_last_commit();
-  at = intm_progress_restore(0xAAAAu);
-  if (at.phase != INTM_PHASE_RUNNING || at.task != 4) return 14;
-  return 0;
-}
-'''
-    source = source.replace("extern volatile unsigned intm_test_records[];",
-                            "void intm_test_tear_last_commit(void);")
-    (tmp_path / "t.c").write_text(source)
-    runtime = resources.files("tvm_intermittent").joinpath("runtime")
-    with resources.as_file(runtime) as rt:
-        build = subprocess.run(
-            ["cc", "-std=c99", "-O2", "-Wall", "-DINTM_PROGRESS_TESTING", f"-I{rt}", "t.c",
-             str(rt / "intm_progress.c"), "-o", "t"], cwd=tmp_path, capture_output=True,
-            text=True)
-    assert build.returncode == 0, build.stderr
-    assert subprocess.run([str(tmp_path / "t")]).returncode == 0
