@@ -10,7 +10,9 @@ and the energy model that turns emulated instruction counts into time and energy
   ``E = C (v_on^2 - v_off^2) / 2`` (the power cycle budget);
 * ``harvest_w`` is the harvested power that recharges the capacitor.
 
-Each profile has a ``sources`` table that says where every value comes from.
+Each profile has a ``sources`` table that says where every value comes from, and an ``isa``
+that picks the firmware's instruction set, board support package and simulator: ``"arm"``
+(Cortex-M4 on QEMU, the default) or ``"msp430"`` (16-bit MSP430 on mspdebug's simulator).
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ from importlib import resources
 from .errors import BoardError
 
 DEFAULT_BOARD = "qemu-an386"
+#: Instruction sets a board's firmware can be built for and simulated on.
+ISAS = ("arm", "msp430")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,9 +50,12 @@ class Board:
     v_off: float
     harvest_w: float
     sources: dict = dataclasses.field(default_factory=dict, compare=False)
+    isa: str = "arm"
 
     def __post_init__(self):
         problems = []
+        if self.isa not in ISAS:
+            problems.append(f"isa must be one of {', '.join(ISAS)}, got {self.isa!r}")
         for field in ("sram_bytes", "nvm_bytes", "clock_hz", "cycles_per_instruction",
                       "active_power_w", "capacitor_f"):
             if not getattr(self, field) > 0:

@@ -94,8 +94,9 @@ class Artifact:
                 path = staging / rel
                 path.parent.mkdir(parents=True, exist_ok=True)
                 path.write_text(text)
-            copy_support_files(staging, self.board, model_name=self.name)
+            # The manifest first: the support files read its tensors (the MSP430 mailbox).
             (staging / PROJECT_MANIFEST).write_text(json.dumps(self.manifest(), indent=2) + "\n")
+            copy_support_files(staging, self.board, model_name=self.name)
             if self.source_model is not None and self.source_format:
                 (staging / f"original.{self.source_format}").write_bytes(self.source_model)
             if target.exists():
