@@ -107,7 +107,7 @@ class Artifact:
             raise
         return target
 
-    def run(self, inputs, kind: str = "qemu", **kwargs):
+    def run(self, inputs, kind: str | None = None, **kwargs):
         """Export to a temporary directory and run there; see :func:`tvm_intermittent.sim.run`."""
         from . import sim  # pylint: disable=import-outside-toplevel
 

@@ -36,6 +36,8 @@ extern uint8_t intm_bss_end[];
 /* The mailbox. Volatile: the host reads it behind the compiler's back. */
 INTM_IO volatile uint16_t intm_io_exit_status;
 INTM_IO volatile uint16_t intm_io_log_length;
+/* Bytes of intm_io_output this boot wrote, so the host sees a short write as short. */
+INTM_IO volatile uint16_t intm_io_output_length;
 INTM_IO volatile char intm_io_log[INTM_IO_LOG_BYTES];
 INTM_IO uint8_t intm_io_input[INTM_IO_INPUT_BYTES + 1u];
 INTM_IO uint8_t intm_io_output[INTM_IO_OUTPUT_BYTES + 1u];
@@ -51,9 +53,15 @@ __attribute__((noreturn, used)) void intm_boot(void) {
   intm_platform_exit(main());
 }
 
-/* The host's breakpoint: reaching it ends the emulation. Never returns. */
-__attribute__((noinline, noreturn, used)) void intm_exit_trap(void) {
-  for (;;) __asm__ volatile("" ::: "memory");
+/*
+ * The end of the emulation. Its first word, 0x0000, is no MSP430 instruction: the
+ * simulator stops on it whether it was told to `run` (where the host also has a
+ * breakpoint here) or to `step` a power failure's budget, so the instruction count at the
+ * stop is the count at the exit, not that of a loop spinning after it. (An MSP430X part
+ * would execute 0x0000 as MOVA; there the loop after it keeps the trap a dead end.)
+ */
+__attribute__((naked, noreturn, used)) void intm_exit_trap(void) {
+  __asm__ volatile(".word 0x0000\n1: jmp 1b\n");
 }
 
 void intm_platform_init(void) {}
@@ -67,10 +75,11 @@ intm_status_t intm_platform_read_input(int index, void* dst, size_t nbytes) {
 }
 
 intm_status_t intm_platform_write_output(int index, const void* src, size_t nbytes) {
-  if (index == 0) intm_output_at = 0;
+  if (index == 0) intm_output_at = intm_io_output_length = 0;
   if (nbytes > INTM_IO_OUTPUT_BYTES - intm_output_at) return INTM_ERROR_SIZE;
   memcpy(&intm_io_output[intm_output_at], src, nbytes);
   intm_output_at += nbytes;
+  intm_io_output_length = (uint16_t)intm_output_at;
   return INTM_OK;
 }
 
