@@ -169,7 +169,9 @@ def _msp430_does_not_fit(project_dir: Path, log: str) -> DoesNotFitError | None:
     with contextlib.suppress(OSError, ValueError):
         meta = json.loads((project_dir / "model.json").read_text())
     problems = []
-    for region, excess in sorted({(r, int(n)) for _, r, n in overflows}):
+    # lld reports each section that lies past the end; the last one overflows the most.
+    for region in sorted({r for _, r, _ in overflows}):
+        excess = max(int(n) for _, r, n in overflows if r == region)
         sections = sorted({s for s, r, _ in overflows if r == region})
         budget = _makefile_value(project_dir, f"{region}_BYTES") or "?"
         holds = ("code, constants and NVM (progress record, activations, I/O mailbox)"
@@ -181,6 +183,23 @@ def _msp430_does_not_fit(project_dir: Path, log: str) -> DoesNotFitError | None:
     return DoesNotFitError(f"{project_dir}: does not fit the MSP430's 64 KiB address space: "
                            + "; ".join(problems) + (f"; the model has {', '.join(sizes)}"
                                                     if sizes else ""))
+
+
+#: Floating-point helpers of the MSP430 EABI and libm functions, as lld names them undefined.
+_MSP430_FLOAT = re.compile(r"undefined symbol: (__mspabi_\w+[fd]|__mspabi_(?:flt|fix)\w+|"
+                           r"(?:exp|log|sqrt|tanh|floor|ceil|round|fabs|pow|erf|nearbyint|"
+                           r"trunc)f)\b")
+
+
+def _msp430_float_error(project_dir: Path, log: str) -> ToolchainError | None:
+    """A float model on the MSP430: no floating-point helpers exist there; say so."""
+    found = sorted(set(_MSP430_FLOAT.findall(log)))
+    if not found:
+        return None
+    return ToolchainError(
+        f"{project_dir}: the model does floating-point arithmetic ({', '.join(found)}), and "
+        "the MSP430 build has no floating-point run-time; compile an int8 model (TFLite "
+        "int8, or QDQ ONNX) for the MSP430, or run this one on a Cortex-M4 board")
 
 
 def _does_not_fit(project_dir: Path, log: str) -> DoesNotFitError | None:
@@ -289,6 +308,8 @@ def build_project(project_dir, kind: str = "qemu", mode: str | None = None,
         log = result.stdout + result.stderr
         error = {"host": lambda *_: None, "msp430": _msp430_does_not_fit}.get(
             kind, _does_not_fit)(project_dir, log)
+        if error is None and kind == "msp430":
+            error = _msp430_float_error(project_dir, log)
         if error is not None:
             raise error
         raise ToolchainError(f"`make {' '.join(goal)}` failed in {project_dir} (exit "
