@@ -274,8 +274,10 @@ def cmd_run(args, env: Environment) -> int:
             if args.host:
                 raise InputError("--power needs QEMU; drop --host")
             return _run_under_failures(args, env, project, manifest, inputs)
-        kind = "host" if args.host else "qemu"
-        with env.step(f"running on {'the host' if args.host else 'QEMU mps2-an386'}"):
+        # Without --host: the simulator of the board's ISA (QEMU, or mspdebug for MSP430).
+        kind = "host" if args.host else sim.default_kind(project)
+        where = {"host": "the host", "qemu": "QEMU mps2-an386", "msp430": "mspdebug's MSP430"}
+        with env.step(f"running on {where[kind]}"):
             result = sim.run(project, inputs, kind=kind, timeout=args.timeout)
         check = None
         if args.check:
