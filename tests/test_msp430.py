@@ -60,7 +60,7 @@ def test_run_time_helpers_equal_numpy(tmp_path):
     result = sim.run(project, [a, b, s])
     assert result.kind == "msp430"
     got = dict(zip(["mul64", "div64", "rem64", "udiv64", "shl64", "sar64", "shr64", "mul32",
-                    "div32", "rem32", "sar32", "mul16"], result.outputs))
+                    "div32", "rem32", "sar32", "mul16", "shl32", "shr32"], result.outputs))
     with np.errstate(over="ignore"):
         np.testing.assert_array_equal(got["mul64"], a * b)
     ai, bi = [int(x) for x in a], [int(y) for y in b]
@@ -81,7 +81,58 @@ def test_run_time_helpers_equal_numpy(tmp_path):
     np.testing.assert_array_equal(got["div32"], q32)
     np.testing.assert_array_equal(got["rem32"], r32)
     np.testing.assert_array_equal(got["sar32"], a32 >> (s.astype(np.int32) & 31))
+    k32 = s.astype(np.uint32) & 31
+    np.testing.assert_array_equal(got["shl32"].view(np.uint32), a32.view(np.uint32) << k32)
+    np.testing.assert_array_equal(got["shr32"].view(np.uint32), a32.view(np.uint32) >> k32)
     assert result.instructions_model > 0 and result.cycles_model > result.instructions_model
+
+
+def _float_operands(seed=5, n=64):
+    """Float32 operands: the special values first (zeros, subnormals, the largest finite,
+    infinities, NaN, exact ties), then random values over the whole exponent range."""
+    special_a = [0.0, -0.0, 1.0, -1.0, 1e-45, 1e-40, 3.4e38, np.inf, -np.inf, np.nan,
+                 1.0 + 2**-23, 16777217.0, 1e-38, -2.5e-39, 3.0, 0.1]
+    special_b = [-0.0, -0.0, 1.0, 1.0, 1e-45, -3e-40, 3.4e38, np.inf, 5.0, 1.0,
+                 2**-24, 1.0, -1e-38, 2.5e-39, 0.0, 0.3]
+    rng = np.random.default_rng(seed)
+    rest = n - len(special_a)
+    mant = rng.uniform(-2, 2, size=(2, rest))
+    expo = rng.integers(-60, 60, size=(2, rest))
+    a = np.array(special_a + list(mant[0] * 2.0 ** expo[0]), dtype=np.float32)
+    b = np.array(special_b + list(mant[1] * 2.0 ** expo[1]), dtype=np.float32)
+    c = rng.integers(-2**31, 2**31, size=n).astype(np.int32)
+    c[:4] = [0, -1, 2**31 - 1, -2**31]
+    return a, b, c
+
+
+def _same_floats(got, want):
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+    ok = ~np.isnan(want)
+    np.testing.assert_array_equal(got[ok].view(np.uint32), want[ok].view(np.uint32))
+
+
+def test_soft_float_equals_numpy(tmp_path):
+    project = tmp_path / "float"
+    shutil.copytree(FIXTURES / "msp430_float", project)
+    copy_support_files(project, BOARD)
+    a, b, c = _float_operands()
+    add, sub, mul, div, cmp, i2f, f2i, exp = sim.run(project, [a, b, c]).outputs
+    with np.errstate(all="ignore"):
+        # Bit for bit: IEEE single precision, round to nearest even, subnormals kept.
+        _same_floats(add, a + b)
+        _same_floats(sub, a - b)
+        _same_floats(mul, a * b)
+        _same_floats(div, a / b)
+        _same_floats(i2f, c.astype(np.float32))
+        want_cmp = ((a < b).astype(np.int16) | (a <= b) << 1 | (a == b) << 2
+                    | (a != b) << 3)
+        np.testing.assert_array_equal(cmp, want_cmp)
+        fits = np.abs(a) < 2**31  # C leaves other conversions undefined
+        np.testing.assert_array_equal(f2i[fits], np.trunc(a[fits]).astype(np.int32))
+        want_exp = np.exp(a.astype(np.float64) / 8).astype(np.float32)
+    finite = np.isfinite(want_exp) & (want_exp > 1e-37)
+    np.testing.assert_allclose(exp[finite], want_exp[finite], rtol=3e-7 * 8)
+    np.testing.assert_array_equal(exp[np.isposinf(want_exp)], np.inf)
 
 
 # ---- Operator models and the tiny CNN, bit-exact with TFLite Micro -----------------------
