@@ -1,7 +1,8 @@
 """The generated C on an emulated 16-bit MSP430 (mspdebug's simulator), under power failures.
 
-References are independent of the code under test: numpy for the run-time helpers, TFLite
-Micro for the int8 models, and the uninterrupted run for the failure runs. Marked
+References are independent of the code under test: numpy for the run-time helpers and the
+soft float, TFLite Micro for the int8 models, onnxruntime for the ONNX float models, and
+the uninterrupted run for the failure runs. Marked
 ``msp430`` and skipped where mspdebug, clang or ld.lld is missing; the tests that also run
 the same project on QEMU skip that half without QEMU.
 """
@@ -16,12 +17,14 @@ import pytest
 import tvm_intermittent as ti
 from tvm_intermittent import reference, sim
 from tvm_intermittent.board import load_board
+from tvm_intermittent.check import compare_outputs
 from tvm_intermittent.cli import main
 from tvm_intermittent.cli.environment import Environment
 from tvm_intermittent.codegen.project_files import copy_support_files
 from tvm_intermittent.errors import DoesNotFitError, ToolchainError
 
 import msp430_models
+import onnx_models
 import tflite_models as tm
 
 pytestmark = pytest.mark.msp430
@@ -133,6 +136,24 @@ def test_soft_float_equals_numpy(tmp_path):
     finite = np.isfinite(want_exp) & (want_exp > 1e-37)
     np.testing.assert_allclose(exp[finite], want_exp[finite], rtol=3e-7 * 8)
     np.testing.assert_array_equal(exp[np.isposinf(want_exp)], np.inf)
+
+
+# ---- The small ONNX float operator models, against onnxruntime ---------------------------
+
+
+@pytest.mark.parametrize("case", sorted(onnx_models.CASES))
+def test_onnx_operator_matches_onnxruntime(case):
+    import onnxruntime as ort  # pylint: disable=import-outside-toplevel
+
+    model, inputs = onnx_models.CASES[case]()
+    result = ti.build(model, f"intermittent/{BOARD}", name=case).run(inputs)
+    assert result.kind == "msp430" and result.finished
+    session = ort.InferenceSession(model.SerializeToString(),
+                                   providers=["CPUExecutionProvider"])
+    names = [i.name for i in session.get_inputs()]
+    want = session.run(None, dict(zip(names, inputs)))
+    check = compare_outputs(result.outputs, want, rtol=1e-5)
+    assert check.ok, check.summary()
 
 
 # ---- Operator models and the tiny CNN, bit-exact with TFLite Micro -----------------------
@@ -285,9 +306,15 @@ def test_code_that_overflows_fram_names_the_region(tmp_path):
         sim.build_project(project, "msp430")
 
 
-def test_float_model_is_refused_with_the_reason(tmp_path):
+def test_missing_libm_function_is_refused_with_the_reason(tmp_path):
     project = tmp_path / "fake"
     shutil.copytree(FIXTURES / "fake_model", project)
     copy_support_files(project, BOARD)
-    with pytest.raises(ToolchainError, match=r"floating-point arithmetic \(__mspabi_"):
+    model_c = project / "model" / "model.c"
+    old = "intm_fake_y[i] = 2.0f * intm_fake_scratch[i] + 1.0f;"
+    text = model_c.read_text()
+    assert old in text
+    model_c.write_text("#include <math.h>\n" + text.replace(
+        old, "intm_fake_y[i] = tanhf(intm_fake_scratch[i]);"))
+    with pytest.raises(ToolchainError, match=r"floating-point.*\(tanhf\)"):
         sim.build_project(project, "msp430")

@@ -192,14 +192,15 @@ _MSP430_FLOAT = re.compile(r"undefined symbol: (__mspabi_\w+[fd]|__mspabi_(?:flt
 
 
 def _msp430_float_error(project_dir: Path, log: str) -> ToolchainError | None:
-    """A float model on the MSP430: no floating-point helpers exist there; say so."""
+    """A float function the MSP430 build lacks (a libm function, a double helper): say so."""
     found = sorted(set(_MSP430_FLOAT.findall(log)))
     if not found:
         return None
     return ToolchainError(
-        f"{project_dir}: the model does floating-point arithmetic ({', '.join(found)}), and "
-        "the MSP430 build has no floating-point run-time; compile an int8 model (TFLite "
-        "int8, or QDQ ONNX) for the MSP430, or run this one on a Cortex-M4 board")
+        f"{project_dir}: the model needs floating-point functions that the MSP430 build "
+        f"does not provide ({', '.join(found)}; bsp/msp430_sim/intm_softfloat.c has + - * /, "
+        "comparisons, conversions and expf); compile an int8 model (TFLite int8, or QDQ "
+        "ONNX) for the MSP430, or run this one on a Cortex-M4 board")
 
 
 def _does_not_fit(project_dir: Path, log: str) -> DoesNotFitError | None:

@@ -5,7 +5,8 @@
  * provides what the runtime and generated kernels need: memcpy/memmove/memset/memcmp,
  * variable shifts (the MSP430 shifts by one bit per instruction) and integer division.
  * Multiplication is in intm_mspabi.S, on the hardware multiplier, and so are the entry
- * points of the 64-bit division, which clang calls with a calling convention of its own.
+ * points of the 64-bit division, which clang calls with a calling convention of its own;
+ * floating point is in intm_softfloat.c.
  *
  * Compiled with -fno-builtin: otherwise clang may turn the byte loops below back into
  * calls to memcpy and memset, that is, into themselves. For the same reason no function

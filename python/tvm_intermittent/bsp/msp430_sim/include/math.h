@@ -1,7 +1,7 @@
 /*
- * math.h - declarations only, for the MSP430 build, which has no C library and no
- * floating-point helpers. Integer-only models call none of these; a float model that does
- * fails to link, and the toolchain names the missing functions (sim/toolchain.py).
+ * math.h - for the MSP430 build, which has no C library: expf is in intm_softfloat.c
+ * (softmax needs it); the others are declared only. Integer-only models call none; a float
+ * model that calls one fails to link, and the toolchain names it (sim/toolchain.py).
  */
 #ifndef INTM_MSP430_MATH_H_
 #define INTM_MSP430_MATH_H_
