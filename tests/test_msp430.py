@@ -141,7 +141,13 @@ def test_soft_float_equals_numpy(tmp_path):
 # ---- The small ONNX float operator models, against onnxruntime ---------------------------
 
 
-@pytest.mark.parametrize("case", sorted(onnx_models.CASES))
+#: A cross-section of tests/onnx_models.py (all of it passes; this keeps the test time).
+ONNX_CASES = ["add_mul_broadcast", "averagepool_pad_exclude", "conv_depthwise", "conv_groups2",
+              "conv_stride2_pad", "gemm", "global_average_pool", "matmul", "maxpool",
+              "small_cnn", "softmax"]
+
+
+@pytest.mark.parametrize("case", ONNX_CASES)
 def test_onnx_operator_matches_onnxruntime(case):
     import onnxruntime as ort  # pylint: disable=import-outside-toplevel
 
@@ -316,5 +322,5 @@ def test_missing_libm_function_is_refused_with_the_reason(tmp_path):
     assert old in text
     model_c.write_text("#include <math.h>\n" + text.replace(
         old, "intm_fake_y[i] = tanhf(intm_fake_scratch[i]);"))
-    with pytest.raises(ToolchainError, match=r"floating-point.*\(tanhf\)"):
+    with pytest.raises(ToolchainError, match=r"floating-point functions .*\(tanhf;"):
         sim.build_project(project, "msp430")

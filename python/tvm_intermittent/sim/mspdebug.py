@@ -45,7 +45,7 @@ from ..codegen.project_files import MSP430_SRAM_BASE
 from ..errors import FirmwareStatus, SimulationError, ToolchainError, explain_firmware_status
 from . import tensors
 from .power import Capacitor, Exhaustive, FailAt, Schedule, parse_window
-from .qemu import DEFAULT_MAX_BOOTS, DEFAULT_TIMEOUT_S, PROGRESS_FUNCTIONS, RunResult, _check_power
+from .qemu import DEFAULT_TIMEOUT_S, PROGRESS_FUNCTIONS, RunResult, _check_power
 from .toolchain import MSP430_NM, build_project, msp430_toolchain_available, symbols
 
 logger = logging.getLogger(__name__)
@@ -400,5 +400,4 @@ def run_exhaustive(project_dir, inputs, window, *, timeout: float = DEFAULT_TIME
                  max_boots, mode, functions)
 
 
-__all__ = ["DEFAULT_MAX_BOOTS", "Msp430RunResult", "mspdebug_available", "run",
-           "run_exhaustive"]
+__all__ = ["Msp430RunResult", "mspdebug_available", "run", "run_exhaustive"]

@@ -112,7 +112,9 @@ float __mspabi_addf(float a, float b) {
   return intm_round_pack(sign, exp, sig);
 }
 
-float __mspabi_subf(float a, float b) { return __mspabi_addf(a, intm_bits(intm_u(b) ^ 0x80000000u)); }
+float __mspabi_subf(float a, float b) {
+  return __mspabi_addf(a, intm_bits(intm_u(b) ^ 0x80000000u));
+}
 
 float __mspabi_mpyf(float a, float b) {
   uint32_t ua = intm_u(a), ub = intm_u(b);
