@@ -208,6 +208,12 @@ def test_tiny_cnn_equals_tflite_micro_and_fits_inas_budget(tiny_cnn):
     assert sizes.weight_bytes < 8 * 1024  # a few KB of weights
     # Two commits or more per operator: the run really is cut into tiles.
     assert len(continuous.commits) >= 6
+    assert continuous.commits == sorted(continuous.commits)
+    assert continuous.range_first["intm_progress_restore"] < continuous.commits[0]
+    # Each commit costs instructions, all within the model's run.
+    calls = continuous.call_instructions
+    assert len(continuous.commits) <= calls["intm_progress_commit"] < continuous.instructions_model
+    assert calls["intm_progress_restore"] > 0
     assert continuous.instructions_model > 0 and continuous.cycles_model > 0
 
 

@@ -18,9 +18,10 @@ run on ``mspdebug sim``, driven through its command line:
 The tracer counts instructions exactly and cycles by mspdebug's timing table (which
 over-counts some constant-generator operands; see docs/msp430.md). Continuous runs stop at
 breakpoints on ``intm_mark`` and on the progress record's commit and restore, so they have
-the marks, the commit timeline and the instructions before each function's first call
-(``range_first``); ``step`` ignores breakpoints, so runs under failures have per-boot
-counts but neither. Nothing counts stores here, so ``nvm_bytes_written`` is None and the
+the marks, the commit timeline, the instructions before each function's first call
+(``range_first``) and in its calls (``call_instructions``, from entry to return, callees
+included); ``step`` ignores breakpoints, so runs under failures have per-boot counts but
+none of these. Nothing counts stores here, so ``nvm_bytes_written`` is None and the
 capacitor schedule's NVM write cost is not charged (a warning says so).
 
 The result is a :class:`~tvm_intermittent.sim.qemu.RunResult` (with cycles added), so
@@ -63,6 +64,8 @@ _PROMPT = b"(mspdebug) "
 _COUNT = re.compile(r"Instruction count:\s*(\d+)\s*\nMCLK:\s*(\d+)")
 _HALT = re.compile(r"sim: (.*?) \(PC = 0x([0-9a-fA-F]+)\)")
 _PC = re.compile(r"\( PC: ([0-9a-fA-F]+)\)")
+_SP = re.compile(r"\( SP: ([0-9a-fA-F]+)\)")
+_MD = re.compile(r"^\s*[0-9a-fA-F]+: ([0-9a-fA-F]{2}) ([0-9a-fA-F]{2})", re.MULTILINE)
 
 
 @dataclasses.dataclass
@@ -77,11 +80,17 @@ class Msp430RunResult(RunResult):
         Cycles of each boot; they sum to ``cycles_total``.
     cycles_model : int or None
         Cycles between the two ``intm_mark()`` calls (continuous runs only).
+    call_instructions : dict or None
+        ``function -> instructions`` from entry to return over all its calls, callees
+        included (continuous runs only). Not ``range_instructions``, which on QEMU
+        excludes callees and which a failure run here cannot count: the report, which
+        subtracts one from the other, keeps reading zeros on both.
     """
 
     cycles_total: int = 0
     per_boot_cycles: list = dataclasses.field(default_factory=list)
     cycles_model: int | None = None
+    call_instructions: dict | None = None
 
 
 @functools.lru_cache(maxsize=None)
@@ -209,6 +218,27 @@ def _halted_at_exit(out: str, firmware: _Firmware, what: str) -> bool:
     return True
 
 
+def _run_to_return(session: _Session, stop: str, slot: int, entry: int, what: str) -> int:
+    """From a stop at a function's first instruction, run to its return; its instructions.
+
+    The return address is the word at SP on entry; a breakpoint there (in a spare slot)
+    stops the run when the function has returned, so the count includes its callees.
+    """
+    sp = _SP.search(stop)
+    words = _MD.search(session(f"md {int(sp.group(1), 16):#x} 2")) if sp else None
+    if words is None:
+        raise SimulationError(f"{what}: cannot read the return address at a breakpoint:\n"
+                              f"{stop}")
+    back = int(words.group(1), 16) | int(words.group(2), 16) << 8
+    session(f"setbreak {back:#x} {slot}")
+    out = session("run")
+    pc = _PC.search(out)
+    if pc is None or int(pc.group(1), 16) != back:
+        raise SimulationError(f"{what}: the run did not return to {back:#x}:\n{out}")
+    session(f"delbreak {slot}")
+    return session.counts()[0] - entry
+
+
 def _mailbox(session: _Session, firmware: _Firmware, workdir: Path) -> dict:
     """The exit status, console and output bytes the firmware left in FRAM."""
     path = workdir / "mailbox.bin"
@@ -236,7 +266,7 @@ def _one_run(session: _Session, firmware: _Firmware, meta: dict, workdir: Path,
     per_boot, per_boot_cycles, marks, commits, first = [], [], [], [], {}
     halted, boots = False, 0
     continuous = not power.injects_failures
-    breaks = {}
+    breaks, inside = {}, {}
     if continuous:
         names = ("intm_mark", *firmware.functions)
         for slot, name in enumerate(n for n in names if n in firmware.table):
@@ -270,6 +300,8 @@ def _one_run(session: _Session, firmware: _Firmware, meta: dict, workdir: Path,
                     first.setdefault(name, count - base_i)
                     if name == PROGRESS_FUNCTIONS[0]:
                         commits.append(count - base_i)
+                    inside[name] = inside.get(name, 0) + _run_to_return(
+                        session, out, len(breaks), count, what)
         elif budget > 0:
             halted = _halted_at_exit(session(f"step {budget}"), firmware, what)
         count, cycles = session.counts()
@@ -321,6 +353,8 @@ def _one_run(session: _Session, firmware: _Firmware, meta: dict, workdir: Path,
         cycles_total=sum(per_boot_cycles),
         per_boot_cycles=per_boot_cycles,
         cycles_model=marks[1][1] - marks[0][1] if len(marks) == 2 else None,
+        call_instructions=({name: inside.get(name, 0) for name in firmware.functions}
+                           if continuous else None),
     )
 
 
