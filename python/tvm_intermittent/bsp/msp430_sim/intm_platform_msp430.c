@@ -7,8 +7,7 @@
  * `save_raw`): the .intm_io section in FRAM (linker.ld.in). Before the first boot the host
  * zeroes it and loads every input tensor, in order, into intm_io_input; the firmware copies
  * outputs, in order, into intm_io_output, and ends by storing its status into
- * intm_io_exit_status and calling intm_exit_trap, where the host's breakpoint stops the
- * emulation. The sizes come from bsp/msp430_sim/intm_io_config.h, which the exporter writes
+ * intm_io_exit_status and calling intm_exit_trap, where the simulator stops. The sizes come from bsp/msp430_sim/intm_io_config.h, which the exporter writes
  * from model.json.
  *
  * Power failures: the mailbox is FRAM, so it survives them; the read and write offsets are
@@ -55,9 +54,9 @@ __attribute__((noreturn, used)) void intm_boot(void) {
 
 /*
  * The end of the emulation. Its first word, 0x0000, is no MSP430 instruction: the
- * simulator stops on it whether it was told to `run` (where the host also has a
- * breakpoint here) or to `step` a power failure's budget, so the instruction count at the
- * stop is the count at the exit, not that of a loop spinning after it. (An MSP430X part
+ * simulator stops on it whether it was told to `run` or to `step` a power failure's
+ * budget (which a breakpoint would not stop), so the instruction count at the stop is the
+ * count at the exit, not that of a loop spinning after it. (An MSP430X part
  * would execute 0x0000 as MOVA; there the loop after it keeps the trap a dead end.)
  */
 __attribute__((naked, noreturn, used)) void intm_exit_trap(void) {

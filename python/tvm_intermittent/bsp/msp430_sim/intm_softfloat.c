@@ -48,7 +48,7 @@ static float intm_round_pack(uint32_t sign, int16_t exp, uint32_t sig) {
   }
   uint32_t round_bits = sig & 0x7Fu;
   sig = (sig + 0x40u) >> 7;
-  /* A tie: to even. (~1u would be 16 bits here and clear the high half.) */
+  /* A tie: to even. (A plain ~1u has int's 16 bits here and would clear the high half.) */
   if (round_bits == 0x40u) sig &= ~(uint32_t)1;
   if (sig == 0) exp = 0;
   return intm_bits((sign << 31) + ((uint32_t)exp << 23) + sig);
