@@ -148,6 +148,32 @@ def test_requantization_is_within_half_a_step_of_the_real_product():
             assert abs(got - x * real) <= 0.5 + abs(x * real) * 2e-9 + 1
 
 
+def test_single_rounding_is_the_exact_product_rounded_half_up():
+    """The requantization of models checked against onnxruntime: one rounding of the exact
+    product, checked with exact rational arithmetic."""
+    from fractions import Fraction
+
+    rng = np.random.default_rng(2)
+    for real in list(rng.uniform(1e-4, 2.0, size=40)) + [0.25, 0.5, 80.0]:
+        multiplier, shift = fp.quantize_multiplier(real)
+        exact = Fraction(multiplier) * Fraction(2) ** (shift - 31)
+        for x in list(rng.integers(-(1 << 31), 1 << 31, size=10)) + [-2, -1, 1, 2, 7]:
+            want = math.floor(Fraction(int(x)) * exact + Fraction(1, 2))
+            assert fp.multiply_by_quantized_multiplier_single(int(x), multiplier, shift) == want
+
+
+def test_double_rounding_departs_from_single_rounding_at_second_ties():
+    """Why onnxruntime models round once: with a right shift of r bits, TFLM's two roundings
+    differ from one whenever the high multiply lands on a tie of the shift."""
+    rng = np.random.default_rng(3)
+    multiplier, shift = fp.quantize_multiplier(0.0371)  # shift -4: r = 4
+    xs = rng.integers(-20_000, 20_000, size=20_000)
+    differ = sum(fp.multiply_by_quantized_multiplier(int(x), multiplier, shift)
+                 != fp.multiply_by_quantized_multiplier_single(int(x), multiplier, shift)
+                 for x in xs)
+    assert shift == -4 and 0.5 / 2 ** 5 < differ / xs.size < 2 / 2 ** 5
+
+
 def test_fixed_point_exp_and_logistic_follow_the_functions():
     for value in (0.0, -0.125, -0.5, -1.0, -3.7, -10.0, -31.0):
         got = fp.exp_on_negative_values(round(value * 2**26), 5) / 2**31

@@ -25,7 +25,10 @@ Multipliers follow TFLM's Prepare functions: each real multiplier is computed in
 the model's float32 scales, in TFLM's order, and split by :func:`~.fixed_point.
 quantize_multiplier`. Rounding at a float boundary is TFLite's (halves away from zero) for
 models our TFLite frontend imported (it marks them, see :data:`ROUNDING_ATTR`), otherwise
-that of ``relax.quantize`` and onnxruntime (halves to even).
+that of ``relax.quantize`` and onnxruntime (halves to even). The requantizations follow the
+same mark: TFLite models round twice as TFLM does, every other model rounds the exact
+product once, as onnxruntime's float arithmetic between Q/DQ pairs does
+(:mod:`.fixed_point`).
 """
 
 from __future__ import annotations
@@ -75,6 +78,9 @@ class _IntegerRewriter(PyExprMutator):
         self._read = PatternReader(func)
         rounding = func.attrs.get(ROUNDING_ATTR, "even") if func.attrs else "even"
         self._ties_to_even = str(rounding) != "away"
+        # TFLite models (marked "away") are TFLM's; the others are onnxruntime's, which
+        # rounds once from float: so do we (see fixed_point).
+        self._single_rounding = self._ties_to_even
 
     def _operand(self, expr):
         """An integer activation or constant: (new relax expr, scale, zero point, dtype)."""
@@ -155,7 +161,7 @@ class _IntegerRewriter(PyExprMutator):
         return self.builder_.call_te(
             integer_ops.requantize, expr, input_zero_point=zero_point, multiplier=multiplier,
             shift=shift, output_zero_point=out.zero_point, clamp=clamp, out_dtype=out.dtype,
-            primfunc_name_hint="requantize")
+            single_rounding=self._single_rounding, primfunc_name_hint="requantize")
 
     # ---- convolution and dense -----------------------------------------------------------
 
@@ -200,7 +206,8 @@ class _IntegerRewriter(PyExprMutator):
             func, constants = integer_kernels.conv2d_nhwc(
                 in_shape=[int(d) for d in conv.args[0].ty.shape.values], weight=weight,
                 bias=bias, input_zero_point=data.zero_point, output_zero_point=out.zero_point,
-                requant=Requantization(reals), clamp=clamp, in_dtype=data.dtype,
+                requant=Requantization(reals, self._single_rounding), clamp=clamp,
+                in_dtype=data.dtype,
                 out_dtype=out.dtype, depthwise_multiplier=multiplier, **geometry)
             name = "conv2d_s8" if groups == 1 else "depthwise_conv2d_s8"
             return self._call_kernel(func, name, x, constants, conv.ty, out.dtype)
@@ -209,7 +216,7 @@ class _IntegerRewriter(PyExprMutator):
             relax.const(bias) if bias is not None else None, _multipliers(reals),
             layout=layout, groups=groups, input_zero_point=data.zero_point,
             output_zero_point=out.zero_point, clamp=clamp, out_dtype=out.dtype,
-            primfunc_name_hint="conv2d_s8", **geometry)
+            single_rounding=self._single_rounding, primfunc_name_hint="conv2d_s8", **geometry)
 
     def _dense(self, matmul, bias_expr, out, clamp):
         data = self._read.dequantized(matmul.args[0])
@@ -225,7 +232,8 @@ class _IntegerRewriter(PyExprMutator):
         func, constants = integer_kernels.dense(
             in_shape=[int(d) for d in matmul.args[0].ty.shape.values], weight=weight, bias=bias,
             input_zero_point=data.zero_point, output_zero_point=out.zero_point,
-            requant=Requantization(accumulator_scale / np.float64(out.scale)), clamp=clamp,
+            requant=Requantization(accumulator_scale / np.float64(out.scale),
+                                   self._single_rounding), clamp=clamp,
             in_dtype=data.dtype, out_dtype=out.dtype)
         return self._call_kernel(func, "dense_s8", self.visit_expr(data.expr), constants,
                                  matmul.ty, out.dtype)
@@ -253,7 +261,7 @@ class _IntegerRewriter(PyExprMutator):
         return self.builder_.call_te(
             integer_ops.add, lhs[0], rhs[0], shape, lhs_params=params[0], rhs_params=params[1],
             output_params=output, left_shift=ADD_LEFT_SHIFT, clamp=clamp, out_dtype=out.dtype,
-            primfunc_name_hint="add_s8")
+            single_rounding=self._single_rounding, primfunc_name_hint="add_s8")
 
     def _multiply(self, call, out, clamp):
         lhs, rhs = self._operand(call.args[0]), self._operand(call.args[1])
@@ -265,7 +273,7 @@ class _IntegerRewriter(PyExprMutator):
             integer_ops.multiply, lhs[0], rhs[0], shape, lhs_zero_point=lhs[2],
             rhs_zero_point=rhs[2], multiplier=multiplier, shift=shift,
             output_zero_point=out.zero_point, clamp=clamp, out_dtype=out.dtype,
-            primfunc_name_hint="multiply_s8")
+            single_rounding=self._single_rounding, primfunc_name_hint="multiply_s8")
 
     def _softmax(self, call, out, clamp):
         data = self._read.dequantized(call.args[0])
@@ -316,15 +324,20 @@ class _IntegerRewriter(PyExprMutator):
         axes = (sorted(int(a) % rank for a in call.attrs.axis) if call.attrs.axis is not None
                 else list(range(rank)))
         count = int(np.prod([shape[a] for a in axes]))
-        multiplier, shift = quantize_multiplier(data.scale / out.scale)
-        # TFLM divides by the count inside the multiplier, keeping as many bits as it can.
-        bits = min(count.bit_length() - 1, 32, 31 + shift)
-        multiplier, shift = (multiplier << bits) // count, shift - bits
+        if self._single_rounding:  # the exact multiplier of the mean, rounded once
+            multiplier, shift = quantize_multiplier(
+                np.float64(data.scale) / (np.float64(out.scale) * count))
+        else:
+            multiplier, shift = quantize_multiplier(data.scale / out.scale)
+            # TFLM divides by the count inside the multiplier, keeping as many bits as it can.
+            bits = min(count.bit_length() - 1, 32, 31 + shift)
+            multiplier, shift = (multiplier << bits) // count, shift - bits
         return self.builder_.call_te(
             integer_ops.mean, self.visit_expr(data.expr), axes=axes,
             keepdims=bool(call.attrs.keepdims), input_zero_point=data.zero_point,
             multiplier=multiplier, shift=shift, output_zero_point=out.zero_point, clamp=clamp,
-            out_dtype=out.dtype, primfunc_name_hint="mean_s8")
+            out_dtype=out.dtype, single_rounding=self._single_rounding,
+            primfunc_name_hint="mean_s8")
 
     def _average_pool(self, call, out, clamp):
         attrs = call.attrs
