@@ -62,6 +62,40 @@ def test_floordiv_and_floormod_round_toward_negative_infinity(tmp_path):
 
 
 @T.prim_func(s_tir=True)
+def fixed_point(x: T.Buffer((12,), "int32"), shift: T.Buffer((12,), "int32"),
+                out: T.Buffer((24,), "int32")):
+    for i in range(12):
+        with T.sblock("general"):
+            vi = T.axis.spatial(12, i)
+            out[vi] = T.q_multiply_shift(x[vi], 1518500250, 31, shift[vi])
+    for i in range(12):
+        with T.sblock("power_of_two"):
+            vi = T.axis.spatial(12, i)
+            out[vi + 12] = T.q_multiply_shift(x[vi], 1 << 30, 31, -2)
+
+
+@pytest.mark.host_cc
+def test_fixed_point_intrinsics_print_as_arithmetic_with_their_rounding(tmp_path):
+    """TVM's ``q_multiply_shift(x, m, 31, s)`` is ``x * m * 2**(s - 31)`` rounded half up
+    (the 2**30 multiplier, a power of two, rounds the shift alone). The printer must emit no
+    call to a function no header defines: the helper compiles with -Werror, which makes an
+    implicitly declared function an error."""
+    x = np.array([0, 1, -1, 5, -5, 1000, -1000, 123456, -123456, 7, 2**30, -(2**30)],
+                 dtype=np.int32)
+    shift = np.array([0, -1, -1, -3, -3, 2, 2, -10, -10, 1, -31, -20], dtype=np.int32)
+    c = CFunctionPrinter(lower_prim_func(fixed_point, "fixed_point"), "k").print_function()
+    assert "q_multiply_shift" not in c
+    got = _compile_and_call(tmp_path, c, "k(x, shift, out)", {"x": x, "shift": shift}, 24,
+                            "int32")
+    want = []
+    for value, s in zip(x.tolist(), shift.tolist()):
+        total = 31 - s  # Python ints: the exact product, rounded half up
+        want.append((value * 1518500250 + (1 << (total - 1))) >> total)
+    want += [(value + 4) >> 3 for value in x.tolist()]  # 2**30 * 2**-31 * 2**-2 = 1/8
+    np.testing.assert_array_equal(got, np.array(want, dtype=np.int32))
+
+
+@T.prim_func(s_tir=True)
 def big_scratch(x: T.Buffer((1024,), "float32"), y: T.Buffer((1024,), "float32")):
     tmp = T.sblock_alloc_buffer((1024,), "float32")
     for i in range(1024):
