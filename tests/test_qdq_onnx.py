@@ -116,3 +116,67 @@ def test_mcunet_qdq_within_one_step_of_onnxruntime(tmp_path, seed):
         theirs = reference.run_onnxruntime(qdq, [x])[0]
         worst.append(float(np.abs(ours.astype(np.float64) - theirs).max() * 255))
     assert max(worst) <= 1.0 + 1e-3, f"steps of 1/255 from onnxruntime per input: {worst}"
+
+
+# ---- no silent float ----------------------------------------------------------------------
+
+
+def _cli_compile(model_path, out_dir, *flags):
+    import io
+
+    from tvm_intermittent.cli.core import main
+    from tvm_intermittent.cli.environment import Environment
+
+    env = Environment(stdout=io.StringIO(), stderr=io.StringIO())
+    status = main(["compile", str(model_path), "-o", str(out_dir), "--json", *flags], env)
+    return status, env.stdout.getvalue(), env.stderr.getvalue()
+
+
+def test_float_operators_are_named_and_int8_only_refuses_them(tmp_path):
+    """Gemm with alpha/beta scales its operands in float: no integer pattern matches, so the
+    build says which operators stayed float and why, and --int8-only refuses the model."""
+    import json
+
+    model, inputs = onnx_models.gemm()  # alpha=0.5, beta=2.0
+    qdq = _quantize(model, inputs, tmp_path, quantization.QuantType.QInt8, per_channel=True)
+    onnx.save(qdq, tmp_path / "gemm.onnx")
+    artifact = ti.build(qdq, name="gemm")
+    floats = [n for n in artifact.notices if n.path == "float lowering"]
+    assert any(n.operator.startswith("matmul ->") for n in floats), artifact.notices
+    assert all(n.reason for n in floats)
+    kernels = artifact.sources.files["model/kernels.c"]
+    assert "float" in kernels  # the notices describe what really happened
+
+    status, out, err = _cli_compile(tmp_path / "gemm.onnx", tmp_path / "p")
+    assert status == 0
+    assert "notice: matmul -> float32[2, 7]: float lowering:" in err
+    manifest = json.loads(out)
+    assert any(n["operator"] == "matmul -> float32[2, 7]" and n["path"] == "float lowering"
+               for n in manifest["notices"])
+    assert json.loads((tmp_path / "p" / "model.json").read_text())["notices"] == \
+        manifest["notices"]
+
+    status, out, err = _cli_compile(tmp_path / "gemm.onnx", tmp_path / "q", "--int8-only")
+    assert status == 2 and out == ""
+    assert "not integer-only" in err and "matmul -> float32[2, 7]" in err
+    assert "Traceback" not in err and not (tmp_path / "q").exists()
+
+
+def test_an_integer_only_model_has_no_notices(tmp_path):
+    """The same shapes without alpha/beta (a MatMul) become integer kernels: no notice, and
+    --int8-only accepts the model."""
+    model, inputs = onnx_models.matmul()
+    qdq = _quantize(model, inputs, tmp_path, quantization.QuantType.QInt8, per_channel=True)
+    onnx.save(qdq, tmp_path / "matmul.onnx")
+    status, out, err = _cli_compile(tmp_path / "matmul.onnx", tmp_path / "p", "--int8-only")
+    assert status == 0 and "notice" not in err
+    import json
+
+    assert json.loads(out)["notices"] == []
+
+
+def test_int8_only_refuses_a_float_model(tmp_path):
+    model, _ = onnx_models.matmul()
+    onnx.save(model, tmp_path / "float.onnx")
+    status, out, err = _cli_compile(tmp_path / "float.onnx", tmp_path / "p", "--int8-only")
+    assert status == 2 and "float model" in err and not (tmp_path / "p").exists()

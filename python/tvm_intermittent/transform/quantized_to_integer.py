@@ -41,6 +41,7 @@ from tvm.relax import PyExprMutator, expr_functor
 from . import integer_kernels, integer_ops
 from .fixed_point import Requantization, quantize_multiplier, tflm_logistic_table
 from .integer_softmax import exp_table, softmax_kernel
+from .notices import FLOAT_LOWERING, Notice, report
 from .quantized_patterns import RANGES, PatternReader, QuantizedTensor, op_name, scalar
 
 #: Function attribute naming the rounding of float -> int quantization: "away" or "even".
@@ -49,6 +50,13 @@ ROUNDING_ATTR = "intermittent.quantize_rounding"
 FLOAT_LOWERING_ATTR = "intermittent.float_lowering"
 #: TFLM's headroom for ADD: inputs are scaled up by 2**20 before rescaling.
 ADD_LEFT_SHIFT = 20
+_WEIGHTS_REASON = ("its weights are not int8 with zero point 0 and one scale per output "
+                   "channel (quantize weights symmetrically, per channel or per tensor)")
+_BIAS_REASON = "its bias is not int32 with zero point 0 in the scale input scale x weight scale"
+_OPERANDS_REASON = ("an operand is neither a dequantized int8/uint8 tensor nor a quantized "
+                    "constant (a float scaling such as Gemm's alpha or beta)")
+#: Relax operators that compute nothing (the boundary's dequantize, layout changes).
+_NOT_ARITHMETIC = {"relax.dequantize", "relax.quantize"}
 _LAYOUT_OPS = {"relax.reshape", "relax.permute_dims", "relax.squeeze", "relax.expand_dims",
                "relax.flatten"}
 
@@ -76,6 +84,9 @@ class _IntegerRewriter(PyExprMutator):
     def __init__(self, mod: tvm.IRModule, func: relax.Function):
         super().__init__(mod)
         self._read = PatternReader(func)
+        #: Why each operator (by its original call) stayed in float.
+        self.reasons: dict = {}
+        self._why = None
         rounding = func.attrs.get(ROUNDING_ATTR, "even") if func.attrs else "even"
         self._ties_to_even = str(rounding) != "away"
         # TFLite models (marked "away") are TFLM's; the others are onnxruntime's, which
@@ -120,10 +131,20 @@ class _IntegerRewriter(PyExprMutator):
             return None
         return self._quantize(quantize, (int(lo), int(hi)))
 
+    def _no(self, reason: str):
+        """Refuse the pattern being read, saying why (see :meth:`_quantize`)."""
+        self._why = reason
+        return None
+
     def _quantize(self, call, bounds=None):
         scale, zero_point = scalar(call.args[1]), scalar(call.args[2])
         out_dtype = str(call.attrs.out_dtype)
         if scale is None or zero_point is None or out_dtype not in RANGES:
+            value = self._read.value(call.args[0])
+            if op_name(value) is not None:
+                self.reasons[value] = ("its output is quantized per channel or to "
+                                       f"{out_dtype}; integer operators produce int8/uint8 "
+                                       "with one scale and zero point")
             return None
         out = QuantizedTensor(call, float(np.float32(scale)), int(zero_point), out_dtype)
         core, clamp = self._read.activation(call.args[0], out)
@@ -147,8 +168,15 @@ class _IntegerRewriter(PyExprMutator):
         if handler is None and op_name(value) in _LAYOUT_OPS:
             handler = self._layout
         if handler is not None:
-            return handler(value, out, clamp)
-        if str(core.ty.dtype) == "float32" and clamp == RANGES[out_dtype]:
+            self._why = None
+            result = handler(value, out, clamp)
+            if result is not None:
+                return result
+            self.reasons[value] = self._why or "its operands are not dequantized int8 tensors"
+        elif op_name(value) is not None:
+            self.reasons[value] = (f"{op_name(value).removeprefix('relax.')} has no integer "
+                                   "form (docs/int8.md lists the operators)")
+        if handler is None and str(core.ty.dtype) == "float32" and clamp == RANGES[out_dtype]:
             return self._boundary_quantize(call, out)
         return None
 
@@ -178,7 +206,7 @@ class _IntegerRewriter(PyExprMutator):
         attrs = conv.attrs
         layout = str(attrs.data_layout)
         if layout not in ("NHWC", "NCHW") or str(attrs.out_layout) != layout:
-            return None
+            return self._no(f"layout {layout} -> {attrs.out_layout}: only NHWC and NCHW")
         data = self._read.dequantized(conv.args[0])
         groups = int(attrs.groups)
         in_c = int(conv.args[0].ty.shape.values[3 if layout == "NHWC" else 1])
@@ -187,12 +215,14 @@ class _IntegerRewriter(PyExprMutator):
         canonical = ("OHWI" if groups == 1 else "HWIO") if kernel else (
             "HWIO" if layout == "NHWC" else "OIHW")
         weight, w_scale = self._read.weights(conv.args[1], str(attrs.kernel_layout), canonical)
-        if data is None or weight is None:
-            return None
+        if data is None:
+            return self._no("its input is not a dequantized int8/uint8 tensor")
+        if weight is None:
+            return self._no(_WEIGHTS_REASON)
         accumulator_scale = np.float64(data.scale) * w_scale.astype(np.float64)
         bias, ok = self._read.bias(bias_expr, w_scale.size, accumulator_scale)
         if not ok:
-            return None
+            return self._no(_BIAS_REASON)
         reals = accumulator_scale / np.float64(out.scale)
         geometry = dict(strides=[int(s) for s in attrs.strides],
                         padding=[int(p) for p in attrs.padding],
@@ -220,15 +250,17 @@ class _IntegerRewriter(PyExprMutator):
 
     def _dense(self, matmul, bias_expr, out, clamp):
         data = self._read.dequantized(matmul.args[0])
-        if data is None or len(matmul.args[0].ty.shape.values) != 2:
-            return None
+        if data is None:
+            return self._no("its input is not a dequantized int8/uint8 tensor")
+        if len(matmul.args[0].ty.shape.values) != 2:
+            return self._no("only 2-D inputs (batch, features) have an integer form")
         weight, w_scale = self._read.weights(matmul.args[1], "IO", "OI")
         if weight is None:
-            return None
+            return self._no(_WEIGHTS_REASON)
         accumulator_scale = np.float64(data.scale) * w_scale.astype(np.float64)
         bias, ok = self._read.bias(bias_expr, w_scale.size, accumulator_scale)
         if not ok:
-            return None
+            return self._no(_BIAS_REASON)
         func, constants = integer_kernels.dense(
             in_shape=[int(d) for d in matmul.args[0].ty.shape.values], weight=weight, bias=bias,
             input_zero_point=data.zero_point, output_zero_point=out.zero_point,
@@ -250,7 +282,7 @@ class _IntegerRewriter(PyExprMutator):
     def _add(self, call, out, clamp):
         lhs, rhs = self._operand(call.args[0]), self._operand(call.args[1])
         if lhs is None or rhs is None:
-            return None
+            return self._no(_OPERANDS_REASON)
         twice_max = 2.0 * max(lhs[1], rhs[1])
         params = []
         for _, scale, zero_point, _ in (lhs, rhs):
@@ -266,7 +298,7 @@ class _IntegerRewriter(PyExprMutator):
     def _multiply(self, call, out, clamp):
         lhs, rhs = self._operand(call.args[0]), self._operand(call.args[1])
         if lhs is None or rhs is None:
-            return None
+            return self._no(_OPERANDS_REASON)
         multiplier, shift = quantize_multiplier(lhs[1] * rhs[1] / out.scale)
         shape = [int(d) for d in call.ty.shape.values]
         return self.builder_.call_te(
@@ -279,16 +311,18 @@ class _IntegerRewriter(PyExprMutator):
         data = self._read.dequantized(call.args[0])
         shape = [int(d) for d in call.ty.shape.values]
         axis = int(call.attrs.axis)
-        if data is None or axis not in (-1, len(shape) - 1) or clamp != RANGES[out.dtype]:
-            return None
+        if data is None:
+            return self._no("its input is not a dequantized int8/uint8 tensor")
+        if axis not in (-1, len(shape) - 1) or clamp != RANGES[out.dtype]:
+            return self._no("only a softmax along the last axis without activation")
         depth = shape[-1]
         rows = int(np.prod(shape[:-1]))
         try:
             kernel = softmax_kernel(rows, depth, data.dtype, out.dtype, output_scale=out.scale,
                                     output_zero_point=out.zero_point)
             table = exp_table(data.scale)
-        except ValueError:
-            return None
+        except ValueError as err:
+            return self._no(str(err))
         gvar = self.builder_.add_func(kernel, "softmax_s8")
         x = self.visit_expr(data.expr)
         if len(shape) != 2:
@@ -343,10 +377,13 @@ class _IntegerRewriter(PyExprMutator):
         attrs = call.attrs
         data = self._read.dequantized(call.args[0])
         padding = [int(p) for p in attrs.padding]
-        if data is None or bool(attrs.ceil_mode) or any(int(d) != 1 for d in attrs.dilation):
-            return None
+        if data is None:
+            return self._no("its input is not a dequantized int8/uint8 tensor")
+        if bool(attrs.ceil_mode) or any(int(d) != 1 for d in attrs.dilation):
+            return self._no("ceil_mode and dilation have no integer form")
         if bool(attrs.count_include_pad) and any(padding):
-            return None
+            return self._no("it counts the padding in the average (count_include_pad=1); "
+                            "export with count_include_pad=0 or pad explicitly")
         pooled = self.builder_.call_te(
             integer_ops.avg_pool2d, self.visit_expr(data.expr),
             pool=[int(p) for p in attrs.pool_size], strides=[int(s) for s in attrs.strides],
@@ -391,7 +428,7 @@ class _IntegerRewriter(PyExprMutator):
     def _pad(self, call, out, clamp):
         data = self._read.dequantized(call.args[0])
         if data is None or str(call.attrs.pad_mode) != "constant":
-            return None
+            return self._no("only constant padding of a dequantized tensor")
         pad_value = data.zero_point + round(float(call.attrs.pad_value) / data.scale)
         x = self.visit_expr(data.expr)
         result = self.builder_.emit(relax.op.nn.pad(
@@ -432,12 +469,23 @@ class QuantizedToInteger:
     semantics. A function with the attribute ``FLOAT_LOWERING_ATTR`` set keeps TVM's float
     lowering (``bench/int8_bench.py`` compares the two).
 
+    Parameters
+    ----------
+    notices : list, optional
+        Receives a :class:`~.notices.Notice` for every operator of a quantized function
+        that still computes in float after the rewrite (each is also logged), so that no
+        model silently keeps a float operator; ``tvm_intermittent.build`` passes its list.
+
     Examples
     --------
     .. code-block:: python
 
-        mod = QuantizedToInteger()(mod)   # then relax.transform.LegalizeOps(), ...
+        notices = []
+        mod = QuantizedToInteger(notices)(mod)   # then relax.transform.LegalizeOps(), ...
     """
+
+    def __init__(self, notices: list | None = None):
+        self.notices = notices
 
     def transform_module(self, mod: tvm.IRModule, _ctx) -> tvm.IRModule:
         for gvar, func in list(mod.functions_items()):
@@ -449,4 +497,53 @@ class QuantizedToInteger:
             new_func = relax.analysis.remove_all_unused(rewriter.visit_expr(func))
             rewriter.builder_.update_func(gvar, new_func)
             mod = rewriter.builder_.get()
+            if is_quantized(func):
+                for notice in _float_operators(new_func, rewriter.reasons):
+                    report(self.notices, notice)
         return mod
+
+
+def _calls(func: relax.Function) -> list:
+    """The operator calls bound in ``func``, in order."""
+    found = []
+    relax.analysis.post_order_visit(
+        func.body, lambda e: found.append(e) if op_name(e) is not None else None)
+    return found
+
+
+def is_quantized(func: relax.Function) -> bool:
+    """Whether ``func`` has any quantize or dequantize (is a quantized model)."""
+    return any(op_name(c) in _NOT_ARITHMETIC for c in _calls(func))
+
+
+def _float_operators(new_func: relax.Function, reasons: dict) -> list[Notice]:
+    """A notice for each operator that still computes in float after the rewrite.
+
+    The rewritten function is scanned, so no float operator goes unreported, whatever
+    pattern it escaped; the reason is the rewriter's when it tried the operator (matched by
+    operator and shape: the rewrite rebuilds the calls it keeps).
+    """
+    why = {}
+    for call, reason in reasons.items():
+        why.setdefault((op_name(call), _signature(call)), reason)
+    notices = []
+    for call in _calls(new_func):
+        name = op_name(call)
+        if name in _NOT_ARITHMETIC or name in _LAYOUT_OPS or name == "relax.call_tir":
+            continue
+        if not isinstance(call.ty, relax.TensorType) or not str(call.ty.dtype).startswith(
+                "float"):
+            continue
+        reason = why.get((name, _signature(call)),
+                         "it computes on dequantized values and matches no integer pattern "
+                         "(docs/int8.md lists them)")
+        notices.append(Notice(f"{name.removeprefix('relax.')} -> {_signature(call)}",
+                              FLOAT_LOWERING, reason))
+    return notices
+
+
+def _signature(call) -> str:
+    ty = call.ty
+    if not isinstance(ty, relax.TensorType) or ty.shape is None:
+        return str(ty)
+    return f"{ty.dtype}{[int(d) for d in ty.shape.values]}"
