@@ -164,3 +164,39 @@ def test_memory_plan_of_a_chain_needs_only_the_largest_neighbour_pair():
     # Inputs and the output stay live throughout; within the chain, only neighbours overlap.
     assert plan.arena_bytes <= byte_sizes[0] + byte_sizes[-1] + max(
         a + b for a, b in zip(byte_sizes[1:-1], byte_sizes[2:-1]))
+
+
+def _declares_every_call(tmp_path, artifact):
+    """Compile the generated kernels with implicit declarations as errors (C99 requires a
+    declaration; a call to a function no header defines fails here, not at link time)."""
+    project = artifact.export(tmp_path / "project")
+    result = subprocess.run(
+        ["cc", "-std=c99", "-O0", "-Werror=implicit-function-declaration", "-Iruntime",
+         "-Imodel", "-c", "model/kernels.c", "-o", str(tmp_path / "kernels.o")],
+        cwd=project, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    return project
+
+
+@pytest.mark.host_cc
+def test_a_model_with_fixed_point_multiplies_calls_only_defined_functions(tmp_path):
+    """TOPI's fixed_point_multiply (TIR q_multiply_shift) through the whole build: the C
+    compiles with -Werror=implicit-function-declaration and computes TVM's rounding."""
+    import tvm_intermittent as ti
+    from tvm import relax, topi
+
+    x = relax.Var("x", relax.TensorType((1, 16), "int32"))
+    bb = relax.BlockBuilder()
+    with bb.function("main", [x]):
+        with bb.dataflow():
+            y = bb.emit_te(topi.fixed_point_multiply, x, 1518500250, -3)
+            out = bb.emit_output(y)
+        bb.emit_func_output(out)
+    artifact = ti.build(bb.get(), name="fixed_point")
+    assert "q_multiply_shift" not in artifact.sources.files["model/kernels.c"]
+    _declares_every_call(tmp_path, artifact)
+    data = np.array([[0, 1, -1, 9, -9, 77, -77, 1 << 20, -(1 << 20), 5, -5, 123, -123,
+                      2**31 - 1, -(2**31), 42]], dtype=np.int32)
+    got = artifact.run([data], kind="host").outputs[0]
+    want = [(int(v) * 1518500250 + (1 << 33)) >> 34 for v in data.reshape(-1)]  # 2**(31+3)
+    np.testing.assert_array_equal(got.reshape(-1), np.array(want, dtype=np.int32))
