@@ -200,3 +200,52 @@ def test_a_model_with_fixed_point_multiplies_calls_only_defined_functions(tmp_pa
     got = artifact.run([data], kind="host").outputs[0]
     want = [(int(v) * 1518500250 + (1 << 33)) >> 34 for v in data.reshape(-1)]  # 2**(31+3)
     np.testing.assert_array_equal(got.reshape(-1), np.array(want, dtype=np.int32))
+
+
+@T.prim_func(s_tir=True)
+def sum_then_neighbours(a: T.Buffer((8, 4), "float32"), c: T.Buffer((8,), "float32")):
+    b = T.sblock_alloc_buffer((8,), "float32")
+    for i, k in T.grid(8, 4):
+        with T.sblock("row_sum"):
+            vi, vk = T.axis.remap("SR", [i, k])
+            with T.init():
+                b[vi] = T.float32(0)
+            b[vi] = b[vi] + a[vi, vk]
+    for i in range(8):
+        with T.sblock("pairs"):
+            vi = T.axis.spatial(8, i)
+            c[vi] = b[vi] + b[(vi + 1) % 8]
+
+
+@T.prim_func(s_tir=True)
+def sum_then_scale(a: T.Buffer((8, 4), "float32"), c: T.Buffer((8,), "float32")):
+    b = T.sblock_alloc_buffer((8,), "float32")
+    for i, k in T.grid(8, 4):
+        with T.sblock("row_sum"):
+            vi, vk = T.axis.remap("SR", [i, k])
+            with T.init():
+                b[vi] = T.float32(0)
+            b[vi] = b[vi] + a[vi, vk]
+    for i in range(8):
+        with T.sblock("scale"):
+            vi = T.axis.spatial(8, i)
+            c[vi] = T.max(b[vi] * T.float32(0.5), T.float32(0))
+
+
+def test_an_epilogue_that_cannot_be_fused_is_reported():
+    """An epilogue reading its reduction's neighbouring outputs cannot run inside the
+    reduction's loops: FuseEpilogue keeps the buffer and says so; a plain epilogue fuses
+    without a notice."""
+    from tvm_intermittent.transform import FuseEpilogue
+
+    target = tvm.target.Target({"kind": "c"})
+    notices = []
+    FuseEpilogue(notices).apply(sum_then_neighbours, target, False)
+    assert [(n.path, n.operator) for n in notices] == [("unfused epilogue", "sum_then_neighbours")]
+    assert "'pairs'" in notices[0].reason
+    clean = []
+    sch = FuseEpilogue(clean).apply(sum_then_scale, target, False)
+    assert clean == []
+    outer = [sch.get(sch.get_loops(sch.get_sblock(name))[0])
+             for name in ("row_sum_update", "scale")]
+    assert outer[0].same_as(outer[1])  # the epilogue runs inside the reduction's row loop
