@@ -91,7 +91,7 @@ def test_mcunet_qdq_within_one_step_of_onnxruntime(tmp_path, seed):
     group Conv, global pool, per-channel Gemm, softmax) quantized by onnxruntime, on QEMU.
 
     With TFLM's double rounding each convolution differed from onnxruntime by one step in
-    up to 1.6 % of its outputs, and the differences compounded to two steps of the final
+    0.1-0.3 % of its outputs, and the differences compounded to two steps of the final
     1/255 output (on 1 and 4 of these 8 inputs); one rounding per requantization keeps it
     within one. onnxruntime's float32 convolutions still land on the other side of a tie
     now and then, and the network spreads such a step (``bench/qdq_layers.py`` counts both).

@@ -38,6 +38,7 @@ import tvm
 from tvm import relax
 from tvm.relax import PyExprMutator, expr_functor
 
+from ..errors import ModelError
 from . import integer_kernels, integer_ops
 from .fixed_point import Requantization, quantize_multiplier, tflm_logistic_table
 from .integer_softmax import exp_table, softmax_kernel
@@ -46,6 +47,10 @@ from .quantized_patterns import RANGES, PatternReader, QuantizedTensor, op_name,
 
 #: Function attribute naming the rounding of float -> int quantization: "away" or "even".
 ROUNDING_ATTR = "intermittent.quantize_rounding"
+#: Function attribute choosing the requantization: "double" (TFLM's two roundings) or
+#: "single" (one rounding, onnxruntime's); default: "double" for TFLite models (marked by
+#: ROUNDING_ATTR = "away"), else "single". ``bench/qdq_layers.py`` compares the two.
+REQUANTIZE_ROUNDING_ATTR = "intermittent.requantize_rounding"
 #: Function attribute that keeps a function's float lowering (for comparisons and benchmarks).
 FLOAT_LOWERING_ATTR = "intermittent.float_lowering"
 #: TFLM's headroom for ADD: inputs are scaled up by 2**20 before rescaling.
@@ -91,7 +96,12 @@ class _IntegerRewriter(PyExprMutator):
         self._ties_to_even = str(rounding) != "away"
         # TFLite models (marked "away") are TFLM's; the others are onnxruntime's, which
         # rounds once from float: so do we (see fixed_point).
-        self._single_rounding = self._ties_to_even
+        default = "single" if self._ties_to_even else "double"
+        requantize = func.attrs.get(REQUANTIZE_ROUNDING_ATTR, default) if func.attrs else default
+        if str(requantize) not in ("single", "double"):
+            raise ModelError(f"{REQUANTIZE_ROUNDING_ATTR} must be 'single' or 'double', not "
+                             f"{requantize!r}")
+        self._single_rounding = str(requantize) == "single"
 
     def _operand(self, expr):
         """An integer activation or constant: (new relax expr, scale, zero point, dtype)."""
