@@ -36,6 +36,7 @@ from __future__ import annotations
 import numpy as np
 import tvm
 from tvm import relax
+from tvm.ir.expr import Constant
 from tvm.relax import PyExprMutator, expr_functor
 
 from ..errors import ModelError
@@ -183,7 +184,7 @@ class _IntegerRewriter(PyExprMutator):
             if result is not None:
                 return result
             self.reasons[value] = self._why or "its operands are not dequantized int8 tensors"
-        elif op_name(value) is not None:
+        elif op_name(value) not in (None, "relax.call_tir"):  # call_tir: its kernel is opaque
             self.reasons[value] = (f"{op_name(value).removeprefix('relax.')} has no integer "
                                    "form (docs/int8.md lists the operators)")
         if handler is None and str(core.ty.dtype) == "float32" and clamp == RANGES[out_dtype]:
@@ -529,27 +530,53 @@ def is_quantized(func: relax.Function) -> bool:
 def _float_operators(new_func: relax.Function, reasons: dict) -> list[Notice]:
     """A notice for each operator that still computes in float after the rewrite.
 
-    The rewritten function is scanned, so no float operator goes unreported, whatever
-    pattern it escaped; the reason is the rewriter's when it tried the operator (matched by
-    operator and shape: the rewrite rebuilds the calls it keeps).
+    The rewritten function's bindings are scanned in order, so no float operator goes
+    unreported, whatever pattern it escaped (``call_tir`` kernels the importer emitted
+    included). Left out: computations on constants only (``FoldConstant`` runs them at
+    compile time), ``quantize``/``dequantize`` and layout operators. The reason is the
+    rewriter's when it tried the operator (matched by operator and type: the rewrite
+    rebuilds the calls it keeps), else where the float operands come from.
     """
     why = {}
     for call, reason in reasons.items():
         why.setdefault((op_name(call), _signature(call)), reason)
-    notices = []
-    for call in _calls(new_func):
-        name = op_name(call)
-        if name in _NOT_ARITHMETIC or name in _LAYOUT_OPS or name == "relax.call_tir":
-            continue
-        if not isinstance(call.ty, relax.TensorType) or not str(call.ty.dtype).startswith(
-                "float"):
-            continue
-        reason = why.get((name, _signature(call)),
-                         "it computes on dequantized values and matches no integer pattern "
-                         "(docs/int8.md lists them)")
-        notices.append(Notice(f"{name.removeprefix('relax.')} -> {_signature(call)}",
-                              FLOAT_LOWERING, reason))
+    compile_time, dequantized, notices = set(), set(), []
+    for block in new_func.body.blocks:
+        for binding in block.bindings:
+            var, value = binding.var, binding.value
+            if not isinstance(value, relax.Call):
+                continue
+            name = op_name(value)
+            args = list(value.args)
+            label = name.removeprefix("relax.") if name else None
+            if name == "relax.call_tir":
+                label, args = value.args[0].name_hint, list(value.args[1].fields)
+            if all(_known_at_compile_time(a, compile_time) for a in args):
+                compile_time.add(var)
+                continue
+            is_float = isinstance(value.ty, relax.TensorType) and str(
+                value.ty.dtype).startswith("float")
+            if name == "relax.dequantize" or (is_float and any(a in dequantized for a in args)):
+                dequantized.add(var)
+            if name in _NOT_ARITHMETIC or name in _LAYOUT_OPS or not is_float or label is None:
+                continue
+            if any(a in dequantized for a in args):
+                default = ("it computes on dequantized values and matches no integer pattern "
+                           "(docs/int8.md lists them)")
+            else:
+                default = ("it computes on the model's float input before the first quantize "
+                           "(move the QuantizeLinear before it, or give the model an int8 "
+                           "input)")
+            notices.append(Notice(f"{label} -> {_signature(value)}", FLOAT_LOWERING,
+                                  why.get((name, _signature(value)), default)))
     return notices
+
+
+def _known_at_compile_time(expr, compile_time: set) -> bool:
+    if isinstance(expr, relax.Tuple):
+        return all(_known_at_compile_time(f, compile_time) for f in expr.fields)
+    return (isinstance(expr, (Constant, relax.ShapeExpr))
+            or (isinstance(expr, relax.Var) and expr in compile_time))
 
 
 def _signature(call) -> str:
