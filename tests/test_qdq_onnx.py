@@ -180,3 +180,61 @@ def test_int8_only_refuses_a_float_model(tmp_path):
     onnx.save(model, tmp_path / "float.onnx")
     status, out, err = _cli_compile(tmp_path / "float.onnx", tmp_path / "p", "--int8-only")
     assert status == 2 and "float model" in err and not (tmp_path / "p").exists()
+
+
+# ---- average pooling of QDQ models -------------------------------------------------------
+
+
+def _pool_qdq(in_scale, in_zero, out_scale, out_zero, pads):
+    """QuantizeLinear -> DequantizeLinear -> AveragePool 2x2/2 (padding excluded) ->
+    QuantizeLinear -> DequantizeLinear, uint8, written by hand so the scales are ours."""
+    from onnx import TensorProto, helper
+
+    nodes = [helper.make_node("QuantizeLinear", ["x", "si", "zi"], ["q"]),
+             helper.make_node("DequantizeLinear", ["q", "si", "zi"], ["d"]),
+             helper.make_node("AveragePool", ["d"], ["p"], kernel_shape=[2, 2],
+                              strides=[2, 2], pads=pads),
+             helper.make_node("QuantizeLinear", ["p", "so", "zo"], ["pq"]),
+             helper.make_node("DequantizeLinear", ["pq", "so", "zo"], ["y"])]
+    out = (7 + pads[0] + pads[2] - 2) // 2 + 1
+    consts = [numpy_helper.from_array(np.array(v, dtype), n) for n, v, dtype in (
+        ("si", in_scale, np.float32), ("zi", in_zero, np.uint8),
+        ("so", out_scale, np.float32), ("zo", out_zero, np.uint8))]
+    graph = helper.make_graph(
+        nodes, "pool", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2, 7, 7])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2, out, out])], consts)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    return model
+
+
+@pytest.mark.parametrize("rescaled", [False, True])
+def test_qdq_average_pool_rounds_the_centered_average_once(tmp_path, rescaled):
+    """onnxruntime averages the dequantized (centered) values in float and quantizes once,
+    halves to even. With an odd zero point, rounding the raw average instead moves every
+    tie the wrong way; with another output scale, rounding twice departs too. Checked
+    exactly against rational arithmetic, and within one step of onnxruntime (whose float32
+    sums decide some ties either way)."""
+    from fractions import Fraction
+
+    in_scale, in_zero = 0.05, 17
+    out_scale, out_zero = (0.037, 120) if rescaled else (in_scale, in_zero)
+    model = _pool_qdq(in_scale, in_zero, out_scale, out_zero, [0, 0, 1, 1])
+    rng = np.random.default_rng(7)
+    q = rng.integers(0, 60, size=(1, 2, 7, 7))
+    x = (np.float32(in_scale) * (q - in_zero)).astype(np.float32)
+    artifact = ti.build(model, name="pool")
+    assert not artifact.notices and "avg_pool2d_s8" in artifact.sources.files["model/kernels.c"]
+    ours = np.rint(artifact.run([x]).outputs[0] / np.float32(out_scale)).astype(int) + out_zero
+    real = Fraction(np.float32(in_scale).item()) / Fraction(np.float32(out_scale).item())
+    want = np.zeros_like(ours)
+    for c in range(2):
+        for oy in range(4):
+            for ox in range(4):
+                window = q[0, c, 2 * oy:2 * oy + 2, 2 * ox:2 * ox + 2]
+                mean = Fraction(int((window - in_zero).sum()), window.size) * real
+                want[0, c, oy, ox] = min(max(round(mean) + out_zero, 0), 255)  # halves even
+    np.testing.assert_array_equal(ours, want)
+    theirs = reference.run_onnxruntime(model, [x])[0]
+    steps = np.abs(artifact.run([x]).outputs[0].astype(np.float64) - theirs) / out_scale
+    assert steps.max() <= 1.0 + 1e-3

@@ -123,11 +123,21 @@ def conv2d(data, weight, bias, requant, *, layout, strides, padding, dilation, g
     return te.compute(shape, output, name="conv_out")
 
 
-def avg_pool2d(data, *, pool, strides, padding, layout, clamp):
-    """Average pooling with TFLM's rounding; input and output share their quantization.
+def avg_pool2d(data, *, pool, strides, padding, layout, clamp, ties_to_even=None,
+               rescale=None, out_dtype=None):
+    """Average pooling of the raw values in each window (padding excluded).
 
-    TFLM sums the raw values inside the window (padding excluded), then divides by the
-    number of summed values rounding half away from zero: ``(sum +- count / 2) / count``.
+    TFLM (the default) divides the window's sum by the number of summed values, rounding
+    half away from zero: ``(sum +- count / 2) / count``; input and output share their
+    quantization. With ``ties_to_even``, the input zero point (onnxruntime's models, whose
+    ``QuantizeLinear`` rounds the float average of the centered values half to even), the
+    average of the centered values goes to its even neighbour at halves.
+
+    ``rescale``, for an output quantized differently from the input (onnxruntime's models),
+    is ``(input_zero_point, output_zero_point, ((count, multiplier, shift), ...))``: the sum
+    minus ``count * input_zero_point`` requantized once with the multiplier of
+    ``input_scale / (output_scale * count)``, so the average is rounded once, not twice;
+    ``out_dtype`` is then the output's (default: the input's).
     """
     nhwc = layout == "NHWC"
     if nhwc:
@@ -165,15 +175,48 @@ def avg_pool2d(data, *, pool, strides, padding, layout, clamp):
     else:
         acc = te.compute(shape, lambda n, c, y, x: window_sum(n, y, x, c), name="pool_sum")
 
+    def divided(total, n):
+        if ties_to_even is not None:  # floor quotient, then up past half, or at half if odd
+            centered = total - n * _i32(ties_to_even)
+            quotient = tirx.floordiv(centered, n)
+            twice_rest = (centered - quotient * n) * _i32(2)
+            up = tirx.Select(tirx.any(twice_rest > n, tirx.all(
+                twice_rest == n, tirx.floormod(quotient, _i32(2)) == _i32(1))), _i32(1), _i32(0))
+            return quotient + up + _i32(ties_to_even)
+        half = tirx.truncdiv(n, _i32(2))
+        return tirx.Select(total > 0, tirx.truncdiv(total + half, n),
+                           tirx.truncdiv(total - half, n))
+
+    def rescaled(total, n):
+        input_zero_point, output_zero_point, multipliers = rescale
+        value = None
+        for size, multiplier, shift in sorted(multipliers, reverse=True):
+            centered = total - n * _i32(input_zero_point)
+            this = requantize_expr(centered, multiplier, shift, single_rounding=True)
+            value = this if value is None else tirx.Select(n == _i32(size), this, value)
+        return value + _i32(output_zero_point)
+
     def output(*index):
         out_y, out_x = (index[1], index[2]) if nhwc else (index[2], index[3])
         total, n = acc[index], count(out_y, out_x)
-        half = tirx.truncdiv(n, _i32(2))
-        rounded = tirx.Select(total > 0, tirx.truncdiv(total + half, n),
-                              tirx.truncdiv(total - half, n))
-        return _clamp_cast(rounded, clamp, data.dtype)
+        value = rescaled(total, n) if rescale is not None else divided(total, n)
+        return _clamp_cast(value, clamp, out_dtype or data.dtype)
 
     return te.compute(shape, output, name="pool_out")
+
+
+def window_counts(in_hw, pool, strides, padding) -> set:
+    """The distinct numbers of values inside the windows of a padding-excluded pool."""
+    (in_h, in_w), (p_h, p_w), (s_h, s_w) = in_hw, pool, strides
+    top, left, bottom, right = padding
+    out_h = (in_h + top + bottom - p_h) // s_h + 1
+    out_w = (in_w + left + right - p_w) // s_w + 1
+
+    def extent(start, size, limit):
+        return min(start + size, limit) - max(start, 0)
+
+    return {extent(y * s_h - top, p_h, in_h) * extent(x * s_w - left, p_w, in_w)
+            for y in range(out_h) for x in range(out_w)}
 
 
 def mean(data, *, axes, keepdims, input_zero_point, multiplier, shift, output_zero_point,

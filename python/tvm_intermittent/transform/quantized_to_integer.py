@@ -395,11 +395,30 @@ class _IntegerRewriter(PyExprMutator):
         if bool(attrs.count_include_pad) and any(padding):
             return self._no("it counts the padding in the average (count_include_pad=1); "
                             "export with count_include_pad=0 or pad explicitly")
+        geometry = dict(pool=[int(p) for p in attrs.pool_size],
+                        strides=[int(s) for s in attrs.strides], padding=padding,
+                        layout=str(attrs.layout))
+        x = self.visit_expr(data.expr)
+        same = (data.scale, data.zero_point, data.dtype) == (out.scale, out.zero_point,
+                                                             out.dtype)
+        if self._single_rounding and not same:
+            # onnxruntime rounds the float average once: requantize the sum once, with the
+            # multiplier of input_scale / (output_scale * count) for each window size.
+            shape = [int(d) for d in call.args[0].ty.shape.values]
+            in_hw = shape[1:3] if geometry["layout"] == "NHWC" else shape[2:4]
+            counts = integer_ops.window_counts(in_hw, geometry["pool"], geometry["strides"],
+                                               padding)
+            multipliers = tuple((c, *quantize_multiplier(np.float64(data.scale)
+                                                         / (np.float64(out.scale) * c)))
+                                for c in sorted(counts))
+            return self.builder_.call_te(
+                integer_ops.avg_pool2d, x, clamp=clamp, out_dtype=out.dtype,
+                rescale=(data.zero_point, out.zero_point, multipliers),
+                primfunc_name_hint="avg_pool2d_s8", **geometry)
         pooled = self.builder_.call_te(
-            integer_ops.avg_pool2d, self.visit_expr(data.expr),
-            pool=[int(p) for p in attrs.pool_size], strides=[int(s) for s in attrs.strides],
-            padding=padding, layout=str(attrs.layout), clamp=RANGES[data.dtype],
-            primfunc_name_hint="avg_pool2d_s8")
+            integer_ops.avg_pool2d, x, clamp=RANGES[data.dtype],
+            ties_to_even=data.zero_point if self._single_rounding else None,
+            primfunc_name_hint="avg_pool2d_s8", **geometry)
         return self._emit_requantize((self.builder_.emit(pooled), data.scale, data.zero_point,
                                       data.dtype), out, clamp)
 
