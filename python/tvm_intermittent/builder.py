@@ -192,9 +192,9 @@ def _check_quantized(mod) -> None:
 
     if not any(is_quantized(f) for _, f in mod.functions_items()
                if isinstance(f, tvm.relax.Function)):
-        raise ModelError("int8_only (--int8-only): the model is a float model (no quantize or dequantize "
-                         "operators); quantize it first (e.g. onnxruntime.quantization or "
-                         "the TFLite converter with int8 quantization)")
+        raise ModelError("int8_only (--int8-only): the model is a float model (no quantize "
+                         "or dequantize operators); quantize it first (e.g. "
+                         "onnxruntime.quantization or the TFLite converter's int8 mode)")
 
 
 #: SRAM the firmware needs besides kernel scratch: the stack reserve of the project's

@@ -89,11 +89,16 @@ class FuseEpilogue(ScheduleRule):
                 if not _try(sch.reverse_compute_at, consumer, loops[n_spatial - 1]):
                     producer, epilogue = sch.get(block), sch.get(consumer)
                     name = func.attrs.get("global_symbol") if func.attrs else None
+                    buffer = producer.writes[0].source
+                    elements = 1
+                    for extent in buffer.shape:
+                        elements *= int(extent)
                     report(self.notices, Notice(
                         str(name or producer.name_hint), UNFUSED_EPILOGUE,
                         f"block {epilogue.name_hint!r} cannot run inside the loops of "
-                        f"reduction {producer.name_hint!r}, so the reduction's full-size "
-                        "intermediate buffer stays (more memory, a second pass)"))
+                        f"reduction {producer.name_hint!r}, so its intermediate "
+                        f"{buffer.name!r} ({elements} element{'s' * (elements != 1)}) stays whole and is written "
+                        "before the epilogue reads it"))
             # Step 3. Accumulate in a local element when the block writes the output.
             if not consumers:
                 try:
