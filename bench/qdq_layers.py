@@ -16,7 +16,9 @@ Reported, for ``--inputs`` seeded N(0, 1) inputs:
   tensor onnxruntime computed before it; the share of its outputs that differ from
   onnxruntime's and the largest difference, in steps of its output scale. This finds the
   operator that departs first, without the differences of earlier layers.
-- end to end: per input, the largest difference of the model output in output steps.
+- end to end: per input, the largest difference of the model output in output steps, and
+  the instructions of one inference on QEMU (``intm_model_run``, first input), which is
+  what each rounding costs.
 """
 
 from __future__ import annotations
@@ -170,11 +172,14 @@ def bench(model, shape, count: int, directory: Path) -> dict:
         worst = [round(float(_steps(sim.run(project, [x], kind="host").outputs[0],
                                     reference.run_onnxruntime(model, [x])[0],
                                     out_scale).max())) for x in xs]
+        instructions = sim.run(project, [xs[0]], timeout=1800).instructions_model
         result["end_to_end"][rounding] = {
             "max_steps": max(worst), "inputs_over_one_step": sum(w > 1 for w in worst),
-            "histogram": {str(k): worst.count(k) for k in sorted(set(worst))}}
-        print(f"end to end, {rounding} rounding: steps per input {result['end_to_end'][rounding]['histogram']}",
-              flush=True)
+            "histogram": {str(k): worst.count(k) for k in sorted(set(worst))},
+            "qemu_instructions": instructions}
+        print(f"end to end, {rounding} rounding: steps per input "
+              f"{result['end_to_end'][rounding]['histogram']}, {instructions:,} instructions "
+              "on QEMU", flush=True)
     return result
 
 

@@ -57,8 +57,9 @@ def mcunet_cnn(seed: int = 0, size: int = 32, classes: int = 10):
     nodes.append(helper.make_node("GlobalAveragePool", [x], ["pool"]))
     nodes.append(helper.make_node("Flatten", ["pool"], ["flat"], axis=1))
     w = rng.standard_normal((classes, 24)) * np.sqrt(1.0 / 24)
-    nodes.append(helper.make_node("Gemm", ["flat", const("fc_w", w), const("fc_b", rng.standard_normal(classes) * 0.1)],
-                                  ["logits"], transB=1))
+    weight = const("fc_w", w)
+    bias = const("fc_b", rng.standard_normal(classes) * 0.1)
+    nodes.append(helper.make_node("Gemm", ["flat", weight, bias], ["logits"], transB=1))
     nodes.append(helper.make_node("Softmax", ["logits"], ["output"], axis=1))
     shape = (1, 3, size, size)
     graph = helper.make_graph(

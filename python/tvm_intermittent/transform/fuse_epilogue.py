@@ -97,8 +97,8 @@ class FuseEpilogue(ScheduleRule):
                         str(name or producer.name_hint), UNFUSED_EPILOGUE,
                         f"block {epilogue.name_hint!r} cannot run inside the loops of "
                         f"reduction {producer.name_hint!r}, so its intermediate "
-                        f"{buffer.name!r} ({elements} element{'s' * (elements != 1)}) stays whole and is written "
-                        "before the epilogue reads it"))
+                        f"{buffer.name!r} ({elements} element{'s' * (elements != 1)}) "
+                        "stays whole and is written before the epilogue reads it"))
             # Step 3. Accumulate in a local element when the block writes the output.
             if not consumers:
                 try:
