@@ -238,3 +238,36 @@ def test_qdq_average_pool_rounds_the_centered_average_once(tmp_path, rescaled):
     theirs = reference.run_onnxruntime(model, [x])[0]
     steps = np.abs(artifact.run([x]).outputs[0].astype(np.float64) - theirs) / out_scale
     assert steps.max() <= 1.0 + 1e-3
+
+
+def test_run_check_judges_a_qdq_model_in_steps_of_its_output(tmp_path):
+    """`run --check` on a QDQ model: its float output is a dequantized int8 value, so the
+    comparison with onnxruntime is in steps of that output's scale (the default allows one),
+    not a relative float tolerance that a single step already exceeds."""
+    import io
+    import json
+
+    from tvm_intermittent.check import compare_outputs
+    from tvm_intermittent.cli.core import main
+    from tvm_intermittent.cli.environment import Environment
+
+    model, shape = qdq_models.mcunet_cnn()
+    qdq = qdq_models.quantize_qdq(model, shape, tmp_path)
+    step = _output_step(qdq)
+    assert reference.onnx_output_lsb_scales(qdq) == [step]
+    assert reference.onnx_output_lsb_scales(onnx_models.matmul()[0]) == [None]  # float output
+
+    expected = reference.run_onnxruntime(qdq, [np.ones(shape, np.float32)])[0]
+    one_step = expected.copy()
+    one_step.flat[0] += np.float32(step)
+    judged = compare_outputs([one_step], [expected], max_lsb=1, lsb_scales=[step])
+    assert judged.ok and judged.outputs[0].max_lsb == 1
+    assert not compare_outputs([one_step], [expected], max_lsb=1).ok  # as a float: mismatch
+
+    onnx.save(qdq, tmp_path / "mcunet.onnx")
+    np.save(tmp_path / "x.npy", np.random.default_rng(1).standard_normal(shape, np.float32))
+    env = Environment(stdout=io.StringIO(), stderr=io.StringIO())
+    status = main(["run", str(tmp_path / "mcunet.onnx"), "--input", str(tmp_path / "x.npy"),
+                   "--check", "--host", "--json"], env)
+    check = json.loads(env.stdout.getvalue())["check"]
+    assert status == 0 and check["match"] and check["outputs"][0]["max_lsb"] is not None

@@ -246,7 +246,8 @@ def reference_outputs(project: Path, manifest: dict, inputs):
         return (reference.run_tflite_micro(original, inputs),
                 reference.output_lsb_scales(original))
     if fmt == "onnx" and original.is_file():
-        return reference.run_onnxruntime(original, inputs), None
+        return (reference.run_onnxruntime(original, inputs),
+                reference.onnx_output_lsb_scales(original))
     raise InputError("--check needs the original .tflite/.onnx model, which this project "
                      "lacks; compile it from a model file")
 
