@@ -52,6 +52,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--capacitor", metavar="C",
                    help="size tiles for this capacitor, e.g. 100uF or 1mF (default: the "
                         "board's)")
+    p.add_argument("--int8-only", action="store_true",
+                   help="refuse a model that would keep any operator in float or any "
+                        "epilogue unfused (exit 2, naming them)")
 
     p = common(sub.add_parser("run", help="run a compiled project (or a model) on QEMU"))
     p.add_argument("target", help="a project directory from `compile`, or a model file")
@@ -156,13 +159,17 @@ def cmd_compile(args, env: Environment) -> int:
     with env.step(f"compiling {args.model} for {args.board}"):
         artifact = builder.build(args.model, "intermittent/" + args.board, board=board,
                                  shape_dict=_parse_shapes(args.shape) or None,
-                                 capacitor_f=capacitor)
+                                 capacitor_f=capacitor, int8_only=args.int8_only)
+    for notice in artifact.notices:  # not progress: shown with --quiet too
+        print(f"notice: {notice}", file=env.stderr)
     project = artifact.export(args.output, overwrite=args.force)
     manifest = artifact.manifest()
     text = (f"wrote {project}\n"
             f"  arena (inputs, activations, outputs): {manifest['arena_bytes']} bytes\n"
             f"  weights (const, in flash): {manifest['weight_bytes']} bytes\n"
             f"  compile time: {manifest['compile_seconds']} s\n"
+            + (f"  {len(artifact.notices)} notice(s) above: operators on a slower or less "
+               "exact path\n" if artifact.notices else "") +
             f"build and run it with `make -C {project}` and `tvm-intermittent run {project}`")
     _emit(env, args, {"project": str(project), **manifest}, text)
     return ExitStatus.OK
@@ -239,7 +246,8 @@ def reference_outputs(project: Path, manifest: dict, inputs):
         return (reference.run_tflite_micro(original, inputs),
                 reference.output_lsb_scales(original))
     if fmt == "onnx" and original.is_file():
-        return reference.run_onnxruntime(original, inputs), None
+        return (reference.run_onnxruntime(original, inputs),
+                reference.onnx_output_lsb_scales(original))
     raise InputError("--check needs the original .tflite/.onnx model, which this project "
                      "lacks; compile it from a model file")
 
