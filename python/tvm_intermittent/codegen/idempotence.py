@@ -111,6 +111,8 @@ def _evaluate(expr, env: dict, lets: dict):
     if kind == "Call" and str(expr.op.name) in ("tirx.likely", "tirx.if_then_else"):
         args = [_evaluate(a, env, lets) for a in expr.args]
         return args[0] if len(args) == 1 else np.where(args[0], args[1], args[2])
+    if kind in ("BufferLoad", "TensorLoad"):
+        raise _Unanalyzable(f"an index loaded from memory, {expr}")
     raise _Unanalyzable(f"index expression of kind {kind} ({expr})")
 
 
@@ -552,6 +554,9 @@ def check_idempotence(func: tirx.PrimFunc, kernel: str, plan) -> IdempotenceRepo
     try:
         views = _storages(func)
         chain = loop_chain(func)
+        if plan.depth > len(chain):
+            raise _Unanalyzable(f"the plan fuses {plan.depth} loops, the kernel has "
+                                f"{len(chain)} perfectly nested ones")
         tile_loops = chain[:plan.depth] if plan.depth else []
         if plan.chunks > 1:
             tile_loops = chain  # a tile is one chunk of one element: check the elements

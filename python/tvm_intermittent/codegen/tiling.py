@@ -245,8 +245,9 @@ def plan_tiles(func: tirx.PrimFunc, op_name: str, written: set[str], budget: int
         except IdempotenceError:
             continue
         return candidate
-    raise IdempotenceError(f"{reason}; no coarser tiling fits one power cycle of board "
-                           f"{board_name} ({budget:,} instructions), so it is refused")
+    raise IdempotenceError(f"{reason}; no coarser tiling that fits one power cycle of board "
+                           f"{board_name} ({budget:,} instructions) passes the check either, "
+                           "so it is refused")
 
 
 def _plan_tiles(func: tirx.PrimFunc, op_name: str, written: set[str], budget: int,
