@@ -86,6 +86,15 @@ def _accumulates_in_output_after_init(x: T.Buffer((64,), "float32"),
             y[i] = y[i] + x[i * 4 + k]
 
 
+@T.prim_func
+def _dot_with_guarded_init(a: T.Buffer((3,), "float32"), b: T.Buffer((3,), "float32"),
+                           y: T.Buffer((1,), "float32")):
+    for k in range(3):  # as TVM lowers a 1-D MatMul: the init guarded by the reduction index
+        if k == 0:
+            y[0] = T.float32(0)
+        y[0] = y[0] + a[k] * b[k]
+
+
 # pylint: enable=no-self-argument,missing-function-docstring
 
 _BUDGET = 400_000  # instructions: every kernel above fits one tile per power cycle
@@ -120,8 +129,11 @@ def test_when_no_coarser_tiling_fits_the_kernel_is_refused():
 def test_scratch_carried_from_tile_to_tile_is_refused():
     with pytest.raises(IdempotenceError, match=r"scratch acc\[0\] is read before this tile"):
         check_idempotence(_scratch_carried, "prefix", TilePlan(1, 64, 10, 8))
-    with pytest.raises(IdempotenceError, match=r"kernel prefix: scratch acc"):
-        _plan(_scratch_carried, "prefix")
+    # One tile for the whole kernel keeps the running sum inside the tile: re-tiled so.
+    plan = _plan(_scratch_carried, "prefix")
+    assert plan.depth == 0 and "kernel prefix: scratch acc[0]" in plan.retiled
+    with pytest.raises(IdempotenceError, match=r"kernel prefix: scratch acc.*no coarser"):
+        _plan(_scratch_carried, "prefix", budget=4_300)
 
 
 def test_an_index_the_check_cannot_evaluate_is_refused_not_trusted():
@@ -135,6 +147,8 @@ def test_well_formed_tiles_pass_and_every_write_is_checked():
     assert report.writes_checked == 64
     # Accumulating in the output is fine once the tile has initialized the element itself.
     check_idempotence(_accumulates_in_output_after_init, "sum4", TilePlan(1, 16, 10, 8))
+    # So is an init guarded by the reduction index, in a kernel that is one tile.
+    assert _plan(_dot_with_guarded_init, "dot").depth == 0
 
 
 def _wide_matmul(k=3000, units=4, seed=0):

@@ -429,10 +429,27 @@ class _ReadWalker:
         else:
             raise _Unanalyzable(f"statement {kind}")
 
+    def _decides(self, node, env, lets) -> bool:
+        """Whether running ``node`` iteration by iteration decides a condition that guards a
+        tracked write below it (``if k == 0: acc = 0`` in a reduction over k): one that
+        depends on the loop variable and otherwise only on known or inner loop variables."""
+        key = hash(node) ^ 0x5A5A5A5A
+        if key not in self._touch_cache:
+            inner = {s.loop_var for s in statements(node.body) if type(s).__name__ == "For"}
+            guards = []
+            for stmt in statements(node.body):
+                if type(stmt).__name__ == "IfThenElse" and any(
+                        type(s).__name__ == "BufferStore" and s.buffer in self.tracked_buffers
+                        for s in statements(stmt)):
+                    guards.append(_free_vars(stmt.condition, lets, set()) - inner)
+            self._touch_cache[key] = guards
+        return any(node.loop_var in guard and guard - {node.loop_var} <= set(env)
+                   for guard in self._touch_cache[key])
+
     def _walk_for(self, node, env, lets, written):
         if not self._has_tracked(node.body):
             return
-        if node.loop_var in self._touches(node.body, lets):
+        if node.loop_var in self._touches(node.body, lets) or self._decides(node, env, lets):
             if type(node.extent).__name__ != "IntImm" or type(node.min).__name__ != "IntImm":
                 raise _Unanalyzable(f"loop {node.loop_var.name} has a computed extent")
             low = int(node.min)
