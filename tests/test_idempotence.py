@@ -224,6 +224,7 @@ def test_every_kernel_of_the_small_onnx_models_passes(case):
             assert report.writes_checked > 0 and not plan.retiled, (name, plan)
 
 
+@pytest.mark.zoo
 def test_every_kernel_of_the_zoo_passes():
     from tvm_intermittent import zoo  # pylint: disable=import-outside-toplevel
 

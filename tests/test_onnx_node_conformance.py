@@ -36,14 +36,14 @@ REFUSALS = {
 
 
 #: Run on QEMU: the average-pooling case of the issue and one or two cases of every operator
-#: that compiles (the others are all refusals, covered by REFUSALS).
+#: that compiles (the others are all refusals, covered by REFUSALS); the host-build test
+#: below runs every case.
 SAMPLE = [
-    "test_averagepool_2d_ceil_last_window_starts_on_pad", "test_averagepool_3d_dilations_small",
-    "test_add_bcast", "test_add_int8", "test_batchnorm_epsilon", "test_clip_splitbounds",
-    "test_clip_default_int8_min", "test_concat_3d_axis_negative_2", "test_basic_conv_with_padding",
+    "test_averagepool_2d_ceil_last_window_starts_on_pad", "test_add_bcast",
+    "test_batchnorm_epsilon", "test_clip_splitbounds", "test_concat_3d_axis_negative_2",
     "test_conv_with_strides_and_asymmetric_padding", "test_flatten_negative_axis2",
-    "test_gemm_all_attributes", "test_globalaveragepool_precomputed", "test_matmul_4d_1d",
-    "test_matmulinteger", "test_maxpool_2d_ceil_output_size_reduce_by_one", "test_mul_bcast",
+    "test_gemm_all_attributes", "test_globalaveragepool_precomputed", "test_matmul_1d_1d",
+    "test_matmulinteger", "test_maxpool_2d_ceil_output_size_reduce_by_one", "test_mul_int8",
     "test_relu", "test_softmax_large_number",
 ]
 
