@@ -137,7 +137,8 @@ def test_scratch_carried_from_tile_to_tile_is_refused():
 
 
 def test_an_index_the_check_cannot_evaluate_is_refused_not_trusted():
-    with pytest.raises(IdempotenceError, match=r"kernel gather: cannot show .*an index loaded from memory"):
+    with pytest.raises(IdempotenceError,
+                       match=r"kernel gather: cannot show .*an index loaded from memory"):
         check_idempotence(_gather, "gather", TilePlan(1, 64, 10, 8))
 
 

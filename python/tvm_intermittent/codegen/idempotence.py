@@ -217,7 +217,7 @@ def _buffer_of(access):
 
 # ---- condition 1: exact write sets -------------------------------------------------------
 
-def _param_stores(body, tile_vars, views):
+def _param_stores(body, views):
     """(store, enclosing loops, lets in scope) of every store to a parameter under body."""
     found = []
 
@@ -252,7 +252,7 @@ def _check_disjoint_writes(kernel, body, tile_loops, views) -> int:
     mins = [int(loop.min) for loop in tile_loops]
     per_storage: dict[str, list] = {}
     checked = 0
-    for store, loops, lets in _param_stores(body, tile_vars, views):
+    for store, loops, lets in _param_stores(body, views):
         used = _free_vars(store.indices[0], lets, set())
         inner = [loop for loop in loops if loop.loop_var in used]
         axes = [(v, m, e) for v, m, e in zip(tile_vars, mins, extents)]
@@ -307,6 +307,8 @@ class _ReadWalker:
         # Both caches are keyed by the node's address (hash): the function keeps every node
         # alive while the walker lives, and lets are lexical, so a node sees the same ones.
         self._touch_cache: dict[int, set] = {}
+        self._tracked_cache: dict[int, bool] = {}
+        self._guard_cache: dict[int, list] = {}
         self._load_cache: dict[int, list] = {}
 
     def _tracked_loads(self, expr) -> list:
@@ -327,8 +329,8 @@ class _ReadWalker:
 
     def _has_tracked(self, node) -> bool:
         """Whether any tracked buffer is accessed below ``node``."""
-        key = -hash(node) - 1
-        if key not in self._touch_cache:
+        key = hash(node)
+        if key not in self._tracked_cache:
             found = False
             for stmt in statements(node):
                 kind = type(stmt).__name__
@@ -340,8 +342,8 @@ class _ReadWalker:
                         found = True
                 if found:
                     break
-            self._touch_cache[key] = found
-        return self._touch_cache[key]
+            self._tracked_cache[key] = found
+        return self._tracked_cache[key]
 
     def _compute_touches(self, node, lets) -> set:
         used = set()
@@ -433,8 +435,8 @@ class _ReadWalker:
         """Whether running ``node`` iteration by iteration decides a condition that guards a
         tracked write below it (``if k == 0: acc = 0`` in a reduction over k): one that
         depends on the loop variable and otherwise only on known or inner loop variables."""
-        key = hash(node) ^ 0x5A5A5A5A
-        if key not in self._touch_cache:
+        key = hash(node)
+        if key not in self._guard_cache:
             inner = {s.loop_var for s in statements(node.body) if type(s).__name__ == "For"}
             guards = []
             for stmt in statements(node.body):
@@ -442,9 +444,9 @@ class _ReadWalker:
                         type(s).__name__ == "BufferStore" and s.buffer in self.tracked_buffers
                         for s in statements(stmt)):
                     guards.append(_free_vars(stmt.condition, lets, set()) - inner)
-            self._touch_cache[key] = guards
+            self._guard_cache[key] = guards
         return any(node.loop_var in guard and guard - {node.loop_var} <= set(env)
-                   for guard in self._touch_cache[key])
+                   for guard in self._guard_cache[key])
 
     def _walk_for(self, node, env, lets, written):
         if not self._has_tracked(node.body):
@@ -468,10 +470,16 @@ def _all_param_writes(body, views, tile_loops) -> dict:
     """Every element each written parameter receives, over all tiles (for messages)."""
     out: dict[str, set] = {}
     tile_axes = [(l.loop_var, int(l.min), int(l.extent)) for l in tile_loops]
-    for store, loops, lets in _param_stores(body, [], views):
+    for store, loops, lets in _param_stores(body, views):
         used = _free_vars(store.indices[0], lets, set())
-        axes = tile_axes + [(l.loop_var, int(l.min), int(l.extent)) for l in loops
-                            if l.loop_var in used]
+        inner = [l for l in loops if l.loop_var in used]
+        if any(type(l.extent).__name__ != "IntImm" or type(l.min).__name__ != "IntImm"
+               for l in inner):
+            raise _Unanalyzable(f"a loop around the store to {store.buffer.name} has a "
+                                "computed extent")
+        axes = tile_axes + [(l.loop_var, int(l.min), int(l.extent)) for l in inner]
+        if int(np.prod([e for _, _, e in axes], dtype=np.int64)) > MAX_GRID:
+            raise _Unanalyzable(f"store to {store.buffer.name} spans too many iterations")
         grids = np.meshgrid(*[np.arange(m, m + e) for _, m, e in axes], indexing="ij") \
             if axes else []
         env = {v: g.reshape(-1) for (v, _, _), g in zip(axes, grids)}
