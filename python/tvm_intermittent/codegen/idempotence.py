@@ -467,7 +467,8 @@ class _ReadWalker:
 
 
 def _all_param_writes(body, views, tile_loops) -> dict:
-    """Every element each written parameter receives, over all tiles (for messages)."""
+    """Every element each written parameter receives, over all tiles: an uncovered read of
+    one of them reads a result some tile wrote (its own earlier run or another tile)."""
     out: dict[str, set] = {}
     tile_axes = [(l.loop_var, int(l.min), int(l.extent)) for l in tile_loops]
     for store, loops, lets in _param_stores(body, views):
