@@ -245,8 +245,6 @@ _DRIVER = r"""/* Test driver: every tile batch twice, then tiles again in a seed
 #include "intm_runtime.h"
 #include "model.h"
 
-__attribute__((noinline, used)) void intm_mark(void) { __asm__ volatile("" ::: "memory"); }
-
 /* Split-reduction tasks: a chunk may run again only right after itself (see tiling.py). */
 static const int intm_test_split[INTM_MODEL_NUM_TASKS] = {@SPLIT@};
 static uint32_t intm_test_state = @SEED@u;
