@@ -50,6 +50,8 @@ class Artifact:
     power_cycle_budget: int = 0
     #: Kernel of each task of the task table, in execution order.
     tasks: list = dataclasses.field(default_factory=list)
+    #: Farads of the capacitor the tiles were sized for (the power cycle budget's).
+    capacitor_f: float | None = None
 
     def manifest(self) -> dict:
         """What ``model.json`` records: the tensors and the facts of the build."""
@@ -65,6 +67,7 @@ class Artifact:
             "source_format": self.source_format,
             "model_hash": f"0x{self.sources.model_hash:08x}",
             "power_cycle_budget": self.power_cycle_budget,
+            "capacitor_f": self.capacitor_f or self.board.capacitor_f,
             "tiles": {k: dataclasses.asdict(t) for k, t in sorted(self.tiles.items())},
             "tasks": [{"kernel": k, "tiles": self.tiles[k].extent,
                        "tiles_per_commit": self.tiles[k].tiles_per_commit,
@@ -169,7 +172,7 @@ def build(mod, target="intermittent/qemu-an386", *, board=None, tuning_log=None,
     _check_memory(sources, scratch, the_board)
     return Artifact(name or imported.name, the_board, sources, inputs, outputs,
                     time.perf_counter() - started, imported.format, imported.source, tiles,
-                    budget, [step.kernel for step in graph.steps])
+                    budget, [step.kernel for step in graph.steps], capacitor_f)
 
 
 #: SRAM the firmware needs besides kernel scratch: the stack reserve of the project's
