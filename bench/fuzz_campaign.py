@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import concurrent.futures
 import json
 import os
 import subprocess
@@ -58,8 +59,10 @@ def classify(proc, seconds: float, json_output: bool, written: list[str],
         return "crash", f"killed by signal {-proc.returncode}"
     if "Traceback (most recent call last)" in stderr:
         return "traceback", stderr.strip().splitlines()[-1]
-    message = next((line[len("error: "):] for line in stderr.splitlines()
-                    if line.startswith("error: ")), None)
+    lines = stderr.splitlines()
+    start = next((i for i, line in enumerate(lines) if line.startswith("error: ")), None)
+    message = (" ".join(line.strip() for line in lines[start:])[len("error: "):]
+               if start is not None else None)
     if proc.returncode == 0:
         if expect_written is not None and not (expect_written / "model.json").is_file():
             return "half-written", "exit 0 without a whole project"
@@ -97,11 +100,33 @@ def run_case(command: list[str], folder: Path, json_output: bool, timeout: float
     return proc, seconds, left
 
 
+def check_case(index: int, case, how, root: Path, timeout: float) -> dict:
+    """Write one case, run its command in a folder of its own, and classify the outcome."""
+    folder = root / f"case{index}"
+    folder.mkdir()
+    path = case.write(folder)
+    json_output = index % 2 == 0
+    if how == "compile":
+        output = folder / "out"
+        command = ["compile", path.name, "-o", output.name]
+        expect = output
+    else:
+        output = folder / "y.npy"
+        command = ["run", str(how[1]), "--host", "--input", path.name, "--output",
+                   output.name]
+        expect = None
+    proc, seconds, left = run_case(command, folder, json_output, timeout, output)
+    if proc is not None and proc.returncode == 0 and how == "compile":
+        left = []  # a compiled case writes its project, as it should
+    outcome, message = classify(proc, seconds, json_output, left, expect)
+    return {"kind": case.kind, "case": case.name, "file": case.filename,
+            "command": "compile" if how == "compile" else "run", "json": json_output,
+            "outcome": outcome, "message": message, "seconds": round(seconds, 2)}
+
+
 def _projects(root: Path) -> dict:
     """Three compiled projects for the input-file cases: a float ONNX CNN, an int8 TFLite
     convolution, and a two-input ONNX concatenation."""
-    import onnx  # pylint: disable=import-outside-toplevel
-
     sources = {"cnn": ("cnn.onnx", onnx_models.small_cnn()[0].SerializeToString()),
                "int8conv": ("conv.tflite", tflite_models.conv2d()[0]),
                "concat": ("concat.onnx", onnx_models.concat()[0].SerializeToString())}
@@ -113,7 +138,6 @@ def _projects(root: Path) -> dict:
         subprocess.run(CLI + ["compile", str(path), "-o", str(out), "--quiet"], check=True,
                        env=_environment(), capture_output=True)
         projects[name] = (out, json.loads((out / "model.json").read_text())["inputs"])
-    del onnx
     return projects
 
 
@@ -148,38 +172,24 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--timeout", type=float, default=120.0, help="seconds per case")
     parser.add_argument("--limit", type=int, help="run only the first N cases")
+    parser.add_argument("--jobs", type=int, default=1, help="cases run at once (default 1)")
     parser.add_argument("--json", help="also write every case's outcome to this JSON file")
     args = parser.parse_args()
 
     started = time.perf_counter()
-    results = []
     with tempfile.TemporaryDirectory(prefix="intm-fuzz-") as tmp:
         root = Path(tmp)
         cases = all_cases(args.per_kind, args.seed, root)[:args.limit]
-        for index, (case, how) in enumerate(cases):
-            folder = root / f"case{index}"
-            folder.mkdir()
-            path = case.write(folder)
-            json_output = index % 2 == 0
-            if how == "compile":
-                output = folder / "out"
-                command = ["compile", path.name, "-o", output.name]
-                expect = output
-            else:
-                output = folder / "y.npy"
-                command = ["run", str(how[1]), "--host", "--input", path.name, "--output",
-                           output.name]
-                expect = None
-            proc, seconds, left = run_case(command, folder, json_output, args.timeout, output)
-            if proc is not None and proc.returncode == 0 and how == "compile":
-                left = []  # a compiled case writes its project, as it should
-            outcome, message = classify(proc, seconds, json_output, left, expect)
-            results.append({"kind": case.kind, "case": case.name, "file": case.filename,
-                            "command": how if how == "compile" else "run", "json": json_output,
-                            "outcome": outcome, "message": message,
-                            "seconds": round(seconds, 2)})
-            print(f"[{index + 1}/{len(cases)}] {outcome:<10} {case.name}: {message[:110]}",
-                  flush=True)
+
+        def one(item):
+            index, (case, how) = item
+            result = check_case(index, case, how, root, args.timeout)
+            print(f"[{index + 1}/{len(cases)}] {result['outcome']:<10} {case.name}: "
+                  f"{result['message'][:110]}", flush=True)
+            return result
+
+        with concurrent.futures.ThreadPoolExecutor(args.jobs) as pool:
+            results = list(pool.map(one, enumerate(cases)))
 
     by_kind = collections.defaultdict(collections.Counter)
     for r in results:

@@ -332,15 +332,25 @@ def tflite_slots(data: bytes) -> dict[str, list[_Slot]]:
                     _Slot(inputs[0] + 4 * i, "<i4", f"operator {o} input {i}"))
     for c in range(model.OperatorCodesLength()):
         code = model.OperatorCodes(c)
-        for slot, dtype in ((4, "i1"), (10, "<i4")):
+        for slot, dtype, field in ((4, "i1", "8-bit"), (10, "<i4", "32-bit")):
             if _field(code, slot) is not None:
                 slots["operator_code"].append(_Slot(_field(code, slot), dtype,
-                                                    f"operator code {c}"))
+                                                    f"operator code {c} ({field})"))
     for b in range(model.BuffersLength()):
         vector = _vector(model.Buffers(b), 4)
         if vector and vector[1]:
             slots["vector_length"].append(_Slot(vector[0] - 4, "<u4", f"buffer {b} length"))
     return {kind: found for kind, found in slots.items() if found}
+
+
+def tflite_set(data: bytes, kind: str, what: str, value: int) -> bytes:
+    """``data`` with the value of one slot (by its kind and description, e.g.
+    ``("tensor_shape", "tensor 0 dim 2")``) replaced."""
+    slot = next(s for s in tflite_slots(data)[kind] if s.what == what)
+    out = bytearray(data)
+    width = np.dtype(slot.dtype).itemsize
+    out[slot.offset:slot.offset + width] = np.array(value, slot.dtype).tobytes()
+    return bytes(out)
 
 
 #: Values written into a slot, by mutation kind: absurd, out of range, unsupported.
@@ -367,11 +377,9 @@ def tflite_cases(seed: int = 0, per_kind: int = 2, bases=None):
                 value = _pick(rng, _TFLITE_VALUES[kind])
                 info = np.iinfo(np.dtype(slot.dtype))
                 value = int(np.clip(value, info.min, info.max))
-                out = bytearray(data)
-                width = np.dtype(slot.dtype).itemsize
-                out[slot.offset:slot.offset + width] = np.array(value, slot.dtype).tobytes()
                 yield Case(kind, f"{base_name}: {slot.what} set to {value}",
-                           f"{base_name}_{kind}_{index}.tflite", bytes(out))
+                           f"{base_name}_{kind}_{index}.tflite",
+                           tflite_set(data, kind, slot.what, value))
         for kind, mutate in BYTE_MUTATIONS.items():
             for index in range(per_kind):
                 what, mutated = mutate(data, rng)

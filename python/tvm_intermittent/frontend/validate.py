@@ -72,8 +72,8 @@ def _tflite_tensor_problems(model, graph, index: int, size: int) -> list[str]:
         if buffer.Offset() + buffer.Size() > size:
             problems.append(f"{what}: its buffer ends at byte {buffer.Offset() + buffer.Size()}"
                             f", past the end of the file ({size} bytes)")
-    if any(int(d) == -1 for d in shape) and not stored:
-        return problems  # a dynamic dimension; the importer asks for a fixed shape
+    if any(int(d) == -1 for d in shape) and not stored and index in _graph_inputs(graph):
+        return problems  # a dynamic input dimension; the importer asks for a fixed shape
     try:
         count = _count(shape, what) if len(shape) else 1
     except ModelError as err:
@@ -96,6 +96,57 @@ def _tflite_tensor_problems(model, graph, index: int, size: int) -> list[str]:
                                 f"{axis} of its shape {[int(d) for d in shape]}")
         if points not in (0, 1, len(scales)):
             problems.append(f"{what} has {len(scales)} scale(s) but {points} zero points")
+    return problems
+
+
+def _graph_inputs(graph) -> set[int]:
+    return {int(graph.Inputs(i)) for i in range(graph.InputsLength())}
+
+
+#: Operators whose data input, output and (for the first three) bias types TFLite ties:
+#: the output has the data input's type, and the bias is int32 for int8/uint8 data (int64
+#: for int16), float32 for float32. TVM's importer does not check it.
+_SAME_TYPE_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "AVERAGE_POOL_2D",
+                  "MAX_POOL_2D", "SOFTMAX", "ADD", "MUL", "SUB", "RESHAPE", "CONCATENATION",
+                  "MEAN", "PAD", "PADV2", "LOGISTIC", "RELU", "RELU6", "TANH", "SQUEEZE",
+                  "TRANSPOSE", "HARD_SWISH", "L2_NORMALIZATION")
+_BIAS_TYPES = {9: 2, 3: 2, 7: 4, 0: 0}  # data type -> bias type (TensorType codes)
+
+
+def _tflite_type_problems(model, graph) -> list[str]:
+    import tflite  # pylint: disable=import-outside-toplevel
+
+    names = {v: k for k, v in vars(tflite.BuiltinOperator).items() if not k.startswith("_")}
+    tensors = graph.TensorsLength()
+    problems = []
+    for number in range(graph.OperatorsLength()):
+        op = graph.Operators(number)
+        if op.OpcodeIndex() >= model.OperatorCodesLength():
+            continue
+        code = model.OperatorCodes(op.OpcodeIndex())
+        name = names.get(max(code.DeprecatedBuiltinCode(), code.BuiltinCode()))
+        if name not in _SAME_TYPE_OPS or not op.InputsLength() or not op.OutputsLength():
+            continue
+        ids = [int(op.Inputs(i)) for i in range(op.InputsLength())]
+        out = int(op.Outputs(0))
+        if not all(-1 <= i < tensors for i in ids) or not 0 <= out < tensors:
+            continue  # reported by the index checks
+        data, result = graph.Tensors(ids[0]).Type(), graph.Tensors(out).Type()
+        what = f"operator {number} ({name})"
+        if data != result:
+            problems.append(f"{what} reads {_TFLITE_DTYPES.get(data, data)} but writes "
+                            f"{_TFLITE_DTYPES.get(result, result)}; TFLite requires one type")
+        peers = ids[1:] if name in ("ADD", "MUL", "SUB", "CONCATENATION") else []
+        for i in peers:
+            if i >= 0 and graph.Tensors(i).Type() != data:
+                problems.append(f"{what} mixes input types {_TFLITE_DTYPES.get(data, data)} "
+                                f"and {_TFLITE_DTYPES.get(graph.Tensors(i).Type())}")
+        if name in _SAME_TYPE_OPS[:3] and len(ids) > 2 and ids[2] >= 0:
+            bias = graph.Tensors(ids[2]).Type()
+            if data in _BIAS_TYPES and bias != _BIAS_TYPES[data]:
+                problems.append(f"{what} has a {_TFLITE_DTYPES.get(bias, bias)} bias for "
+                                f"{_TFLITE_DTYPES[data]} data; TFLite requires "
+                                f"{_TFLITE_DTYPES[_BIAS_TYPES[data]]}")
     return problems
 
 
@@ -172,6 +223,8 @@ def check_tflite(data: bytes, path: str) -> None:
         problems = _tflite_index_problems(model, graph)
         for index in range(graph.TensorsLength()):
             problems += _tflite_tensor_problems(model, graph, index, len(data))
+        if not problems:
+            problems = _tflite_type_problems(model, graph)
     except ModelError:
         raise
     except Exception as err:  # flatbuffers raises struct, index and value errors
