@@ -150,7 +150,17 @@ def _report_error(err: IntermittentError, env: Environment, json_output: bool) -
 
 
 def program(args, env: Environment) -> int:
-    """Dispatch to the command; errors propagate."""
+    """Dispatch to the command; errors propagate.
+
+    A model file given to ``compile`` or ``run`` is checked first, before the command
+    imports TVM: a damaged file is refused in a fraction of a second.
+    """
+    target = getattr(args, "model", None) or getattr(args, "target", None)
+    if args.command in ("compile", "run") and target and Path(target).suffix.lower() in (
+            ".onnx", ".tflite") and not Path(target).is_dir():
+        from ..frontend import check_model_file  # pylint: disable=import-outside-toplevel
+
+        check_model_file(target, _parse_shapes(getattr(args, "shape", [])) or None)
     return {"compile": cmd_compile, "run": cmd_run, "boards": cmd_boards,
             "demo": cmd_demo}[args.command](args, env)
 

@@ -11,12 +11,15 @@ from __future__ import annotations
 import dataclasses
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import tvm
-
-from ..codegen.model_source import TensorInfo
 from ..errors import IntermittentError, ModelError
 from . import validate
+
+if TYPE_CHECKING:  # importing TVM takes a second; checking a file needs none of it
+    import tvm
+
+    from ..codegen.model_source import TensorInfo
 
 
 @dataclasses.dataclass
@@ -66,20 +69,43 @@ def load_model(model, shape_dict: dict | None = None) -> ImportedModel:
         raise ModelError(f"expected a path to a .onnx/.tflite file or an onnx.ModelProto, got "
                          f"{type(model).__name__}")
     path = Path(model)
+    data, proto = check_model_file(path, shape_dict)
+    if proto is not None:
+        from .onnx import import_onnx  # pylint: disable=import-outside-toplevel
+
+        return _imported(lambda: import_onnx(proto, shape_dict, name=path.stem), str(path),
+                         source=data)
+    from .tflite import import_tflite  # pylint: disable=import-outside-toplevel
+
+    return _imported(lambda: import_tflite(path, shape_dict, name=path.stem), str(path))
+
+
+def check_model_file(path, shape_dict: dict | None = None):
+    """Read and check a ``.onnx``/``.tflite`` file without TVM (see :mod:`.validate`).
+
+    Neither this function nor :mod:`.validate` imports TVM, so the command line refuses a
+    bad file before it pays for that import (about a second).
+
+    Returns
+    -------
+    data, proto : bytes and onnx.ModelProto or None
+        The file's bytes, and the parsed model for an ONNX file.
+
+    Raises
+    ------
+    ModelError
+        As :func:`load_model`, for everything but what only TVM's importer finds.
+    """
+    path = Path(path)
     data = _read_model_file(path)
     suffix = path.suffix.lower()
     if suffix == ".onnx":
-        from .onnx import import_onnx  # pylint: disable=import-outside-toplevel
-
         proto = _parse_onnx(data, path)
         validate.check_onnx(proto, repr(str(path)), shape_dict)
-        return _imported(lambda: import_onnx(proto, shape_dict, name=path.stem), str(path),
-                         source=data)
+        return data, proto
     if suffix == ".tflite":
-        from .tflite import import_tflite  # pylint: disable=import-outside-toplevel
-
         validate.check_tflite(data, str(path))
-        return _imported(lambda: import_tflite(path, shape_dict, name=path.stem), str(path))
+        return data, None
     found = validate.sniff(data)
     kind = {"onnx": "an ONNX", "tflite": "a TFLite"}.get(found)
     hint = (f"its content looks like {kind} model: name it {path.stem}.{found}" if kind else
