@@ -352,3 +352,24 @@ def test_through_the_console_script_with_json(tmp_path):
     error = json.loads(proc.stdout)["error"]
     assert "operator 0 input 0 is tensor -7" in error["message"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.tflite"]
+
+
+def test_json_stays_clean_when_tvm_prints(tmp_path, capsys):
+    """Was invalid JSON on stdout: TVM's ONNX importer prints the operator it failed on
+    there. A group of 3 for 4 input channels passes every check before the importer's."""
+    model, _ = onnx_models.conv()
+    next(a for a in model.graph.node[0].attribute if a.name == "group").i = 3
+    path = tmp_path / "m.onnx"
+    path.write_bytes(onnx_bytes(model))
+    status, out, err = run_cli("compile", str(path), "-o", str(tmp_path / "out"), "--json")
+    assert status == 2 and "number of groups" in err
+    assert "number of groups" in json.loads(out)["error"]["message"]
+    assert "Error converting operator" not in capsys.readouterr().out  # the process's stdout
+
+
+def test_onnx_group_below_one(tmp_path):
+    """Was refused by TVM with words of its own (exit 2 only by luck of the wrapping)."""
+    model, _ = onnx_models.conv()
+    next(a for a in model.graph.node[0].attribute if a.name == "group").i = -5
+    err = compile_refused(tmp_path, "m.onnx", onnx_bytes(model))
+    assert "attribute 'group' = [-5]: each must be at least 1" in err

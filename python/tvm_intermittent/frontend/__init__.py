@@ -8,7 +8,9 @@ parameters users see in the generated ``model.h``.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import io
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -149,14 +151,21 @@ def _parse_onnx(data: bytes, path: Path):
 
 def _imported(run, label: str, source: bytes | None = None) -> ImportedModel:
     """Run an importer; an error of TVM's or of the parsers becomes a ModelError."""
+    printed = io.StringIO()
     try:
-        imported = run()
+        # TVM's ONNX importer prints the operator it failed on to stdout, which is where
+        # `--json` writes its result; keep it, for the message.
+        with contextlib.redirect_stdout(printed):
+            imported = run()
     except IntermittentError:
         raise
     except Exception as err:  # the importers raise TVMError, KeyError, AssertionError...
         lines = [line for line in str(err).strip().splitlines() if line.strip()]
         cause = lines[-1] if lines else ""
-        raise ModelError(f"importing {label} failed: {type(err).__name__}"
+        where = next((line.split(",")[0] for line in printed.getvalue().splitlines()
+                      if line.startswith("Error converting operator")), None)
+        raise ModelError(f"importing {label} failed"
+                         f"{' (' + where.lower() + ')' if where else ''}: {type(err).__name__}"
                          f"{': ' + cause if cause else ''}; the file is probably damaged or "
                          f"uses a feature TVM's importer does not handle") from err
     if source is not None:

@@ -354,6 +354,11 @@ def _ranks(model) -> dict[str, int]:
     return ranks
 
 
+#: Attributes of the convolution and pooling family, whatever the operator, that have a
+#: least meaningful value; shape inference lets a group of -5 through to TVM.
+_ATTRIBUTE_MINIMUM = {"group": 1, "kernel_shape": 1, "strides": 1, "dilations": 1, "pads": 0}
+
+
 def _attribute_problems(model) -> list[str]:
     """Attributes no operator means: non-finite floats, an axis outside its tensor's rank.
 
@@ -372,6 +377,11 @@ def _attribute_problems(model) -> list[str]:
             if any(not math.isfinite(f) for f in floats):
                 problems.append(f"{what} has attribute {attr.name!r} = {floats}: attributes "
                                 f"must be finite numbers")
+            ints = [attr.i] if attr.type == AttributeProto.INT else list(attr.ints)
+            low = _ATTRIBUTE_MINIMUM.get(attr.name)
+            if low is not None and any(i < low for i in ints):
+                problems.append(f"{what} has attribute {attr.name!r} = {ints}: each must be at "
+                                f"least {low}")
             if attr.name != "axis" or attr.type != AttributeProto.INT or not node.input:
                 continue
             rank = ranks.get(node.input[0])
