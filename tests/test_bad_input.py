@@ -373,3 +373,12 @@ def test_onnx_group_below_one(tmp_path):
     next(a for a in model.graph.node[0].attribute if a.name == "group").i = -5
     err = compile_refused(tmp_path, "m.onnx", onnx_bytes(model))
     assert "attribute 'group' = [-5]: each must be at least 1" in err
+
+
+def test_tflite_output_declared_scalar(tmp_path):
+    """Was compiled: a softmax output whose shape vector was emptied (a scalar) while the
+    operator computes [3, 10]."""
+    data = bad_inputs.tflite_set(tflite_models.softmax()[0], "vector_length",
+                                 "tensor 1 shape length", 0)
+    err = compile_refused(tmp_path, "m.tflite", data)
+    assert "is declared [] but the operators compute [3, 10]" in err

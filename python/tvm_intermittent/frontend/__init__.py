@@ -189,7 +189,9 @@ def _check_declared_outputs(imported: ImportedModel, label: str) -> None:
     for info, ty in zip(imported.outputs, computed):
         values = getattr(getattr(ty, "shape", None), "values", None)
         declared = tuple(int(d) for d in info.shape)
-        if values is None or not declared or any(d <= 0 for d in declared):
+        # An ONNX output may leave its shape out; a TFLite output without one is a scalar.
+        unknown = not declared and imported.format != "tflite"
+        if values is None or unknown or any(d <= 0 for d in declared):
             continue  # unknown on one side
         try:
             dims = tuple(int(d) for d in values)
