@@ -24,6 +24,7 @@ import math
 
 import numpy as np
 
+from ..dtypes import DTYPE_ENUM
 from ..errors import ModelError
 
 #: Elements a tensor may hold: the generated C and TVM's lowered loops index with int32.
@@ -39,7 +40,9 @@ def _count(shape, what: str) -> int:
     """Elements of ``shape``; a zero, negative or overflowing shape is refused."""
     dims = [int(d) for d in shape]
     if any(d <= 0 for d in dims):
-        raise ModelError(f"{what} has the shape {dims}: every dimension must be at least 1")
+        raise ModelError(f"{what} has the shape {dims}: every dimension must be at least 1 "
+                         "(an empty tensor gives firmware nothing to compute); export the "
+                         "model with non-empty tensors")
     count = math.prod(dims)
     if count > MAX_ELEMENTS:
         raise ModelError(f"{what} has the shape {dims}, {count:,} elements: more than the "
@@ -236,8 +239,15 @@ def check_tflite(data: bytes, path: str) -> None:
 
 # ---- ONNX --------------------------------------------------------------------------------
 
-#: ONNX element types of graph inputs and outputs the compiler can take or produce.
-ONNX_IO_TYPES = ("FLOAT", "INT8", "UINT8", "INT16", "INT32", "INT64", "BOOL")
+def _onnx_firmware_dtype(elem: int) -> str | None:
+    """The numpy name of ONNX element type ``elem`` when a firmware tensor can have it."""
+    from onnx import helper  # pylint: disable=import-outside-toplevel
+
+    try:
+        name = str(np.dtype(helper.tensor_dtype_to_np_dtype(elem)))
+    except (KeyError, TypeError, ValueError):
+        return None
+    return name if name in DTYPE_ENUM else None
 
 
 def _onnx_io_problems(model, shape_dict) -> list[str]:
@@ -252,10 +262,11 @@ def _onnx_io_problems(model, shape_dict) -> list[str]:
             elem = value.type.tensor_type.elem_type
             type_name = TensorProto.DataType.Name(elem) if elem in \
                 TensorProto.DataType.values() else str(elem)
-            if type_name not in ONNX_IO_TYPES:
+            if _onnx_firmware_dtype(elem) is None:
                 problems.append(f"graph {side} {value.name!r} has element type {type_name}; "
-                                f"the firmware takes {', '.join(ONNX_IO_TYPES).lower()} "
-                                f"tensors")
+                                f"the firmware takes {', '.join(DTYPE_ENUM)} tensors: export "
+                                f"the model with a supported {side} type (or add a Cast at "
+                                "that boundary)")
                 continue
             if side == "input" and shape_dict and value.name in shape_dict:
                 dims = list(shape_dict[value.name])
