@@ -62,6 +62,40 @@ def test_floordiv_and_floormod_round_toward_negative_infinity(tmp_path):
 
 
 @T.prim_func(s_tir=True)
+def fixed_point(x: T.Buffer((12,), "int32"), shift: T.Buffer((12,), "int32"),
+                out: T.Buffer((24,), "int32")):
+    for i in range(12):
+        with T.sblock("general"):
+            vi = T.axis.spatial(12, i)
+            out[vi] = T.q_multiply_shift(x[vi], 1518500250, 31, shift[vi])
+    for i in range(12):
+        with T.sblock("power_of_two"):
+            vi = T.axis.spatial(12, i)
+            out[vi + 12] = T.q_multiply_shift(x[vi], 1 << 30, 31, -2)
+
+
+@pytest.mark.host_cc
+def test_fixed_point_intrinsics_print_as_arithmetic_with_their_rounding(tmp_path):
+    """TVM's ``q_multiply_shift(x, m, 31, s)`` is ``x * m * 2**(s - 31)`` rounded half up
+    (the 2**30 multiplier, a power of two, rounds the shift alone). The printer must emit no
+    call to a function no header defines: the helper compiles with -Werror, which makes an
+    implicitly declared function an error."""
+    x = np.array([0, 1, -1, 5, -5, 1000, -1000, 123456, -123456, 7, 2**30, -(2**30)],
+                 dtype=np.int32)
+    shift = np.array([0, -1, -1, -3, -3, 2, 2, -10, -10, 1, -31, -20], dtype=np.int32)
+    c = CFunctionPrinter(lower_prim_func(fixed_point, "fixed_point"), "k").print_function()
+    assert "q_multiply_shift" not in c
+    got = _compile_and_call(tmp_path, c, "k(x, shift, out)", {"x": x, "shift": shift}, 24,
+                            "int32")
+    want = []
+    for value, s in zip(x.tolist(), shift.tolist()):
+        total = 31 - s  # Python ints: the exact product, rounded half up
+        want.append((value * 1518500250 + (1 << (total - 1))) >> total)
+    want += [(value + 4) >> 3 for value in x.tolist()]  # 2**30 * 2**-31 * 2**-2 = 1/8
+    np.testing.assert_array_equal(got, np.array(want, dtype=np.int32))
+
+
+@T.prim_func(s_tir=True)
 def big_scratch(x: T.Buffer((1024,), "float32"), y: T.Buffer((1024,), "float32")):
     tmp = T.sblock_alloc_buffer((1024,), "float32")
     for i in range(1024):
@@ -130,3 +164,88 @@ def test_memory_plan_of_a_chain_needs_only_the_largest_neighbour_pair():
     # Inputs and the output stay live throughout; within the chain, only neighbours overlap.
     assert plan.arena_bytes <= byte_sizes[0] + byte_sizes[-1] + max(
         a + b for a, b in zip(byte_sizes[1:-1], byte_sizes[2:-1]))
+
+
+def _declares_every_call(tmp_path, artifact):
+    """Compile the generated kernels with implicit declarations as errors (C99 requires a
+    declaration; a call to a function no header defines fails here, not at link time)."""
+    project = artifact.export(tmp_path / "project")
+    result = subprocess.run(
+        ["cc", "-std=c99", "-O0", "-Werror=implicit-function-declaration", "-Iruntime",
+         "-Imodel", "-c", "model/kernels.c", "-o", str(tmp_path / "kernels.o")],
+        cwd=project, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    return project
+
+
+@pytest.mark.host_cc
+def test_a_model_with_fixed_point_multiplies_calls_only_defined_functions(tmp_path):
+    """TOPI's fixed_point_multiply (TIR q_multiply_shift) through the whole build: the C
+    compiles with -Werror=implicit-function-declaration and computes TVM's rounding."""
+    import tvm_intermittent as ti
+    from tvm import relax, topi
+
+    x = relax.Var("x", relax.TensorType((1, 16), "int32"))
+    bb = relax.BlockBuilder()
+    with bb.function("main", [x]):
+        with bb.dataflow():
+            y = bb.emit_te(topi.fixed_point_multiply, x, 1518500250, -3)
+            out = bb.emit_output(y)
+        bb.emit_func_output(out)
+    artifact = ti.build(bb.get(), name="fixed_point")
+    assert "q_multiply_shift" not in artifact.sources.files["model/kernels.c"]
+    _declares_every_call(tmp_path, artifact)
+    data = np.array([[0, 1, -1, 9, -9, 77, -77, 1 << 20, -(1 << 20), 5, -5, 123, -123,
+                      2**31 - 1, -(2**31), 42]], dtype=np.int32)
+    got = artifact.run([data], kind="host").outputs[0]
+    want = [(int(v) * 1518500250 + (1 << 33)) >> 34 for v in data.reshape(-1)]  # 2**(31+3)
+    np.testing.assert_array_equal(got.reshape(-1), np.array(want, dtype=np.int32))
+
+
+@T.prim_func(s_tir=True)
+def sum_then_neighbours(a: T.Buffer((8, 4), "float32"), c: T.Buffer((8,), "float32")):
+    b = T.sblock_alloc_buffer((8,), "float32")
+    for i, k in T.grid(8, 4):
+        with T.sblock("row_sum"):
+            vi, vk = T.axis.remap("SR", [i, k])
+            with T.init():
+                b[vi] = T.float32(0)
+            b[vi] = b[vi] + a[vi, vk]
+    for i in range(8):
+        with T.sblock("pairs"):
+            vi = T.axis.spatial(8, i)
+            c[vi] = b[vi] + b[(vi + 1) % 8]
+
+
+@T.prim_func(s_tir=True)
+def sum_then_scale(a: T.Buffer((8, 4), "float32"), c: T.Buffer((8,), "float32")):
+    b = T.sblock_alloc_buffer((8,), "float32")
+    for i, k in T.grid(8, 4):
+        with T.sblock("row_sum"):
+            vi, vk = T.axis.remap("SR", [i, k])
+            with T.init():
+                b[vi] = T.float32(0)
+            b[vi] = b[vi] + a[vi, vk]
+    for i in range(8):
+        with T.sblock("scale"):
+            vi = T.axis.spatial(8, i)
+            c[vi] = T.max(b[vi] * T.float32(0.5), T.float32(0))
+
+
+def test_an_epilogue_that_cannot_be_fused_is_reported():
+    """An epilogue reading its reduction's neighbouring outputs cannot run inside the
+    reduction's loops: FuseEpilogue keeps the buffer and says so; a plain epilogue fuses
+    without a notice."""
+    from tvm_intermittent.transform import FuseEpilogue
+
+    target = tvm.target.Target({"kind": "c"})
+    notices = []
+    FuseEpilogue(notices).apply(sum_then_neighbours, target, False)
+    assert [(n.path, n.operator) for n in notices] == [("unfused epilogue", "sum_then_neighbours")]
+    assert "'pairs'" in notices[0].reason
+    clean = []
+    sch = FuseEpilogue(clean).apply(sum_then_scale, target, False)
+    assert clean == []
+    outer = [sch.get(sch.get_loops(sch.get_sblock(name))[0])
+             for name in ("row_sum_update", "scale")]
+    assert outer[0].same_as(outer[1])  # the epilogue runs inside the reduction's row loop

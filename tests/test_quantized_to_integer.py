@@ -98,6 +98,63 @@ def test_an_unknown_float_operator_keeps_its_float_lowering():
     assert "R.exp(" in script and "R.dequantize(" in script and "R.quantize(" not in script
 
 
+def test_float_operators_are_reported_with_their_reason():
+    """exp between dequantize and quantize has no integer form; relu on the float input runs
+    before the first quantize. Both stay float, and each gets a notice saying why."""
+
+    @I.ir_module
+    class Before:
+        @R.function
+        def main(x: R.Tensor((1, 8), "int8"), f: R.Tensor((1, 8), "float32")):
+            with R.dataflow():
+                a = R.dequantize(x, R.const(0.5, "float32"), R.const(-3, "int32"),
+                                 out_dtype="float32", axis=0)
+                e = R.exp(a)
+                b = R.quantize(e, R.const(0.5, "float32"), R.const(-3, "int32"),
+                               out_dtype="int8", axis=0)
+                r = R.nn.relu(f)
+                c = R.quantize(r, R.const(0.25, "float32"), R.const(0, "int32"),
+                               out_dtype="int8", axis=0)
+                y = (b, c)
+                R.output(y)
+            return y
+
+    notices = []
+    QuantizedToInteger(notices)(Before)
+    assert [(n.operator, n.path) for n in notices] == [
+        ("exp -> float32[1, 8]", "float lowering"), ("nn.relu -> float32[1, 8]", "float lowering")]
+    assert "exp has no integer form" in notices[0].reason
+    assert "float input before the first quantize" in notices[1].reason
+
+
+def test_an_integer_rewrite_and_a_float_model_have_no_notices():
+    @I.ir_module
+    class Quantized:
+        @R.function
+        def main(x: R.Tensor((1, 8), "int8")) -> R.Tensor((1, 8), "int8"):
+            with R.dataflow():
+                a = R.dequantize(x, R.const(0.5, "float32"), R.const(-3, "int32"),
+                                 out_dtype="float32", axis=0)
+                b = R.quantize(R.nn.relu(a), R.const(0.25, "float32"), R.const(-128, "int32"),
+                               out_dtype="int8", axis=0)
+                R.output(b)
+            return b
+
+    @I.ir_module
+    class Float:
+        @R.function
+        def main(x: R.Tensor((1, 8), "float32")) -> R.Tensor((1, 8), "float32"):
+            with R.dataflow():
+                y = R.nn.relu(R.exp(x))
+                R.output(y)
+            return y
+
+    for module in (Quantized, Float):
+        notices = []
+        QuantizedToInteger(notices)(module)
+        assert notices == []
+
+
 def test_quantized_conv2d_becomes_an_integer_kernel():
     """TFLite's CONV_2D as TVM imports it: dequantize -> conv2d -> add bias -> quantize."""
     rng = np.random.default_rng(0)
@@ -146,6 +203,32 @@ def test_requantization_is_within_half_a_step_of_the_real_product():
         for x in rng.integers(-100_000, 100_000, size=20):
             got = fp.multiply_by_quantized_multiplier(int(x), multiplier, shift)
             assert abs(got - x * real) <= 0.5 + abs(x * real) * 2e-9 + 1
+
+
+def test_single_rounding_is_the_exact_product_rounded_half_up():
+    """The requantization of models checked against onnxruntime: one rounding of the exact
+    product, checked with exact rational arithmetic."""
+    from fractions import Fraction
+
+    rng = np.random.default_rng(2)
+    for real in list(rng.uniform(1e-4, 2.0, size=40)) + [0.25, 0.5, 80.0]:
+        multiplier, shift = fp.quantize_multiplier(real)
+        exact = Fraction(multiplier) * Fraction(2) ** (shift - 31)
+        for x in list(rng.integers(-(1 << 31), 1 << 31, size=10)) + [-2, -1, 1, 2, 7]:
+            want = math.floor(Fraction(int(x)) * exact + Fraction(1, 2))
+            assert fp.multiply_by_quantized_multiplier_single(int(x), multiplier, shift) == want
+
+
+def test_double_rounding_departs_from_single_rounding_at_second_ties():
+    """Why onnxruntime models round once: with a right shift of r bits, TFLM's two roundings
+    differ from one whenever the high multiply lands on a tie of the shift."""
+    rng = np.random.default_rng(3)
+    multiplier, shift = fp.quantize_multiplier(0.0371)  # shift -4: r = 4
+    xs = rng.integers(-20_000, 20_000, size=20_000)
+    differ = sum(fp.multiply_by_quantized_multiplier(int(x), multiplier, shift)
+                 != fp.multiply_by_quantized_multiplier_single(int(x), multiplier, shift)
+                 for x in xs)
+    assert shift == -4 and 0.5 / 2 ** 5 < differ / xs.size < 2 / 2 ** 5
 
 
 def test_fixed_point_exp_and_logistic_follow_the_functions():

@@ -51,6 +51,10 @@ class Artifact:
     power_cycle_budget: int = 0
     #: Kernel of each task of the task table, in execution order.
     tasks: list = dataclasses.field(default_factory=list)
+    #: Operators on a slower or less exact path (:class:`~.transform.notices.Notice`).
+    notices: list = dataclasses.field(default_factory=list)
+    #: Farads of the capacitor the tiles were sized for (the power cycle budget's).
+    capacitor_f: float | None = None
 
     def manifest(self) -> dict:
         """What ``model.json`` records: the tensors and the facts of the build."""
@@ -66,11 +70,13 @@ class Artifact:
             "source_format": self.source_format,
             "model_hash": f"0x{self.sources.model_hash:08x}",
             "power_cycle_budget": self.power_cycle_budget,
+            "capacitor_f": self.capacitor_f or self.board.capacitor_f,
             "tiles": {k: dataclasses.asdict(t) for k, t in sorted(self.tiles.items())},
             "tasks": [{"kernel": k, "tiles": self.tiles[k].extent,
                        "tiles_per_commit": self.tiles[k].tiles_per_commit,
                        "commits": self.tiles[k].commits} for k in self.tasks],
             "board_profile": self.board.to_dict(),
+            "notices": [n.to_dict() for n in self.notices],
         }
 
     def export(self, directory, overwrite: bool = False) -> Path:
@@ -119,7 +125,7 @@ class Artifact:
 
 def build(mod, target="intermittent/qemu-an386", *, board=None, tuning_log=None,
           name: str | None = None, shape_dict: dict | None = None,
-          capacitor_f: float | None = None) -> Artifact:
+          capacitor_f: float | None = None, int8_only: bool = False) -> Artifact:
     """Compile a model to a plain-C project for an intermittently powered microcontroller.
 
     Parameters
@@ -138,6 +144,10 @@ def build(mod, target="intermittent/qemu-an386", *, board=None, tuning_log=None,
         Fixed input shapes for models with symbolic dimensions.
     capacitor_f : float, optional
         Capacitor the tiles are sized for (default: the board profile's).
+    int8_only : bool
+        Refuse (:class:`~.errors.ModelError`) a model that would keep any operator in float
+        or any epilogue unfused, naming them and why; by default such a model compiles and
+        the artifact's ``notices`` (also logged, and in ``model.json``) say so.
 
     Returns
     -------
@@ -157,7 +167,14 @@ def build(mod, target="intermittent/qemu-an386", *, board=None, tuning_log=None,
     else:
         imported = load_model(mod, shape_dict)
     tvm_target = tvm.target.Target("intermittent/" + the_board.name)
-    relax_mod = intermittent_pipeline(tvm_target)(imported.mod)
+    notices = []
+    if int8_only:
+        _check_quantized(imported.mod)
+    relax_mod = intermittent_pipeline(tvm_target, notices)(imported.mod)
+    if int8_only and notices:
+        raise ModelError("int8_only (--int8-only): the model is not integer-only:\n  "
+                         + "\n  ".join(str(n) for n in notices)
+                         + "\ncompile without --int8-only to accept these operators")
     graph = extract_graph(relax_mod)
     lowered = {kernel: lower_prim_func(func, kernel) for kernel, func in graph.kernels.items()
                if any(step.kernel == kernel for step in graph.steps)}
@@ -172,7 +189,18 @@ def build(mod, target="intermittent/qemu-an386", *, board=None, tuning_log=None,
     _check_memory(sources, scratch, the_board)
     return Artifact(name or imported.name, the_board, sources, inputs, outputs,
                     time.perf_counter() - started, imported.format, imported.source, tiles,
-                    budget, [step.kernel for step in graph.steps])
+                    budget, [step.kernel for step in graph.steps], notices, capacitor_f)
+
+
+def _check_quantized(mod) -> None:
+    """``int8_only`` on a float model: nothing to make integer, so say that."""
+    from .transform.quantized_to_integer import is_quantized  # pylint: disable=C0415
+
+    if not any(is_quantized(f) for _, f in mod.functions_items()
+               if isinstance(f, tvm.relax.Function)):
+        raise ModelError("int8_only (--int8-only): the model is a float model (no quantize "
+                         "or dequantize operators); quantize it first (e.g. "
+                         "onnxruntime.quantization or the TFLite converter's int8 mode)")
 
 
 #: SRAM the firmware needs besides kernel scratch: the stack reserve of the project's

@@ -245,6 +245,31 @@ def run_onnxruntime(model, inputs):
         raise InputError(f"ONNX Runtime rejected the inputs: {err}") from err
 
 
+def onnx_output_lsb_scales(model):
+    """Per output of an ONNX model, the step of the ``DequantizeLinear`` producing it, or None.
+
+    A QDQ model's float output is a quantized value dequantized; onnxruntime and an integer
+    build can only be compared in units of that step (see :func:`output_lsb_scales`).
+    """
+    import onnx  # pylint: disable=import-outside-toplevel
+    from onnx import numpy_helper  # pylint: disable=import-outside-toplevel
+
+    if isinstance(model, (str, PathLike)):
+        model = onnx.load(str(model))
+    constants = {i.name: i for i in model.graph.initializer}
+    producers = {o: n for n in model.graph.node for o in n.output}
+    scales = []
+    for output in model.graph.output:
+        node = producers.get(output.name)
+        scale = None
+        if node is not None and node.op_type == "DequantizeLinear" and node.input[1] in constants:
+            values = numpy_helper.to_array(constants[node.input[1]])
+            if values.size == 1:
+                scale = float(values.reshape(-1)[0])
+        scales.append(scale)
+    return scales
+
+
 def output_lsb_scales(model):
     """Per output of a TFLite model, the int8 step behind a float (DEQUANTIZE) output, or None.
 

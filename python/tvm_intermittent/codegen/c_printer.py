@@ -468,9 +468,21 @@ class CFunctionPrinter:
             return f"{_libm('pow', dtype)}({args[0]}, {args[1]})"
         if op in _LIBM and str(dtype).startswith("float"):
             return f"{_libm(_LIBM[op], dtype)}({', '.join(args)})"
-        if op == "q_multiply_shift":
-            return f"intm_q_multiply_shift({', '.join(args)})"
+        legalize = _legalization(op)
+        if legalize is not None:
+            # TVM's fixed-point intrinsics (q_multiply_shift, its per-axis form) have no C
+            # function; TVM's own legalization spells them in 64-bit integer arithmetic,
+            # which prints like any expression (and keeps TVM's exact rounding).
+            return self._expr(legalize(node))
         raise ModelError(f"{self.c_name}: no C translation for the TIR intrinsic {op!r}")
+
+
+def _legalization(op: str):
+    """TVM's ``default.FLegalize`` rule of the TIR intrinsic ``op``, or None."""
+    try:
+        return tvm.ir.Op.get("tirx." + op).get_attr("default.FLegalize")
+    except (tvm.TVMError, AttributeError, ValueError):
+        return None
 
 
 def float_literal(value: float, dtype="float32") -> str:

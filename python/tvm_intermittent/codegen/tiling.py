@@ -19,6 +19,9 @@ on a small capacitor), its reduction is split into chunks: a tile is then one ch
 element, and the running sum passes from chunk to chunk through two NVM slots. Chunk c reads
 slot c % 2 and writes slot (c + 1) % 2, so running chunk c again reads what it read the first
 time; such kernels commit after every tile, so no later chunk can have overwritten that slot.
+
+Idempotence is not taken on trust from this construction: every plan is checked from the
+lowered TIR by :mod:`.idempotence` before it is used.
 """
 
 from __future__ import annotations
@@ -26,10 +29,12 @@ from __future__ import annotations
 import dataclasses
 import math
 
+import numpy as np
 from tvm import tirx
 
 from ..errors import DoesNotFitError
 from .c_printer import statements
+from .idempotence import IdempotenceError, check_idempotence
 
 #: Fraction of a power cycle one commit batch may use; the rest covers boot, restore,
 #: commit, and the error of the instruction estimate.
@@ -70,6 +75,9 @@ class TilePlan:
     chunks: int = 1
     #: Iterations of the outermost reduction loop per chunk (split kernels only).
     chunk_size: int = 0
+    #: Why the idempotence check made this plan coarser than the cost alone chose ("": it
+    #: did not).
+    retiled: str = ""
 
     @property
     def commits(self) -> int:
@@ -207,7 +215,44 @@ def plan_tiles(func: tirx.PrimFunc, op_name: str, written: set[str], budget: int
     The tile is the shallowest fused loop prefix whose estimated cost fits the target
     ``(budget - BOOT_INSTRUCTIONS) * BUDGET_MARGIN``; deeper prefixes make smaller tiles but
     more commits. Raises DoesNotFitError when even one output element's tile does not fit.
+
+    The plan is then checked from the TIR (:func:`.idempotence.check_idempotence`). A plan
+    that fails is re-tiled with a shallower prefix (coarser tiles can merge the tiles that
+    shared an element or carried scratch) when one fits the budget, and ``retiled`` says why;
+    otherwise the kernel is refused with the reason (IdempotenceError).
     """
+    plan = _plan_tiles(func, op_name, written, budget, board_name)
+    try:
+        check_idempotence(func, op_name, plan)
+        return plan
+    except IdempotenceError as err:
+        if plan.chunks > 1 or plan.depth == 0:
+            raise
+        reason = str(err)
+    target = int((budget - BOOT_INSTRUCTIONS) * BUDGET_MARGIN)
+    batch = min(target, int(math.sqrt(2 * budget * COMMIT_INSTRUCTIONS)))
+    chain = loop_chain(func)
+    for depth in range(plan.depth - 1, -1, -1):
+        extent = int(np.prod([int(loop.extent) for loop in chain[:depth]], dtype=np.int64))
+        body = chain[depth - 1].body if depth else func.body
+        cost = estimate_instructions(body) + (_LOOP_OVERHEAD + 8 if depth else 0)
+        if cost > target:
+            break
+        candidate = TilePlan(depth, extent, cost, max(1, min(extent, batch // max(cost, 1))),
+                             retiled=f"{depth} fused loops instead of {plan.depth}: {reason}")
+        try:
+            check_idempotence(func, op_name, candidate)
+        except IdempotenceError:
+            continue
+        return candidate
+    raise IdempotenceError(f"{reason}; no coarser tiling that fits one power cycle of board "
+                           f"{board_name} ({budget:,} instructions) passes the check either, "
+                           "so it is refused")
+
+
+def _plan_tiles(func: tirx.PrimFunc, op_name: str, written: set[str], budget: int,
+                board_name: str) -> TilePlan:
+    """The tiling by estimated cost alone (see :func:`plan_tiles`)."""
     target = int((budget - BOOT_INSTRUCTIONS) * BUDGET_MARGIN)
     batch = min(target, int(math.sqrt(2 * budget * COMMIT_INSTRUCTIONS)))
     chain = loop_chain(func)

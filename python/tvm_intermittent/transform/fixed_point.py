@@ -19,6 +19,15 @@ Two forms of the same arithmetic live here:
 - TIR builders (``srdhm_expr``, ``rdbp_expr``, ``requantize_expr``) for what must run on
   the device: the requantization of accumulators.
 
+Models that do not come from TFLite (onnxruntime's QDQ models, Relax modules) are checked
+against a runtime that computes in float between its Q/DQ pairs and rounds once. For them
+the requantization rounds once too (``single_rounding``): ``x * multiplier * 2**(shift-31)``
+rounded half up from the exact 64-bit product, which is what TFLM computes when built with
+``TFLITE_SINGLE_ROUNDING``. Double rounding departs from a single rounding whenever the
+high multiply lands on a tie of the second rounding, which for a right shift of ``r`` bits
+is about one value in ``2**(r+1)`` (3 % for ``r = 4``), enough to grow from one step to
+several over a deep network (``tests/test_qdq_onnx.py``).
+
 Notation: a Q\\ *m* number is an int32 with *m* integer bits and 31 - *m* fraction bits.
 """
 
@@ -121,6 +130,13 @@ def multiply_by_quantized_multiplier(x: int, multiplier: int, shift: int) -> int
     left = max(shift, 0)
     right = max(-shift, 0)
     return rdbp(srdhm(wrap_int32(x * (1 << left)), multiplier), right)
+
+
+def multiply_by_quantized_multiplier_single(x: int, multiplier: int, shift: int) -> int:
+    """``x * multiplier * 2**(shift - 31)`` rounded once, halves up, from the exact product
+    (TFLM's ``TFLITE_SINGLE_ROUNDING`` requantization)."""
+    total = 31 - shift
+    return (x * multiplier + (1 << (total - 1))) >> total
 
 
 def wrap_int32(x: int) -> int:
@@ -251,8 +267,28 @@ def rdbp_expr(x, exponent):
     return tirx.shift_right(x, exponent) + carry
 
 
-def requantize_expr(x, multiplier, shift, shift_range=None):
-    """TIR for :func:`multiply_by_quantized_multiplier` of an int32 ``x``.
+def single_rounding_expr(x, multiplier, shift):
+    """TIR for :func:`multiply_by_quantized_multiplier_single` of an int32 ``x``.
+
+    ``multiplier`` and ``shift`` are ints (folded into constants) or int32 expressions
+    (per-channel tables). The 64-bit product holds any int32 ``x`` exactly, so there is no
+    input contract beyond the multiplier's range; ``shift`` is at most 30.
+    """
+    i64 = "int64"
+    if isinstance(shift, int):
+        total = 31 - shift
+        product = _i64(x) * tirx.const(int(multiplier), i64)
+        return tirx.Cast("int32", tirx.shift_right(
+            product + tirx.const(1 << (total - 1), i64), tirx.const(total, i64)))
+    total = tirx.const(31, i64) - _i64(shift)
+    product = _i64(x) * _i64(multiplier)
+    rounding = tirx.shift_left(tirx.const(1, i64), total - tirx.const(1, i64))
+    return tirx.Cast("int32", tirx.shift_right(product + rounding, total))
+
+
+def requantize_expr(x, multiplier, shift, shift_range=None, single_rounding=False):
+    """TIR for :func:`multiply_by_quantized_multiplier` of an int32 ``x``
+    (:func:`single_rounding_expr` with ``single_rounding``).
 
     ``multiplier`` and ``shift`` are ints (per-tensor: folded into constants) or int32
     expressions (per-channel: loaded from tables); ``shift_range``, the (min, max) of a
@@ -269,6 +305,8 @@ def requantize_expr(x, multiplier, shift, shift_range=None):
     int32 (a left shift only occurs for multipliers above one, where models keep
     accumulators small; TFLM's own arithmetic overflows there too).
     """
+    if single_rounding:
+        return single_rounding_expr(x, multiplier, shift)
     i64 = "int64"
     if isinstance(shift, int):
         left, right = max(shift, 0), max(-shift, 0)
@@ -319,12 +357,15 @@ class Requantization:
     Three forms: every channel has the same multiplier (constants, no table); every channel
     shifts right, the usual case (tables of multipliers, right shifts and their halves);
     anything else (tables of multipliers and shifts, the general :func:`requantize_expr`).
+    With ``single_rounding`` (models checked against onnxruntime, see the module docstring)
+    the tables are the multipliers and the shifts, and the product is rounded once.
     """
 
-    def __init__(self, reals):
+    def __init__(self, reals, single_rounding: bool = False):
         pairs = [quantize_multiplier(float(r)) for r in np.asarray(reals).reshape(-1)]
         self.multipliers = np.array([p[0] for p in pairs], dtype=np.int32)
         self.shifts = np.array([p[1] for p in pairs], dtype=np.int32)
+        self.single_rounding = single_rounding
 
     @property
     def uniform(self) -> bool:
@@ -337,7 +378,7 @@ class Requantization:
     def table_names(self) -> list[str]:
         if self.uniform:
             return []
-        if self.right_shifts_only:
+        if self.right_shifts_only and not self.single_rounding:
             return ["multiplier", "right_shift", "half"]
         return ["multiplier", "shift"]
 
@@ -345,7 +386,7 @@ class Requantization:
         """The int32 arrays the kernel takes, in the order of :meth:`table_names`."""
         if self.uniform:
             return []
-        if self.right_shifts_only:
+        if self.right_shifts_only and not self.single_rounding:
             right = -self.shifts
             return [self.multipliers, right, np.left_shift(1, right - 1).astype(np.int32)]
         return [self.multipliers, self.shifts]
@@ -354,6 +395,11 @@ class Requantization:
         """TIR of the requantized int32 ``x`` for output ``channel``; ``tables`` are the
         kernel's buffers for :meth:`tables`, ``bind(name, value)`` names a value (None: an
         expression without statements, repeating the high multiply)."""
+        if self.single_rounding:
+            if self.uniform:
+                return single_rounding_expr(x, int(self.multipliers[0]), int(self.shifts[0]))
+            multipliers, shifts = tables
+            return single_rounding_expr(x, multipliers[channel], shifts[channel])
         if not (self.uniform or self.right_shifts_only):
             multipliers, shifts = tables
             return requantize_expr(x, multipliers[channel], shifts[channel],

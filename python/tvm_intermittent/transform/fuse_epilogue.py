@@ -17,6 +17,8 @@ Step 4. Hoist each reduction's initialization out of its reduction loops, so the
         loop carries no "first iteration?" branch.
 
 Tiling for intermittent execution comes later; this rule only makes the operator lean.
+An epilogue that cannot be placed under its reduction's loops keeps its full-size
+intermediate buffer; the rule then reports a notice (:mod:`.notices`) naming the blocks.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ from __future__ import annotations
 from tvm import s_tir, tirx
 from tvm.s_tir.dlight.base import ScheduleRule
 from tvm.target import Target
+
+from .notices import UNFUSED_EPILOGUE, Notice, report
 
 _SPATIAL = 0
 _REDUCE = 2
@@ -39,7 +43,17 @@ def _try(primitive, *args) -> bool:
 
 
 class FuseEpilogue(ScheduleRule):
-    """Inline injective blocks and compute epilogues at their reduction's spatial loops."""
+    """Inline injective blocks and compute epilogues at their reduction's spatial loops.
+
+    Parameters
+    ----------
+    notices : list, optional
+        Receives a notice for each epilogue left unfused (see :mod:`.notices`).
+    """
+
+    def __init__(self, notices: list | None = None):
+        super().__init__()
+        self.notices = notices
 
     def is_target_available(self, target: Target) -> bool:
         return target.kind.name in ("c", "llvm")
@@ -72,7 +86,19 @@ class FuseEpilogue(ScheduleRule):
                 continue
             consumers = sch.get_consumers(block)
             for consumer in consumers:
-                _try(sch.reverse_compute_at, consumer, loops[n_spatial - 1])
+                if not _try(sch.reverse_compute_at, consumer, loops[n_spatial - 1]):
+                    producer, epilogue = sch.get(block), sch.get(consumer)
+                    name = func.attrs.get("global_symbol") if func.attrs else None
+                    buffer = producer.writes[0].source
+                    elements = 1
+                    for extent in buffer.shape:
+                        elements *= int(extent)
+                    report(self.notices, Notice(
+                        str(name or producer.name_hint), UNFUSED_EPILOGUE,
+                        f"block {epilogue.name_hint!r} cannot run inside the loops of "
+                        f"reduction {producer.name_hint!r}, so its intermediate "
+                        f"{buffer.name!r} ({elements} element{'s' * (elements != 1)}) "
+                        "stays whole and is written before the epilogue reads it"))
             # Step 3. Accumulate in a local element when the block writes the output.
             if not consumers:
                 try:

@@ -18,6 +18,8 @@ Conventions shared by all of them:
   output channel.
 - ``clamp`` is the ``(lo, hi)`` range of the output after the fused activation, already
   intersected with the output dtype's range.
+- ``single_rounding`` selects the requantization that rounds once (models checked against
+  onnxruntime) instead of TFLM's two roundings (:mod:`.fixed_point`).
 """
 
 from __future__ import annotations
@@ -38,12 +40,13 @@ def _clamp_cast(value, clamp, dtype):
     return tirx.max(tirx.min(value, _i32(hi)), _i32(lo)).astype(dtype)
 
 
-def _requantize(acc, requant, channel):
+def _requantize(acc, requant, channel, single_rounding):
     if len(requant) == 4:  # per channel: tables and the range of the shifts
         multiplier, shift, low, high = requant
-        return requantize_expr(acc, multiplier[channel], shift[channel], (low, high))
+        return requantize_expr(acc, multiplier[channel], shift[channel], (low, high),
+                               single_rounding=single_rounding)
     multiplier, shift = requant
-    return requantize_expr(acc, int(multiplier), int(shift))
+    return requantize_expr(acc, int(multiplier), int(shift), single_rounding=single_rounding)
 
 
 def _centered(tensor, indices, zero_point):
@@ -53,7 +56,7 @@ def _centered(tensor, indices, zero_point):
 
 
 def conv2d(data, weight, bias, requant, *, layout, strides, padding, dilation, groups,
-           input_zero_point, output_zero_point, clamp, out_dtype):
+           input_zero_point, output_zero_point, clamp, out_dtype, single_rounding=False):
     """Grouped 2-D convolution (depthwise when ``groups`` equals the input channels).
 
     Parameters
@@ -114,17 +117,27 @@ def conv2d(data, weight, bias, requant, *, layout, strides, padding, dilation, g
     def output(*index):
         channel = index[3] if nhwc else index[1]
         total = acc[index] + bias[channel] if bias is not None else acc[index]
-        value = _requantize(total, requant, channel) + _i32(output_zero_point)
+        value = _requantize(total, requant, channel, single_rounding) + _i32(output_zero_point)
         return _clamp_cast(value, clamp, out_dtype)
 
     return te.compute(shape, output, name="conv_out")
 
 
-def avg_pool2d(data, *, pool, strides, padding, layout, clamp):
-    """Average pooling with TFLM's rounding; input and output share their quantization.
+def avg_pool2d(data, *, pool, strides, padding, layout, clamp, ties_to_even=None,
+               rescale=None, out_dtype=None):
+    """Average pooling of the raw values in each window (padding excluded).
 
-    TFLM sums the raw values inside the window (padding excluded), then divides by the
-    number of summed values rounding half away from zero: ``(sum +- count / 2) / count``.
+    TFLM (the default) divides the window's sum by the number of summed values, rounding
+    half away from zero: ``(sum +- count / 2) / count``; input and output share their
+    quantization. With ``ties_to_even``, the input zero point (onnxruntime's models, whose
+    ``QuantizeLinear`` rounds the float average of the centered values half to even), the
+    average of the centered values goes to its even neighbour at halves.
+
+    ``rescale``, for an output quantized differently from the input (onnxruntime's models),
+    is ``(input_zero_point, output_zero_point, ((count, multiplier, shift), ...))``: the sum
+    minus ``count * input_zero_point`` requantized once with the multiplier of
+    ``input_scale / (output_scale * count)``, so the average is rounded once, not twice;
+    ``out_dtype`` is then the output's (default: the input's).
     """
     nhwc = layout == "NHWC"
     if nhwc:
@@ -162,19 +175,52 @@ def avg_pool2d(data, *, pool, strides, padding, layout, clamp):
     else:
         acc = te.compute(shape, lambda n, c, y, x: window_sum(n, y, x, c), name="pool_sum")
 
+    def divided(total, n):
+        if ties_to_even is not None:  # floor quotient, then up past half, or at half if odd
+            centered = total - n * _i32(ties_to_even)
+            quotient = tirx.floordiv(centered, n)
+            twice_rest = (centered - quotient * n) * _i32(2)
+            up = tirx.Select(tirx.any(twice_rest > n, tirx.all(
+                twice_rest == n, tirx.floormod(quotient, _i32(2)) == _i32(1))), _i32(1), _i32(0))
+            return quotient + up + _i32(ties_to_even)
+        half = tirx.truncdiv(n, _i32(2))
+        return tirx.Select(total > 0, tirx.truncdiv(total + half, n),
+                           tirx.truncdiv(total - half, n))
+
+    def rescaled(total, n):
+        input_zero_point, output_zero_point, multipliers = rescale
+        value = None
+        for size, multiplier, shift in sorted(multipliers, reverse=True):
+            centered = total - n * _i32(input_zero_point)
+            this = requantize_expr(centered, multiplier, shift, single_rounding=True)
+            value = this if value is None else tirx.Select(n == _i32(size), this, value)
+        return value + _i32(output_zero_point)
+
     def output(*index):
         out_y, out_x = (index[1], index[2]) if nhwc else (index[2], index[3])
         total, n = acc[index], count(out_y, out_x)
-        half = tirx.truncdiv(n, _i32(2))
-        rounded = tirx.Select(total > 0, tirx.truncdiv(total + half, n),
-                              tirx.truncdiv(total - half, n))
-        return _clamp_cast(rounded, clamp, data.dtype)
+        value = rescaled(total, n) if rescale is not None else divided(total, n)
+        return _clamp_cast(value, clamp, out_dtype or data.dtype)
 
     return te.compute(shape, output, name="pool_out")
 
 
+def window_counts(in_hw, pool, strides, padding) -> set:
+    """The distinct numbers of values inside the windows of a padding-excluded pool."""
+    (in_h, in_w), (p_h, p_w), (s_h, s_w) = in_hw, pool, strides
+    top, left, bottom, right = padding
+    out_h = (in_h + top + bottom - p_h) // s_h + 1
+    out_w = (in_w + left + right - p_w) // s_w + 1
+
+    def extent(start, size, limit):
+        return min(start + size, limit) - max(start, 0)
+
+    return {extent(y * s_h - top, p_h, in_h) * extent(x * s_w - left, p_w, in_w)
+            for y in range(out_h) for x in range(out_w)}
+
+
 def mean(data, *, axes, keepdims, input_zero_point, multiplier, shift, output_zero_point,
-         clamp, out_dtype):
+         clamp, out_dtype, single_rounding=False):
     """Mean over ``axes``, TFLM's way: one requantization of the raw sum.
 
     TFLM folds the division by the element count ``n`` into the multiplier at compile time
@@ -207,7 +253,8 @@ def mean(data, *, axes, keepdims, input_zero_point, multiplier, shift, output_ze
 
     def output(*index):
         centered = total[index] - _i32(input_zero_point * count)
-        value = requantize_expr(centered, multiplier, shift) + _i32(output_zero_point)
+        value = (requantize_expr(centered, multiplier, shift, single_rounding=single_rounding)
+                 + _i32(output_zero_point))
         return _clamp_cast(value, clamp, out_dtype)
 
     return te.compute(out_shape, output, name="mean_out")
@@ -221,7 +268,7 @@ def _broadcast_index(tensor, out_index):
 
 
 def add(lhs, rhs, shape, *, lhs_params, rhs_params, output_params, left_shift, clamp,
-        out_dtype):
+        out_dtype, single_rounding=False):
     """Elementwise add of two differently quantized tensors, with broadcasting (TFLM's ADD).
 
     Each input, minus its zero point, is scaled up by ``2**left_shift`` and rescaled to a
@@ -233,38 +280,42 @@ def add(lhs, rhs, shape, *, lhs_params, rhs_params, output_params, left_shift, c
     def rescaled(tensor, params, index):
         zero_point, multiplier, shift = params
         value = _centered(tensor, _broadcast_index(tensor, index), zero_point)
-        return requantize_expr(value * _i32(1 << left_shift), multiplier, shift)
+        return requantize_expr(value * _i32(1 << left_shift), multiplier, shift,
+                               single_rounding=single_rounding)
 
     def output(*index):
         total = rescaled(lhs, lhs_params, index) + rescaled(rhs, rhs_params, index)
         zero_point, multiplier, shift = output_params
-        value = requantize_expr(total, multiplier, shift) + _i32(zero_point)
+        value = (requantize_expr(total, multiplier, shift, single_rounding=single_rounding)
+                 + _i32(zero_point))
         return _clamp_cast(value, clamp, out_dtype)
 
     return te.compute(shape, output, name="add_out")
 
 
 def multiply(lhs, rhs, shape, *, lhs_zero_point, rhs_zero_point, multiplier, shift,
-             output_zero_point, clamp, out_dtype):
+             output_zero_point, clamp, out_dtype, single_rounding=False):
     """Elementwise product with broadcasting (TFLM's MUL): the product of the centered
     inputs (at most 255 * 255, no overflow) requantized once."""
 
     def output(*index):
         product = (_centered(lhs, _broadcast_index(lhs, index), lhs_zero_point)
                    * _centered(rhs, _broadcast_index(rhs, index), rhs_zero_point))
-        value = requantize_expr(product, multiplier, shift) + _i32(output_zero_point)
+        value = (requantize_expr(product, multiplier, shift, single_rounding=single_rounding)
+                 + _i32(output_zero_point))
         return _clamp_cast(value, clamp, out_dtype)
 
     return te.compute(shape, output, name="multiply_out")
 
 
 def requantize(data, *, input_zero_point, multiplier, shift, output_zero_point, clamp,
-               out_dtype):
+               out_dtype, single_rounding=False):
     """Change an activation's quantization: TFLM's int8 -> int8 QUANTIZE."""
 
     def output(*index):
         value = _centered(data, index, input_zero_point)
-        value = requantize_expr(value, multiplier, shift) + _i32(output_zero_point)
+        value = (requantize_expr(value, multiplier, shift, single_rounding=single_rounding)
+                 + _i32(output_zero_point))
         return _clamp_cast(value, clamp, out_dtype)
 
     return te.compute(data.shape, output, name="requantize")

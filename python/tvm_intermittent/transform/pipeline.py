@@ -18,15 +18,20 @@ from .quantized_to_integer import QuantizedToInteger
 PIPELINE_NAME = "intermittent"
 
 
-def intermittent_pipeline(target: tvm.target.Target | None = None) -> tvm.transform.Pass:
-    """Build the pass sequence; ``target`` is the ``intermittent/<board>`` target."""
+def intermittent_pipeline(target: tvm.target.Target | None = None,
+                          notices: list | None = None) -> tvm.transform.Pass:
+    """Build the pass sequence; ``target`` is the ``intermittent/<board>`` target.
+
+    ``notices``, when given, receives a :class:`~.notices.Notice` for each operator left on
+    a slower or less exact path (kept in float, epilogue not fused); they are logged too.
+    """
     target = target or tvm.target.Target({"kind": "c"})
 
     @tvm.transform.module_pass(opt_level=0, name="intermittent")
     def _pipeline(mod: tvm.IRModule, _ctx: tvm.transform.PassContext) -> tvm.IRModule:
         passes = [
             # Quantized patterns become integer-only int8 operators (QuantizedToInteger).
-            QuantizedToInteger(),
+            QuantizedToInteger(notices),
             # Inference-only rewrites (batch norm to scale and shift) before lowering.
             relax.transform.DecomposeOpsForInference(),
             # Every Relax operator becomes a TIR PrimFunc called through call_tir.
@@ -39,7 +44,7 @@ def intermittent_pipeline(target: tvm.target.Target | None = None) -> tvm.transf
             relax.transform.FuseTIR(),
             relax.transform.DeadCodeElimination(),
             # Remove the intermediates inside each fused kernel (see FuseEpilogue).
-            dlight.ApplyDefaultSchedule(FuseEpilogue()),
+            dlight.ApplyDefaultSchedule(FuseEpilogue(notices)),
         ]
         with target:
             return tvm.transform.Sequential(passes)(mod)

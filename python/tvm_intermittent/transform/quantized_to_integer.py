@@ -25,7 +25,10 @@ Multipliers follow TFLM's Prepare functions: each real multiplier is computed in
 the model's float32 scales, in TFLM's order, and split by :func:`~.fixed_point.
 quantize_multiplier`. Rounding at a float boundary is TFLite's (halves away from zero) for
 models our TFLite frontend imported (it marks them, see :data:`ROUNDING_ATTR`), otherwise
-that of ``relax.quantize`` and onnxruntime (halves to even).
+that of ``relax.quantize`` and onnxruntime (halves to even). The requantizations follow the
+same mark: TFLite models round twice as TFLM does, every other model rounds the exact
+product once, as onnxruntime's float arithmetic between Q/DQ pairs does
+(:mod:`.fixed_point`).
 """
 
 from __future__ import annotations
@@ -33,19 +36,33 @@ from __future__ import annotations
 import numpy as np
 import tvm
 from tvm import relax
+from tvm.ir.expr import Constant
 from tvm.relax import PyExprMutator, expr_functor
 
+from ..errors import ModelError
 from . import integer_kernels, integer_ops
 from .fixed_point import Requantization, quantize_multiplier, tflm_logistic_table
 from .integer_softmax import exp_table, softmax_kernel
+from .notices import FLOAT_LOWERING, Notice, report
 from .quantized_patterns import RANGES, PatternReader, QuantizedTensor, op_name, scalar
 
 #: Function attribute naming the rounding of float -> int quantization: "away" or "even".
 ROUNDING_ATTR = "intermittent.quantize_rounding"
+#: Function attribute choosing the requantization: "double" (TFLM's two roundings) or
+#: "single" (one rounding, onnxruntime's); default: "double" for TFLite models (marked by
+#: ROUNDING_ATTR = "away"), else "single". ``bench/qdq_layers.py`` compares the two.
+REQUANTIZE_ROUNDING_ATTR = "intermittent.requantize_rounding"
 #: Function attribute that keeps a function's float lowering (for comparisons and benchmarks).
 FLOAT_LOWERING_ATTR = "intermittent.float_lowering"
 #: TFLM's headroom for ADD: inputs are scaled up by 2**20 before rescaling.
 ADD_LEFT_SHIFT = 20
+_WEIGHTS_REASON = ("its weights are not int8 with zero point 0 and one scale per output "
+                   "channel (quantize weights symmetrically, per channel or per tensor)")
+_BIAS_REASON = "its bias is not int32 with zero point 0 in the scale input scale x weight scale"
+_OPERANDS_REASON = ("an operand is neither a dequantized int8/uint8 tensor nor a quantized "
+                    "constant (a float scaling such as Gemm's alpha or beta)")
+#: Relax operators that compute nothing (the boundary's dequantize, layout changes).
+_NOT_ARITHMETIC = {"relax.dequantize", "relax.quantize"}
 _LAYOUT_OPS = {"relax.reshape", "relax.permute_dims", "relax.squeeze", "relax.expand_dims",
                "relax.flatten"}
 
@@ -73,8 +90,19 @@ class _IntegerRewriter(PyExprMutator):
     def __init__(self, mod: tvm.IRModule, func: relax.Function):
         super().__init__(mod)
         self._read = PatternReader(func)
+        #: Why each operator (by its original call) stayed in float.
+        self.reasons: dict = {}
+        self._why = None
         rounding = func.attrs.get(ROUNDING_ATTR, "even") if func.attrs else "even"
         self._ties_to_even = str(rounding) != "away"
+        # TFLite models (marked "away") are TFLM's; the others are onnxruntime's, which
+        # rounds once from float: so do we (see fixed_point).
+        default = "single" if self._ties_to_even else "double"
+        requantize = func.attrs.get(REQUANTIZE_ROUNDING_ATTR, default) if func.attrs else default
+        if str(requantize) not in ("single", "double"):
+            raise ModelError(f"{REQUANTIZE_ROUNDING_ATTR} must be 'single' or 'double', not "
+                             f"{requantize!r}")
+        self._single_rounding = str(requantize) == "single"
 
     def _operand(self, expr):
         """An integer activation or constant: (new relax expr, scale, zero point, dtype)."""
@@ -114,10 +142,20 @@ class _IntegerRewriter(PyExprMutator):
             return None
         return self._quantize(quantize, (int(lo), int(hi)))
 
+    def _no(self, reason: str):
+        """Refuse the pattern being read, saying why (see :meth:`_quantize`)."""
+        self._why = reason
+        return None
+
     def _quantize(self, call, bounds=None):
         scale, zero_point = scalar(call.args[1]), scalar(call.args[2])
         out_dtype = str(call.attrs.out_dtype)
         if scale is None or zero_point is None or out_dtype not in RANGES:
+            value = self._read.value(call.args[0])
+            if op_name(value) is not None:
+                self.reasons[value] = ("its output is quantized per channel or to "
+                                       f"{out_dtype}; integer operators produce int8/uint8 "
+                                       "with one scale and zero point")
             return None
         out = QuantizedTensor(call, float(np.float32(scale)), int(zero_point), out_dtype)
         core, clamp = self._read.activation(call.args[0], out)
@@ -141,8 +179,15 @@ class _IntegerRewriter(PyExprMutator):
         if handler is None and op_name(value) in _LAYOUT_OPS:
             handler = self._layout
         if handler is not None:
-            return handler(value, out, clamp)
-        if str(core.ty.dtype) == "float32" and clamp == RANGES[out_dtype]:
+            self._why = None
+            result = handler(value, out, clamp)
+            if result is not None:
+                return result
+            self.reasons[value] = self._why or "its operands are not dequantized int8 tensors"
+        elif op_name(value) not in (None, "relax.call_tir"):  # call_tir: its kernel is opaque
+            self.reasons[value] = (f"{op_name(value).removeprefix('relax.')} has no integer "
+                                   "form (docs/int8.md lists the operators)")
+        if handler is None and str(core.ty.dtype) == "float32" and clamp == RANGES[out_dtype]:
             return self._boundary_quantize(call, out)
         return None
 
@@ -155,7 +200,7 @@ class _IntegerRewriter(PyExprMutator):
         return self.builder_.call_te(
             integer_ops.requantize, expr, input_zero_point=zero_point, multiplier=multiplier,
             shift=shift, output_zero_point=out.zero_point, clamp=clamp, out_dtype=out.dtype,
-            primfunc_name_hint="requantize")
+            single_rounding=self._single_rounding, primfunc_name_hint="requantize")
 
     # ---- convolution and dense -----------------------------------------------------------
 
@@ -172,7 +217,7 @@ class _IntegerRewriter(PyExprMutator):
         attrs = conv.attrs
         layout = str(attrs.data_layout)
         if layout not in ("NHWC", "NCHW") or str(attrs.out_layout) != layout:
-            return None
+            return self._no(f"layout {layout} -> {attrs.out_layout}: only NHWC and NCHW")
         data = self._read.dequantized(conv.args[0])
         groups = int(attrs.groups)
         in_c = int(conv.args[0].ty.shape.values[3 if layout == "NHWC" else 1])
@@ -181,12 +226,14 @@ class _IntegerRewriter(PyExprMutator):
         canonical = ("OHWI" if groups == 1 else "HWIO") if kernel else (
             "HWIO" if layout == "NHWC" else "OIHW")
         weight, w_scale = self._read.weights(conv.args[1], str(attrs.kernel_layout), canonical)
-        if data is None or weight is None:
-            return None
+        if data is None:
+            return self._no("its input is not a dequantized int8/uint8 tensor")
+        if weight is None:
+            return self._no(_WEIGHTS_REASON)
         accumulator_scale = np.float64(data.scale) * w_scale.astype(np.float64)
         bias, ok = self._read.bias(bias_expr, w_scale.size, accumulator_scale)
         if not ok:
-            return None
+            return self._no(_BIAS_REASON)
         reals = accumulator_scale / np.float64(out.scale)
         geometry = dict(strides=[int(s) for s in attrs.strides],
                         padding=[int(p) for p in attrs.padding],
@@ -200,7 +247,8 @@ class _IntegerRewriter(PyExprMutator):
             func, constants = integer_kernels.conv2d_nhwc(
                 in_shape=[int(d) for d in conv.args[0].ty.shape.values], weight=weight,
                 bias=bias, input_zero_point=data.zero_point, output_zero_point=out.zero_point,
-                requant=Requantization(reals), clamp=clamp, in_dtype=data.dtype,
+                requant=Requantization(reals, self._single_rounding), clamp=clamp,
+                in_dtype=data.dtype,
                 out_dtype=out.dtype, depthwise_multiplier=multiplier, **geometry)
             name = "conv2d_s8" if groups == 1 else "depthwise_conv2d_s8"
             return self._call_kernel(func, name, x, constants, conv.ty, out.dtype)
@@ -209,23 +257,26 @@ class _IntegerRewriter(PyExprMutator):
             relax.const(bias) if bias is not None else None, _multipliers(reals),
             layout=layout, groups=groups, input_zero_point=data.zero_point,
             output_zero_point=out.zero_point, clamp=clamp, out_dtype=out.dtype,
-            primfunc_name_hint="conv2d_s8", **geometry)
+            single_rounding=self._single_rounding, primfunc_name_hint="conv2d_s8", **geometry)
 
     def _dense(self, matmul, bias_expr, out, clamp):
         data = self._read.dequantized(matmul.args[0])
-        if data is None or len(matmul.args[0].ty.shape.values) != 2:
-            return None
+        if data is None:
+            return self._no("its input is not a dequantized int8/uint8 tensor")
+        if len(matmul.args[0].ty.shape.values) != 2:
+            return self._no("only 2-D inputs (batch, features) have an integer form")
         weight, w_scale = self._read.weights(matmul.args[1], "IO", "OI")
         if weight is None:
-            return None
+            return self._no(_WEIGHTS_REASON)
         accumulator_scale = np.float64(data.scale) * w_scale.astype(np.float64)
         bias, ok = self._read.bias(bias_expr, w_scale.size, accumulator_scale)
         if not ok:
-            return None
+            return self._no(_BIAS_REASON)
         func, constants = integer_kernels.dense(
             in_shape=[int(d) for d in matmul.args[0].ty.shape.values], weight=weight, bias=bias,
             input_zero_point=data.zero_point, output_zero_point=out.zero_point,
-            requant=Requantization(accumulator_scale / np.float64(out.scale)), clamp=clamp,
+            requant=Requantization(accumulator_scale / np.float64(out.scale),
+                                   self._single_rounding), clamp=clamp,
             in_dtype=data.dtype, out_dtype=out.dtype)
         return self._call_kernel(func, "dense_s8", self.visit_expr(data.expr), constants,
                                  matmul.ty, out.dtype)
@@ -242,7 +293,7 @@ class _IntegerRewriter(PyExprMutator):
     def _add(self, call, out, clamp):
         lhs, rhs = self._operand(call.args[0]), self._operand(call.args[1])
         if lhs is None or rhs is None:
-            return None
+            return self._no(_OPERANDS_REASON)
         twice_max = 2.0 * max(lhs[1], rhs[1])
         params = []
         for _, scale, zero_point, _ in (lhs, rhs):
@@ -253,34 +304,36 @@ class _IntegerRewriter(PyExprMutator):
         return self.builder_.call_te(
             integer_ops.add, lhs[0], rhs[0], shape, lhs_params=params[0], rhs_params=params[1],
             output_params=output, left_shift=ADD_LEFT_SHIFT, clamp=clamp, out_dtype=out.dtype,
-            primfunc_name_hint="add_s8")
+            single_rounding=self._single_rounding, primfunc_name_hint="add_s8")
 
     def _multiply(self, call, out, clamp):
         lhs, rhs = self._operand(call.args[0]), self._operand(call.args[1])
         if lhs is None or rhs is None:
-            return None
+            return self._no(_OPERANDS_REASON)
         multiplier, shift = quantize_multiplier(lhs[1] * rhs[1] / out.scale)
         shape = [int(d) for d in call.ty.shape.values]
         return self.builder_.call_te(
             integer_ops.multiply, lhs[0], rhs[0], shape, lhs_zero_point=lhs[2],
             rhs_zero_point=rhs[2], multiplier=multiplier, shift=shift,
             output_zero_point=out.zero_point, clamp=clamp, out_dtype=out.dtype,
-            primfunc_name_hint="multiply_s8")
+            single_rounding=self._single_rounding, primfunc_name_hint="multiply_s8")
 
     def _softmax(self, call, out, clamp):
         data = self._read.dequantized(call.args[0])
         shape = [int(d) for d in call.ty.shape.values]
         axis = int(call.attrs.axis)
-        if data is None or axis not in (-1, len(shape) - 1) or clamp != RANGES[out.dtype]:
-            return None
+        if data is None:
+            return self._no("its input is not a dequantized int8/uint8 tensor")
+        if axis not in (-1, len(shape) - 1) or clamp != RANGES[out.dtype]:
+            return self._no("only a softmax along the last axis without activation")
         depth = shape[-1]
         rows = int(np.prod(shape[:-1]))
         try:
             kernel = softmax_kernel(rows, depth, data.dtype, out.dtype, output_scale=out.scale,
                                     output_zero_point=out.zero_point)
             table = exp_table(data.scale)
-        except ValueError:
-            return None
+        except ValueError as err:
+            return self._no(str(err))
         gvar = self.builder_.add_func(kernel, "softmax_s8")
         x = self.visit_expr(data.expr)
         if len(shape) != 2:
@@ -316,29 +369,56 @@ class _IntegerRewriter(PyExprMutator):
         axes = (sorted(int(a) % rank for a in call.attrs.axis) if call.attrs.axis is not None
                 else list(range(rank)))
         count = int(np.prod([shape[a] for a in axes]))
-        multiplier, shift = quantize_multiplier(data.scale / out.scale)
-        # TFLM divides by the count inside the multiplier, keeping as many bits as it can.
-        bits = min(count.bit_length() - 1, 32, 31 + shift)
-        multiplier, shift = (multiplier << bits) // count, shift - bits
+        if self._single_rounding:  # the exact multiplier of the mean, rounded once
+            multiplier, shift = quantize_multiplier(
+                np.float64(data.scale) / (np.float64(out.scale) * count))
+        else:
+            multiplier, shift = quantize_multiplier(data.scale / out.scale)
+            # TFLM divides by the count inside the multiplier, keeping as many bits as it can.
+            bits = min(count.bit_length() - 1, 32, 31 + shift)
+            multiplier, shift = (multiplier << bits) // count, shift - bits
         return self.builder_.call_te(
             integer_ops.mean, self.visit_expr(data.expr), axes=axes,
             keepdims=bool(call.attrs.keepdims), input_zero_point=data.zero_point,
             multiplier=multiplier, shift=shift, output_zero_point=out.zero_point, clamp=clamp,
-            out_dtype=out.dtype, primfunc_name_hint="mean_s8")
+            out_dtype=out.dtype, single_rounding=self._single_rounding,
+            primfunc_name_hint="mean_s8")
 
     def _average_pool(self, call, out, clamp):
         attrs = call.attrs
         data = self._read.dequantized(call.args[0])
         padding = [int(p) for p in attrs.padding]
-        if data is None or bool(attrs.ceil_mode) or any(int(d) != 1 for d in attrs.dilation):
-            return None
+        if data is None:
+            return self._no("its input is not a dequantized int8/uint8 tensor")
+        if bool(attrs.ceil_mode) or any(int(d) != 1 for d in attrs.dilation):
+            return self._no("ceil_mode and dilation have no integer form")
         if bool(attrs.count_include_pad) and any(padding):
-            return None
+            return self._no("it counts the padding in the average (count_include_pad=1); "
+                            "export with count_include_pad=0 or pad explicitly")
+        geometry = dict(pool=[int(p) for p in attrs.pool_size],
+                        strides=[int(s) for s in attrs.strides], padding=padding,
+                        layout=str(attrs.layout))
+        x = self.visit_expr(data.expr)
+        same = (data.scale, data.zero_point, data.dtype) == (out.scale, out.zero_point,
+                                                             out.dtype)
+        if self._single_rounding and not same:
+            # onnxruntime rounds the float average once: requantize the sum once, with the
+            # multiplier of input_scale / (output_scale * count) for each window size.
+            shape = [int(d) for d in call.args[0].ty.shape.values]
+            in_hw = shape[1:3] if geometry["layout"] == "NHWC" else shape[2:4]
+            counts = integer_ops.window_counts(in_hw, geometry["pool"], geometry["strides"],
+                                               padding)
+            multipliers = tuple((c, *quantize_multiplier(np.float64(data.scale)
+                                                         / (np.float64(out.scale) * c)))
+                                for c in sorted(counts))
+            return self.builder_.call_te(
+                integer_ops.avg_pool2d, x, clamp=clamp, out_dtype=out.dtype,
+                rescale=(data.zero_point, out.zero_point, multipliers),
+                primfunc_name_hint="avg_pool2d_s8", **geometry)
         pooled = self.builder_.call_te(
-            integer_ops.avg_pool2d, self.visit_expr(data.expr),
-            pool=[int(p) for p in attrs.pool_size], strides=[int(s) for s in attrs.strides],
-            padding=padding, layout=str(attrs.layout), clamp=RANGES[data.dtype],
-            primfunc_name_hint="avg_pool2d_s8")
+            integer_ops.avg_pool2d, x, clamp=RANGES[data.dtype],
+            ties_to_even=data.zero_point if self._single_rounding else None,
+            primfunc_name_hint="avg_pool2d_s8", **geometry)
         return self._emit_requantize((self.builder_.emit(pooled), data.scale, data.zero_point,
                                       data.dtype), out, clamp)
 
@@ -378,7 +458,7 @@ class _IntegerRewriter(PyExprMutator):
     def _pad(self, call, out, clamp):
         data = self._read.dequantized(call.args[0])
         if data is None or str(call.attrs.pad_mode) != "constant":
-            return None
+            return self._no("only constant padding of a dequantized tensor")
         pad_value = data.zero_point + round(float(call.attrs.pad_value) / data.scale)
         x = self.visit_expr(data.expr)
         result = self.builder_.emit(relax.op.nn.pad(
@@ -419,12 +499,23 @@ class QuantizedToInteger:
     semantics. A function with the attribute ``FLOAT_LOWERING_ATTR`` set keeps TVM's float
     lowering (``bench/int8_bench.py`` compares the two).
 
+    Parameters
+    ----------
+    notices : list, optional
+        Receives a :class:`~.notices.Notice` for every operator of a quantized function
+        that still computes in float after the rewrite (each is also logged), so that no
+        model silently keeps a float operator; ``tvm_intermittent.build`` passes its list.
+
     Examples
     --------
     .. code-block:: python
 
-        mod = QuantizedToInteger()(mod)   # then relax.transform.LegalizeOps(), ...
+        notices = []
+        mod = QuantizedToInteger(notices)(mod)   # then relax.transform.LegalizeOps(), ...
     """
+
+    def __init__(self, notices: list | None = None):
+        self.notices = notices
 
     def transform_module(self, mod: tvm.IRModule, _ctx) -> tvm.IRModule:
         for gvar, func in list(mod.functions_items()):
@@ -436,4 +527,79 @@ class QuantizedToInteger:
             new_func = relax.analysis.remove_all_unused(rewriter.visit_expr(func))
             rewriter.builder_.update_func(gvar, new_func)
             mod = rewriter.builder_.get()
+            if is_quantized(func):
+                for notice in _float_operators(new_func, rewriter.reasons):
+                    report(self.notices, notice)
         return mod
+
+
+def _calls(func: relax.Function) -> list:
+    """The operator calls bound in ``func``, in order."""
+    found = []
+    relax.analysis.post_order_visit(
+        func.body, lambda e: found.append(e) if op_name(e) is not None else None)
+    return found
+
+
+def is_quantized(func: relax.Function) -> bool:
+    """Whether ``func`` has any quantize or dequantize (is a quantized model)."""
+    return any(op_name(c) in _NOT_ARITHMETIC for c in _calls(func))
+
+
+def _float_operators(new_func: relax.Function, reasons: dict) -> list[Notice]:
+    """A notice for each operator that still computes in float after the rewrite.
+
+    The rewritten function's bindings are scanned in order, so no float operator goes
+    unreported, whatever pattern it escaped (``call_tir`` kernels the importer emitted
+    included). Left out: computations on constants only (``FoldConstant`` runs them at
+    compile time), ``quantize``/``dequantize`` and layout operators. The reason is the
+    rewriter's when it tried the operator (matched by operator and type: the rewrite
+    rebuilds the calls it keeps), else where the float operands come from.
+    """
+    why = {}
+    for call, reason in reasons.items():
+        why.setdefault((op_name(call), _signature(call)), reason)
+    compile_time, dequantized, notices = set(), set(), []
+    for block in new_func.body.blocks:
+        for binding in block.bindings:
+            var, value = binding.var, binding.value
+            if not isinstance(value, relax.Call):
+                continue
+            name = op_name(value)
+            args = list(value.args)
+            label = name.removeprefix("relax.") if name else None
+            if name == "relax.call_tir":
+                label, args = value.args[0].name_hint, list(value.args[1].fields)
+            if all(_known_at_compile_time(a, compile_time) for a in args):
+                compile_time.add(var)
+                continue
+            is_float = isinstance(value.ty, relax.TensorType) and str(
+                value.ty.dtype).startswith("float")
+            if name == "relax.dequantize" or (is_float and any(a in dequantized for a in args)):
+                dequantized.add(var)
+            if name in _NOT_ARITHMETIC or name in _LAYOUT_OPS or not is_float or label is None:
+                continue
+            if any(a in dequantized for a in args):
+                default = ("it computes on dequantized values and matches no integer pattern "
+                           "(docs/int8.md lists them)")
+            else:
+                default = ("it computes on the model's float input before the first quantize "
+                           "(move the QuantizeLinear before it, or give the model an int8 "
+                           "input)")
+            notices.append(Notice(f"{label} -> {_signature(value)}", FLOAT_LOWERING,
+                                  why.get((name, _signature(value)), default)))
+    return notices
+
+
+def _known_at_compile_time(expr, compile_time: set) -> bool:
+    if isinstance(expr, relax.Tuple):
+        return all(_known_at_compile_time(f, compile_time) for f in expr.fields)
+    return (isinstance(expr, (Constant, relax.ShapeExpr))
+            or (isinstance(expr, relax.Var) and expr in compile_time))
+
+
+def _signature(call) -> str:
+    ty = call.ty
+    if not isinstance(ty, relax.TensorType) or ty.shape is None:
+        return str(ty)
+    return f"{ty.dtype}{[int(d) for d in ty.shape.values]}"

@@ -1,0 +1,57 @@
+"""Notices: where the compiler takes a slower or less exact path than it could, and why.
+
+``QuantizedToInteger`` leaves an operator of a quantized model in float when it matches no
+integer pattern; ``FuseEpilogue`` leaves an intermediate buffer when an epilogue cannot be
+computed inside its producer's loops. Neither makes a model fail, so each says so here: a
+:class:`Notice` is appended to the list the caller passed (``tvm_intermittent.build`` keeps
+them on the artifact, in ``model.json`` and in ``compile --json``; ``compile`` prints them)
+and logged on the ``tvm_intermittent`` logger. The library never prints: the logger has a
+``NullHandler`` until the application configures logging.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+
+LOGGER = logging.getLogger("tvm_intermittent")
+LOGGER.addHandler(logging.NullHandler())
+
+#: The operator computes in float between integer neighbours (or at the model's output).
+FLOAT_LOWERING = "float lowering"
+#: A fused operator keeps an intermediate buffer: its epilogue could not be fused.
+UNFUSED_EPILOGUE = "unfused epilogue"
+
+
+@dataclasses.dataclass(frozen=True)
+class Notice:
+    """One operator on a slower or less exact path.
+
+    Attributes
+    ----------
+    operator : str
+        The operator and its result, e.g. ``"exp -> float32[1, 8]"``, or a kernel name.
+    path : str
+        :data:`FLOAT_LOWERING` or :data:`UNFUSED_EPILOGUE`.
+    reason : str
+        Why, and where it helps, what would avoid it.
+    """
+
+    operator: str
+    path: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.operator}: {self.path}: {self.reason}"
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def report(notices: list | None, notice: Notice) -> None:
+    """Log ``notice`` and append it to ``notices`` (when the caller collects them), once."""
+    if notices is not None:
+        if notice in notices:
+            return
+        notices.append(notice)
+    LOGGER.warning("%s", notice)
