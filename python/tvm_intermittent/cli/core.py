@@ -86,8 +86,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--host", action="store_true", help="run the host build instead of QEMU")
     p.add_argument("--timeout", type=float, default=600.0, help="seconds before giving up")
     power = p.add_argument_group(
-        "power failures (on the simulator, not --host; an option given to a schedule it does not shape is "
-        "refused)")
+        "power failures (on the simulator, not --host; an option given to a schedule it "
+        "does not shape is refused)")
     power.add_argument("--power", choices=["none", "periodic", "random", "capacitor",
                                            "exhaustive"], default="none",
                        help="when the power fails (default none)")
