@@ -49,6 +49,7 @@ from ..errors import (
     explain_firmware_status,
 )
 from . import tensors
+from .isa import default_kind
 from .power import Exhaustive, FailAt, NoFailures, Schedule, parse_window
 from .toolchain import (
     HOST_INSTALL_HINT,
@@ -333,7 +334,7 @@ def _check_power(power, kind: str, max_boots) -> tuple[Schedule, int | None]:
     return power, int(max_boots)
 
 
-def run(project_dir, inputs, *, timeout: float = DEFAULT_TIMEOUT_S, kind: str = "qemu",
+def run(project_dir, inputs, *, timeout: float = DEFAULT_TIMEOUT_S, kind: str | None = None,
         power: Schedule | None = None, max_boots: int | None = None, mode: str | None = None,
         functions=PROGRESS_FUNCTIONS, lto: bool = False, nvm_words=None) -> RunResult:
     """Build the project if needed and run the model once on ``inputs``.
@@ -347,8 +348,10 @@ def run(project_dir, inputs, *, timeout: float = DEFAULT_TIMEOUT_S, kind: str = 
         ``model.json``.
     timeout : float
         Seconds before the run is killed and reported as hung.
-    kind : {"qemu", "host"}
-        Run the firmware on QEMU (with instruction counts) or the host build (outputs only).
+    kind : {"qemu", "host", "msp430"}, optional
+        Run the firmware on QEMU (with instruction counts), the host build (outputs only)
+        or the MSP430 simulator (:func:`tvm_intermittent.sim.mspdebug.run`, which takes no
+        ``lto`` or ``nvm_words``); None: the simulator of the board's ISA (sim/isa.py).
     power : Schedule, optional
         When the power fails (:mod:`tvm_intermittent.sim.power`); None is continuous power.
     max_boots : int, optional
@@ -397,6 +400,14 @@ def run(project_dir, inputs, *, timeout: float = DEFAULT_TIMEOUT_S, kind: str = 
         print(result.finished, result.boots, result.failures)
     """
     project_dir = Path(project_dir).resolve()
+    kind = default_kind(project_dir) if kind is None else kind
+    if kind == "msp430":
+        if lto or nvm_words:
+            raise InputError("lto and nvm_words are QEMU options; the MSP430 run takes neither")
+        from . import mspdebug  # pylint: disable=import-outside-toplevel
+
+        return mspdebug.run(project_dir, inputs, timeout=timeout, power=power,
+                            max_boots=max_boots, mode=mode, functions=functions)
     meta = tensors.load_model_json(project_dir)
     input_bytes = tensors.encode_inputs(meta, inputs)
     power, max_boots = _check_power(power, kind, max_boots)
@@ -435,6 +446,11 @@ def run_exhaustive(project_dir, inputs, window, *, timeout: float = DEFAULT_TIME
         window = parse_window(window)
     schedule = window if isinstance(window, Exhaustive) else Exhaustive(tuple(window))
     project_dir = Path(project_dir).resolve()
+    if default_kind(project_dir) == "msp430" and not lto:
+        from . import mspdebug  # pylint: disable=import-outside-toplevel
+
+        return mspdebug.run_exhaustive(project_dir, inputs, schedule, timeout=timeout,
+                                       max_boots=max_boots, mode=mode, functions=functions)
     meta = tensors.load_model_json(project_dir)
     input_bytes = tensors.encode_inputs(meta, inputs)
     _, max_boots = _check_power(None, "qemu", max_boots)
