@@ -1,60 +1,262 @@
-"""Intermittent execution on QEMU: outputs under power failures equal the uninterrupted run.
+"""Intermittent execution on QEMU: outputs under power failures equal the uninterrupted run,
+and no committed work is lost.
 
-Small ONNX models are compiled with a tiny capacitor so that each inference spans many
-power cycles; every operator kind then gets random failures and an exhaustive sweep over
-the end of its first tile batch and the commit after it. Longer campaigns (1000 random
-failures per model, whole-tile sweeps) are in bench/failure_campaign.py.
+Small models are compiled with a tiny capacitor so that each inference spans many power
+cycles: the float ONNX models of the operator tests and int8 TFLite models (convolution,
+depthwise convolution, fully connected), plus two reductions too long for one power cycle
+(split into chunks). The failure points come from the firmware: one continuous run records
+where every phase, tile batch and commit store falls (``campaign.phase_windows``), and each
+test asserts that its sweep covered the window it claims and that every run failed exactly
+where and as often as scheduled. Longer campaigns (every point of every phase of more
+models, 10,000 random failures per zoo model) are in bench/failure_campaign.py.
 """
 
+import dataclasses
 import subprocess
 from importlib import resources
 
 import numpy as np
+import onnx
 import pytest
+from onnx import TensorProto, helper, numpy_helper
 
 import tvm_intermittent as ti
 from tvm_intermittent import sim, zoo
 from tvm_intermittent.sim import campaign
 
 import onnx_models
+import tflite_models as tm
 
 pytestmark = pytest.mark.qemu
 
 #: 3 uF: a power cycle of about 24,000 instructions on the msp430fr5994 profile.
 TINY_CAPACITOR = 3e-6
-MODELS = ["small_cnn", "conv_depthwise", "averagepool_pad_exclude", "global_average_pool",
-          "add_mul_broadcast", "concat", "gemm"]
+FLOAT_MODELS = ["small_cnn", "conv_depthwise", "averagepool_pad_exclude",
+                "global_average_pool", "add_mul_broadcast", "concat", "gemm"]
+INT8_MODELS = {
+    "int8_conv": tm.conv2d,
+    "int8_depthwise": lambda: tm.conv2d(depthwise=True, cin=6, hw=(12, 10)),
+    "int8_dense": tm.fully_connected,
+}
 
 
-def _tasks(artifact):
-    return [(t["kernel"], t["commits"]) for t in artifact.manifest()["tasks"]]
+def _wide_gemm(k=2048, units=4, seed=0):
+    """A Gemm whose every output element needs more than a 3 uF power cycle: its reduction
+    is split into chunks that hand the running sum over through NVM."""
+    rng = np.random.default_rng(seed)
+    w = rng.standard_normal((units, k)).astype(np.float32)
+    b = rng.standard_normal(units).astype(np.float32)
+    graph = helper.make_graph(
+        [helper.make_node("Gemm", ["x", "w", "b"], ["y"], transB=1)], "wide_gemm",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, k])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, units])],
+        [numpy_helper.from_array(w, "w"), numpy_helper.from_array(b, "b")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    return model, [rng.standard_normal((1, k)).astype(np.float32)]
 
 
-@pytest.fixture(scope="module", params=MODELS)
-def tiny_cycles(request, tmp_path_factory):
-    model, inputs = onnx_models.CASES[request.param]()
+def _relu(n=8, seed=0):
+    """The smallest inference: one elementwise operator, one tile batch."""
+    graph = helper.make_graph(
+        [helper.make_node("Relu", ["x"], ["y"])], "relu",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, n])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, n])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    return model, [np.random.default_rng(seed).standard_normal((1, n)).astype(np.float32)]
+
+
+SPLIT_MODELS = {
+    "wide_gemm": _wide_gemm,
+    "int8_wide_dense": lambda: tm.fully_connected(batch=1, depth=4000, units=4),
+}
+
+
+@dataclasses.dataclass
+class Compiled:
+    """A model built for the tiny capacitor, its continuous run and its phase windows."""
+
+    name: str
+    artifact: object
+    project: object
+    inputs: list
+    baseline: campaign.Baseline
+    windows: list
+
+    @property
+    def continuous(self):
+        return self.baseline.continuous
+
+    def window(self, phase, label_part=""):
+        return next(w for w in self.windows if w.phase == phase and label_part in w.label)
+
+
+def _compile(name, tmp_path_factory) -> Compiled:
+    directory = tmp_path_factory.mktemp(name)
+    if name in onnx_models.CASES:
+        model, inputs = onnx_models.CASES[name]()
+    else:
+        model_bytes, inputs = {**INT8_MODELS, **SPLIT_MODELS, "relu": _relu}[name]()
+        if isinstance(model_bytes, bytes):
+            model = directory / f"{name}.tflite"
+            model.write_bytes(model_bytes)
+        else:
+            model = model_bytes
     artifact = ti.build(model, "intermittent/msp430fr5994", capacitor_f=TINY_CAPACITOR)
-    project = artifact.export(tmp_path_factory.mktemp(request.param) / "p")
-    reference = sim.run(project, inputs).outputs
-    return request.param, artifact, project, inputs, reference
+    project = artifact.export(directory / "p")
+    continuous = sim.run(project, inputs)
+    manifest = artifact.manifest()
+    tasks = [dict(t, chunks=manifest["tiles"][t["kernel"]]["chunks"]) for t in manifest["tasks"]]
+    windows = campaign.phase_windows(continuous, tasks)
+    baseline = campaign.Baseline(continuous, continuous.outputs, artifact.power_cycle_budget)
+    return Compiled(name, artifact, project, inputs, baseline, windows)
+
+
+@pytest.fixture(scope="module", params=FLOAT_MODELS + list(INT8_MODELS))
+def tiny_cycles(request, tmp_path_factory):
+    return _compile(request.param, tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    """Models by name, compiled once for the tests that pick one."""
+    cache = {}
+
+    def get(name):
+        if name not in cache:
+            cache[name] = _compile(name, tmp_path_factory)
+        return cache[name]
+
+    return get
+
+
+def _sweep(model: Compiled, windows, points=None):
+    return campaign.exhaustive_campaign(model.project, model.inputs, model.baseline.reference,
+                                        windows, baseline=model.baseline, points=points)
+
+
+def _swept(row) -> set:
+    return {k for start, stop in row["swept"] for k in range(start, stop)}
+
+
+def _assert_sweep(result, failures_per_run=1):
+    """Every run finished with the uninterrupted outputs, kept its committed progress, and
+    failed exactly at its scheduled points (``misplaced`` otherwise)."""
+    assert result.ok, {k: v for k, v in result.to_dict().items() if k != "details"} | {
+        "problems": [r["problems"][:5] for r in result.details["by_window"]]}
+    assert result.runs > 0 and result.failures == failures_per_run * result.runs
+
+
+def test_windows_come_from_the_firmware(built):
+    """The phase windows are where the plugin saw the firmware: each batch window starts
+    at an entry of its task function and ends just after the last NVM store of the next
+    commit, which lies inside it, first store included."""
+    model = built("small_cnn")
+    run = model.continuous
+    phases = [w.phase for w in model.windows]
+    assert phases[0] == "boot" and phases[1] == "inputs" and phases[-1] == "outputs"
+    entries = {count for name, count in run.events if name.startswith("intm_task_")}
+    commit_stores = {count for name, count in run.stores if name == campaign.COMMIT}
+    batches = [w for w in model.windows if w.phase == "batch"]
+    kernels = [t["kernel"] for t in model.artifact.manifest()["tasks"]]
+    assert {w.kernel for w in batches} == set(kernels)
+    for w in batches:
+        assert w.start in entries
+        first, last = w.commit
+        assert w.stores[0] == first and w.stores[-1] == last and set(w.stores) <= commit_stores
+        assert w.start < first <= last == w.stop - 2
+    boot, inputs, outputs = model.windows[0], model.windows[1], model.windows[-1]
+    assert boot.start == 0 and boot.stop == inputs.start
+    assert outputs.start == batches[-1].stop and outputs.stop == run.instructions_total
 
 
 def test_random_failures_give_the_uninterrupted_outputs(tiny_cycles):
-    _, artifact, project, inputs, reference = tiny_cycles
-    budget = artifact.power_cycle_budget
-    result = campaign.random_campaign(project, inputs, reference, min_instructions=budget // 2,
-                                      max_instructions=budget, min_failures=60)
+    """Seeded random power cycles, each at least the measured progress floor and shorter
+    than the inference, so that every run fails; the failures fall exactly where the
+    seeded budgets end, and committed progress is kept."""
+    model = tiny_cycles
+    floor = campaign.progress_floor(model.windows)
+    longest = min(model.artifact.power_cycle_budget, model.continuous.instructions_total - 1)
+    result = campaign.random_campaign(model.project, model.inputs, model.baseline.reference,
+                                      min_instructions=floor, max_instructions=max(floor, longest),
+                                      min_failures=60, baseline=model.baseline)
     assert result.ok, result.to_dict()
-    assert result.failures >= 60 or result.runs == 1
+    assert result.failures >= 60
+    assert all(f >= 1 for f in result.details["failures_per_run"])
 
 
-def test_a_failure_at_every_instruction_of_a_tile_end_and_commit(tiny_cycles):
-    _, artifact, project, inputs, reference = tiny_cycles
-    windows = campaign.task_windows(project, inputs, _tasks(artifact))
-    result = campaign.exhaustive_campaign(project, inputs, reference, windows, max_points=40,
-                                          max_redo=artifact.power_cycle_budget)
-    assert result.ok, result.to_dict()
-    assert result.runs == sum(min(40, b - a) for _, a, b in windows)
+def test_each_operator_first_and_last_batch_and_commit(tiny_cycles):
+    """For every operator (float and int8 kernels), its first and last tile batch: the
+    batch's first instructions, the instructions before its commit, and before and after
+    each store of the commit."""
+    model = tiny_cycles
+    windows = [w for w in model.windows if w.phase == "batch"]
+    result = _sweep(model, windows, points=campaign.Window.key_points)
+    _assert_sweep(result)
+    for window, row in zip(windows, result.details["by_window"]):
+        assert {s for s in window.stores} | {s + 1 for s in window.stores} <= _swept(row)
+        assert window.start in _swept(row)
+
+
+def test_every_point_of_every_phase_of_a_float_inference(built):
+    """One failure at every instruction of every phase of the smallest float inference:
+    boot and restore, input load and the FRESH->RUNNING commit, its tile batch from its
+    first instruction to its commit's last store, and the output write, final commit and
+    exit. A failure after the final commit must not start a second inference."""
+    model = built("relu")
+    assert [w.phase for w in model.windows] == ["boot", "inputs", "batch", "outputs"]
+    result = _sweep(model, model.windows)
+    _assert_sweep(result)
+    for window, row in zip(model.windows, result.details["by_window"]):
+        assert _swept(row) == set(window.points)
+    first, last = model.window("batch").commit
+    assert {first, last + 1} <= set(model.window("batch").points)
+    covered = set().union(*(_swept(r) for r in result.details["by_window"]))
+    assert len(covered) == sum(len(w) for w in model.windows)
+    # Only the executor's entry between the first commit and the first batch is left out.
+    assert len(covered) > 0.95 * model.continuous.instructions_total
+
+
+def test_every_instruction_of_an_int8_commit(built):
+    """An int8 kernel's commit, from its first store to just after its last, and the
+    instructions leading to it."""
+    model = built("int8_conv")
+    window = model.window("batch", "first batch")
+    first, last = window.commit
+    assert last - first > 10
+    result = _sweep(model, [window], points=lambda w: range(first - 16, last + 2))
+    _assert_sweep(result)
+    assert set(range(first, last + 2)) <= _swept(result.details["by_window"][0])
+
+
+@pytest.mark.parametrize("name", list(SPLIT_MODELS))
+def test_split_reduction_chunk_handoff(built, name):
+    """A reduction split into chunks (float and int8): chunk 0 writes the partial sum that
+    chunk 1 reads, each commits; failures in both chunks and at every store of their
+    commits."""
+    model = built(name)
+    (plan,) = model.artifact.tiles.values()
+    assert plan.chunks > 1
+    chunks = [w for w in model.windows if w.phase == "split"]
+    assert [w.label.split()[-2:] for w in chunks[:2]] == [["chunk", "0"], ["chunk", "1"]]
+    result = _sweep(model, chunks, points=campaign.Window.key_points)
+    _assert_sweep(result)
+
+
+def test_a_failure_during_the_recovery_boot_after_a_failure_in_a_commit(built):
+    """Two failures per run: the first before or after each store of a commit, the second
+    in the boot that recovers from it (at its first instruction, in its middle, and around
+    each NVM store of the restore)."""
+    model = built("int8_conv")
+    windows = campaign.recovery_windows(model.continuous, commit_index=1)
+    result = _sweep(model, windows, points=campaign.Window.key_points)
+    _assert_sweep(result, failures_per_run=2)
+    boot = model.window("boot")
+    assert all(w.then[0] < len(boot) for w in windows)
+    assert {0, boot.stop - 1} <= {w.then[0] for w in windows}
 
 
 @pytest.fixture(scope="module")
