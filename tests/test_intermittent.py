@@ -15,17 +15,13 @@ import dataclasses
 import subprocess
 from importlib import resources
 
-import numpy as np
-import onnx
 import pytest
-from onnx import TensorProto, helper, numpy_helper
 
 import tvm_intermittent as ti
 from tvm_intermittent import sim, zoo
 from tvm_intermittent.sim import campaign
 
-import onnx_models
-import tflite_models as tm
+import campaign_models
 
 pytestmark = pytest.mark.qemu
 
@@ -33,46 +29,6 @@ pytestmark = pytest.mark.qemu
 TINY_CAPACITOR = 3e-6
 FLOAT_MODELS = ["small_cnn", "conv_depthwise", "averagepool_pad_exclude",
                 "global_average_pool", "add_mul_broadcast", "concat", "gemm"]
-INT8_MODELS = {
-    "int8_conv": tm.conv2d,
-    "int8_depthwise": lambda: tm.conv2d(depthwise=True, cin=6, hw=(12, 10)),
-    "int8_dense": tm.fully_connected,
-}
-
-
-def _wide_gemm(k=2048, units=4, seed=0):
-    """A Gemm whose every output element needs more than a 3 uF power cycle: its reduction
-    is split into chunks that hand the running sum over through NVM."""
-    rng = np.random.default_rng(seed)
-    w = rng.standard_normal((units, k)).astype(np.float32)
-    b = rng.standard_normal(units).astype(np.float32)
-    graph = helper.make_graph(
-        [helper.make_node("Gemm", ["x", "w", "b"], ["y"], transB=1)], "wide_gemm",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, k])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, units])],
-        [numpy_helper.from_array(w, "w"), numpy_helper.from_array(b, "b")])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
-    model.ir_version = 8
-    onnx.checker.check_model(model)
-    return model, [rng.standard_normal((1, k)).astype(np.float32)]
-
-
-def _relu(n=8, seed=0):
-    """The smallest inference: one elementwise operator, one tile batch."""
-    graph = helper.make_graph(
-        [helper.make_node("Relu", ["x"], ["y"])], "relu",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, n])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, n])])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
-    model.ir_version = 8
-    onnx.checker.check_model(model)
-    return model, [np.random.default_rng(seed).standard_normal((1, n)).astype(np.float32)]
-
-
-SPLIT_MODELS = {
-    "wide_gemm": _wide_gemm,
-    "int8_wide_dense": lambda: tm.fully_connected(batch=1, depth=4000, units=4),
-}
 
 
 @dataclasses.dataclass
@@ -96,26 +52,16 @@ class Compiled:
 
 def _compile(name, tmp_path_factory) -> Compiled:
     directory = tmp_path_factory.mktemp(name)
-    if name in onnx_models.CASES:
-        model, inputs = onnx_models.CASES[name]()
-    else:
-        model_bytes, inputs = {**INT8_MODELS, **SPLIT_MODELS, "relu": _relu}[name]()
-        if isinstance(model_bytes, bytes):
-            model = directory / f"{name}.tflite"
-            model.write_bytes(model_bytes)
-        else:
-            model = model_bytes
+    model, inputs = campaign_models.load(name, directory)
     artifact = ti.build(model, "intermittent/msp430fr5994", capacitor_f=TINY_CAPACITOR)
     project = artifact.export(directory / "p")
     continuous = sim.run(project, inputs)
-    manifest = artifact.manifest()
-    tasks = [dict(t, chunks=manifest["tiles"][t["kernel"]]["chunks"]) for t in manifest["tasks"]]
-    windows = campaign.phase_windows(continuous, tasks)
+    windows = campaign.phase_windows(continuous, campaign.task_table(artifact.manifest()))
     baseline = campaign.Baseline(continuous, continuous.outputs, artifact.power_cycle_budget)
     return Compiled(name, artifact, project, inputs, baseline, windows)
 
 
-@pytest.fixture(scope="module", params=FLOAT_MODELS + list(INT8_MODELS))
+@pytest.fixture(scope="module", params=FLOAT_MODELS + list(campaign_models.INT8))
 def tiny_cycles(request, tmp_path_factory):
     return _compile(request.param, tmp_path_factory)
 
@@ -232,7 +178,7 @@ def test_every_instruction_of_an_int8_commit(built):
     assert set(range(first, last + 2)) <= _swept(result.details["by_window"][0])
 
 
-@pytest.mark.parametrize("name", list(SPLIT_MODELS))
+@pytest.mark.parametrize("name", list(campaign_models.SPLIT))
 def test_split_reduction_chunk_handoff(built, name):
     """A reduction split into chunks (float and int8): chunk 0 writes the partial sum that
     chunk 1 reads, each commits; failures in both chunks and at every store of their

@@ -128,6 +128,14 @@ def _commit_after(spans, count: int):
     raise ValueError(f"no commit after instruction {count}: is this the tiles firmware?")
 
 
+def task_table(manifest: dict) -> list[dict]:
+    """The task table of ``model.json`` (or ``Artifact.manifest()``) with each task's
+    ``chunks`` (> 1 for a split reduction), as :func:`phase_windows` takes it."""
+    tiles = manifest.get("tiles", {})
+    return [dict(task, chunks=tiles.get(task["kernel"], {}).get("chunks", 1))
+            for task in manifest["tasks"]]
+
+
 def phase_windows(probe: RunResult, tasks, *, split_batches: int = 2) -> list[Window]:
     """Cut a continuous run into the windows of its phases (see the module docstring).
 
