@@ -12,8 +12,6 @@ models, 10,000 random failures per zoo model) are in bench/failure_campaign.py.
 """
 
 import dataclasses
-import subprocess
-from importlib import resources
 
 import pytest
 
@@ -160,10 +158,12 @@ def test_every_point_of_every_phase_of_a_float_inference(built):
         assert _swept(row) == set(window.points)
     first, last = model.window("batch").commit
     assert {first, last + 1} <= set(model.window("batch").points)
+    # Left out: only the executor's entry between the first commit and the first batch,
+    # where nothing is stored into NVM.
     covered = set().union(*(_swept(r) for r in result.details["by_window"]))
-    assert len(covered) == sum(len(w) for w in model.windows)
-    # Only the executor's entry between the first commit and the first batch is left out.
-    assert len(covered) > 0.95 * model.continuous.instructions_total
+    gap = set(range(model.window("inputs").stop, model.window("batch").start))
+    assert set(range(model.continuous.instructions_total)) - covered == gap
+    assert not gap & {count for _, count in model.continuous.stores}
 
 
 def test_every_instruction_of_an_int8_commit(built):
@@ -235,56 +235,14 @@ def test_restart_never_finishes_what_tiles_finish(kws_msp430):
 
 
 def test_random_failures_on_kws(kws_msp430):
+    """An int8 zoo model under the power cycles of its own capacitor (half to all of the
+    budget): every run fails where its budgets end and keeps its committed progress."""
     artifact, project, inputs = kws_msp430
-    reference = sim.run(project, inputs).outputs
+    continuous = sim.run(project, inputs)
     budget = artifact.power_cycle_budget
-    result = campaign.random_campaign(project, inputs, reference, min_instructions=budget // 2,
-                                      max_instructions=budget, min_failures=100)
+    baseline = campaign.Baseline(continuous, continuous.outputs, budget)
+    result = campaign.random_campaign(project, inputs, baseline.reference,
+                                      min_instructions=budget // 2, max_instructions=budget,
+                                      min_failures=100, baseline=baseline)
     assert result.ok and result.failures >= 100, result.to_dict()
-
-
-@pytest.mark.host_cc
-def test_progress_record_ignores_other_firmware_and_torn_slots(tmp_path):
-    """Host unit test of intm_progress.c: a record with another model hash reads as FRESH;
-    commits alternate slots; a slot whose check word was cleared mid-commit is ignored."""
-    source = r'''
-#include <stdio.h>
-#include <stdlib.h>
-#include "intm_progress.h"
-void intm_platform_log(const char* m) { fputs(m, stderr); }
-void intm_platform_exit(int s) { exit(s); }
-extern volatile unsigned intm_test_records[];
-int main(void) {
-  intm_resume_point_t at = intm_progress_restore(0xAAAAu);
-  if (at.phase != INTM_PHASE_FRESH) return 10;
-  intm_resume_point_t p = {INTM_PHASE_RUNNING, 3, 7};
-  intm_progress_commit(&p);
-  at = intm_progress_restore(0xAAAAu);
-  if (at.phase != INTM_PHASE_RUNNING || at.task != 3 || at.tile != 7) return 11;
-  at = intm_progress_restore(0xBBBBu);           /* new firmware: starts over */
-  if (at.phase != INTM_PHASE_FRESH) return 12;
-  at = intm_progress_restore(0xAAAAu);
-  intm_resume_point_t q = {INTM_PHASE_RUNNING, 4, 0};
-  intm_progress_commit(&q);
-  at = intm_progress_restore(0xAAAAu);
-  if (at.task != 4) return 13;
-  /* Tear the next commit: clear its check word as the commit's first store does. */
-  intm_resume_point_t r = {INTM_PHASE_DONE, 9, 9};
-  intm_progress_commit(&r);
-  intm_test_tear_last_commit();
-  at = intm_progress_restore(0xAAAAu);
-  if (at.phase != INTM_PHASE_RUNNING || at.task != 4) return 14;
-  return 0;
-}
-'''
-    source = source.replace("extern volatile unsigned intm_test_records[];",
-                            "void intm_test_tear_last_commit(void);")
-    (tmp_path / "t.c").write_text(source)
-    runtime = resources.files("tvm_intermittent").joinpath("runtime")
-    with resources.as_file(runtime) as rt:
-        build = subprocess.run(
-            ["cc", "-std=c99", "-O2", "-Wall", "-DINTM_PROGRESS_TESTING", f"-I{rt}", "t.c",
-             str(rt / "intm_progress.c"), "-o", "t"], cwd=tmp_path, capture_output=True,
-            text=True)
-    assert build.returncode == 0, build.stderr
-    assert subprocess.run([str(tmp_path / "t")]).returncode == 0
+    assert all(f >= 1 for f in result.details["failures_per_run"])

@@ -6,10 +6,13 @@ self-contained and builds with ``make`` alone::
 
     model.json                      tensors (names, dtypes, shapes) for the simulator
     model/*.c, model/*.h            generated model code
-    runtime/*.c, runtime/*.h        harness (intm_main.c), host platform, shared runtime
+    runtime/*.c, runtime/*.h        harness (intm_main.c), device loop (intm_app.c), host
+                                    platform, shared runtime; intm_status.h generated from
+                                    errors.FirmwareStatus
     bsp/qemu_an386/*.c, *.h         startup code, semihosting, QEMU platform
     bsp/qemu_an386/linker.ld        memory layout with this board's SRAM and NVM sizes
-    Makefile                        ``make qemu``, ``make host``, ``make size``
+    runtime/examples/*.c            an application main loop on the device loop
+    Makefile                        ``make qemu``, ``make host``, ``make example``, ``make size``
 
 The board changes only the two sizes in the linker script (and the Makefile's report): the
 emulated CPU is the same for every board, and the sizes make the link fail when the model
@@ -25,7 +28,7 @@ from importlib import resources
 from pathlib import Path
 
 from ..board import Board, load_board
-from ..errors import BoardError
+from ..errors import BoardError, status_header
 
 #: What QEMU's mps2-an386 backs with RAM at 0x20000000 (SRAM) and 0x21000000 (NVM).
 QEMU_SRAM_LIMIT = 4 * 1024 * 1024
@@ -107,6 +110,11 @@ def copy_support_files(dst_dir, board, *, model_name: str | None = None) -> list
 
     package = resources.files("tvm_intermittent")
     written = _copy_sources(package / "runtime", dst_dir / "runtime")
+    written += _copy_sources(package / "runtime" / "examples", dst_dir / "runtime" / "examples")
+    # Written from the one table of statuses, not copied: the package's copy could be stale.
+    status = dst_dir / "runtime" / "intm_status.h"
+    status.write_text(status_header(), encoding="utf-8")
+    written = [path for path in written if path != status] + [status]
     bsp_dir = dst_dir / "bsp" / _BSP
     written += _copy_sources(package / "bsp" / _BSP, bsp_dir)
 

@@ -24,6 +24,16 @@ void intm_executor_resume(const intm_task_t* tasks, uint32_t num_tasks, intm_res
       tile = end;
 #if INTM_MODE != INTM_MODE_RESTART
       if (commit) {
+        /*
+         * NOTE: commit after tiles [.., tile) of task t, which the barriers inside the
+         * commit put in NVM before its check word.
+         *   - a failure while the batch runs or before the check word lands: the record
+         *     still names the batch's first tile; the next start runs the batch again,
+         *     which writes the same bytes (see the top of this file);
+         *   - after it: the next start resumes at `next`. The last commit of the last task
+         *     records DONE, so a failure from then on only delivers the outputs again
+         *     (intm_app.c) and never reruns a task.
+         */
         intm_resume_point_t next = {INTM_PHASE_RUNNING, t, (uint32_t)tile};
         if (tile == task->num_tiles) {
           next.task = t + 1u;

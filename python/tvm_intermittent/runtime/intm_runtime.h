@@ -16,14 +16,8 @@
 extern "C" {
 #endif
 
-/** Status returned by every runtime and model function. */
-typedef enum {
-  INTM_OK = 0,
-  INTM_ERROR_IO = 1,      /**< an input could not be read or an output written */
-  INTM_ERROR_SIZE = 2,    /**< an input file has the wrong number of bytes */
-  INTM_ERROR_KERNEL = 3,  /**< a kernel reported failure */
-  INTM_ERROR_NO_PROGRESS = 4, /**< boots kept failing before the next commit (livelock) */
-} intm_status_t;
+/* intm_status_t, generated from the one table of statuses in tvm_intermittent/errors.py. */
+#include "intm_status.h"
 
 /*
  * Execution modes, chosen at build time with -DINTM_MODE=... (the Makefile's MODE=):
@@ -46,6 +40,20 @@ typedef enum {
 #define INTM_NVM __attribute__((section(".intm_nvm")))
 #else
 #define INTM_NVM
+#endif
+
+/**
+ * Order stores to NVM: every store before it reaches memory before any store after it, and
+ * the compiler moves no memory access across it. On Arm a DMB (the Cortex-M4 buffers a
+ * store; faster cores buffer several and may merge them out of order), elsewhere (the host
+ * build, one process on coherent memory) a compiler barrier. The commit protocol in
+ * intm_progress.c depends on it; `volatile` alone orders only volatile accesses among
+ * themselves, and with -flto the kernels' plain stores can be inlined right beside a commit.
+ */
+#if defined(__arm__)
+#define INTM_NVM_BARRIER() __asm__ volatile("dmb" ::: "memory")
+#else
+#define INTM_NVM_BARRIER() __asm__ volatile("" ::: "memory")
 #endif
 
 /** One operator of the model as the executor sees it: a function running tiles

@@ -43,7 +43,13 @@ import time
 from importlib import resources
 from pathlib import Path
 
-from ..errors import InputError, SimulationError, ToolchainError
+from ..errors import (
+    FirmwareStatus,
+    InputError,
+    SimulationError,
+    ToolchainError,
+    explain_firmware_status,
+)
 from . import tensors
 from .power import Exhaustive, FailAt, FailAtEach, NoFailures, Schedule, parse_window
 from .toolchain import (
@@ -62,7 +68,7 @@ DEFAULT_TIMEOUT_S = 120.0
 #: Boots a QEMU run may take when the caller sets no limit.
 DEFAULT_MAX_BOOTS = 10_000
 #: The firmware's exit status for "no progress: boots keep failing before the next commit".
-NO_PROGRESS_STATUS = 4
+NO_PROGRESS_STATUS = int(FirmwareStatus.ERROR_NO_PROGRESS)
 #: Functions whose instructions a run counts, when the firmware has them: the runtime's
 #: commit and restore of the progress record.
 PROGRESS_FUNCTIONS = ("intm_progress_commit", "intm_progress_restore")
@@ -82,16 +88,11 @@ TASK_FUNCTION = re.compile(r"^intm_task_(\d+)$")
 MAX_EVENTS = 4096
 MAX_STORE_FUNCTIONS = 8
 
+#: What the firmware prints when NVM holds another firmware's progress (intm_progress.c).
+_FOREIGN_NVM = re.compile(r"intm: NVM holds progress of other firmware "
+                          r"\(hash (0x[0-9a-f]{8}), layout (\d+)\)")
 _PLUGIN_SOURCE = "intm_icount.c"
 _PLUGIN_FLAGS = ["-shared", "-fPIC", "-O2", "-fvisibility=hidden"]
-#: Exception names by number, for firmware that exits with 128 + the exception number.
-_EXCEPTIONS = {2: "NMI", 3: "HardFault", 4: "MemManage", 5: "BusFault", 6: "UsageFault",
-               11: "SVCall", 12: "DebugMonitor", 14: "PendSV", 15: "SysTick"}
-#: Meaning of the harness's own exit statuses (intm_status_t values).
-_STATUSES = {1: "I/O error reading input.bin or writing output.bin",
-             2: "input.bin has the wrong number of bytes",
-             3: "a kernel reported failure",
-             NO_PROGRESS_STATUS: "no progress: boots kept failing before the next commit"}
 
 
 @dataclasses.dataclass
@@ -158,6 +159,9 @@ class RunResult:
         instruction: a failure at ``count`` leaves the store undone, at ``count + 1`` done.
     failure_points : list of int
         ``instructions_total`` at each injected power failure.
+    foreign_nvm : list of (int, int)
+        ``(model hash, record layout)`` of each progress record of other firmware that the
+        firmware found in NVM and reported, at any boot, before starting a new inference.
     """
 
     def event_counts(self, function: str) -> list[int]:
@@ -210,6 +214,7 @@ class RunResult:
     stop_reason: str | None = None
     schedule: dict | None = None
     mode: str | None = None
+    foreign_nvm: list = dataclasses.field(default_factory=list)
 
 
 @functools.lru_cache(maxsize=None)
@@ -291,6 +296,8 @@ class _Firmware:
     mode: str | None
     events: tuple = ()  # names of the recorded functions, in the order of their event= args
     stores: tuple = ()  # names of the watched functions, in the order of their stores= args
+    #: Extra QEMU arguments (the NVM words a run starts with, see :func:`run`).
+    qemu_args: tuple = ()
 
 
 def _qemu_option(value) -> str:
@@ -316,9 +323,9 @@ def _event_functions(table: dict, events) -> list[str]:
     return chosen
 
 
-def _firmware(project_dir: Path, mode: str | None, functions, events=None,
+def _firmware(project_dir: Path, mode: str | None, functions, lto: bool = False, events=None,
               stores=STORE_FUNCTIONS) -> _Firmware:
-    elf = build_project(project_dir, "qemu", mode=mode)
+    elf = build_project(project_dir, "qemu", mode=mode, lto=lto)
     table = symbols(elf)
     args = [f"nvm={NVM_BASE:#x}:{NVM_BASE + NVM_WINDOW_BYTES:#x}"]
     if "intm_mark" in table:
@@ -343,7 +350,8 @@ def _firmware(project_dir: Path, mode: str | None, functions, events=None,
     for name in counted:
         start, size = table[name]
         args.append(f"range={start:#x}:{start + size:#x}")
-    built_mode = mode if elf.parent.name == f"qemu-{mode}" else None  # None: Makefile default
+    # None: the Makefile's default
+    built_mode = mode if elf.parent.name.removesuffix("-lto") == f"qemu-{mode}" else None
     return _Firmware(elf, tuple(args), tuple(counted), built_mode, tuple(recorded),
                      tuple(watched))
 
@@ -370,6 +378,7 @@ def _qemu_command(firmware: _Firmware, counts: Path, power_args) -> list[str]:
         "-semihosting-config", "enable=on,target=native",
         "-icount", "shift=0",
         "-plugin", ",".join(plugin),
+        *firmware.qemu_args,
         "-kernel", str(firmware.elf),
     ]
 
@@ -390,18 +399,6 @@ def _raise_open_file_limit() -> None:
             pass  # some systems refuse an unlimited soft limit; keep the old one
 
 
-def _explain_status(status: int) -> str:
-    if status in _STATUSES:
-        return _STATUSES[status]
-    if status >= 128:
-        number = status - 128
-        name = _EXCEPTIONS.get(number, "interrupt" if number >= 16 else "exception")
-        return f"CPU fault: {name} (exception {number})"
-    if status < 0:
-        return f"killed by signal {-status}"
-    return "unknown status"
-
-
 def _check_power(power, kind: str, max_boots) -> tuple[Schedule, int | None]:
     power = NoFailures() if power is None else power
     if isinstance(power, Exhaustive):
@@ -420,7 +417,8 @@ def _check_power(power, kind: str, max_boots) -> tuple[Schedule, int | None]:
 
 def run(project_dir, inputs, *, timeout: float = DEFAULT_TIMEOUT_S, kind: str = "qemu",
         power: Schedule | None = None, max_boots: int | None = None, mode: str | None = None,
-        functions=PROGRESS_FUNCTIONS, events=None, stores=STORE_FUNCTIONS) -> RunResult:
+        functions=PROGRESS_FUNCTIONS, lto: bool = False, nvm_words=None, events=None,
+        stores=STORE_FUNCTIONS) -> RunResult:
     """Build the project if needed and run the model once on ``inputs``.
 
     Parameters
@@ -446,6 +444,12 @@ def run(project_dir, inputs, *, timeout: float = DEFAULT_TIMEOUT_S, kind: str = 
     functions : sequence of str
         Functions whose instructions to count into ``range_instructions`` (at most
         MAX_FUNCTIONS; names the firmware lacks are left out).
+    lto : bool
+        Run the firmware built with link-time optimisation (``make qemu LTO=1``).
+    nvm_words : dict, optional
+        ``address -> 32-bit word`` that NVM holds at power-on instead of zeros, e.g. the
+        progress record another firmware left behind. QEMU writes them again at every
+        reset, so they go with continuous power only.
     events : sequence of str, optional
         Functions whose every entry to record into ``events`` (default: PHASE_FUNCTIONS
         and every ``intm_task_<N>``; names the firmware lacks are left out).
@@ -461,7 +465,8 @@ def run(project_dir, inputs, *, timeout: float = DEFAULT_TIMEOUT_S, kind: str = 
     ------
     InputError
         The inputs do not match ``model.json`` (count, shape or dtype), or the schedule
-        cannot run this way (failures on the host build, an exhaustive schedule).
+        cannot run this way (failures on the host build, an exhaustive schedule, NVM words
+        with power failures).
     ToolchainError, DoesNotFitError
         From :func:`~tvm_intermittent.sim.toolchain.build_project`.
     SimulationError
@@ -486,15 +491,17 @@ def run(project_dir, inputs, *, timeout: float = DEFAULT_TIMEOUT_S, kind: str = 
     power, max_boots = _check_power(power, kind, max_boots)
     if kind == "host":
         return _run_host(project_dir, meta, input_bytes, timeout)
-    firmware = _firmware(project_dir, mode, tuple(functions),
+    firmware = _firmware(project_dir, mode, tuple(functions), lto,
                          None if events is None else tuple(events), tuple(stores))
+    if nvm_words:
+        firmware = dataclasses.replace(firmware, qemu_args=_nvm_word_args(nvm_words, power))
     return _run_qemu(project_dir, firmware, meta, input_bytes, power, max_boots, timeout)
 
 
 def run_exhaustive(project_dir, inputs, window, *, timeout: float = DEFAULT_TIMEOUT_S,
                    max_boots: int | None = None, mode: str | None = None,
-                   functions=PROGRESS_FUNCTIONS, events=None, stores=STORE_FUNCTIONS,
-                   then=()) -> list[RunResult]:
+                   functions=PROGRESS_FUNCTIONS, lto: bool = False, events=None,
+                   stores=STORE_FUNCTIONS, then=()) -> list[RunResult]:
     """Run the firmware once per failure point ``k`` in the window, failing after exactly
     ``k`` instructions.
 
@@ -534,7 +541,7 @@ def run_exhaustive(project_dir, inputs, window, *, timeout: float = DEFAULT_TIME
     meta = tensors.load_model_json(project_dir)
     input_bytes = tensors.encode_inputs(meta, inputs)
     _, max_boots = _check_power(None, "qemu", max_boots)
-    firmware = _firmware(project_dir, mode, tuple(functions),
+    firmware = _firmware(project_dir, mode, tuple(functions), lto,
                          None if events is None else tuple(events), tuple(stores))
 
     def schedule(k):
@@ -542,6 +549,21 @@ def run_exhaustive(project_dir, inputs, window, *, timeout: float = DEFAULT_TIME
 
     return [_run_qemu(project_dir, firmware, meta, input_bytes, schedule(k), max_boots,
                       timeout) for k in points]
+
+
+def _nvm_word_args(nvm_words: dict, power: Schedule) -> tuple:
+    """QEMU generic-loader devices that store each word at power-on (and at every reset)."""
+    if power.injects_failures:
+        raise InputError("nvm_words need continuous power: QEMU stores them again at every "
+                         "reset, which would undo what the firmware wrote before a failure")
+    args = []
+    for address, word in sorted(nvm_words.items()):
+        if not (NVM_BASE <= address <= NVM_BASE + NVM_WINDOW_BYTES - 4 and address % 4 == 0):
+            raise InputError(f"NVM word address {address:#x} is not an aligned word of the "
+                             f"NVM window {NVM_BASE:#x}..{NVM_BASE + NVM_WINDOW_BYTES:#x}")
+        args += ["-device", f"loader,addr={address:#x},data={int(word) & 0xFFFFFFFF:#x},"
+                 "data-len=4"]
+    return tuple(args)
 
 
 def _execute(cmd, input_bytes: bytes, timeout: float, what: str):
@@ -588,7 +610,7 @@ def _run_host(project_dir: Path, meta: dict, input_bytes: bytes, timeout: float)
     proc, console, seconds, files = _execute([str(program)], input_bytes, timeout, what)
     if proc.returncode != 0:
         raise SimulationError(f"{what} exited with status {proc.returncode} "
-                              f"({_explain_status(proc.returncode)}); console:\n{console}")
+                              f"({explain_firmware_status(proc.returncode)}); console:\n{console}")
     return RunResult(outputs=_decode(meta, files["output.bin"], what, console),
                      instructions_total=None, instructions_model=None,
                      exit_status=proc.returncode, console=console, seconds=seconds,
@@ -619,7 +641,7 @@ def _run_qemu(project_dir: Path, firmware: _Firmware, meta: dict, input_bytes: b
         finished, stop_reason = False, "no_progress"
     elif status != 0:
         raise SimulationError(
-            f"{what} exited with status {status} ({_explain_status(status)}) after "
+            f"{what} exited with status {status} ({explain_firmware_status(status)}) after "
             f"{counts['boots']} boot(s) and {counts['failures']} power failure(s); "
             f"console:\n{console}"
         )
@@ -654,6 +676,7 @@ def _run_qemu(project_dir: Path, firmware: _Firmware, meta: dict, input_bytes: b
         stop_reason=stop_reason,
         schedule=power.to_dict(),
         mode=firmware.mode,
+        foreign_nvm=[(int(h, 16), int(v)) for h, v in _FOREIGN_NVM.findall(console)],
     )
 
 

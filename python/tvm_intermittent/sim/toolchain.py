@@ -24,8 +24,10 @@ ARCH_FLAGS = ["-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv4-sp-d
 CROSS_INSTALL_HINT = "apt-get install gcc-arm-none-eabi libnewlib-arm-none-eabi"
 HOST_INSTALL_HINT = "apt-get install make gcc"
 
-#: Build kinds: make target and the file it produces, relative to the project.
-KINDS = {"qemu": "build/qemu/firmware.elf", "host": "build/host/model_host"}
+#: Build kinds: make target and the file it produces, relative to the project. ``example`` is
+#: the firmware of runtime/examples/intm_app_example.c, an application loop on the runtime.
+KINDS = {"qemu": "build/qemu/firmware.elf", "host": "build/host/model_host",
+         "example": "build/example/firmware.elf"}
 
 #: Firmware execution modes (``make qemu MODE=...``): commit after batches of tiles, commit
 #: at operator boundaries only, or never commit and start over at every boot.
@@ -157,7 +159,14 @@ def _supports_modes(project_dir: Path) -> bool:
                      re.MULTILINE) is not None
 
 
-def build_project(project_dir, kind: str = "qemu", mode: str | None = None) -> Path:
+def _supports_lto(project_dir: Path) -> bool:
+    """Whether the project's Makefile takes ``LTO=`` (older exports do not)."""
+    return re.search(r"^LTO\s*[:?]?=", (project_dir / "Makefile").read_text(),
+                     re.MULTILINE) is not None
+
+
+def build_project(project_dir, kind: str = "qemu", mode: str | None = None,
+                  lto: bool = False) -> Path:
     """Build an exported project with ``make`` and return the program it produced.
 
     Make is incremental, so calling this before every run costs little once built.
@@ -166,13 +175,18 @@ def build_project(project_dir, kind: str = "qemu", mode: str | None = None) -> P
     ----------
     project_dir : str or Path
         A directory written by the exporter (``Makefile``, ``model/``, ``runtime/``, ``bsp/``).
-    kind : {"qemu", "host"}
+    kind : {"qemu", "host", "example"}
         ``"qemu"`` builds ``build/qemu/firmware.elf`` with arm-none-eabi-gcc;
-        ``"host"`` builds ``build/host/model_host`` with the host's ``cc``.
+        ``"host"`` builds ``build/host/model_host`` with the host's ``cc``;
+        ``"example"`` builds ``build/example/firmware.elf``, the firmware of the example
+        application loop (``runtime/examples/intm_app_example.c``) instead of the harness.
     mode : {"tiles", "layer", "restart"}, optional
         Firmware variant (see :data:`MODES`), built by ``make qemu MODE=<mode>`` into
         ``build/qemu-<mode>/firmware.elf``. None builds the Makefile's default; so does any
         mode when the Makefile predates modes, or for the host build.
+    lto : bool
+        Compile and link the firmware with ``-flto`` (``make qemu LTO=1``), into a directory
+        of its own (``build/qemu-lto``, ``build/qemu-<mode>-lto``).
 
     Returns
     -------
@@ -182,8 +196,9 @@ def build_project(project_dir, kind: str = "qemu", mode: str | None = None) -> P
     Raises
     ------
     ToolchainError
-        A tool is missing (the message says what to install), or compiling failed (the
-        message ends with the tail of the compiler's output).
+        A tool is missing (the message says what to install), the Makefile predates the
+        ``LTO=`` knob, or compiling failed (the message ends with the tail of the compiler's
+        output).
     DoesNotFitError
         The firmware does not fit the board's SRAM or NVM; names the largest buffers.
     """
@@ -194,20 +209,28 @@ def build_project(project_dir, kind: str = "qemu", mode: str | None = None) -> P
     project_dir = Path(project_dir).resolve()
     if not (project_dir / "Makefile").is_file():
         raise ToolchainError(f"{project_dir} has no Makefile; export the project first")
-    available, reason = toolchain_available() if kind == "qemu" else host_compiler_available()
+    if lto and kind == "host":
+        raise ValueError("lto applies to the firmware (kind 'qemu' or 'example'), not the host")
+    available, reason = toolchain_available() if kind != "host" else host_compiler_available()
     if not available:
         raise ToolchainError(reason)
+    if lto and not _supports_lto(project_dir):
+        raise ToolchainError(f"{project_dir}: its Makefile has no LTO= knob; export the "
+                             "project again")
     make = _tool("make", HOST_INSTALL_HINT)
     goal, program = [kind], project_dir / KINDS[kind]
-    if mode is not None and kind == "qemu" and _supports_modes(project_dir):
-        goal = [kind, f"MODE={mode}"]
-        program = project_dir / "build" / f"qemu-{mode}" / "firmware.elf"
+    if kind != "host":
+        use_mode = mode is not None and _supports_modes(project_dir)
+        suffix = (f"-{mode}" if use_mode else "") + ("-lto" if lto else "")
+        goal += [f"MODE={mode}"] if use_mode else []
+        goal += ["LTO=1"] if lto else []
+        program = program.parent.with_name(program.parent.name + suffix) / program.name
     with _project_lock(project_dir):
         # Silent, so that the compiler's messages end the log instead of its command lines.
         result = _run([make, "-s", "--no-print-directory", "-C", str(project_dir), *goal])
     if result.returncode != 0:
         log = result.stdout + result.stderr
-        error = _does_not_fit(project_dir, log) if kind == "qemu" else None
+        error = _does_not_fit(project_dir, log) if kind != "host" else None
         if error is not None:
             raise error
         raise ToolchainError(f"`make {' '.join(goal)}` failed in {project_dir} (exit "

@@ -15,7 +15,8 @@
  *
  * Every exception other than reset is a fault for this firmware: the handler prints what
  * happened over semihosting and exits with status 128 + the exception number (131 for a
- * HardFault, 133 for a BusFault, ...), so a crash ends the emulation instead of hanging it.
+ * HardFault, 133 for a BusFault, ...; INTM_FAULT_STATUS_BASE and the names come from
+ * intm_status.h), so a crash ends the emulation instead of hanging it.
  */
 #include <stdint.h>
 #include <string.h>
@@ -117,31 +118,6 @@ __attribute__((naked, noreturn)) void intm_reset_handler(void) {
 
 /* ---- Faults ------------------------------------------------------------------------ */
 
-static const char* intm_exception_name(uint32_t number) {
-  switch (number) {
-    case 2:
-      return "NMI";
-    case 3:
-      return "HardFault";
-    case 4:
-      return "MemManage";
-    case 5:
-      return "BusFault";
-    case 6:
-      return "UsageFault";
-    case 11:
-      return "SVCall";
-    case 12:
-      return "DebugMonitor";
-    case 14:
-      return "PendSV";
-    case 15:
-      return "SysTick";
-    default:
-      return number >= 16 ? "unexpected interrupt" : "reserved exception";
-  }
-}
-
 /* Print `label`=0x`value` as eight hex digits. */
 static void intm_put_hex(const char* label, uint32_t value) {
   char text[12] = {'=', '0', 'x', 0, 0, 0, 0, 0, 0, 0, 0, 0};
@@ -188,7 +164,7 @@ __attribute__((noreturn, used)) void intm_fault_report(const uint32_t* frame, ui
   intm_put_hex(" mmfar", INTM_SCB_MMFAR);
   intm_put_hex(" bfar", INTM_SCB_BFAR);
   intm_semihost_write0("\n");
-  intm_semihost_exit(128 + (int)number);
+  intm_semihost_exit(INTM_FAULT_STATUS_BASE + (int)number);
 }
 
 /*
