@@ -33,7 +33,14 @@ import dataclasses
 import numpy as np
 
 from .power import Random
-from .qemu import PROGRESS_FUNCTIONS, TASK_FUNCTION, RunResult, run, run_exhaustive
+from .qemu import (
+    PHASE_FUNCTIONS,
+    PROGRESS_FUNCTIONS,
+    TASK_FUNCTION,
+    RunResult,
+    run,
+    run_exhaustive,
+)
 
 COMMIT, RESTORE = PROGRESS_FUNCTIONS
 READ_INPUTS = "intm_read_inputs"
@@ -64,7 +71,10 @@ class Window:
     then : tuple of int
         Further failures of every run, as offsets from its first (``"recovery"`` only).
     stores : tuple of int
-        Counts of every NVM store of that commit.
+        Counts of every NVM store of that commit (of the restore, for ``"boot"``; of any
+        commit in it, for ``"outputs"``).
+    entries : tuple of int
+        Counts at the entries of the phase functions inside the window.
     """
 
     phase: str
@@ -75,6 +85,7 @@ class Window:
     kernel: str | None = None
     then: tuple = ()
     stores: tuple = ()
+    entries: tuple = ()
 
     @property
     def points(self) -> range:
@@ -92,14 +103,14 @@ class Window:
         return [*range(self.start, self.start + head), *range(self.stop - tail, self.stop)]
 
     def key_points(self, margin: int = 4) -> list[int]:
-        """A short sweep of the points that matter most: the first ``margin`` points, the
-        ``margin`` points before the commit's first store, and before and after each of
-        its stores (every point when the window has no commit)."""
-        if not self.stores:
-            return list(self.points)
-        first = self.stores[0]
-        chosen = {*range(self.start, self.start + margin), *range(first - margin, first),
-                  *(p for s in self.stores for p in (s, s + 1)), self.stop - 1}
+        """A short sweep of the points that matter most: the first and last ``margin``
+        points, the ``margin`` points before the first NVM store, before and after each
+        store, and around each phase function's entry."""
+        chosen = {*range(self.start, self.start + margin), *range(self.stop - margin, self.stop),
+                  *(p for s in self.stores for p in (s, s + 1)),
+                  *(p for e in self.entries for p in (e - 1, e, e + 1))}
+        if self.stores:
+            chosen.update(range(self.stores[0] - margin, self.stores[0]))
         return sorted(p for p in chosen if self.start <= p < self.stop)
 
 
@@ -109,6 +120,11 @@ def _commit_spans(probe: RunResult) -> list[tuple]:
 
 def _stores_between(probe: RunResult, function: str, first: int, last: int) -> tuple:
     return tuple(c for name, c in probe.stores if name == function and first <= c <= last)
+
+
+def _phase_entries(probe: RunResult, start: int, stop: int) -> tuple:
+    return tuple(c for name, c in probe.events
+                 if name in PHASE_FUNCTIONS and start <= c < stop)
 
 
 def _task_entries(probe: RunResult) -> list[tuple[int, int]]:
@@ -168,13 +184,16 @@ def phase_windows(probe: RunResult, tasks, *, split_batches: int = 2) -> list[Wi
     windows = []
     # Boot: from power-on to the restore's last store into NVM (its boot counter).
     boot_end = restores[0][2] + 2 if restores else probe.event_counts(RESTORE)[0] + 1
-    windows.append(Window("boot", "boot and restore", 0, boot_end))
+    windows.append(Window("boot", "boot and restore", 0, boot_end,
+                          stores=_stores_between(probe, RESTORE, 0, boot_end),
+                          entries=_phase_entries(probe, 0, boot_end)))
     # Inputs: to the last store of the commit that starts the inference.
     first_commit = commits[0]
     if first_commit[0] < entries[0][1]:
         windows.append(Window("inputs", "input load and FRESH->RUNNING commit", boot_end,
                               first_commit[2] + 2, commit=first_commit[1:],
-                              stores=_stores_between(probe, COMMIT, *first_commit[1:])))
+                              stores=_stores_between(probe, COMMIT, *first_commit[1:]),
+                              entries=_phase_entries(probe, boot_end, first_commit[2] + 2)))
     by_task = collections.defaultdict(list)
     for task, count in entries:
         by_task[task].append(count)
@@ -195,8 +214,10 @@ def phase_windows(probe: RunResult, tasks, *, split_batches: int = 2) -> list[Wi
     # Outputs: from after the last operator's commit to the exit (output write, any final
     # commit, and the end of the run; a failure there must not start a second inference).
     last = _commit_after(commits, entries[-1][1])
-    windows.append(Window("outputs", "output write, final commit and exit", last[2] + 2,
-                          probe.instructions_total))
+    end = probe.instructions_total
+    windows.append(Window("outputs", "output write, final commit and exit", last[2] + 2, end,
+                          stores=_stores_between(probe, COMMIT, last[2] + 2, end),
+                          entries=_phase_entries(probe, last[2] + 2, end)))
     return windows
 
 
