@@ -24,7 +24,8 @@
  * faster than computing). The cost of a store is charged once the store has completed,
  * so the failure it causes falls before the next instruction: a store is never torn.
  * An NVM store made by an instruction inside a `stores` range is also recorded as
- * (id, count): the exact instructions at which a commit's first and last store happen.
+ * (id, count): the exact instructions at which a commit's first and last store happen
+ * (an instruction that stores several words, such as an STM, is recorded once).
  *
  * Arguments (addresses with the Thumb bit cleared; numbers in C notation):
  *   out=PATH           where to write the JSON report at exit (required)
