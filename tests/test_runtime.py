@@ -20,14 +20,14 @@ from tvm_intermittent.errors import ExitStatus, FirmwareStatus
 RUNTIME = resources.files("tvm_intermittent").joinpath("runtime")
 
 
-def _compile_and_run(tmp_path: Path, source: str, *sources: str, defines=()) -> str:
+def _compile_and_run(tmp_path: Path, source: str, *sources: str, includes=()) -> str:
     """Build ``source`` with the package's runtime files ``sources`` and run it.
 
     Returns its stdout; fails the test with the compiler's or the program's output."""
     (tmp_path / "t.c").write_text(source)
     with resources.as_file(RUNTIME) as rt:
         build = subprocess.run(
-            ["cc", "-std=c99", "-O2", "-Wall", "-Werror", *(f"-D{d}" for d in defines),
+            ["cc", "-std=c99", "-O2", "-Wall", "-Werror", *(f"-I{d}" for d in includes),
              f"-I{rt}", "t.c", *(str(rt / s) for s in sources), "-o", "t"],
             cwd=tmp_path, capture_output=True, text=True, check=False)
     assert build.returncode == 0, build.stderr
@@ -98,6 +98,10 @@ def test_firmware_statuses_map_to_cli_statuses_and_messages():
     assert errors.explain_firmware_status(128 + 20) == "CPU fault: interrupt (exception 20)"
     assert errors.explain_firmware_status(-9) == "killed by signal 9"
     assert errors.explain_firmware_status(77) == "unknown status"
+    # The simulator's error carries the firmware's status; the CLI's follows from it.
+    fault = errors.SimulationError("crashed", firmware_status=131)
+    assert fault.firmware_status == 131 and fault.exit_status == ExitStatus.RUN_FAILED
+    assert errors.SimulationError("timed out").exit_status == ExitStatus.RUN_FAILED
 
 
 # ---- the progress record ---------------------------------------------------------------
@@ -271,3 +275,97 @@ def test_livelock_guard_exits_with_no_progress(progress_program):
 def _record_layout() -> int:
     header = RUNTIME.joinpath("intm_progress.h").read_text()
     return int(re.search(r"#define INTM_RECORD_LAYOUT (\d+)u", header).group(1))
+
+
+# ---- the device loop -------------------------------------------------------------------
+
+#: A two-task model in miniature for intm_app.c: task 0 has 4 tiles committed 2 at a time,
+#: task 1 has 3 tiles committed 1 at a time; each tile counts its runs.
+_LOOP_MODEL_H = r'''
+#ifndef INTM_MODEL_H_
+#define INTM_MODEL_H_
+#include "intm_runtime.h"
+#define INTM_MODEL_NUM_INPUTS 1
+#define INTM_MODEL_NUM_OUTPUTS 1
+#define INTM_MODEL_NUM_TASKS 2u
+extern const intm_tensor_desc_t intm_model_inputs[INTM_MODEL_NUM_INPUTS];
+extern const intm_tensor_desc_t intm_model_outputs[INTM_MODEL_NUM_OUTPUTS];
+extern const intm_task_t intm_model_tasks[INTM_MODEL_NUM_TASKS];
+extern const uint32_t intm_model_hash;
+void* intm_model_input(int index);
+const void* intm_model_output(int index);
+intm_status_t intm_model_run(void);
+#endif
+'''
+
+_LOOP_MAIN = r'''
+#include <setjmp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include "intm_app.h"
+#include "model.h"
+
+void intm_platform_log(const char* m) { fputs(m, stdout); }
+void intm_platform_exit(int s) { printf("exit %d\n", s); exit(s); }
+
+static int32_t input_value, output_value, sample = 10;
+static int tile_runs[2], senses, acts, fail_in_task1;
+static jmp_buf power_failure;
+
+const intm_tensor_desc_t intm_model_inputs[1] = {{"x", INTM_INT32, 1, {1}, 4, 0.0f, 0}};
+const intm_tensor_desc_t intm_model_outputs[1] = {{"y", INTM_INT32, 1, {1}, 4, 0.0f, 0}};
+const uint32_t intm_model_hash = 0x5EED5EEDu;
+void* intm_model_input(int index) { return index == 0 ? &input_value : NULL; }
+const void* intm_model_output(int index) { return index == 0 ? &output_value : NULL; }
+intm_status_t intm_model_run(void) { return INTM_OK; }
+
+static void task0(int32_t begin, int32_t end) { tile_runs[0] += end - begin; }
+static void task1(int32_t begin, int32_t end) {
+  if (fail_in_task1) { fail_in_task1 = 0; longjmp(power_failure, 1); }
+  tile_runs[1] += end - begin;
+  output_value = 2 * input_value;
+}
+const intm_task_t intm_model_tasks[2] = {{task0, 4, 2, "t0"}, {task1, 3, 1, "t1"}};
+
+static intm_status_t sense(void* context) { (void)context; input_value = sample++; ++senses;
+                                            return INTM_OK; }
+static intm_status_t act(void* context) { (void)context; ++acts; return INTM_OK; }
+
+#define CHECK(cond) do { if (!(cond)) { printf("FAILED line %d: %s\n", __LINE__, #cond); \
+                                        exit(1); } } while (0)
+
+int main(void) {
+  const intm_app_t app = {sense, act, NULL};
+  CHECK(intm_infer(&app) == INTM_OK);
+  CHECK(senses == 1 && acts == 1 && tile_runs[0] == 4 && tile_runs[1] == 3);
+  CHECK(output_value == 20);
+  /* DONE: another start (no intm_next_inference) delivers again and computes nothing. */
+  CHECK(intm_infer(&app) == INTM_OK);
+  CHECK(senses == 1 && acts == 2 && tile_runs[0] == 4 && tile_runs[1] == 3);
+  /* The next inference senses a new sample. */
+  CHECK(intm_next_inference() == INTM_OK);
+  fail_in_task1 = 1;
+  if (setjmp(power_failure) == 0) {
+    (void)intm_infer(&app);
+    CHECK(!"the power failure did not happen");
+  }
+  CHECK(senses == 2 && acts == 2 && tile_runs[0] == 8 && tile_runs[1] == 3);
+  /* Resumed at task 1 without sensing again: task 0's committed tiles are not redone. */
+  CHECK(intm_infer(&app) == INTM_OK);
+  CHECK(senses == 2 && acts == 3 && tile_runs[0] == 8 && tile_runs[1] == 6);
+  CHECK(output_value == 22);
+  printf("ok\n");
+  return 0;
+}
+'''
+
+
+@pytest.mark.host_cc
+def test_device_loop_senses_once_per_inference_and_never_recomputes_a_done_one(tmp_path):
+    """intm_infer/intm_next_inference on a model in miniature: a DONE inference is delivered
+    again without running a task; intm_next_inference() makes the next call sense; a
+    failure in task 1 resumes there, with the same inputs and task 0's tiles kept."""
+    (tmp_path / "model.h").write_text(_LOOP_MODEL_H)
+    out = _compile_and_run(tmp_path, _LOOP_MAIN, "intm_app.c", "intm_progress.c",
+                           "intm_executor.c", includes=(tmp_path,))
+    assert out == "ok\n"

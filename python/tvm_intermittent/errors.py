@@ -199,6 +199,19 @@ class ToolchainError(IntermittentError, RuntimeError):
 
 
 class SimulationError(IntermittentError, RuntimeError):
-    """The firmware crashed, timed out, or exited with an error status."""
+    """The firmware crashed, timed out, or exited with an error status.
 
-    exit_status = ExitStatus.RUN_FAILED
+    ``firmware_status`` is the firmware's own exit status when it exited with one (None
+    for a timeout or unreadable outputs); the CLI's status follows from it through
+    :func:`cli_status_for_firmware`.
+    """
+
+    def __init__(self, message: str, firmware_status: int | None = None):
+        super().__init__(message)
+        self.firmware_status = firmware_status
+
+    @property
+    def exit_status(self) -> ExitStatus:
+        if self.firmware_status is None:
+            return ExitStatus.RUN_FAILED
+        return cli_status_for_firmware(self.firmware_status)

@@ -20,8 +20,12 @@ __attribute__((noinline, used)) void intm_mark(void) { __asm__ volatile("" ::: "
 #include "intm_executor.h"
 #include "intm_progress.h"
 
+/* Whether this boot has read the progress record (SRAM: every boot starts at 0). */
+static int intm_app_restored;
+
 intm_status_t intm_infer(const intm_app_t* app) {
   intm_resume_point_t at = intm_progress_restore(intm_model_hash);
+  intm_app_restored = 1;
 #if INTM_MODE == INTM_MODE_RESTART
   at.phase = INTM_PHASE_FRESH; /* the baseline never resumes and commits nothing */
 #endif
@@ -61,9 +65,13 @@ intm_status_t intm_infer(const intm_app_t* app) {
 intm_status_t intm_next_inference(void) {
 #if INTM_MODE != INTM_MODE_RESTART
   const intm_resume_point_t fresh = {INTM_PHASE_FRESH, 0u, 0u};
-  /* The commit writes the slot the committed record is not in, which restore finds; this
-   * also makes the call safe as the first thing of a boot. */
-  (void)intm_progress_restore(intm_model_hash);
+  /* The commit writes the slot the committed record is not in, which restore finds. After
+   * intm_infer() in this boot it is known; as the first call of a boot, read it first
+   * (not on every call: restore also counts a start for the livelock guard). */
+  if (!intm_app_restored) {
+    (void)intm_progress_restore(intm_model_hash);
+    intm_app_restored = 1;
+  }
   /*
    * NOTE: commit DONE -> FRESH.
    *   - a failure before the check word: the record says DONE; the next start delivers the

@@ -1,9 +1,10 @@
 /*
  * intm_runtime.h - the small C runtime every generated model links against.
  *
- * No heap, no TVM runtime. A generated model.c defines the tensor descriptors and
- * intm_model_run(); the firmware harness (intm_main.c) moves inputs and outputs through
- * the platform functions below, which each board support package implements
+ * No heap, no TVM runtime. A generated model.c defines the tensor descriptors, the task
+ * table and intm_model_run(); the device loop (intm_app.h) runs it across power failures,
+ * and the firmware harness (intm_main.c), one user of that loop, moves inputs and outputs
+ * through the platform functions below, which each board support package implements
  * (semihosting on QEMU, stdio on the host build).
  */
 #ifndef INTM_RUNTIME_H_

@@ -610,7 +610,8 @@ def _run_host(project_dir: Path, meta: dict, input_bytes: bytes, timeout: float)
     proc, console, seconds, files = _execute([str(program)], input_bytes, timeout, what)
     if proc.returncode != 0:
         raise SimulationError(f"{what} exited with status {proc.returncode} "
-                              f"({explain_firmware_status(proc.returncode)}); console:\n{console}")
+                              f"({explain_firmware_status(proc.returncode)}); console:\n"
+                              f"{console}", firmware_status=proc.returncode)
     return RunResult(outputs=_decode(meta, files["output.bin"], what, console),
                      instructions_total=None, instructions_model=None,
                      exit_status=proc.returncode, console=console, seconds=seconds,
@@ -643,8 +644,7 @@ def _run_qemu(project_dir: Path, firmware: _Firmware, meta: dict, input_bytes: b
         raise SimulationError(
             f"{what} exited with status {status} ({explain_firmware_status(status)}) after "
             f"{counts['boots']} boot(s) and {counts['failures']} power failure(s); "
-            f"console:\n{console}"
-        )
+            f"console:\n{console}", firmware_status=status)
     else:
         outputs = _decode(meta, files["output.bin"], what, console)
 
