@@ -21,9 +21,9 @@ phase function's entry, every tile batch and every NVM store of the commit and r
   the others. Two-failure schedules, for ``relu`` and ``int8_conv``: a failure at every
   point of a commit, then one in the recovery boot (at its first instruction, in its
   middle, and before and after the restore's first and last store).
-* one zoo model (``micro_speech``, at the board's 100 uF): a run takes seconds, so the
-  first batch of each kernel and the boot, input and output windows are swept at their
-  key points (the first and last points, the points before the first NVM store, before
+* two zoo models (``micro_speech`` and ``kws``, at the board's 100 uF): a run takes a
+  tenth of a second to a second, so the first batch of each kernel and the boot, input
+  and output windows are swept at their key points (the first and last points, the points before the first NVM store, before
   and after every store, around every phase function's entry).
 
 ``--part random``: seeded random power cycles (uniform between half the budget and the
@@ -64,7 +64,7 @@ PHASE_MODELS = ["relu", "small_cnn", "conv_depthwise", "gemm", "int8_conv", "int
 #: the same in every model; the others sweep those windows at their key points), and
 #: which get the two-failure schedules.
 FULL_PHASE_MODELS = ["relu", "int8_conv"]
-ZOO_PHASE_MODELS = ["micro_speech"]
+ZOO_PHASE_MODELS = ["micro_speech", "kws"]
 #: Model -> capacitors (farads) and the share of --failures each gets: the smallest
 #: capacitor the model compiles for (its largest operator's smallest tile must fit half a
 #: power cycle: the cheapest failures, since a run's cost grows with the cycle) and a
