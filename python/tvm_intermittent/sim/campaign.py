@@ -118,6 +118,10 @@ def _commit_spans(probe: RunResult) -> list[tuple]:
     return [span for span in probe.store_spans(COMMIT) if span[1] is not None]
 
 
+def _restore_spans(probe: RunResult) -> list[tuple]:
+    return [span for span in probe.store_spans(RESTORE) if span[1] is not None]
+
+
 def _stores_between(probe: RunResult, function: str, first: int, last: int) -> tuple:
     return tuple(c for name, c in probe.stores if name == function and first <= c <= last)
 
@@ -176,7 +180,7 @@ def phase_windows(probe: RunResult, tasks, *, split_batches: int = 2) -> list[Wi
     if probe.failures or not probe.finished:
         raise ValueError("phase windows come from a continuous run that finished")
     commits = _commit_spans(probe)
-    restores = [span for span in probe.store_spans(RESTORE) if span[1] is not None]
+    restores = _restore_spans(probe)
     entries = _task_entries(probe)
     if not commits or not entries:
         raise ValueError("the run recorded no commit or no tile batch: phase windows need "
@@ -239,7 +243,7 @@ def recovery_windows(probe: RunResult, commit_index: int = 1, offsets=None) -> l
     commits = _commit_spans(probe)
     _, first, last = commits[commit_index]
     if offsets is None:
-        restores = [span for span in probe.store_spans(RESTORE) if span[1] is not None]
+        restores = _restore_spans(probe)
         _, r_first, r_last = restores[0]
         offsets = [0, r_first // 2, *range(r_first, r_last + 2)]
     stores = _stores_between(probe, COMMIT, first, last)
@@ -284,7 +288,7 @@ class Baseline:
         self.inputs_committed = (first[2] + 1 if first is not None and entries
                                  and first[0] < entries[0] else -1)
         self.input_reads = len(self.continuous.event_counts(READ_INPUTS))
-        restores = [span for span in self.continuous.store_spans(RESTORE) if span[1]]
+        restores = _restore_spans(self.continuous)
         self.boot_length = restores[0][2] + 2 if restores else 0
 
     @property
