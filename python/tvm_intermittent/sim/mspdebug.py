@@ -45,7 +45,7 @@ from pathlib import Path
 from ..codegen.project_files import MSP430_SRAM_BASE
 from ..errors import FirmwareStatus, SimulationError, ToolchainError, explain_firmware_status
 from . import tensors
-from .power import Capacitor, Exhaustive, FailAt, Schedule, parse_window
+from .power import Capacitor, FailAt, Schedule, failure_points
 from .qemu import DEFAULT_TIMEOUT_S, PROGRESS_FUNCTIONS, RunResult, _check_power
 from .toolchain import MSP430_NM, build_project, msp430_toolchain_available, symbols
 
@@ -426,11 +426,8 @@ def run_exhaustive(project_dir, inputs, window, *, timeout: float = DEFAULT_TIME
     """One run per failure point ``k`` in the window, failing after exactly ``k``
     instructions, in one simulator process (each run starts from power-on); see
     :func:`tvm_intermittent.sim.qemu.run_exhaustive`. ``timeout`` is per run."""
-    if isinstance(window, str):
-        window = parse_window(window)
-    schedule = window if isinstance(window, Exhaustive) else Exhaustive(tuple(window))
     _, max_boots = _check_power(None, "msp430", max_boots)
-    return _runs(project_dir, inputs, [FailAt(k) for k in schedule.points()], timeout,
+    return _runs(project_dir, inputs, [FailAt(k) for k in failure_points(window)], timeout,
                  max_boots, mode, functions)
 
 
