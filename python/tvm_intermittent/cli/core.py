@@ -67,6 +67,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="with --check: largest int8 difference allowed (default 0 for TFLite "
                         "models, which must equal TFLite Micro, and 1 for ONNX)")
     p.add_argument("--host", action="store_true", help="run the host build instead of QEMU")
+    p.add_argument("--profile", action="store_true",
+                   help="per task: operator, MACs, instructions, instructions per MAC, share")
     p.add_argument("--timeout", type=float, default=600.0, help="seconds before giving up")
     power = p.add_argument_group("power failures (QEMU only)")
     power.add_argument("--power", choices=["none", "periodic", "random", "capacitor",
@@ -278,6 +280,10 @@ def cmd_run(args, env: Environment) -> int:
             raise InputError(f"{args.target!r} is neither a project directory nor a model file")
         manifest = _load_manifest(project)
         inputs = load_inputs(args.input, manifest["inputs"], env)
+        if args.profile:
+            from .profile import cmd_profile  # pylint: disable=import-outside-toplevel
+
+            return cmd_profile(args, env, project, manifest, inputs)
         if args.power != "none":
             if args.host:
                 raise InputError("--power needs QEMU; drop --host")

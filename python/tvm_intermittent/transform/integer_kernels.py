@@ -48,6 +48,14 @@ _I32 = "int32"
 #: Already scheduled (dlight leaves it alone) and opaque to FuseOps (nothing is fused into
 #: a statement-level kernel).
 KERNEL_ATTRS = {"tirx.is_scheduled": True, "tirx.noalias": True, "op_pattern": 8}
+#: The kernel's multiply-accumulates per inference, counted as TFLite-based libraries count
+#: them (outputs times the taps and channels of one output); the per-operator profile reads
+#: it. Only the kernels that carry MACs (convolutions, dense) have it.
+MACS_ATTR = "intermittent.macs"
+
+
+def _with_macs(func, macs: int):
+    return func.with_attr(MACS_ATTR, tirx.IntImm("int64", int(macs)))
 
 
 def _i32(value):
@@ -161,6 +169,7 @@ def conv2d_nhwc(*, in_shape, weight, bias, strides, padding, dilation, input_zer
     tap_table = (not depthwise and in_c > 4 and any(padding) and input_zero_point != 0)
     taps = (input_zero_point * per_tap).astype(np.int32)  # [KH, KW, C_OUT]
     constants = [weight, folded] + ([taps] if tap_table else []) + requant.tables()
+    macs = batch * out_h * out_w * out_c * k_h * k_w * (1 if depthwise else in_c)
     if not depthwise and not any(padding) and out_h * out_w > 1:
         build = (_conv2d_pointwise_dsp
                  if _pointwise_dsp_applies(weight, in_shape, strides, in_dtype)
@@ -169,7 +178,7 @@ def conv2d_nhwc(*, in_shape, weight, bias, strides, padding, dilation, input_zer
             in_shape=in_shape, weight=weight, out_shape=(batch, out_h, out_w, out_c),
             strides=strides, dilation=dilation, output_zero_point=output_zero_point,
             requant=requant, clamp=clamp, in_dtype=in_dtype, out_dtype=out_dtype)
-        return func, constants
+        return _with_macs(func, macs), constants
     # Unrolled taps need no loop counters; worth it where a tap has little work.
     unroll = k_h * k_w <= 49 and (depthwise or in_c <= 4)
 
@@ -260,7 +269,7 @@ def conv2d_nhwc(*, in_shape, weight, bias, strides, padding, dilation, input_zer
                     _store_output(out, [n, out_y, out_x, channels[j]],
                                   requant.emit(acc[j][0], channels[j], tables, _bind),
                                   output_zero_point, clamp, out_dtype)
-    return _private(builder.get()), constants
+    return _with_macs(_private(builder.get()), macs), constants
 
 
 def _conv2d_pixel_pairs(*, in_shape, weight, out_shape, strides, dilation, output_zero_point,
@@ -362,7 +371,7 @@ def dense(*, in_shape, weight, bias, input_zero_point, output_zero_point,
                                   requant.emit(acc[j][0], units_[j], tables,
                                                _bind if block > 1 else None),
                                   output_zero_point, clamp, out_dtype)
-    return _private(builder.get()), constants
+    return _with_macs(_private(builder.get()), rows * units * depth), constants
 
 
 def quantize(*, shape, scale: float, zero_point: int, ties_to_even: bool, out_dtype: str):
