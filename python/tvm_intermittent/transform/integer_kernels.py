@@ -181,6 +181,8 @@ def conv2d_nhwc(*, in_shape, weight, bias, strides, padding, dilation, input_zer
         return _with_macs(func, macs), constants
     # Unrolled taps need no loop counters; worth it where a tap has little work.
     unroll = k_h * k_w <= 49 and (depthwise or in_c <= 4)
+    # A tap over input channels in quads: one SMLAD per two multiply-accumulates.
+    dsp = not depthwise and in_c % 4 == 0 and in_dtype == "int8" and _dsp_available()
 
     with IRBuilder() as builder:
         with T.prim_func():
@@ -218,7 +220,11 @@ def conv2d_nhwc(*, in_shape, weight, bias, strides, padding, dilation, input_zer
                                                + value * w[channels[j], f_y, f_x, ic].astype(_I32),
                                                [0])
 
-                        if unroll:
+                        if dsp and read is load:
+                            with _loop("in_quad", in_c // 4) as q:
+                                _smlad_quad(acc, lambda j, q=q: w[channels[j], f_y, f_x, q * 4],
+                                            x[n, in_y, in_x, q * 4])
+                        elif unroll:
                             for ic in range(in_c):
                                 mac(ic)
                         else:
@@ -347,6 +353,15 @@ def dense(*, in_shape, weight, bias, input_zero_point, output_zero_point,
         # out = f(acc)`` per tile, whose reduction the intermittent tiling can split.
         block = 1
     constants = [weight, folded] + requant.tables()
+    macs = rows * units * depth
+    if rows * (units // channel_block(units)) > 1 and _dense_dsp_applies(depth, in_dtype):
+        # Rows are pixels of a 1x1 convolution whose input channels are the features: the
+        # same SMLAD kernel, the same constants (weights [N, K] are its [C_OUT, C_IN]).
+        func = _conv2d_pointwise_dsp(
+            in_shape=(1, rows, 1, depth), weight=weight, out_shape=(1, rows, 1, units),
+            strides=(1, 1), dilation=(1, 1), output_zero_point=output_zero_point,
+            requant=requant, clamp=clamp, in_dtype=in_dtype, out_dtype=out_dtype)
+        return _with_macs(func, macs), constants
 
     with IRBuilder() as builder:
         with T.prim_func():
@@ -371,7 +386,7 @@ def dense(*, in_shape, weight, bias, input_zero_point, output_zero_point,
                                   requant.emit(acc[j][0], units_[j], tables,
                                                _bind if block > 1 else None),
                                   output_zero_point, clamp, out_dtype)
-    return _with_macs(_private(builder.get()), rows * units * depth), constants
+    return _with_macs(_private(builder.get()), macs), constants
 
 
 def quantize(*, shape, scale: float, zero_point: int, ties_to_even: bool, out_dtype: str):
@@ -422,6 +437,21 @@ def _helper(name, *args):
     return tirx.call_pure_extern("int32", name, *args)
 
 
+def _smlad_quad(acc, weight_at, input_element):
+    """``acc[j] += sum(x[k] * w_j[k] for k in 0..3)`` for each accumulator: one input word
+    unpacked once by SXTB16 into its even and odd bytes as halves, then per accumulator
+    one weight word (``weight_at(j)``, its first byte) unpacked alike and two SMLADs."""
+    word = _bind("input4", _helper("intm_load_s8x4", tirx.address_of(input_element)))
+    even = _bind("even", _helper("intm_sxtb16", word))
+    odd = _bind("odd", _helper("intm_sxtb16_ror8", word))
+    for j, accumulator in enumerate(acc):
+        weights = _bind("weights4", _helper("intm_load_s8x4", tirx.address_of(weight_at(j))))
+        inner = _helper("intm_smlad", odd, _helper("intm_sxtb16_ror8", weights),
+                        accumulator[0])
+        T.buffer_store(accumulator, _helper(
+            "intm_smlad", even, _helper("intm_sxtb16", weights), inner), [0])
+
+
 def _dsp_available() -> bool:
     """Whether the current target (the pipeline runs under the board's) has the Cortex-M
     DSP extension."""
@@ -434,6 +464,10 @@ def _pointwise_dsp_applies(weight, in_shape, strides, in_dtype) -> bool:
     in_c = int(in_shape[-1])
     return (k_h * k_w == 1 and in_c % 4 == 0 and tuple(strides) == (1, 1)
             and in_dtype == "int8" and _dsp_available())
+
+
+def _dense_dsp_applies(depth: int, in_dtype: str) -> bool:
+    return depth % 4 == 0 and in_dtype == "int8" and _dsp_available()
 
 
 def _conv2d_pointwise_dsp(*, in_shape, weight, out_shape, strides, dilation,
