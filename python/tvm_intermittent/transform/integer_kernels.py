@@ -292,6 +292,7 @@ def _conv2d_pixel_pairs(*, in_shape, weight, out_shape, strides, dilation, outpu
     (s_h, s_w), (d_h, d_w) = strides, dilation
     pixels = out_h * out_w
     block = channel_block(out_c)
+    dsp = in_c % 4 == 0 and in_dtype == "int8" and _dsp_available()
     with IRBuilder() as builder:
         with T.prim_func():
             T.func_attr(KERNEL_ATTRS)
@@ -319,9 +320,33 @@ def _conv2d_pixel_pairs(*, in_shape, weight, out_shape, strides, dilation, outpu
                             T.buffer_store(acc[p][j], acc[p][j][0] + values[p] * weight_value,
                                            [0])
 
-                with _loop("filter_y", k_h) as f_y, _loop("filter_x", k_w) as f_x, \
-                        _loop("in_channel", in_c) as ic:
-                    mac(f_y, f_x, ic)
+                def mac_quad(f_y, f_x, q):
+                    """Four input channels of both pixels against four weights per channel:
+                    each weight word, unpacked once, feeds four SMLADs."""
+                    halves = []
+                    for p, (out_y, out_x) in enumerate(out_yx):
+                        word = _bind(f"input4_{p}", _helper("intm_load_s8x4", tirx.address_of(
+                            x[n, out_y * s_h + f_y * d_h, out_x * s_w + f_x * d_w, q * 4])))
+                        halves.append((_bind(f"even{p}", _helper("intm_sxtb16", word)),
+                                       _bind(f"odd{p}", _helper("intm_sxtb16_ror8", word))))
+                    for j in range(block):
+                        weights = _bind("weights4", _helper(
+                            "intm_load_s8x4", tirx.address_of(w[channels[j], f_y, f_x, q * 4])))
+                        even_w = _bind("even_w", _helper("intm_sxtb16", weights))
+                        odd_w = _bind("odd_w", _helper("intm_sxtb16_ror8", weights))
+                        for p, (even, odd) in enumerate(halves):
+                            inner = _helper("intm_smlad", odd, odd_w, acc[p][j][0])
+                            T.buffer_store(acc[p][j], _helper("intm_smlad", even, even_w, inner),
+                                           [0])
+
+                if dsp:
+                    with _loop("filter_y", k_h) as f_y, _loop("filter_x", k_w) as f_x, \
+                            _loop("in_quad", in_c // 4) as q:
+                        mac_quad(f_y, f_x, q)
+                else:
+                    with _loop("filter_y", k_h) as f_y, _loop("filter_x", k_w) as f_x, \
+                            _loop("in_channel", in_c) as ic:
+                        mac(f_y, f_x, ic)
                 for p, (out_y, out_x) in enumerate(out_yx):
                     def store():
                         for j in range(block):
