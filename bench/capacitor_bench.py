@@ -63,8 +63,9 @@ def main() -> int:
           "boots | TFLM + CMSIS-NN continuous | ratio | bit-exact |")
     print("|---|---:|---:|---:|---:|---:|---|")
     for r in rows:
+        exact = "yes" if r["bit_exact"] else "NO"
         print(f"| {r['model']} | {r['boots']} | {r['failures']} | {r['instructions_total']:,} "
-              f"| {r['tflm_cmsis_nn']:,} | {r['ratio']:.2f} | {'yes' if r['bit_exact'] else 'NO'} |")
+              f"| {r['tflm_cmsis_nn']:,} | {r['ratio']:.2f} | {exact} |")
     print(f"\ngeometric mean of the ratios: "
           f"{math.prod(r['ratio'] for r in rows) ** (1 / len(rows)):.2f}")
     if args.json:
