@@ -86,8 +86,11 @@ def test_cli_profile_json_and_refusals(anomaly, tmp_path):
     entry, project, inputs = anomaly
     np.save(tmp_path / "x.npy", inputs[0])
     status, out, err = run_cli("run", str(project), "--input", str(tmp_path / "x.npy"),
-                               "--profile", "--check", "--json")
+                               "--profile", "--check", "--json", "--output",
+                               str(tmp_path / "y.npy"))
     assert status == 0, err
+    np.testing.assert_array_equal(np.load(tmp_path / "y.npy"),
+                                  reference.run_tflite_micro(entry.path, inputs)[0])
     report = json.loads(out)
     assert report["check"]["match"]
     assert sum(r["instructions"] for r in report["rows"]) == report["instructions_model"]

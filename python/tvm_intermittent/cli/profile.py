@@ -2,8 +2,8 @@
 
 The table (or ``--json``) gives per task its operator, MACs, instructions, instructions per
 MAC, commits and share of the inference (:mod:`tvm_intermittent.sim.profile`). With
-``--check`` the outputs of the profiled runs are compared with the reference runtime, as a
-plain ``run --check`` does.
+``--check`` the outputs of the profiled runs are compared with the reference runtime, and
+``--output`` saves them, as a plain ``run`` does.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ def cmd_profile(args, env, project: Path, manifest: dict, inputs) -> int:
     # pylint: disable=import-outside-toplevel
     from ..check import compare_outputs
     from ..sim.profile import profile
-    from .core import _emit, _max_lsb, reference_outputs
+    from .core import _emit, _max_lsb, _save_outputs, reference_outputs
 
     if args.host:
         raise InputError("--profile counts instructions on QEMU; drop --host")
@@ -45,5 +45,7 @@ def cmd_profile(args, env, project: Path, manifest: dict, inputs) -> int:
         report["check"] = check.to_dict()
         text += "\ncheck against the reference: " + check.summary()
         status = ExitStatus.OK if check.ok else ExitStatus.MISMATCH
+    if args.output:
+        _save_outputs(args.output, result.outputs, manifest["outputs"])
     _emit(env, args, report, text)
     return status
