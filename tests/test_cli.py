@@ -94,3 +94,148 @@ def test_several_inputs_through_npz(tmp_path):
     status, out, _ = run_cli("run", str(path), "--input", str(tmp_path / "x.npz"), "--check",
                              "--json")
     assert status == 0 and json.loads(out)["check"]["match"]
+
+
+# ---- run refuses every option it would not honour ---------------------------------------
+
+
+@pytest.fixture(scope="module")
+def small_project(tmp_path_factory):
+    """small_cnn compiled for tiles sized for a 2 uF capacitor (not the board's 100 uF)."""
+    root = tmp_path_factory.mktemp("small")
+    model, inputs = onnx_models.small_cnn()
+    onnx.save(model, root / "cnn.onnx")
+    np.save(root / "x.npy", inputs[0])
+    status, _, err = run_cli("compile", str(root / "cnn.onnx"), "-o", str(root / "p"),
+                             "--capacitor", "2uF")
+    assert status == 0, err
+    return root
+
+
+REFUSED = [
+    # (arguments after `run PROJECT`, what the message must say)
+    (["--power", "exhaustive", "--window", "1:3", "--output", "y.npy"],
+     "--output with --power exhaustive"),
+    (["--seed", "3"], "--seed sets the seed of the random power cycles, which only --power "
+                      "random uses; with --power none"),
+    (["--power", "periodic", "--period", "500", "--min", "5"], "--min sets the shortest"),
+    (["--power", "capacitor", "--max", "5"], "with --power capacitor it would be ignored"),
+    (["--power", "random", "--period", "5"], "only --power periodic uses"),
+    (["--power", "random", "--harvest", "2mW"], "only --power capacitor uses"),
+    (["--power", "random", "--trace", "t.csv"], "--trace sets"),
+    (["--power", "periodic", "--period", "500", "--window", "1:3"], "--window sets"),
+    (["--power", "random", "--plot", "p.png"], "--plot sets"),
+    (["--max-boots", "4"], "--max-boots sets"),
+    (["--capacitor", "1mF"], "--capacitor with a project"),
+    (["--power", "exhaustive", "--window", "1:3", "--capacitor", "1mF"],
+     "--capacitor with a project"),
+    (["--host", "--mode", "layer"], "drop --host or --mode"),
+    (["--host", "--power", "random"], "--power random needs QEMU"),
+    (["--max-lsb", "2"], "--max-lsb is the tolerance of --check"),
+    (["--check", "--max-lsb", "-1"], "--max-lsb must be 0 or more"),
+    (["--board", "msp430fr5994"], "compiled for board 'qemu-an386'"),
+    (["--shape", "x=1,3,16,16"], "--shape fixes input shapes when a model file is compiled"),
+    (["--output", "y.txt"], "name the file .npy"),
+    (["--output", "missing_dir/y.npy"], "does not exist"),
+    (["--power", "capacitor", "--plot", "p.bmp"], "--plot 'p.bmp'"),
+    (["--timeout", "0"], "--timeout must be a positive number"),
+    (["--no-such-option"], "unrecognized arguments: --no-such-option"),
+]
+
+
+@pytest.mark.parametrize("extra,message", REFUSED, ids=[" ".join(a) for a, _ in REFUSED])
+def test_run_refuses_options_it_would_ignore(small_project, extra, message, monkeypatch):
+    monkeypatch.chdir(small_project)
+    before = sorted(p.name for p in small_project.iterdir())
+    status, out, err = run_cli("run", "p", "--input", "x.npy", *extra)
+    assert status == 2, err
+    assert message in err and "Traceback" not in err
+    assert out == ""
+    assert sorted(p.name for p in small_project.iterdir()) == before  # nothing written
+
+
+def test_run_lists_every_refused_option_at_once(small_project):
+    status, _, err = run_cli("run", str(small_project / "p"), "--seed", "1", "--period", "9",
+                             "--harvest", "1mW")
+    assert status == 2
+    assert err.count("it would be ignored") == 3
+
+
+def test_refusal_with_json_puts_the_error_on_stdout(small_project):
+    status, out, err = run_cli("run", str(small_project / "p"), "--seed", "1", "--json")
+    assert status == 2 and "--seed" in err
+    error = json.loads(out)["error"]
+    assert error["exit_status"] == 2 and error["kind"] == "InputError"
+    assert "--seed" in error["message"]
+
+
+def test_usage_errors_go_to_the_environment_stderr(capsys):
+    status, out, err = run_cli("run", "--json")
+    assert status == 2
+    assert "the following arguments are required: target" in err
+    assert json.loads(out)["error"]["kind"] == "UsageError"
+    assert capsys.readouterr().err == ""  # not printed by argparse behind our back
+
+
+def test_run_model_file_honours_shape_and_capacitor(tmp_path):
+    """--shape and --capacitor shape the compilation when TARGET is a model file: a
+    symbolic batch dimension is fixed, and the host run takes an input of that shape."""
+    model, inputs = onnx_models.softmax()
+    model.graph.input[0].type.tensor_type.shape.dim[0].dim_param = "batch"
+    model.graph.output[0].type.tensor_type.shape.dim[0].dim_param = "batch"
+    path = tmp_path / "m.onnx"
+    onnx.save(model, path)
+    status, _, err = run_cli("run", str(path), "--host")
+    assert status == 2 and "--shape x=1,..." in err
+    np.save(tmp_path / "x.npy", inputs[0])
+    status, out, err = run_cli("run", str(path), "--host", "--shape", "x=3,10", "--input",
+                               str(tmp_path / "x.npy"), "--capacitor", "2uF", "--json",
+                               "--check")
+    assert status == 0, err
+    assert json.loads(out)["check"]["match"] is True
+
+
+@pytest.mark.qemu
+def test_random_power_defaults_to_the_compiled_capacitor(small_project):
+    """`run --power random` draws power cycles from half to all of the budget the tiles
+    were sized for (2 uF here), not the board's default capacitor (100 uF, 50 times more:
+    no failure would ever happen in this model's 0.3 M instructions)."""
+    manifest = json.loads((small_project / "p" / "model.json").read_text())
+    board = json.loads((small_project / "p" / "model.json").read_text())["board_profile"]
+    assert manifest["capacitor_f"] == 2e-6 and board["capacitor_f"] == 1e-4
+    budget = manifest["power_cycle_budget"]
+    status, out, err = run_cli("run", str(small_project / "p"), "--input",
+                               str(small_project / "x.npy"), "--power", "random", "--json")
+    assert status == 0, err
+    report = json.loads(out)
+    assert report["schedule"] == {"kind": "random", "seed": 0, "min": budget // 2,
+                                  "max": budget}
+    assert report["failures"] > 5 and report["outputs_match"]
+    # A model file compiled by `run --capacitor` gets the same tiles and power cycles.
+    status, out, err = run_cli("run", str(small_project / "cnn.onnx"), "--input",
+                               str(small_project / "x.npy"), "--power", "random",
+                               "--capacitor", "2uF", "--json")
+    assert status == 0, err
+    assert json.loads(out)["schedule"]["max"] == budget
+
+
+@pytest.mark.qemu
+def test_capacitor_power_defaults_to_the_compiled_capacitor(small_project):
+    status, out, err = run_cli("run", str(small_project / "p"), "--input",
+                               str(small_project / "x.npy"), "--power", "capacitor", "--json")
+    assert status == 0, err
+    report = json.loads(out)
+    assert report["schedule"]["capacitor_f"] == 2e-6
+    assert report["failures"] > 5 and report["outputs_match"]
+
+
+@pytest.mark.qemu
+def test_exhaustive_honours_check(small_project):
+    """--check with --power exhaustive compares the uninterrupted run with onnxruntime."""
+    status, out, err = run_cli("run", str(small_project / "p"), "--input",
+                               str(small_project / "x.npy"), "--power", "exhaustive",
+                               "--window", "2000:2003", "--check", "--json")
+    assert status == 0, err
+    report = json.loads(out)
+    assert report["runs"] == 3 and report["all_match"]
+    assert report["check"]["match"] is True

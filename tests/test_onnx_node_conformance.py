@@ -31,7 +31,7 @@ REFUSALS = {
     "test_qlinearmatmul_2D_int8_float32": r"QLinearMatMul.*QDQ",
     "test_maxpool_with_argmax_2d_precomputed_pads": r"operator MaxPool.*Indices.*remove it",
     "test_batchnorm_example_training_mode": r"BatchNormalization.*training_mode=1.*inference",
-    "test_add_uint16": r"input 'x' is uint16.*export the model with a supported input type",
+    "test_add_uint16": r"input 'x' has element type UINT16.*export the model with a supported input type",
 }
 
 

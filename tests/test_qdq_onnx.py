@@ -157,7 +157,9 @@ def test_float_operators_are_named_and_int8_only_refuses_them(tmp_path):
         manifest["notices"]
 
     status, out, err = _cli_compile(tmp_path / "gemm.onnx", tmp_path / "q", "--int8-only")
-    assert status == 2 and out == ""
+    assert status == 2
+    error = json.loads(out)["error"]  # --json: the error as an object on stdout too
+    assert error["exit_status"] == 2 and "matmul -> float32[2, 7]" in error["message"]
     assert "not integer-only" in err and "matmul -> float32[2, 7]" in err
     assert "Traceback" not in err and not (tmp_path / "q").exists()
 

@@ -52,6 +52,8 @@ class Artifact:
     tasks: list = dataclasses.field(default_factory=list)
     #: Operators on a slower or less exact path (:class:`~.transform.notices.Notice`).
     notices: list = dataclasses.field(default_factory=list)
+    #: Farads of the capacitor the tiles were sized for (the power cycle budget's).
+    capacitor_f: float | None = None
     #: Multiply-accumulates of each kernel that carries them (the per-operator profile's).
     macs: dict = dataclasses.field(default_factory=dict)
 
@@ -69,6 +71,7 @@ class Artifact:
             "source_format": self.source_format,
             "model_hash": f"0x{self.sources.model_hash:08x}",
             "power_cycle_budget": self.power_cycle_budget,
+            "capacitor_f": self.capacitor_f or self.board.capacitor_f,
             "tiles": {k: dataclasses.asdict(t) for k, t in sorted(self.tiles.items())},
             "tasks": [{"kernel": k, "tiles": self.tiles[k].extent,
                        "tiles_per_commit": self.tiles[k].tiles_per_commit,
@@ -186,7 +189,7 @@ def build(mod, target="intermittent/qemu-an386", *, board=None, tuning_log=None,
     _check_memory(sources, scratch, the_board)
     return Artifact(name or imported.name, the_board, sources, inputs, outputs,
                     time.perf_counter() - started, imported.format, imported.source, tiles,
-                    budget, [step.kernel for step in graph.steps], notices,
+                    budget, [step.kernel for step in graph.steps], notices, capacitor_f,
                     _kernel_macs(graph.kernels))
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import sys
 import tempfile
 from pathlib import Path
 
@@ -18,14 +19,25 @@ import numpy as np
 from ..board import DEFAULT_BOARD, list_boards, load_board
 from ..errors import ExitStatus, InputError, IntermittentError
 from .environment import Environment
+from .run_options import check_project_board, check_run_options
+from .tensor_files import check_output_path, load_inputs, save_outputs
 
 #: CMSIS-NN s8 kernels on this QEMU board (-O2, cortex-m4, DSP on), MLPerf Tiny KWS:
 #: instructions per inference, bit-exact with TFLite Micro. The anchor our reports show.
 CMSIS_NN_KWS_INSTRUCTIONS = 7_697_328
 
 
+class UsageError(InputError):
+    """The command line itself is wrong (an unknown option, a missing argument)."""
+
+
 class _ArgumentParser(argparse.ArgumentParser):
-    """argparse exits with status 2 on bad usage, which is our BAD_INPUT already."""
+    """Bad usage raises :class:`UsageError` instead of printing to ``sys.stderr`` and
+    exiting, so that ``main`` reports it like every other bad input: on the environment's
+    stderr, in ``--json`` too, with exit status 2 (BAD_INPUT)."""
+
+    def error(self, message):
+        raise UsageError(f"{message}\n{self.format_usage().rstrip()}")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -58,7 +70,12 @@ def _parser() -> argparse.ArgumentParser:
 
     p = common(sub.add_parser("run", help="run a compiled project (or a model) on QEMU"))
     p.add_argument("target", help="a project directory from `compile`, or a model file")
-    p.add_argument("--board", default=DEFAULT_BOARD, help="board, when TARGET is a model file")
+    p.add_argument("--board", help=f"board, when TARGET is a model file (default "
+                                   f"{DEFAULT_BOARD}; a project runs on the board it was "
+                                   f"compiled for)")
+    p.add_argument("--shape", action="append", default=[], metavar="NAME=D0,D1,...",
+                   help="when TARGET is a model file: fix the shape of an input with symbolic "
+                        "dimensions")
     p.add_argument("--input", help="input tensor(s): .npy for one input, .npz for several")
     p.add_argument("--output", help="write the outputs here (.npy, or .npz for several)")
     p.add_argument("--check", action="store_true",
@@ -70,20 +87,25 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--profile", action="store_true",
                    help="per task: operator, MACs, instructions, instructions per MAC, share")
     p.add_argument("--timeout", type=float, default=600.0, help="seconds before giving up")
-    power = p.add_argument_group("power failures (QEMU only)")
+    power = p.add_argument_group(
+        "power failures (QEMU only; an option given to a schedule it does not shape is "
+        "refused)")
     power.add_argument("--power", choices=["none", "periodic", "random", "capacitor",
                                            "exhaustive"], default="none",
                        help="when the power fails (default none)")
-    power.add_argument("--mode", choices=["tiles", "layer", "restart"], default="tiles",
-                       help="checkpointing: after batches of tiles (default), at operator "
-                            "boundaries, or none (start over after every failure)")
-    power.add_argument("--seed", type=int, default=0, help="random: seed (default 0)")
+    power.add_argument("--mode", choices=["tiles", "layer", "restart"],
+                       help="QEMU firmware: checkpoints after batches of tiles (default), at "
+                            "operator boundaries, or none (start over after every failure)")
+    power.add_argument("--seed", type=int, help="random: seed (default 0)")
     power.add_argument("--period", type=int, help="periodic: instructions per power cycle")
     power.add_argument("--min", type=int, dest="min_instructions",
-                       help="random: shortest power cycle (default: half the board's budget)")
+                       help="random: shortest power cycle (default: half the budget of the "
+                            "capacitor the project was compiled for)")
     power.add_argument("--max", type=int, dest="max_instructions",
-                       help="random: longest power cycle (default: the board's budget)")
-    power.add_argument("--capacitor", help="capacitor: e.g. 100uF (default: the board's)")
+                       help="random: longest power cycle (default: that whole budget)")
+    power.add_argument("--capacitor",
+                       help="random, capacitor: e.g. 100uF (default: the one the project was "
+                            "compiled for); with a model file, the tiles are sized for it too")
     power.add_argument("--harvest", help="capacitor: harvested power, e.g. 2mW")
     power.add_argument("--trace", help="capacitor: power trace file (time s, power W)")
     power.add_argument("--window", help="exhaustive: failure points A:B (instructions)")
@@ -106,21 +128,44 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv=None, env: Environment | None = None) -> int:
     """Run one command; return its exit status (never raises for our own errors)."""
     env = env or Environment()
+    argv = list(sys.argv[1:] if argv is None else argv)
     try:
         args = _parser().parse_args(argv)
-    except SystemExit as exit_:
+    except SystemExit as exit_:  # --help
         return int(exit_.code or 0)
+    except UsageError as err:
+        return _report_error(err, env, json_output="--json" in argv)
     if getattr(args, "quiet", False):
         env.show_progress = False
     try:
         return program(args, env)
     except IntermittentError as err:
-        print(f"error: {err}", file=env.stderr)
-        return int(err.exit_status)
+        return _report_error(err, env, json_output=args.json)
+
+
+def _report_error(err: IntermittentError, env: Environment, json_output: bool) -> int:
+    """Print ``err`` on stderr (and as ``{"error": ...}`` on stdout with ``--json``, so a
+    script reading stdout learns why there is no result); return its exit status."""
+    print(f"error: {err}", file=env.stderr)
+    if json_output:
+        json.dump({"error": {"kind": type(err).__name__, "message": str(err),
+                             "exit_status": int(err.exit_status)}}, env.stdout, indent=2)
+        env.stdout.write("\n")
+    return int(err.exit_status)
 
 
 def program(args, env: Environment) -> int:
-    """Dispatch to the command; errors propagate."""
+    """Dispatch to the command; errors propagate.
+
+    A model file given to ``compile`` or ``run`` is checked first, before the command
+    imports TVM: a damaged file is refused in a fraction of a second.
+    """
+    target = getattr(args, "model", None) or getattr(args, "target", None)
+    if args.command in ("compile", "run") and target and Path(target).suffix.lower() in (
+            ".onnx", ".tflite") and not Path(target).is_dir():
+        from ..frontend import check_model_file  # pylint: disable=import-outside-toplevel
+
+        check_model_file(target, _parse_shapes(getattr(args, "shape", [])) or None)
     return {"compile": cmd_compile, "run": cmd_run, "boards": cmd_boards,
             "demo": cmd_demo}[args.command](args, env)
 
@@ -185,55 +230,32 @@ def _load_manifest(project: Path) -> dict:
     if not path.is_file():
         raise InputError(f"{str(project)!r} is not a project made by `tvm-intermittent compile` "
                          "(no model.json); pass a project directory or a .onnx/.tflite file")
-    return json.loads(path.read_text())
-
-
-def load_inputs(path: str | None, specs: list[dict], env: Environment) -> list[np.ndarray]:
-    """Read ``.npy``/``.npz`` inputs and check them against the model's tensors."""
-    if path is None:
-        env.log("no --input given: using a seeded random input (numpy seed 0)")
-        rng = np.random.default_rng(0)
-        arrays = []
-        for spec in specs:
-            dtype = np.dtype(spec["dtype"])
-            if np.issubdtype(dtype, np.integer):
-                info = np.iinfo(dtype)
-                arrays.append(rng.integers(info.min, info.max, spec["shape"], endpoint=True,
-                                           dtype=dtype))
-            else:
-                arrays.append(rng.standard_normal(spec["shape"]).astype(dtype))
-        return arrays
-    file = Path(path)
-    if not file.is_file():
-        raise InputError(f"input file {path!r} does not exist")
     try:
-        loaded = np.load(file, allow_pickle=False)
-    except (ValueError, OSError) as err:
-        raise InputError(f"cannot read {path!r} as .npy/.npz: {err}") from err
-    if isinstance(loaded, np.ndarray):
-        arrays = [loaded]
-    else:
-        names = list(loaded.files)
-        by_name = [s["name"] for s in specs]
-        order = by_name if all(n in names for n in by_name) else names
-        arrays = [loaded[n] for n in order]
-    if len(arrays) != len(specs):
-        raise InputError(f"{path!r} holds {len(arrays)} array(s) but the model has "
-                         f"{len(specs)} input(s): {[s['name'] for s in specs]}")
-    for array, spec in zip(arrays, specs):
-        if list(array.shape) != list(spec["shape"]) or str(array.dtype) != spec["dtype"]:
-            raise InputError(
-                f"input {spec['name']!r} must be {spec['dtype']} {spec['shape']}, but {path!r} "
-                f"has {array.dtype} {list(array.shape)}"
-            )
+        manifest = json.loads(path.read_text())
+        for key in ("name", "board", "inputs", "outputs"):
+            manifest[key]  # pylint: disable=pointless-statement
+    except (ValueError, KeyError, TypeError) as err:
+        raise InputError(f"{str(path)!r} is damaged ({type(err).__name__}: {err}); compile the "
+                         "project again") from err
+    return manifest
+
+
+def _inputs(args, specs: list[dict], env: Environment) -> list[np.ndarray]:
+    """The ``--input`` file's arrays, or a seeded random input when there is none."""
+    if args.input is not None:
+        return load_inputs(args.input, specs)
+    env.log("no --input given: using a seeded random input (numpy seed 0)")
+    rng = np.random.default_rng(0)
+    arrays = []
+    for spec in specs:
+        dtype = np.dtype(spec["dtype"])
+        if np.issubdtype(dtype, np.integer):
+            info = np.iinfo(dtype)
+            arrays.append(rng.integers(info.min, info.max, spec["shape"], endpoint=True,
+                                       dtype=dtype))
+        else:
+            arrays.append(rng.standard_normal(spec["shape"]).astype(dtype))
     return arrays
-
-
-def _save_outputs(path: str, outputs: list[np.ndarray], specs: list[dict]) -> None:
-    if len(outputs) == 1 and not path.endswith(".npz"):
-        np.save(path, outputs[0])
-    else:
-        np.savez(path, **{s["name"]: o for s, o in zip(specs, outputs)})
 
 
 def reference_outputs(project: Path, manifest: dict, inputs):
@@ -262,43 +284,64 @@ def _max_lsb(args, manifest: dict) -> int:
     return 0 if manifest.get("source_format") == "tflite" else 1
 
 
-def cmd_run(args, env: Environment) -> int:
-    from .. import sim  # pylint: disable=import-outside-toplevel
+def _check(args, env: Environment, project: Path, manifest: dict, inputs, outputs):
+    """With ``--check``, the comparison of ``outputs`` with the reference runtime's."""
     from ..check import compare_outputs  # pylint: disable=import-outside-toplevel
 
+    if not args.check:
+        return None
+    with env.step("running the reference runtime"):
+        expected, scales = reference_outputs(project, manifest, inputs)
+    return compare_outputs(outputs, expected, max_lsb=_max_lsb(args, manifest),
+                           lsb_scales=scales)
+
+
+def _compile_for_run(args, env: Environment, target: Path, directory: Path) -> Path:
+    """``run model.onnx``: compile with the run's --board, --shape and --capacitor."""
+    from .. import builder  # pylint: disable=import-outside-toplevel
+    from ..sim.power import parse_capacitance  # pylint: disable=import-outside-toplevel
+
+    board = load_board(args.board or DEFAULT_BOARD)
+    capacitor = parse_capacitance(args.capacitor) if args.capacitor else None
+    with env.step(f"compiling {target.name} for {board.name}"):
+        artifact = builder.build(target, "intermittent/" + board.name,
+                                 shape_dict=_parse_shapes(args.shape) or None,
+                                 capacitor_f=capacitor)
+    return artifact.export(directory / "project")
+
+
+def cmd_run(args, env: Environment) -> int:
+    from .. import sim  # pylint: disable=import-outside-toplevel
+
+    check_run_options(args)
+    if args.output:
+        check_output_path(args.output)
     target = Path(args.target)
     with tempfile.TemporaryDirectory(prefix="intm-cli-") as tmp:
         if target.is_file():
-            from .. import builder  # pylint: disable=import-outside-toplevel
-
-            with env.step(f"compiling {target.name} for {args.board}"):
-                artifact = builder.build(target, "intermittent/" + load_board(args.board).name)
-            project = artifact.export(Path(tmp) / "project")
+            project = _compile_for_run(args, env, target, Path(tmp))
         elif target.is_dir():
             project = target
         else:
             raise InputError(f"{args.target!r} is neither a project directory nor a model file")
         manifest = _load_manifest(project)
-        inputs = load_inputs(args.input, manifest["inputs"], env)
+        check_project_board(args, manifest)
+        if args.output:
+            check_output_path(args.output, manifest["outputs"])
+        inputs = _inputs(args, manifest["inputs"], env)
         if args.profile:
             from .profile import cmd_profile  # pylint: disable=import-outside-toplevel
 
             return cmd_profile(args, env, project, manifest, inputs)
         if args.power != "none":
-            if args.host:
-                raise InputError("--power needs QEMU; drop --host")
             return _run_under_failures(args, env, project, manifest, inputs)
         kind = "host" if args.host else "qemu"
         with env.step(f"running on {'the host' if args.host else 'QEMU mps2-an386'}"):
-            result = sim.run(project, inputs, kind=kind, timeout=args.timeout)
-        check = None
-        if args.check:
-            with env.step("running the reference runtime"):
-                expected, scales = reference_outputs(project, manifest, inputs)
-            check = compare_outputs(result.outputs, expected, max_lsb=_max_lsb(args, manifest),
-                                    lsb_scales=scales)
+            result = sim.run(project, inputs, kind=kind, timeout=args.timeout,
+                             mode=args.mode)
+        check = _check(args, env, project, manifest, inputs, result.outputs)
     if args.output:
-        _save_outputs(args.output, result.outputs, manifest["outputs"])
+        save_outputs(args.output, result.outputs, manifest["outputs"])
     report = {
         "outputs": [o.tolist() for o in result.outputs],
         "instructions_total": result.instructions_total,
@@ -319,59 +362,101 @@ def cmd_run(args, env: Environment) -> int:
     return ExitStatus.MISMATCH if check is not None and not check.ok else ExitStatus.OK
 
 
-def _schedule(args, board):
-    """The power schedule the --power options describe."""
+def _compiled_capacitor(manifest: dict, board) -> float | None:
+    """The capacitor the project's tiles were sized for (None: the board's).
+
+    Projects record it in ``model.json``; for one that predates the record, the board's is
+    the answer only if its budget is the one the project was compiled for.
+    """
+    if manifest.get("capacitor_f"):
+        return float(manifest["capacitor_f"])
+    budget = manifest.get("power_cycle_budget")
+    if budget is None or budget == board.power_cycle_budget():
+        return None
+    raise InputError(f"this project was compiled for a capacitor model.json does not record "
+                     f"(a budget of {budget:,} instructions per charge; the board's capacitor "
+                     f"gives {board.power_cycle_budget():,}); pass --capacitor")
+
+
+def _schedule(args, env: Environment, board, manifest: dict):
+    """The power schedule the --power options describe.
+
+    Random power cycles and the capacitor model default to the capacitor the project was
+    compiled for, not to the board's: a project compiled with ``--capacitor 1mF`` has
+    tiles ten times the board's default budget, which the board's capacitor would never
+    let finish.
+    """
     from ..sim import power  # pylint: disable=import-outside-toplevel
 
+    given = power.parse_capacitance(args.capacitor) if args.capacitor else None
     if args.power == "periodic":
         if args.period is None:
             raise InputError("--power periodic needs --period N (instructions per power cycle)")
         return power.Periodic(args.period)
     if args.power == "random":
-        budget = board.power_cycle_budget(
-            power.parse_capacitance(args.capacitor) if args.capacitor else None)
+        if given is not None:
+            budget, source = board.power_cycle_budget(given), f"--capacitor {args.capacitor}"
+        else:
+            budget = board.power_cycle_budget(_compiled_capacitor(manifest, board))
+            source = "the capacitor the project was compiled for"
         low = args.min_instructions if args.min_instructions is not None else budget // 2
         high = args.max_instructions if args.max_instructions is not None else budget
-        return power.Random(args.seed, low, high)
+        seed = 0 if args.seed is None else args.seed
+        if args.min_instructions is None or args.max_instructions is None:
+            env.log(f"random power cycles of {low:,} to {high:,} instructions (one charge of "
+                    f"{source} pays for {budget:,}), seed {seed}")
+        return power.Random(seed, low, high)
     if args.power == "capacitor":
         trace = power.PowerTrace.load(args.trace) if args.trace else None
+        capacitor = given if given is not None else _compiled_capacitor(manifest, board)
         return power.Capacitor(
-            board, capacitor_f=power.parse_capacitance(args.capacitor) if args.capacitor else None,
+            board, capacitor_f=capacitor,
             harvest_w=power.parse_power(args.harvest) if args.harvest else None, trace=trace)
     raise InputError(f"--power {args.power}: unknown schedule")
+
+
+def _run_exhaustive(args, env: Environment, project: Path, manifest: dict, inputs) -> int:
+    """One run per failure point of --window, each compared with the uninterrupted run
+    (and that run, with --check, with the reference runtime)."""
+    from .. import sim  # pylint: disable=import-outside-toplevel
+
+    if not args.window:
+        raise InputError("--power exhaustive needs --window A:B (instructions)")
+    start = sim.power.parse_window(args.window)[0]
+    mode = args.mode or "tiles"
+    with env.step("running continuously for the reference outputs"):
+        reference = sim.run(project, inputs, mode=mode, timeout=args.timeout).outputs
+    check = _check(args, env, project, manifest, inputs, reference)
+    with env.step(f"one run per failure point in {args.window}"):
+        runs = sim.run_exhaustive(project, inputs, args.window, mode=mode,
+                                  timeout=args.timeout, max_boots=args.max_boots)
+    bad = [i for i, r in enumerate(runs)
+           if not r.finished or not all(np.array_equal(a, b)
+                                        for a, b in zip(r.outputs, reference))]
+    report = {"power": "exhaustive", "window": args.window, "runs": len(runs),
+              "all_match": not bad, "mismatched_points": [start + i for i in bad],
+              "check": check.to_dict() if check else None}
+    text = (f"{len(runs)} runs, one power failure each at instructions {args.window}: "
+            + ("every run finished with the uninterrupted outputs" if not bad else
+               f"{len(bad)} runs DIFFER, first at instruction {start + bad[0]}"))
+    if check:
+        text += f"\nuninterrupted run against the reference: {check.summary()}"
+    _emit(env, args, report, text)
+    return ExitStatus.MISMATCH if bad or (check is not None and not check.ok) else ExitStatus.OK
 
 
 def _run_under_failures(args, env: Environment, project: Path, manifest: dict, inputs) -> int:
     """Run with power failures: the report, and outputs compared with the uninterrupted run."""
     from .. import sim  # pylint: disable=import-outside-toplevel
-    from ..check import compare_outputs  # pylint: disable=import-outside-toplevel
 
-    board = load_board(manifest["board"])
     if args.power == "exhaustive":
-        if not args.window:
-            raise InputError("--power exhaustive needs --window A:B (instructions)")
-        with env.step("running continuously for the reference outputs"):
-            reference = sim.run(project, inputs, mode=args.mode, timeout=args.timeout).outputs
-        with env.step(f"one run per failure point in {args.window}"):
-            runs = sim.run_exhaustive(project, inputs, args.window, mode=args.mode,
-                                      timeout=args.timeout, max_boots=args.max_boots)
-        bad = [i for i, r in enumerate(runs)
-               if not r.finished or not all(np.array_equal(a, b)
-                                            for a, b in zip(r.outputs, reference))]
-        start = sim.power.parse_window(args.window)[0]
-        report = {"power": "exhaustive", "window": args.window, "runs": len(runs),
-                  "all_match": not bad, "mismatched_points": [start + i for i in bad]}
-        text = (f"{len(runs)} runs, one power failure each at instructions {args.window}: "
-                + ("every run finished with the uninterrupted outputs" if not bad else
-                   f"{len(bad)} runs DIFFER, first at instruction {start + bad[0]}"))
-        _emit(env, args, report, text)
-        return ExitStatus.OK if not bad else ExitStatus.MISMATCH
-    schedule = _schedule(args, board)
-    if args.plot and args.power != "capacitor":
-        raise InputError("--plot needs --power capacitor (the plot shows the capacitor)")
+        return _run_exhaustive(args, env, project, manifest, inputs)
+    board = load_board(manifest["board"])
+    schedule = _schedule(args, env, board, manifest)
     with env.step(f"running under {args.power} power failures, then continuously"):
-        report = sim.measure_intermittent(project, inputs, schedule, board=board, mode=args.mode,
-                                          max_boots=args.max_boots, timeout=args.timeout)
+        report = sim.measure_intermittent(project, inputs, schedule, board=board,
+                                          mode=args.mode or "tiles", max_boots=args.max_boots,
+                                          timeout=args.timeout)
     if args.plot:
         from ..sim.timeline import plot_power_cycles, power_timeline  # pylint: disable=C0415
 
@@ -379,12 +464,14 @@ def _run_under_failures(args, env: Environment, project: Path, manifest: dict, i
                           f"{manifest['name']} on {board.name}, {schedule.to_dict()}")
         env.log(f"wrote the power-cycle plot to {args.plot}")
     check = None
-    if args.check and report.outputs is not None:
-        expected, scales = reference_outputs(project, manifest, inputs)
-        check = compare_outputs(report.outputs, expected, max_lsb=_max_lsb(args, manifest),
-                                lsb_scales=scales)
-    if args.output and report.outputs is not None:
-        _save_outputs(args.output, report.outputs, manifest["outputs"])
+    if report.outputs is not None:
+        check = _check(args, env, project, manifest, inputs, report.outputs)
+        if args.output:
+            save_outputs(args.output, report.outputs, manifest["outputs"])
+    elif args.output or args.check:
+        env.log("the run under failures did not finish: no outputs to "
+                + ("save or check" if args.output and args.check else
+                   "save" if args.output else "check"))
     data = report.to_dict() | {"check": check.to_dict() if check else None}
     text = report.render() + (f"\ncheck against the reference: {check.summary()}" if check else "")
     _emit(env, args, data, text)

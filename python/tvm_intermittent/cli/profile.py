@@ -11,23 +11,25 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import ExitStatus, InputError
+from .tensor_files import save_outputs
 
 
 def cmd_profile(args, env, project: Path, manifest: dict, inputs) -> int:
     """Profile ``project`` on ``inputs`` and print the table; the CLI's exit status.
 
-    The profile needs QEMU's counts of a run without power failures, so ``--host`` and
-    ``--power`` are refused with what to drop.
+    The profile needs QEMU's counts of the default firmware run without power failures, so
+    ``--host``, ``--power`` and ``--mode`` are refused with what to drop.
     """
     # pylint: disable=import-outside-toplevel
-    from ..check import compare_outputs
     from ..sim.profile import profile
-    from .core import _emit, _max_lsb, _save_outputs, reference_outputs
+    from .core import _check, _emit
 
     if args.host:
         raise InputError("--profile counts instructions on QEMU; drop --host")
     if args.power != "none":
         raise InputError("--profile measures a continuous run; drop --power or --profile")
+    if args.mode is not None:
+        raise InputError("--profile measures the default (tiles) firmware; drop --mode")
     if not manifest.get("tasks") or "macs" not in manifest["tasks"][0]:
         raise InputError(f"{str(project)!r} was compiled before the profile existed (its "
                          "model.json has no MACs per task); compile the model again")
@@ -37,15 +39,12 @@ def cmd_profile(args, env, project: Path, manifest: dict, inputs) -> int:
         result = profile(project, inputs, timeout=args.timeout)
     report, text = result.to_dict(), result.table()
     status = ExitStatus.OK
-    if args.check:
-        with env.step("running the reference runtime"):
-            expected, scales = reference_outputs(project, manifest, inputs)
-        check = compare_outputs(result.outputs, expected, max_lsb=_max_lsb(args, manifest),
-                                lsb_scales=scales)
+    check = _check(args, env, project, manifest, inputs, result.outputs)
+    if check is not None:
         report["check"] = check.to_dict()
         text += "\ncheck against the reference: " + check.summary()
         status = ExitStatus.OK if check.ok else ExitStatus.MISMATCH
     if args.output:
-        _save_outputs(args.output, result.outputs, manifest["outputs"])
+        save_outputs(args.output, result.outputs, manifest["outputs"])
     _emit(env, args, report, text)
     return status

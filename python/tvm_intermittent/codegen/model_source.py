@@ -13,20 +13,12 @@ import math
 
 import numpy as np
 
+from ..dtypes import DTYPE_ENUM
 from .c_printer import C_TYPES, CFunctionPrinter, float_literal
 from .graph import Graph
 from .memory_plan import MemoryPlan
 from .tiling import TilePlan, loop_chain
 
-DTYPE_ENUM = {
-    "float32": "INTM_FLOAT32",
-    "int8": "INTM_INT8",
-    "uint8": "INTM_UINT8",
-    "int16": "INTM_INT16",
-    "int32": "INTM_INT32",
-    "int64": "INTM_INT64",
-    "bool": "INTM_BOOL",
-}
 
 
 @dataclasses.dataclass

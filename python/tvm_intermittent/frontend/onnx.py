@@ -6,7 +6,6 @@ error from deep inside a converter:
 
 - a shape, size or axis given as a runtime input (a ``Reshape`` target shape, ``Pad``'s
   pads): firmware has fixed shapes, so it must be an initializer;
-- an element type the C runtime has no descriptor for (``uint16``, ``float16``...);
 - an empty (zero-sized) input;
 - the ONNX "quantized operator" form (``QLinearConv``, ``ConvInteger``...): quantized
   models are taken in QDQ form;
@@ -28,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..codegen.model_source import DTYPE_ENUM, TensorInfo
+from ..codegen.model_source import TensorInfo
 from ..errors import ModelError, UnsupportedOperatorError
 
 #: Inputs (by position) that give a shape, size, axis or padding, per operator type. Firmware
@@ -104,21 +103,6 @@ def _check_graph(graph, runtime_inputs: set[str]) -> None:
     if qoperators:
         problems.append(f"operators {', '.join(sorted(qoperators))} are ONNX's quantized-"
                         f"operator form, which is not supported; {QDQ_HINT}")
-    for kind, infos in (("input", [vi for vi in graph.input if vi.name in runtime_inputs]),
-                        ("output", list(graph.output))):
-        for vi in infos:
-            elem = vi.type.tensor_type.elem_type
-            try:
-                from onnx import helper  # pylint: disable=import-outside-toplevel
-
-                dtype = str(np.dtype(helper.tensor_dtype_to_np_dtype(elem)))
-            except Exception:  # pylint: disable=broad-except
-                dtype = f"ONNX type {elem}"
-            if dtype not in DTYPE_ENUM:
-                problems.append(
-                    f"model {kind} {vi.name!r} is {dtype}, a type the firmware's tensors cannot "
-                    f"have ({', '.join(DTYPE_ENUM)}); export the model with a supported {kind} "
-                    "type (or add a Cast at that boundary)")
     if problems:
         error = UnsupportedOperatorError if qoperators else ModelError
         raise error("the ONNX model cannot be compiled for firmware:\n  " + "\n  ".join(problems))
