@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Set up a fresh Debian/Ubuntu machine for tvm-intermittent; safe to run again (idempotent).
-#   - Debian packages: the Arm cross compiler, newlib and QEMU (for the emulated Cortex-M4)
+#   - Debian packages: the Arm cross compiler, newlib and QEMU (for the emulated Cortex-M4);
+#     clang, lld and mspdebug (for the emulated 16-bit MSP430)
 #   - a virtual environment in .venv with the package installed editable, plus test extras
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(qemu-system-arm gcc-arm-none-eabi libnewlib-arm-none-eabi make gcc)
+APT_PACKAGES=(qemu-system-arm gcc-arm-none-eabi libnewlib-arm-none-eabi make gcc
+              clang lld mspdebug)
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
     dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")

@@ -101,6 +101,8 @@ def test_parse_capacitance(text, farads):
     (power.parse_schedule, "periodic:0", "positive whole number"),
     (power.parse_schedule, "random:1:9:3", "min <= max"),
     (power.parse_schedule, "capacitor", "needs a board"),
+    (power.parse_schedule, "fail_at:9,3", "must not decrease"),
+    (power.parse_schedule, "fail_at:-1,3", "whole numbers >= 0"),
 ])
 def test_bad_strings_raise_input_error(parse, text, match):
     with pytest.raises(InputError, match=match):
@@ -112,6 +114,8 @@ def test_parse_schedule_kinds():
     assert power.parse_schedule("periodic:5000") == sim.Periodic(5000)
     assert power.parse_schedule("random:7:100:200") == sim.Random(7, 100, 200)
     assert power.parse_schedule("fail_at:0") == sim.FailAt(0)
+    assert power.parse_schedule("fail_at:7,7,30") == sim.FailAtEach((7, 7, 30))
+    assert sim.FailAtEach((7, 9)).fail_points == (7, 9) and sim.FailAt(4).fail_points == (4,)
     assert list(power.parse_schedule("exhaustive:3:6").points()) == [3, 4, 5]
     cap = power.parse_schedule("capacitor:47uF:2mW", board="msp430fr5994")
     assert (cap.capacitor_f, cap.harvest_w) == (pytest.approx(4.7e-5), pytest.approx(2e-3))
@@ -249,6 +253,55 @@ def test_failures_are_exact_to_the_instruction(tmp_path):
         assert result.per_boot_instructions[0] == k and result.failures == 1
         assert result.outputs[0][0] == stores_before(k), k
     assert stores_before(mark + 30_002) == 10_000
+
+
+@pytest.mark.qemu
+def test_stores_are_recorded_at_the_exact_instruction(tmp_path):
+    """The counter probe stores into NVM at instructions mark + 3 + 3 j (see the fixture);
+    the plugin must record exactly those counts, and no store the failure prevented."""
+    _skip_without_qemu()
+    project = export_fake(tmp_path / "counter", prelude="#define FAKE_COUNTER_PROBE\n")
+    mark = run(project, power=sim.FailAt(10_000)).marks[1]
+    result = run(project, power=sim.FailAt(mark + 30), stores=("intm_model_run",))
+    stores = [count for name, count in result.stores if name == "intm_model_run"]
+    assert stores[0] < mark  # fake_counter_started = 1, before the loop
+    assert stores[1:] == [mark + 3 + 3 * j for j in range(9)]  # the 10th would be mark + 30
+    assert result.failure_points == [mark + 30] and result.outputs[0][0] == 9
+
+
+@pytest.mark.qemu
+def test_events_and_commit_stores_follow_the_firmware(project, expected):
+    result = run(project, events=FUNCTIONS, stores=FUNCTIONS)
+    assert_outputs(result, expected)
+    commits = ITERATIONS // COMMIT_EVERY
+    assert [name for name, _ in result.events] == [FUNCTIONS[1]] + [FUNCTIONS[0]] * commits
+    spans = result.store_spans(FUNCTIONS[0])
+    assert len(spans) == commits
+    for (entry, first, last), (next_entry, _, _) in zip(spans, spans[1:] + [(10**12,) * 3]):
+        # The record (an STM or word stores), the valid word, the counter: > 1 store.
+        assert entry < first < last < next_entry
+    restore = result.store_spans(FUNCTIONS[1])
+    assert len(restore) == 1 and restore[0][1] == restore[0][2]  # one store: the counter
+    # A failure before a commit's first store redoes its batch; the stores of the redone
+    # commit are recorded again, so the run has one more commit than the continuous one.
+    entry, first, last = spans[3]
+    failed = run(project, power=sim.FailAt(first), events=FUNCTIONS, stores=FUNCTIONS)
+    assert_outputs(failed, expected)
+    assert len(failed.store_spans(FUNCTIONS[0])) == commits + 1
+
+
+@pytest.mark.qemu
+def test_two_failures_fall_exactly_where_scheduled(project, continuous, expected):
+    """A second failure K2 after K1 ends the recovery boot after exactly K2 - K1
+    instructions; K2 == K1 fails that boot before its first instruction."""
+    k1 = continuous.range_first["fake_progress_commit"] + 5
+    for k2 in (k1, k1 + 1, k1 + 40):
+        result = run(project, power=sim.FailAtEach((k1, k2)))
+        assert_outputs(result, expected)
+        assert result.failure_points == [k1, k2] and result.failures == 2
+        assert result.per_boot_instructions[:2] == [k1, k2 - k1]
+    results = sim.run_exhaustive(project, seeds(), [k1, k1 + 7], then=(3,), functions=FUNCTIONS)
+    assert [r.failure_points for r in results] == [[k1, k1 + 3], [k1 + 7, k1 + 10]]
 
 
 @pytest.mark.qemu

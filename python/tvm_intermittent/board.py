@@ -10,7 +10,9 @@ and the energy model that turns emulated instruction counts into time and energy
   ``E = C (v_on^2 - v_off^2) / 2`` (the power cycle budget);
 * ``harvest_w`` is the harvested power that recharges the capacitor.
 
-Each profile has a ``sources`` table that says where every value comes from.
+Each profile has a ``sources`` table that says where every value comes from, and an ``isa``
+that picks the firmware's instruction set, board support package and simulator: ``"arm"``
+(Cortex-M4 on QEMU, the default) or ``"msp430"`` (16-bit MSP430 on mspdebug's simulator).
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ from importlib import resources
 from .errors import BoardError
 
 DEFAULT_BOARD = "qemu-an386"
+#: Instruction sets a board's firmware can be built for and simulated on.
+ISAS = ("arm", "msp430")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,9 +50,18 @@ class Board:
     v_off: float
     harvest_w: float
     sources: dict = dataclasses.field(default_factory=dict, compare=False)
+    isa: str = "arm"
+    #: Instructions this ISA executes for one Cortex-M4 instruction of the same C (measured
+    #: per profile, see its ``sources``): the tiler's instruction estimates are Cortex-M4's,
+    #: so it sizes tiles for ``power_cycle_budget / instruction_scale`` of them.
+    instruction_scale: float = 1.0
 
     def __post_init__(self):
         problems = []
+        if not self.instruction_scale >= 1.0:
+            problems.append(f"instruction_scale must be >= 1, got {self.instruction_scale!r}")
+        if self.isa not in ISAS:
+            problems.append(f"isa must be one of {', '.join(ISAS)}, got {self.isa!r}")
         for field in ("sram_bytes", "nvm_bytes", "clock_hz", "cycles_per_instruction",
                       "active_power_w", "capacitor_f"):
             if not getattr(self, field) > 0:
@@ -71,6 +84,10 @@ class Board:
     def power_cycle_budget(self, capacitor_f: float | None = None) -> int:
         """Instructions one charge pays for (the power cycle budget)."""
         return int(self.charge_energy_j(capacitor_f) / self.energy_per_instruction_j)
+
+    def tile_budget(self, capacitor_f: float | None = None) -> int:
+        """The power cycle budget in the tiler's (Cortex-M4) instructions."""
+        return int(self.power_cycle_budget(capacitor_f) / self.instruction_scale)
 
     def seconds(self, instructions: int) -> float:
         """Active time of ``instructions`` on this board."""

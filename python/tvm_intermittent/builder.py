@@ -22,6 +22,7 @@ from pathlib import Path
 import tvm
 
 from .board import Board
+from .codegen.address_space import address_space_problems
 from .codegen.c_printer import stack_scratch_bytes, written_parameters
 from .codegen.graph import extract_graph
 from .codegen.memory_plan import plan_memory
@@ -103,8 +104,9 @@ class Artifact:
                 path = staging / rel
                 path.parent.mkdir(parents=True, exist_ok=True)
                 path.write_text(text)
-            copy_support_files(staging, self.board, model_name=self.name)
+            # The manifest first: the support files read its tensors (the MSP430 mailbox).
             (staging / PROJECT_MANIFEST).write_text(json.dumps(self.manifest(), indent=2) + "\n")
+            copy_support_files(staging, self.board, model_name=self.name)
             if self.source_model is not None and self.source_format:
                 (staging / f"original.{self.source_format}").write_bytes(self.source_model)
             if target.exists():
@@ -115,7 +117,7 @@ class Artifact:
             raise
         return target
 
-    def run(self, inputs, kind: str = "qemu", **kwargs):
+    def run(self, inputs, kind: str | None = None, **kwargs):
         """Export to a temporary directory and run there; see :func:`tvm_intermittent.sim.run`."""
         from . import sim  # pylint: disable=import-outside-toplevel
 
@@ -181,7 +183,8 @@ def build(mod, target="intermittent/qemu-an386", *, board=None, tuning_log=None,
                if any(step.kernel == kernel for step in graph.steps)}
     plan = plan_memory(graph)
     budget = the_board.power_cycle_budget(capacitor_f)
-    tiles, scratch = _plan_all_tiles(lowered, the_board, budget)
+    # In the tiler's Cortex-M4 instructions (a 16-bit MSP430 needs several per one of those).
+    tiles, scratch = _plan_all_tiles(lowered, the_board, the_board.tile_budget(capacitor_f))
     inputs = _match_infos(imported.inputs, graph, graph.inputs)
     outputs = _match_infos(imported.outputs, graph, graph.outputs)
     sources = emit_model_sources(graph, plan, lowered, name or imported.name, inputs, outputs,
@@ -241,8 +244,8 @@ def _plan_all_tiles(lowered: dict, board: Board, budget: int):
 def _check_memory(sources: ModelSources, scratch: dict[str, int], board: Board) -> None:
     """Refuse a model whose arena exceeds NVM, or an operator whose working set (the stack
     reserve, the runtime's variables and its scratch buffers) exceeds SRAM; list them all."""
-    problems = []
-    if sources.arena_bytes > board.nvm_bytes:
+    problems = address_space_problems(sources.weight_bytes, sources.arena_bytes, board)
+    if sources.arena_bytes > board.nvm_bytes and not problems:
         problems.append(f"the activations need {sources.arena_bytes:,} bytes of NVM, board "
                         f"{board.name} has {board.nvm_bytes:,}")
     base = STACK_RESERVE_BYTES + RUNTIME_SRAM_BYTES + sources.kernel_static_scratch_bytes

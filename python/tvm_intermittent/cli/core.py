@@ -88,8 +88,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="per task: operator, MACs, instructions, instructions per MAC, share")
     p.add_argument("--timeout", type=float, default=600.0, help="seconds before giving up")
     power = p.add_argument_group(
-        "power failures (QEMU only; an option given to a schedule it does not shape is "
-        "refused)")
+        "power failures (on the simulator, not --host; an option given to a schedule it "
+        "does not shape is refused)")
     power.add_argument("--power", choices=["none", "periodic", "random", "capacitor",
                                            "exhaustive"], default="none",
                        help="when the power fails (default none)")
@@ -335,8 +335,10 @@ def cmd_run(args, env: Environment) -> int:
             return cmd_profile(args, env, project, manifest, inputs)
         if args.power != "none":
             return _run_under_failures(args, env, project, manifest, inputs)
-        kind = "host" if args.host else "qemu"
-        with env.step(f"running on {'the host' if args.host else 'QEMU mps2-an386'}"):
+        # Without --host: the simulator of the board's ISA (QEMU, or mspdebug for MSP430).
+        kind = "host" if args.host else sim.default_kind(project)
+        where = {"host": "the host", "qemu": "QEMU mps2-an386", "msp430": "mspdebug's MSP430"}
+        with env.step(f"running on {where[kind]}"):
             result = sim.run(project, inputs, kind=kind, timeout=args.timeout,
                              mode=args.mode)
         check = _check(args, env, project, manifest, inputs, result.outputs)

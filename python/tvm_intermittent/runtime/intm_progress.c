@@ -133,7 +133,8 @@ __attribute__((noinline)) intm_resume_point_t intm_progress_restore(uint32_t mod
         point.task = r->task;
         point.tile = r->tile;
       }
-    } else if ((r->layout & ~0xFFu) == INTM_RECORD_MAGIC &&
+      /* ~(uint32_t): a plain ~0xFFu has int's 16 bits on MSP430 and drops the magic. */
+    } else if ((r->layout & ~(uint32_t)0xFFu) == INTM_RECORD_MAGIC &&
                (r->layout != INTM_LAYOUT_WORD || intm_record_sealed(r))) {
       /* Another layout (whose check this firmware cannot verify, but whose magic a blank
        * or garbled slot would hardly carry), or a sealed record of another model. A slot

@@ -36,8 +36,8 @@ extern "C" {
 
 /** Place a variable in non-volatile memory: it keeps its value across power failures and
  *  has no initial value (the section is never loaded; the progress record says what in it
- *  is valid). */
-#if defined(__arm__)
+ *  is valid). The MSP430 build places it in FRAM. */
+#if defined(__arm__) || defined(__MSP430__)
 #define INTM_NVM __attribute__((section(".intm_nvm")))
 #else
 #define INTM_NVM

@@ -1,4 +1,6 @@
-"""Build exported projects and run them on QEMU mps2-an386 or on the host.
+"""Build exported projects and run them on QEMU mps2-an386, on the host, or on an emulated
+MSP430 (mspdebug's simulator, :mod:`~tvm_intermittent.sim.mspdebug`), chosen by the board's
+ISA (:mod:`~tvm_intermittent.sim.isa`).
 
 ``run`` returns the outputs and exact instruction counts, under continuous power or under
 the power failures of a schedule (:mod:`~tvm_intermittent.sim.power`); ``run_exhaustive``
@@ -13,6 +15,7 @@ from .power import (
     Capacitor,
     Exhaustive,
     FailAt,
+    FailAtEach,
     NoFailures,
     Periodic,
     Random,
@@ -25,6 +28,7 @@ from .power import (
 from .qemu import (
     DEFAULT_MAX_BOOTS,
     NO_PROGRESS_STATUS,
+    PHASE_FUNCTIONS,
     PROGRESS_FUNCTIONS,
     RunResult,
     plugin_path,
@@ -32,11 +36,14 @@ from .qemu import (
     run,
     run_exhaustive,
 )
+from .isa import default_kind, project_isa
+from .mspdebug import Msp430RunResult, mspdebug_available
 from .report import IntermittentReport, measure_intermittent
 from .tensors import decode_outputs, encode_inputs, load_model_json
 from .toolchain import (
     MODES,
     build_project,
+    msp430_toolchain_available,
     forbidden_symbols,
     host_compiler_available,
     section_sizes,
@@ -50,10 +57,13 @@ __all__ = [
     "DEFAULT_MAX_BOOTS",
     "Exhaustive",
     "FailAt",
+    "FailAtEach",
     "IntermittentReport",
     "MODES",
+    "Msp430RunResult",
     "NO_PROGRESS_STATUS",
     "NoFailures",
+    "PHASE_FUNCTIONS",
     "PROGRESS_FUNCTIONS",
     "Periodic",
     "Random",
@@ -61,17 +71,21 @@ __all__ = [
     "Schedule",
     "build_project",
     "decode_outputs",
+    "default_kind",
     "encode_inputs",
     "forbidden_symbols",
     "host_compiler_available",
     "load_model_json",
     "measure_intermittent",
+    "msp430_toolchain_available",
+    "mspdebug_available",
     "parse_capacitance",
     "parse_power",
     "parse_schedule",
     "parse_window",
     "plugin_path",
     "power",
+    "project_isa",
     "qemu_available",
     "run",
     "run_exhaustive",

@@ -13,6 +13,8 @@ replayed exactly:
 * :class:`Capacitor` - the budget one charge of a board's capacitor pays for, NVM writes
   charged by their energy, and the recharge time each failure costs;
 * :class:`FailAt` - a single failure after exactly ``k`` instructions;
+* :class:`FailAtEach` - a failure at each of several instruction counts (a failure during
+  the recovery boot after a failure in a commit);
 * :class:`Exhaustive` - one :class:`FailAt` run per instruction of a window, to prove a
   commit protocol correct at every possible failure point.
 
@@ -36,6 +38,9 @@ from ..errors import InputError
 
 logger = logging.getLogger(__name__)
 
+#: Failure points one run can take (INTM_MAX_FAIL_POINTS in the plugin).
+MAX_FAIL_POINTS = 64
+
 #: Powers of ten of the SI prefixes, applied in decimal so that "100uF" is exactly 1e-4.
 _SI_PREFIXES = {"": 0, "p": -12, "n": -9, "u": -6, "µ": -6, "m": -3, "k": 3, "M": 6}
 _QUANTITY = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*([pnuµmkM]?)(\w*)\s*$")
@@ -57,14 +62,20 @@ class Schedule:
         raise NotImplementedError
 
     @property
+    def fail_points(self) -> tuple[int, ...]:
+        """Failures once this many instructions have run in total (counted from power-on,
+        non-decreasing), on top of the budgets; empty for none."""
+        return ()
+
+    @property
     def fail_at(self) -> int | None:
-        """A single failure once this many instructions have run in total, or None."""
-        return None
+        """The first of :attr:`fail_points`, or None."""
+        return self.fail_points[0] if self.fail_points else None
 
     @property
     def injects_failures(self) -> bool:
         """Whether runs under this schedule can lose power at all."""
-        return self.fail_at is not None or bool(self.budgets(1))
+        return bool(self.fail_points) or bool(self.budgets(1))
 
     def recharge_seconds(self, failures: int) -> list[float]:
         """Seconds of recharging after each of the first ``failures`` failures (none here:
@@ -158,8 +169,40 @@ class FailAt(Schedule):
         return []
 
     @property
-    def fail_at(self) -> int | None:
-        return self.k
+    def fail_points(self) -> tuple[int, ...]:
+        return (self.k,)
+
+
+@dataclasses.dataclass(frozen=True)
+class FailAtEach(Schedule):
+    """One failure at each of ``points``: the ``i``-th once ``points[i]`` instructions have
+    run in total since power-on (the SRAM scrub not counted).
+
+    Two-failure schedules such as ``FailAtEach((k1, k2))`` with ``k2`` inside the boot
+    that follows ``k1`` check that a failure during recovery loses nothing either; ``k2 ==
+    k1`` fails that boot before its first instruction. The points must not decrease.
+    """
+
+    points: tuple[int, ...]
+
+    def __post_init__(self):
+        points = tuple(self.points)
+        if not points or any(isinstance(p, bool) or int(p) != p or p < 0 for p in points):
+            raise InputError(f"failure points must be one or more whole numbers >= 0, got "
+                             f"{self.points!r}")
+        points = tuple(int(p) for p in points)
+        if any(b < a for a, b in zip(points, points[1:])):
+            raise InputError(f"failure points must not decrease, got {points}")
+        if len(points) > MAX_FAIL_POINTS:
+            raise InputError(f"at most {MAX_FAIL_POINTS} failure points, got {len(points)}")
+        object.__setattr__(self, "points", points)
+
+    def budgets(self, count: int) -> list[int]:
+        return []
+
+    @property
+    def fail_points(self) -> tuple[int, ...]:
+        return self.points
 
 
 @dataclasses.dataclass(frozen=True)
@@ -392,12 +435,27 @@ def parse_window(text) -> tuple[int, int]:
     return Exhaustive((start, stop)).window
 
 
+def failure_points(window):
+    """The failure points of an exhaustive campaign, from any of its spellings.
+
+    ``"A:B"``, ``(A, B)`` or an :class:`Exhaustive` mean ``A <= k < B``; any other iterable
+    is taken as the failure points themselves.
+    """
+    if isinstance(window, str):
+        window = Exhaustive(parse_window(window))
+    if isinstance(window, Exhaustive):
+        return window.points()
+    if isinstance(window, tuple) and len(window) == 2:
+        return Exhaustive(window).points()
+    return [int(k) for k in window]
+
+
 def parse_schedule(text: str, board=None):
     """A schedule from its command-line spelling.
 
     ``none``, ``periodic:N``, ``random:SEED:MIN:MAX``, ``capacitor``,
     ``capacitor:CAPACITANCE``, ``capacitor:CAPACITANCE:POWER`` (``capacitor:100uF:2mW``),
-    ``fail_at:K`` and ``exhaustive:A:B``. ``capacitor`` needs ``board``.
+    ``fail_at:K``, ``fail_at:K1,K2,...`` and ``exhaustive:A:B``. ``capacitor`` needs ``board``.
 
     Returns
     -------
@@ -405,8 +463,8 @@ def parse_schedule(text: str, board=None):
     """
     kind, _, rest = str(text).strip().partition(":")
     args = rest.split(":") if rest else []
-    expected = ("none, periodic:N, random:SEED:MIN:MAX, capacitor[:100uF[:2mW]], fail_at:K "
-                "or exhaustive:A:B")
+    expected = ("none, periodic:N, random:SEED:MIN:MAX, capacitor[:100uF[:2mW]], "
+                "fail_at:K[,K2...] or exhaustive:A:B")
     try:
         if kind == "none" and not args:
             return NoFailures()
@@ -415,7 +473,8 @@ def parse_schedule(text: str, board=None):
         if kind == "random" and len(args) == 3:
             return Random(int(args[0]), int(args[1]), int(args[2]))
         if kind == "fail_at" and len(args) == 1:
-            return FailAt(int(args[0]))
+            points = [int(p) for p in args[0].split(",")]
+            return FailAt(points[0]) if len(points) == 1 else FailAtEach(tuple(points))
         if kind == "exhaustive" and len(args) == 2:
             return Exhaustive(parse_window(rest))
         if kind == "capacitor" and len(args) <= 2:

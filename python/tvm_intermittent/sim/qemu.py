@@ -7,10 +7,12 @@ One :func:`run` is one emulation of the board, fed from a fresh temporary direct
 2. build the project (incremental ``make``; ``mode`` picks the firmware variant);
 3. start ``qemu-system-arm`` with semihosting, ``-icount shift=0`` (timers count
    instructions, so runs are deterministic) and the ``intm_icount`` plugin, which counts
-   executed instructions, records the count at each call of ``intm_mark()``, counts the
-   bytes stored into NVM and the instructions of the commit and restore functions, and
-   injects the power failures of a schedule (:mod:`~tvm_intermittent.sim.power`) as system
-   resets at exact instruction counts;
+   executed instructions, records the count at each call of ``intm_mark()``, at each entry
+   of the phase functions and of every tile batch (``events``) and at each NVM store of the
+   commit and restore functions (``stores``), counts the bytes stored into NVM and the
+   instructions of the commit and restore functions, and injects the power failures of a
+   schedule (:mod:`~tvm_intermittent.sim.power`) as system resets at exact instruction
+   counts;
 4. read ``output.bin`` and the plugin's report.
 
 A power failure resets the machine: QEMU reloads the firmware's load segments and keeps
@@ -49,7 +51,8 @@ from ..errors import (
     explain_firmware_status,
 )
 from . import tensors
-from .power import Exhaustive, FailAt, NoFailures, Schedule, parse_window
+from .isa import default_kind
+from .power import Exhaustive, FailAt, FailAtEach, NoFailures, Schedule, failure_points
 from .toolchain import (
     HOST_INSTALL_HINT,
     NVM_BASE,
@@ -72,6 +75,19 @@ NO_PROGRESS_STATUS = int(FirmwareStatus.ERROR_NO_PROGRESS)
 PROGRESS_FUNCTIONS = ("intm_progress_commit", "intm_progress_restore")
 #: Address ranges the plugin can count at once (INTM_MAX_RANGES in the plugin).
 MAX_FUNCTIONS = 8
+#: Functions whose every entry a run records by default (those the firmware has): the
+#: phases of an inference. Every ``intm_task_<N>`` (one call per tile batch) comes on top.
+PHASE_FUNCTIONS = ("intm_progress_restore", "intm_read_inputs", "intm_progress_commit",
+                   "intm_write_outputs")
+#: Functions whose NVM stores a run records by default: where a commit's first and last
+#: store fall, to the instruction.
+STORE_FUNCTIONS = PROGRESS_FUNCTIONS
+#: The task functions the executor calls once per tile batch (``task->run``).
+TASK_FUNCTION = re.compile(r"^intm_task_(\d+)$")
+#: Event functions and store ranges the plugin takes (INTM_MAX_EVENTS and
+#: INTM_MAX_STORE_RANGES in the plugin).
+MAX_EVENTS = 4096
+MAX_STORE_FUNCTIONS = 8
 
 #: What the firmware prints when NVM holds another firmware's progress (intm_progress.c).
 _FOREIGN_NVM = re.compile(r"intm: NVM holds progress of other firmware "
@@ -134,10 +150,42 @@ class RunResult:
     mode : str or None
         The firmware variant that ran (None: the Makefile's default, also when the project
         predates modes).
+    events : list of (str, int)
+        ``(function, count)`` at every entry of each recorded function (by default
+        PHASE_FUNCTIONS and the task functions, one entry per tile batch), where ``count``
+        is ``instructions_total`` before its first instruction ran; in order.
+    stores : list of (str, int)
+        ``(function, count)`` for every NVM store made by a watched function (by default
+        STORE_FUNCTIONS), ``count`` being ``instructions_total`` before the storing
+        instruction: a failure at ``count`` leaves the store undone, at ``count + 1`` done.
+    failure_points : list of int
+        ``instructions_total`` at each injected power failure.
     foreign_nvm : list of (int, int)
         ``(model hash, record layout)`` of each progress record of other firmware that the
         firmware found in NVM and reported, at any boot, before starting a new inference.
     """
+
+    def event_counts(self, function: str) -> list[int]:
+        """The counts at every entry of ``function``, in order."""
+        return [count for name, count in self.events if name == function]
+
+    def store_spans(self, function: str = PROGRESS_FUNCTIONS[0]) -> list[tuple]:
+        """Per entry of ``function``: ``(entry, first_store, last_store)``, the counts of
+        its entry and of its first and last NVM store before its next entry (None for
+        both when it stored nothing into NVM)."""
+        entries = self.event_counts(function)
+        stores = [count for name, count in self.stores if name == function]
+        spans, j = [], 0
+        for i, entry in enumerate(entries):
+            stop = entries[i + 1] if i + 1 < len(entries) else float("inf")
+            while j < len(stores) and stores[j] < entry:
+                j += 1
+            mine = []
+            while j < len(stores) and stores[j] < stop:
+                mine.append(stores[j])
+                j += 1
+            spans.append((entry, mine[0], mine[-1]) if mine else (entry, None, None))
+        return spans
 
     outputs: list | None
     instructions_total: int | None
@@ -149,6 +197,12 @@ class RunResult:
     marks: list = dataclasses.field(default_factory=list)
     #: Instruction count at each entry of the commit function (the progress timeline).
     commits: list = dataclasses.field(default_factory=list)
+    #: ``(function, count)`` at each entry of a recorded function, in execution order.
+    events: list = dataclasses.field(default_factory=list)
+    #: ``(function, count)`` for each NVM store by a watched function, in order.
+    stores: list = dataclasses.field(default_factory=list)
+    #: ``instructions_total`` when each power failure struck (instructions 1..p ran).
+    failure_points: list = dataclasses.field(default_factory=list)
     instructions_scrub: int | None = None
     boots: int = 1
     per_boot_instructions: list = dataclasses.field(default_factory=list)
@@ -241,6 +295,8 @@ class _Firmware:
     plugin_args: tuple
     functions: tuple  # names of the counted ranges, in the order of their range= arguments
     mode: str | None
+    events: tuple = ()  # names of the recorded functions, in the order of their event= args
+    stores: tuple = ()  # names of the watched functions, in the order of their stores= args
     #: Extra QEMU arguments (the NVM words a run starts with, see :func:`run`).
     qemu_args: tuple = ()
 
@@ -250,14 +306,40 @@ def _qemu_option(value) -> str:
     return str(value).replace(",", ",,")
 
 
-def _firmware(project_dir: Path, mode: str | None, functions, lto: bool = False) -> _Firmware:
+def _event_functions(table: dict, events) -> list[str]:
+    """The functions to record: ``events`` (None: PHASE_FUNCTIONS and every task function)
+    that the firmware has, one per address (the first name of an address wins)."""
+    if events is None:
+        tasks = sorted((int(m.group(1)), name) for name in table
+                       if (m := TASK_FUNCTION.match(name)))
+        events = [*PHASE_FUNCTIONS, *(name for _, name in tasks)]
+    chosen, addresses = [], set()
+    for name in events:
+        if name in table and table[name][0] not in addresses:
+            addresses.add(table[name][0])
+            chosen.append(name)
+    if len(chosen) > MAX_EVENTS:
+        raise ValueError(f"the plugin records at most {MAX_EVENTS} functions, got "
+                         f"{len(chosen)}")
+    return chosen
+
+
+def _firmware(project_dir: Path, mode: str | None, functions, lto: bool = False, events=None,
+              stores=STORE_FUNCTIONS) -> _Firmware:
     elf = build_project(project_dir, "qemu", mode=mode, lto=lto)
     table = symbols(elf)
     args = [f"nvm={NVM_BASE:#x}:{NVM_BASE + NVM_WINDOW_BYTES:#x}"]
     if "intm_mark" in table:
         args.append(f"mark={table['intm_mark'][0]:#x}")
-    if PROGRESS_FUNCTIONS[0] in table:
-        args.append(f"event={table[PROGRESS_FUNCTIONS[0]][0]:#x}")
+    recorded = _event_functions(table, events)
+    args += [f"event={table[name][0]:#x}" for name in recorded]
+    watched = [name for name in stores if table.get(name, (0, 0))[1] > 0]
+    if len(watched) > MAX_STORE_FUNCTIONS:
+        raise ValueError(f"the plugin watches the stores of at most {MAX_STORE_FUNCTIONS} "
+                         f"functions, got {watched}")
+    for name in watched:
+        start, size = table[name]
+        args.append(f"stores={start:#x}:{start + size:#x}")
     if "intm_scrub_sram" in table:
         start, size = table["intm_scrub_sram"]
         args.append(f"skip={start:#x}:{start + size:#x}")
@@ -271,7 +353,8 @@ def _firmware(project_dir: Path, mode: str | None, functions, lto: bool = False)
         args.append(f"range={start:#x}:{start + size:#x}")
     # None: the Makefile's default
     built_mode = mode if elf.parent.name.removesuffix("-lto") == f"qemu-{mode}" else None
-    return _Firmware(elf, tuple(args), tuple(counted), built_mode)
+    return _Firmware(elf, tuple(args), tuple(counted), built_mode, tuple(recorded),
+                     tuple(watched))
 
 
 def _power_args(power: Schedule, max_boots: int, workdir: Path) -> list[str]:
@@ -281,8 +364,8 @@ def _power_args(power: Schedule, max_boots: int, workdir: Path) -> list[str]:
         path = workdir / "budgets.txt"
         path.write_text("".join(f"{b}\n" for b in budgets))
         args.append(f"budgets={_qemu_option(path)}")
-    if power.fail_at is not None:
-        args.append(f"fail_at={power.fail_at}")
+    if power.fail_points:
+        args.append("fail_at=" + _qemu_option(",".join(str(k) for k in power.fail_points)))
     if power.nvm_cost > 0:
         args.append(f"nvm_cost={float(power.nvm_cost)!r}")
     return args
@@ -333,9 +416,10 @@ def _check_power(power, kind: str, max_boots) -> tuple[Schedule, int | None]:
     return power, int(max_boots)
 
 
-def run(project_dir, inputs, *, timeout: float = DEFAULT_TIMEOUT_S, kind: str = "qemu",
+def run(project_dir, inputs, *, timeout: float = DEFAULT_TIMEOUT_S, kind: str | None = None,
         power: Schedule | None = None, max_boots: int | None = None, mode: str | None = None,
-        functions=PROGRESS_FUNCTIONS, lto: bool = False, nvm_words=None) -> RunResult:
+        functions=PROGRESS_FUNCTIONS, lto: bool = False, nvm_words=None, events=None,
+        stores=STORE_FUNCTIONS) -> RunResult:
     """Build the project if needed and run the model once on ``inputs``.
 
     Parameters
@@ -347,8 +431,10 @@ def run(project_dir, inputs, *, timeout: float = DEFAULT_TIMEOUT_S, kind: str = 
         ``model.json``.
     timeout : float
         Seconds before the run is killed and reported as hung.
-    kind : {"qemu", "host"}
-        Run the firmware on QEMU (with instruction counts) or the host build (outputs only).
+    kind : {"qemu", "host", "msp430"}, optional
+        Run the firmware on QEMU (with instruction counts), the host build (outputs only)
+        or the MSP430 simulator (:func:`tvm_intermittent.sim.mspdebug.run`, which takes no
+        ``lto`` or ``nvm_words``); None: the simulator of the board's ISA (sim/isa.py).
     power : Schedule, optional
         When the power fails (:mod:`tvm_intermittent.sim.power`); None is continuous power.
     max_boots : int, optional
@@ -367,6 +453,12 @@ def run(project_dir, inputs, *, timeout: float = DEFAULT_TIMEOUT_S, kind: str = 
         ``address -> 32-bit word`` that NVM holds at power-on instead of zeros, e.g. the
         progress record another firmware left behind. QEMU writes them again at every
         reset, so they go with continuous power only.
+    events : sequence of str, optional
+        Functions whose every entry to record into ``events`` (default: PHASE_FUNCTIONS
+        and every ``intm_task_<N>``; names the firmware lacks are left out).
+    stores : sequence of str
+        Functions whose NVM stores to record into ``stores`` (at most
+        MAX_STORE_FUNCTIONS).
 
     Returns
     -------
@@ -397,12 +489,21 @@ def run(project_dir, inputs, *, timeout: float = DEFAULT_TIMEOUT_S, kind: str = 
         print(result.finished, result.boots, result.failures)
     """
     project_dir = Path(project_dir).resolve()
+    kind = default_kind(project_dir) if kind is None else kind
+    if kind == "msp430":
+        if lto or nvm_words:
+            raise InputError("lto and nvm_words are QEMU options; the MSP430 run takes neither")
+        from . import mspdebug  # pylint: disable=import-outside-toplevel
+
+        return mspdebug.run(project_dir, inputs, timeout=timeout, power=power,
+                            max_boots=max_boots, mode=mode, functions=functions)
     meta = tensors.load_model_json(project_dir)
     input_bytes = tensors.encode_inputs(meta, inputs)
     power, max_boots = _check_power(power, kind, max_boots)
     if kind == "host":
         return _run_host(project_dir, meta, input_bytes, timeout)
-    firmware = _firmware(project_dir, mode, tuple(functions), lto)
+    firmware = _firmware(project_dir, mode, tuple(functions), lto,
+                         None if events is None else tuple(events), tuple(stores))
     if nvm_words:
         firmware = dataclasses.replace(firmware, qemu_args=_nvm_word_args(nvm_words, power))
     return _run_qemu(project_dir, firmware, meta, input_bytes, power, max_boots, timeout)
@@ -410,7 +511,8 @@ def run(project_dir, inputs, *, timeout: float = DEFAULT_TIMEOUT_S, kind: str = 
 
 def run_exhaustive(project_dir, inputs, window, *, timeout: float = DEFAULT_TIMEOUT_S,
                    max_boots: int | None = None, mode: str | None = None,
-                   functions=PROGRESS_FUNCTIONS, lto: bool = False) -> list[RunResult]:
+                   functions=PROGRESS_FUNCTIONS, lto: bool = False, events=None,
+                   stores=STORE_FUNCTIONS, then=()) -> list[RunResult]:
     """Run the firmware once per failure point ``k`` in the window, failing after exactly
     ``k`` instructions.
 
@@ -420,9 +522,13 @@ def run_exhaustive(project_dir, inputs, window, *, timeout: float = DEFAULT_TIME
 
     Parameters
     ----------
-    window : (int, int) or str or Exhaustive
+    window : (int, int) or str or Exhaustive or iterable of int
         ``(A, B)``, ``"A:B"`` or an :class:`~tvm_intermittent.sim.power.Exhaustive`: the
-        failure points ``A <= k < B``.
+        failure points ``A <= k < B``; or any other iterable of failure points.
+    then : sequence of int
+        Further failures of every run, as offsets from its ``k``: ``then=(d,)`` fails
+        once more when ``k + d`` instructions have run (``d`` >= 0; a failure in the boot
+        that recovers from the one at ``k`` when ``d`` is shorter than that boot).
 
     The other parameters are those of :func:`run`.
 
@@ -431,16 +537,30 @@ def run_exhaustive(project_dir, inputs, window, *, timeout: float = DEFAULT_TIME
     results : list of RunResult
         One per failure point, in order.
     """
-    if isinstance(window, str):
-        window = parse_window(window)
-    schedule = window if isinstance(window, Exhaustive) else Exhaustive(tuple(window))
+    points = failure_points(window)
+    then = tuple(int(d) for d in then)
+    if any(d < 0 for d in then) or list(then) != sorted(then):
+        raise InputError(f"further failures need offsets >= 0 in order, got {then}")
     project_dir = Path(project_dir).resolve()
+    if default_kind(project_dir) == "msp430" and not lto:
+        from . import mspdebug  # pylint: disable=import-outside-toplevel
+
+        if then:
+            raise InputError("several failures per run need the QEMU simulator; the MSP430 "
+                             "simulator fails once per run")
+        return mspdebug.run_exhaustive(project_dir, inputs, points, timeout=timeout,
+                                       max_boots=max_boots, mode=mode, functions=functions)
     meta = tensors.load_model_json(project_dir)
     input_bytes = tensors.encode_inputs(meta, inputs)
     _, max_boots = _check_power(None, "qemu", max_boots)
-    firmware = _firmware(project_dir, mode, tuple(functions), lto)
-    return [_run_qemu(project_dir, firmware, meta, input_bytes, FailAt(k), max_boots, timeout)
-            for k in schedule.points()]
+    firmware = _firmware(project_dir, mode, tuple(functions), lto,
+                         None if events is None else tuple(events), tuple(stores))
+
+    def schedule(k):
+        return FailAtEach((k, *(k + d for d in then))) if then else FailAt(k)
+
+    return [_run_qemu(project_dir, firmware, meta, input_bytes, schedule(k), max_boots,
+                      timeout) for k in points]
 
 
 def _nvm_word_args(nvm_words: dict, power: Schedule) -> tuple:
@@ -551,7 +671,11 @@ def _run_qemu(project_dir: Path, firmware: _Firmware, meta: dict, input_bytes: b
         seconds=seconds,
         kind="qemu",
         marks=marks,
-        commits=list(counts.get("events", [])),
+        commits=[count for i, count in counts["events"]
+                 if firmware.events[i] == PROGRESS_FUNCTIONS[0]],
+        events=[(firmware.events[i], count) for i, count in counts["events"]],
+        stores=[(firmware.stores[i], count) for i, count in counts["stores"]],
+        failure_points=list(counts["failure_points"]),
         instructions_scrub=counts["skipped"],
         boots=counts["boots"],
         per_boot_instructions=list(counts["per_boot_instructions"]),

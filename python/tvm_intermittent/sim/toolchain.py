@@ -1,6 +1,7 @@
 """Build an exported project with make, and inspect the firmware it produces.
 
-Everything here shells out to ``make``, the host ``cc`` and GNU Arm binutils. A missing tool
+Everything here shells out to ``make``, the host ``cc`` and GNU Arm binutils (for the MSP430
+firmware: clang, ld.lld and the LLVM binutils). A missing tool
 raises :class:`~tvm_intermittent.errors.ToolchainError` that says what to install, and a
 firmware that does not fit the board's memories raises
 :class:`~tvm_intermittent.errors.DoesNotFitError` naming the largest static buffers, because
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import json
 import os
 import re
 import shutil
@@ -23,11 +25,14 @@ CROSS_PREFIX = "arm-none-eabi-"
 ARCH_FLAGS = ["-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv4-sp-d16"]
 CROSS_INSTALL_HINT = "apt-get install gcc-arm-none-eabi libnewlib-arm-none-eabi"
 HOST_INSTALL_HINT = "apt-get install make gcc"
+MSP430_INSTALL_HINT = "apt-get install clang lld"
+#: The LLVM tools that read MSP430 ELF files (GNU Arm binutils cannot).
+MSP430_NM, MSP430_SIZE = "llvm-nm", "llvm-size"
 
 #: Build kinds: make target and the file it produces, relative to the project. ``example`` is
 #: the firmware of runtime/examples/intm_app_example.c, an application loop on the runtime.
 KINDS = {"qemu": "build/qemu/firmware.elf", "host": "build/host/model_host",
-         "example": "build/example/firmware.elf"}
+         "example": "build/example/firmware.elf", "msp430": "build/msp430/firmware.elf"}
 
 #: Firmware execution modes (``make qemu MODE=...``): commit after batches of tiles, commit
 #: at operator boundaries only, or never commit and start over at every boot.
@@ -47,6 +52,9 @@ NVM_WINDOW_BYTES = 16 * 1024 * 1024
 
 _ERROR_TAIL_LINES = 40
 _OVERFLOW = re.compile(r"region `(\w+)' overflowed by (\d+) bytes")
+#: ld.lld: "section '.text' will not fit in region 'FRAM': overflowed by 123 bytes".
+_LLD_OVERFLOW = re.compile(r"section '([^']+)' will not fit in region '(\w+)': overflowed by "
+                           r"(\d+) bytes")
 
 
 def _tool(name: str, hint: str) -> str:
@@ -81,6 +89,25 @@ def toolchain_available() -> tuple[bool, str]:
     if not os.path.isabs(probe.stdout.strip()):
         return False, f"newlib-nano (libc_nano.a) not found; install with: {CROSS_INSTALL_HINT}"
     return True, "arm-none-eabi toolchain found"
+
+
+@functools.lru_cache(maxsize=None)
+def msp430_toolchain_available() -> tuple[bool, str]:
+    """Whether the MSP430 firmware can be built: make, clang with the msp430 target, ld.lld
+    and llvm-nm/llvm-size.
+
+    Returns
+    -------
+    available, reason : (bool, str)
+        ``reason`` says what is missing and how to install it, for ``pytest.skip``.
+    """
+    for tool in ("make", "clang", "ld.lld", MSP430_NM, MSP430_SIZE):
+        if shutil.which(tool) is None:
+            return False, f"`{tool}` not found; install with: {MSP430_INSTALL_HINT}"
+    targets = _run(["clang", "-print-targets"]).stdout
+    if "msp430" not in targets:
+        return False, "this clang has no msp430 target; install Debian's clang"
+    return True, "clang --target=msp430 and ld.lld found"
 
 
 @functools.lru_cache(maxsize=None)
@@ -133,6 +160,49 @@ def _largest_static_buffers(project_dir: Path, region: str, count: int = 5) -> l
     return [f"{name} {size} B ({obj})" for size, name, obj in found[:count] if size > 0]
 
 
+def _msp430_does_not_fit(project_dir: Path, log: str) -> DoesNotFitError | None:
+    """The linker's overflow, with what the region holds and the model's own sizes."""
+    overflows = _LLD_OVERFLOW.findall(log)
+    if not overflows:
+        return None
+    meta = {}
+    with contextlib.suppress(OSError, ValueError):
+        meta = json.loads((project_dir / "model.json").read_text())
+    problems = []
+    # lld reports each section that lies past the end; the last one overflows the most.
+    for region in sorted({r for _, r, _ in overflows}):
+        excess = max(int(n) for _, r, n in overflows if r == region)
+        sections = sorted({s for s, r, _ in overflows if r == region})
+        budget = _makefile_value(project_dir, f"{region}_BYTES") or "?"
+        holds = ("code, constants and NVM (progress record, activations, I/O mailbox)"
+                 if region == "FRAM" else ".data + .bss + the stack reserve")
+        problems.append(f"{region} overflowed by at least {excess} bytes at {', '.join(sections)} "
+                        f"(the board has {budget} bytes for {holds})")
+    sizes = [f"{key.replace('_', ' ')} {meta[key]:,} B" for key in ("weight_bytes", "arena_bytes")
+             if isinstance(meta.get(key), int)]
+    return DoesNotFitError(f"{project_dir}: does not fit the MSP430's 64 KiB address space: "
+                           + "; ".join(problems) + (f"; the model has {', '.join(sizes)}"
+                                                    if sizes else ""))
+
+
+#: Floating-point helpers of the MSP430 EABI and libm functions, as lld names them undefined.
+_MSP430_FLOAT = re.compile(r"undefined symbol: (__mspabi_\w+[fd]|__mspabi_(?:flt|fix)\w+|"
+                           r"(?:exp|log|sqrt|tanh|floor|ceil|round|fabs|pow|erf|nearbyint|"
+                           r"trunc)f)\b")
+
+
+def _msp430_float_error(project_dir: Path, log: str) -> ToolchainError | None:
+    """A float function the MSP430 build lacks (a libm function, a double helper): say so."""
+    found = sorted(set(_MSP430_FLOAT.findall(log)))
+    if not found:
+        return None
+    return ToolchainError(
+        f"{project_dir}: the model needs floating-point functions that the MSP430 build "
+        f"does not provide ({', '.join(found)}; bsp/msp430_sim/intm_softfloat.c has + - * /, "
+        "comparisons, conversions and expf); compile an int8 model (TFLite int8, or QDQ "
+        "ONNX) for the MSP430, or run this one on a Cortex-M4 board")
+
+
 def _does_not_fit(project_dir: Path, log: str) -> DoesNotFitError | None:
     overflows = _OVERFLOW.findall(log)
     if not overflows:
@@ -175,8 +245,10 @@ def build_project(project_dir, kind: str = "qemu", mode: str | None = None,
     ----------
     project_dir : str or Path
         A directory written by the exporter (``Makefile``, ``model/``, ``runtime/``, ``bsp/``).
-    kind : {"qemu", "host", "example"}
+    kind : {"qemu", "host", "example", "msp430"}
         ``"qemu"`` builds ``build/qemu/firmware.elf`` with arm-none-eabi-gcc;
+        ``"msp430"`` builds ``build/msp430/firmware.elf`` with clang and ld.lld (projects
+        of MSP430 boards only);
         ``"host"`` builds ``build/host/model_host`` with the host's ``cc``;
         ``"example"`` builds ``build/example/firmware.elf``, the firmware of the example
         application loop (``runtime/examples/intm_app_example.c``) instead of the harness.
@@ -209,9 +281,14 @@ def build_project(project_dir, kind: str = "qemu", mode: str | None = None,
     project_dir = Path(project_dir).resolve()
     if not (project_dir / "Makefile").is_file():
         raise ToolchainError(f"{project_dir} has no Makefile; export the project first")
-    if lto and kind == "host":
-        raise ValueError("lto applies to the firmware (kind 'qemu' or 'example'), not the host")
-    available, reason = toolchain_available() if kind != "host" else host_compiler_available()
+    if lto and kind in ("host", "msp430"):
+        raise ValueError(f"lto applies to the Arm firmware (kind 'qemu' or 'example'), not "
+                         f"{kind!r}")
+    if kind == "msp430" and not (project_dir / "bsp" / "msp430_sim").is_dir():
+        raise ToolchainError(f"{project_dir} has no MSP430 board support package; export it "
+                             "for an MSP430 board (--board msp430-sim)")
+    available, reason = {"host": host_compiler_available,
+                         "msp430": msp430_toolchain_available}.get(kind, toolchain_available)()
     if not available:
         raise ToolchainError(reason)
     if lto and not _supports_lto(project_dir):
@@ -230,7 +307,10 @@ def build_project(project_dir, kind: str = "qemu", mode: str | None = None,
         result = _run([make, "-s", "--no-print-directory", "-C", str(project_dir), *goal])
     if result.returncode != 0:
         log = result.stdout + result.stderr
-        error = _does_not_fit(project_dir, log) if kind != "host" else None
+        error = {"host": lambda *_: None, "msp430": _msp430_does_not_fit}.get(
+            kind, _does_not_fit)(project_dir, log)
+        if error is None and kind == "msp430":
+            error = _msp430_float_error(project_dir, log)
         if error is not None:
             raise error
         raise ToolchainError(f"`make {' '.join(goal)}` failed in {project_dir} (exit "
@@ -238,9 +318,13 @@ def build_project(project_dir, kind: str = "qemu", mode: str | None = None,
     return program
 
 
-def symbols(elf) -> dict[str, tuple[int, int]]:
-    """Every defined symbol of ``elf`` as ``name -> (address, size)``, Thumb bit cleared."""
-    nm = _tool(CROSS_PREFIX + "nm", CROSS_INSTALL_HINT)
+def symbols(elf, nm_tool: str | None = None) -> dict[str, tuple[int, int]]:
+    """Every defined symbol of ``elf`` as ``name -> (address, size)``, Thumb bit cleared.
+
+    ``nm_tool`` is the nm to use (default arm-none-eabi-nm; ``MSP430_NM`` for MSP430 ELF).
+    """
+    nm = (_tool(nm_tool, MSP430_INSTALL_HINT) if nm_tool
+          else _tool(CROSS_PREFIX + "nm", CROSS_INSTALL_HINT))
     result = _run([nm, "-S", str(elf)])
     if result.returncode != 0:
         raise ToolchainError(f"`nm` failed on {elf}:\n{_tail(result.stderr)}")
@@ -253,7 +337,8 @@ def symbols(elf) -> dict[str, tuple[int, int]]:
             address, size, name = int(parts[0], 16), 0, parts[2]
         else:
             continue  # undefined symbols have no address
-        table[name] = (address & ~1, size)
+        # Arm's Thumb bit; MSP430 data may sit at odd addresses and keeps its low bit.
+        table[name] = (address if nm_tool else address & ~1, size)
     return table
 
 

@@ -9,6 +9,8 @@
  *     begins when its first instruction is about to run, so a failure right there makes a
  *     boot of 0 instructions;
  *   - records the running count when it is the instruction at `mark` (intm_mark());
+ *   - records (id, count) when it is the first instruction of an `event` function (the
+ *     commit, restore and phase functions, each tile batch's task function);
  *   - counts it for each `range` that contains it (commit and restore code);
  *   - injects a power failure when the schedule says so: it requests a system reset and
  *     abandons the current translation block at once, so that neither this instruction nor
@@ -21,12 +23,20 @@
  * which costs `nvm_cost` instructions of the boot's budget (NVM writes drain the capacitor
  * faster than computing). The cost of a store is charged once the store has completed,
  * so the failure it causes falls before the next instruction: a store is never torn.
+ * An NVM store made by an instruction inside a `stores` range is also recorded as
+ * (id, count): the exact instructions at which a commit's first and last store happen
+ * (an instruction that stores several words, such as an STM, is recorded once).
  *
  * Arguments (addresses with the Thumb bit cleared; numbers in C notation):
  *   out=PATH           where to write the JSON report at exit (required)
  *   mark=ADDR          address of intm_mark's first instruction
- *   event=ADDR         address of a function whose every entry is recorded in "events"
- *                      (the simulator passes the commit function: a progress timeline)
+ *   event=ADDR         address of a function whose every entry is recorded in "events" as
+ *                      [id, count], id being the number of this event= argument among the
+ *                      event= arguments (from 0); may repeat, up to INTM_MAX_EVENTS times,
+ *                      at distinct addresses
+ *   stores=START:END   record every NVM store made by an instruction in [START, END) in
+ *                      "stores" as [id, count], id being the number of this stores=
+ *                      argument (from 0); may repeat, up to INTM_MAX_STORE_RANGES times
  *   skip=START:END     half-open range counted apart (the SRAM scrub)
  *   boot=ADDR          first instruction of a boot (the reset handler); needed by
  *                      budgets= and max_boots=
@@ -34,8 +44,11 @@
  *                      boot 2, ...; boot i fails before its instruction number budget_i + 1
  *                      (fewer when NVM writes are charged). After the last line, no more
  *                      failures.
- *   fail_at=K          one failure, before the instruction that would make the total count
- *                      K + 1 (for exhaustive injection: exactly K instructions run first)
+ *   fail_at=K[,K2...]  failures before the instructions that would make the total count
+ *                      K + 1, K2 + 1, ... (for exhaustive injection: exactly K instructions
+ *                      run before the first failure, K2 before the second); the points must
+ *                      not decrease, and K2 == K fails the recovery boot at its first
+ *                      instruction. Failures of budgets= come on top of these.
  *   nvm=START:END      half-open address range of NVM; store bytes there are counted
  *   nvm_cost=X         instructions each NVM byte stored costs against the budget (default 0)
  *   range=START:END    count the instructions executed inside [START, END); may repeat, up to
@@ -45,13 +58,17 @@
  *                      forever
  *
  * Report, written when QEMU exits (semihosting SYS_EXIT_EXTENDED, max_boots, or a signal):
- *   {"instructions": N, "skipped": S, "marks": [m0, ...], "boots": B,
- *    "per_boot_instructions": [...], "per_boot_nvm_bytes": [...], "failures": F,
+ *   {"instructions": N, "skipped": S, "marks": [m0, ...], "events": [[id, c], ...],
+ *    "stores": [[id, c], ...], "boots": B, "per_boot_instructions": [...],
+ *    "per_boot_nvm_bytes": [...], "failures": F, "failure_points": [p0, ...],
  *    "nvm_bytes_written": W, "ranges": [{"start": a, "end": b, "instructions": n,
  *    "first": f}, ...], "max_boots_reached": false}
- * N excludes the skipped instructions; each mark is the value of N before the marked
- * instruction ran, and a range's `first` the value of N before its first instruction ran
- * (null when none did); the per-boot lists have one entry per boot, the first included.
+ * N excludes the skipped instructions; each mark and event count is the value of N before
+ * the instruction ran, a store's count the value of N before the storing instruction ran
+ * (a failure at K = c leaves the store undone, at K = c + 1 done), each failure point the
+ * value of N when the power failed (instructions 1..p ran), and a range's `first` the value
+ * of N before its first instruction ran (null when none did); the per-boot lists have one
+ * entry per boot, the first included.
  * One vCPU, `-icount shift=0` and deterministic inputs give the same numbers on every run.
  *
  * Why per-instruction callbacks rather than inline adds or per-block counts: with -icount,
@@ -165,13 +182,16 @@ static intm_loop_exit_fn intm_cpu_loop_exit_restore;
 /* ---- State ------------------------------------------------------------------------- */
 
 #define INTM_MAX_RANGES 8
+#define INTM_MAX_EVENTS 4096
+#define INTM_MAX_STORE_RANGES 8
+#define INTM_MAX_FAIL_POINTS 64
 #define INTM_NEVER UINT64_MAX
 
 /* Per-instruction facts fixed at translation, packed into the callback's userdata. */
 #define INTM_INSN_MARK (1u << 0)
 #define INTM_INSN_BOOT (1u << 1)
-#define INTM_INSN_EVENT (1u << 2)
-#define INTM_INSN_RANGE_SHIFT 8
+#define INTM_INSN_RANGE_SHIFT 8 /* bits 8..15: the ranges holding the instruction */
+#define INTM_INSN_EVENT_SHIFT 16 /* bits 16..: 1 + the event id, 0 for none */
 
 typedef struct {
   uint64_t* items;
@@ -198,9 +218,12 @@ static uint64_t intm_skip_end; /* empty range when start == end */
 static bool intm_has_mark;
 static uint64_t intm_mark_addr;
 static intm_list_t intm_marks;
-static bool intm_has_event;
-static uint64_t intm_event_addr;
-static intm_list_t intm_events; /* the count at each entry of the `event` function */
+static uint64_t intm_event_addrs[INTM_MAX_EVENTS];
+static size_t intm_num_events;
+static intm_list_t intm_events; /* id, count, id, count, ...: entries of event functions */
+static intm_range_t intm_store_ranges[INTM_MAX_STORE_RANGES];
+static size_t intm_num_store_ranges;
+static intm_list_t intm_stores; /* id, count, ...: NVM stores inside the store ranges */
 static intm_range_t intm_ranges[INTM_MAX_RANGES];
 static size_t intm_num_ranges;
 
@@ -227,8 +250,12 @@ static double intm_nvm_cost;
 static intm_list_t intm_budgets;
 static bool intm_has_budget;   /* the current boot has a budget */
 static uint64_t intm_budget;   /* ... of this many instructions */
-static uint64_t intm_fail_at = INTM_NEVER;
+static uint64_t intm_fail_points[INTM_MAX_FAIL_POINTS];
+static size_t intm_num_fail_points;
+static size_t intm_next_fail_point;          /* index of the next fail_at point */
+static uint64_t intm_fail_at = INTM_NEVER;   /* that point, or INTM_NEVER */
 static uint64_t intm_failures;
+static intm_list_t intm_failure_points; /* intm_instructions at each failure */
 /* The power fails before an instruction when intm_instructions has reached this value.
  * Kept up to date by boots and NVM stores so the per-instruction test is one comparison. */
 static uint64_t intm_threshold = INTM_NEVER;
@@ -317,9 +344,16 @@ __attribute__((noreturn)) static void intm_power_failure(uintptr_t host_pc) {
     abort();
   }
   intm_failures += 1;
-  if (intm_instructions >= intm_fail_at) intm_fail_at = INTM_NEVER; /* a single failure */
+  intm_push(&intm_failure_points, intm_instructions);
+  if (intm_instructions >= intm_fail_at) {
+    /* This fail_at point is spent; the next one (if any) counts from power-on too. */
+    intm_next_fail_point += 1;
+    intm_fail_at = intm_next_fail_point < intm_num_fail_points
+                       ? intm_fail_points[intm_next_fail_point]
+                       : INTM_NEVER;
+  }
   intm_has_budget = false;
-  intm_threshold = INTM_NEVER; /* until the next boot sets its budget */
+  intm_threshold = intm_fail_at; /* the next boot adds its budget */
   intm_hmp_system_reset(NULL, NULL);
   intm_cpu_loop_exit_restore(cpu, host_pc);
 }
@@ -334,8 +368,13 @@ static void intm_on_insn(unsigned int vcpu_index, void* userdata) {
     intm_power_failure((uintptr_t)__builtin_return_address(0));
   }
   if (facts & INTM_INSN_MARK) intm_push(&intm_marks, intm_instructions);
-  if (facts & INTM_INSN_EVENT) intm_push(&intm_events, intm_instructions);
-  for (uintptr_t ranges = facts >> INTM_INSN_RANGE_SHIFT; ranges != 0; ranges &= ranges - 1) {
+  uintptr_t event = facts >> INTM_INSN_EVENT_SHIFT;
+  if (event != 0) {
+    intm_push(&intm_events, event - 1);
+    intm_push(&intm_events, intm_instructions);
+  }
+  uintptr_t ranges = (facts >> INTM_INSN_RANGE_SHIFT) & ((1u << INTM_MAX_RANGES) - 1);
+  for (; ranges != 0; ranges &= ranges - 1) {
     intm_range_t* range = &intm_ranges[__builtin_ctzl(ranges)];
     if (range->instructions == 0) range->first = intm_instructions;
     range->instructions += 1;
@@ -346,10 +385,19 @@ static void intm_on_insn(unsigned int vcpu_index, void* userdata) {
 static void intm_on_store(unsigned int vcpu_index, qemu_plugin_meminfo_t info, uint64_t vaddr,
                           void* userdata) {
   (void)vcpu_index;
-  (void)userdata;
   /* QEMU 7.2 calls a QEMU_PLUGIN_MEM_W callback for loads too: test the direction. */
   if (!qemu_plugin_mem_is_store(info) || vaddr < intm_nvm_start || vaddr >= intm_nvm_end) {
     return;
+  }
+  /* The instruction callback ran before this store's instruction and counted it, so the
+   * count before the storing instruction is one less. An STM calls this once per word:
+   * record its first store only (the same count twice is the same instruction). */
+  uintptr_t watched = (uintptr_t)userdata;
+  uint64_t at = intm_instructions - 1;
+  if (watched != 0 && (intm_stores.size == 0 || intm_stores.items[intm_stores.size - 1] != at ||
+                       intm_stores.items[intm_stores.size - 2] != watched - 1)) {
+    intm_push(&intm_stores, watched - 1);
+    intm_push(&intm_stores, at);
   }
   uint64_t size = 1ull << qemu_plugin_mem_size_shift(info);
   intm_nvm_bytes += size;
@@ -365,8 +413,14 @@ static void intm_on_translate(qemu_plugin_id_t id, struct qemu_plugin_tb* tb) {
     uint64_t addr = qemu_plugin_insn_vaddr(insn);
     if (intm_has_nvm) {
       /* QEMU calls this for each memory access of the instruction (see intm_on_store). */
+      uintptr_t watched = 0;
+      for (size_t r = 0; r < intm_num_store_ranges && watched == 0; ++r) {
+        if (addr >= intm_store_ranges[r].start && addr < intm_store_ranges[r].end) {
+          watched = r + 1;
+        }
+      }
       qemu_plugin_register_vcpu_mem_cb(insn, intm_on_store, QEMU_PLUGIN_CB_NO_REGS,
-                                       QEMU_PLUGIN_MEM_W, NULL);
+                                       QEMU_PLUGIN_MEM_W, (void*)watched);
     }
     if (addr >= intm_skip_start && addr < intm_skip_end) {
       /* Never a failure point: an inline add is enough. */
@@ -376,7 +430,9 @@ static void intm_on_translate(qemu_plugin_id_t id, struct qemu_plugin_tb* tb) {
     }
     uintptr_t facts = 0;
     if (intm_has_mark && addr == intm_mark_addr) facts |= INTM_INSN_MARK;
-    if (intm_has_event && addr == intm_event_addr) facts |= INTM_INSN_EVENT;
+    for (size_t e = 0; e < intm_num_events; ++e) {
+      if (addr == intm_event_addrs[e]) facts |= (uintptr_t)(e + 1) << INTM_INSN_EVENT_SHIFT;
+    }
     if (intm_has_boot && addr == intm_boot_addr) facts |= INTM_INSN_BOOT;
     for (size_t r = 0; r < intm_num_ranges; ++r) {
       if (addr >= intm_ranges[r].start && addr < intm_ranges[r].end) {
@@ -396,17 +452,29 @@ static void intm_write_list(FILE* out, const char* key, const intm_list_t* list)
   fprintf(out, "]");
 }
 
+/* A list of id, count, id, count, ... as [[id, count], ...]. */
+static void intm_write_pairs(FILE* out, const char* key, const intm_list_t* list) {
+  fprintf(out, ", \"%s\": [", key);
+  for (size_t i = 0; i + 1 < list->size; i += 2) {
+    fprintf(out, "%s[%" PRIu64 ", %" PRIu64 "]", i ? ", " : "", list->items[i],
+            list->items[i + 1]);
+  }
+  fprintf(out, "]");
+}
+
 static void intm_write_report(void) {
   FILE* out = intm_out;
   fprintf(out, "{\"instructions\": %" PRIu64 ", \"skipped\": %" PRIu64, intm_instructions,
           intm_skipped);
   intm_write_list(out, "marks", &intm_marks);
-  intm_write_list(out, "events", &intm_events);
+  intm_write_pairs(out, "events", &intm_events);
+  intm_write_pairs(out, "stores", &intm_stores);
   fprintf(out, ", \"boots\": %" PRIu64, intm_boots);
   intm_write_list(out, "per_boot_instructions", &intm_per_boot_instructions);
   intm_write_list(out, "per_boot_nvm_bytes", &intm_per_boot_nvm);
-  fprintf(out, ", \"failures\": %" PRIu64 ", \"nvm_bytes_written\": %" PRIu64 ", \"ranges\": [",
-          intm_failures, intm_nvm_bytes);
+  fprintf(out, ", \"failures\": %" PRIu64, intm_failures);
+  intm_write_list(out, "failure_points", &intm_failure_points);
+  fprintf(out, ", \"nvm_bytes_written\": %" PRIu64 ", \"ranges\": [", intm_nvm_bytes);
   for (size_t r = 0; r < intm_num_ranges; ++r) {
     const intm_range_t* range = &intm_ranges[r];
     fprintf(out, "%s{\"start\": %" PRIu64 ", \"end\": %" PRIu64 ", \"instructions\": %" PRIu64
@@ -443,6 +511,28 @@ static bool intm_parse_range(const char* text, uint64_t* start, uint64_t* end) {
   const char* colon = strchr(text, ':');
   return colon != NULL && intm_parse_u64(text, ':', start) &&
          intm_parse_u64(colon + 1, '\0', end) && *start <= *end;
+}
+
+/* K or K1,K2,... (written K1,,K2 on QEMU's command line): non-decreasing failure points. */
+static bool intm_parse_fail_points(const char* text) {
+  intm_num_fail_points = 0;
+  for (;;) {
+    const char* comma = strchr(text, ',');
+    uint64_t point;
+    if (intm_num_fail_points == INTM_MAX_FAIL_POINTS ||
+        !intm_parse_u64(text, comma != NULL ? ',' : '\0', &point)) {
+      return false;
+    }
+    if (intm_num_fail_points > 0 && point < intm_fail_points[intm_num_fail_points - 1]) {
+      return false;
+    }
+    intm_fail_points[intm_num_fail_points++] = point;
+    if (comma == NULL) break;
+    text = comma + 1;
+  }
+  intm_next_fail_point = 0;
+  intm_fail_at = intm_fail_points[0];
+  return true;
 }
 
 /* One positive integer per line; blank lines are ignored. */
@@ -484,12 +574,26 @@ static bool intm_parse_arg(const char* arg) {
     return value[0] != '\0';
   }
   if (INTM_KEY("mark")) return intm_has_mark = intm_parse_u64(value, '\0', &intm_mark_addr);
-  if (INTM_KEY("event")) return intm_has_event = intm_parse_u64(value, '\0', &intm_event_addr);
+  if (INTM_KEY("event")) {
+    if (intm_num_events == INTM_MAX_EVENTS) return false;
+    uint64_t addr;
+    if (!intm_parse_u64(value, '\0', &addr)) return false;
+    for (size_t e = 0; e < intm_num_events; ++e) {
+      if (intm_event_addrs[e] == addr) return false; /* one id per instruction */
+    }
+    intm_event_addrs[intm_num_events++] = addr;
+    return true;
+  }
+  if (INTM_KEY("stores")) {
+    if (intm_num_store_ranges == INTM_MAX_STORE_RANGES) return false;
+    intm_range_t* range = &intm_store_ranges[intm_num_store_ranges++];
+    return intm_parse_range(value, &range->start, &range->end);
+  }
   if (INTM_KEY("boot")) return intm_has_boot = intm_parse_u64(value, '\0', &intm_boot_addr);
   if (INTM_KEY("skip")) return intm_parse_range(value, &intm_skip_start, &intm_skip_end);
   if (INTM_KEY("nvm")) return intm_has_nvm = intm_parse_range(value, &intm_nvm_start,
                                                               &intm_nvm_end);
-  if (INTM_KEY("fail_at")) return intm_parse_u64(value, '\0', &intm_fail_at);
+  if (INTM_KEY("fail_at")) return intm_parse_fail_points(value);
   if (INTM_KEY("max_boots")) return intm_parse_u64(value, '\0', &intm_max_boots);
   if (INTM_KEY("budgets")) return intm_read_budgets(value);
   if (INTM_KEY("nvm_cost")) {
@@ -525,9 +629,11 @@ INTM_EXPORT int qemu_plugin_install(qemu_plugin_id_t id, const qemu_info_t* info
   for (int i = 0; i < argc; ++i) {
     if (!intm_parse_arg(argv[i])) {
       fprintf(stderr, "intm_icount: bad argument '%s' (expected out=PATH, mark=ADDR, "
-              "skip=START:END, boot=ADDR, budgets=PATH, fail_at=K, nvm=START:END, "
-              "nvm_cost=X >= 0, range=START:END (at most %d), max_boots=N)\n", argv[i],
-              INTM_MAX_RANGES);
+              "event=ADDR (at most %d, distinct), stores=START:END (at most %d), "
+              "skip=START:END, boot=ADDR, budgets=PATH, fail_at=K[,K2...] (non-decreasing, "
+              "at most %d), nvm=START:END, nvm_cost=X >= 0, range=START:END (at most %d), "
+              "max_boots=N)\n", argv[i], INTM_MAX_EVENTS, INTM_MAX_STORE_RANGES,
+              INTM_MAX_FAIL_POINTS, INTM_MAX_RANGES);
       return -1;
     }
   }
@@ -538,6 +644,10 @@ INTM_EXPORT int qemu_plugin_install(qemu_plugin_id_t id, const qemu_info_t* info
   intm_out = fopen(intm_out_path, "w");
   if (intm_out == NULL) {
     fprintf(stderr, "intm_icount: cannot open out=%s: %s\n", intm_out_path, strerror(errno));
+    return -1;
+  }
+  if (intm_num_store_ranges > 0 && !intm_has_nvm) {
+    intm_fail("stores= needs nvm=START:END (only NVM stores are recorded)");
     return -1;
   }
   if (!intm_has_boot && (intm_budgets.size > 0 || intm_max_boots != INTM_NEVER)) {
