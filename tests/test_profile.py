@@ -102,3 +102,17 @@ def test_cli_profile_json_and_refusals(anomaly, tmp_path):
     status, out, err = run_cli("run", str(project), "--profile", "--power", "periodic",
                                "--period", "100000")
     assert status == 2 and "drop --power" in err and out == ""
+
+
+def test_cli_profile_refuses_a_project_of_another_isa(tmp_path):
+    """An MSP430 project runs on mspdebug, which has no per-function counts: refused with
+    the board to compile for instead, before anything is built."""
+    model, inputs = tm.fully_connected(batch=1, depth=8, units=4)
+    path = tmp_path / "fc.tflite"
+    path.write_bytes(model)
+    project = ti.build(path, "intermittent/msp430-sim", name="fc").export(tmp_path / "fc")
+    np.save(tmp_path / "x.npy", inputs[0])
+    status, out, err = run_cli("run", str(project), "--input", str(tmp_path / "x.npy"),
+                               "--profile")
+    assert status == 2 and "another ISA" in err and "qemu-an386" in err and out == ""
+    assert not (project / "build").exists()

@@ -21,6 +21,7 @@ def cmd_profile(args, env, project: Path, manifest: dict, inputs) -> int:
     ``--host``, ``--power`` and ``--mode`` are refused with what to drop.
     """
     # pylint: disable=import-outside-toplevel
+    from ..sim import default_kind
     from ..sim.profile import profile
     from .core import _check, _emit
 
@@ -28,6 +29,10 @@ def cmd_profile(args, env, project: Path, manifest: dict, inputs) -> int:
         raise InputError("--profile counts instructions on QEMU; drop --host")
     if args.power != "none":
         raise InputError("--profile measures a continuous run; drop --power or --profile")
+    if default_kind(project) != "qemu":
+        raise InputError(f"--profile counts the Cortex-M4 firmware on QEMU; board "
+                         f"{manifest.get('board')} runs another ISA: compile for a Cortex-M "
+                         "board (e.g. --board qemu-an386) to profile it")
     if args.mode is not None:
         raise InputError("--profile measures the default (tiles) firmware; drop --mode")
     if not manifest.get("tasks") or "macs" not in manifest["tasks"][0]:
