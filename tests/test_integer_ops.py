@@ -61,12 +61,28 @@ CASES = {
     "conv2d_1x1_wide": lambda: tm.conv2d(kernel=(1, 1), cin=24, cout=16, padding=tm.VALID),
     "conv2d_10x4_one_channel": lambda: tm.conv2d(hw=(20, 10), cin=1, cout=8, kernel=(10, 4),
                                                  stride=(2, 2)),
+    # Input channels in quads: SMLAD taps on DSP boards (padded, strided, dilated; the
+    # border's taps undone from the per-tap table, or with a zero point of 0 not at all).
+    "conv2d_quads_same": lambda: tm.conv2d(hw=(8, 8), cin=16, cout=16, seed=31),
+    "conv2d_quads_same_stride2": lambda: tm.conv2d(hw=(9, 8), cin=8, cout=12,
+                                                   stride=(2, 2), seed=32),
+    "conv2d_quads_1x1_stride2": lambda: tm.conv2d(hw=(9, 7), cin=16, cout=8, kernel=(1, 1),
+                                                  stride=(2, 2), padding=tm.VALID, seed=36),
+    "conv2d_quads_valid_odd_pixels": lambda: tm.conv2d(hw=(7, 5), cin=8, cout=6,
+                                                       padding=tm.VALID, seed=37),
+    "conv2d_quads_zero_point_0": lambda: tm.conv2d(cin=4, cout=4, in_zp=0, seed=33),
+    "conv2d_quads_dilated_zp_min": lambda: tm.conv2d(cin=12, cout=8, dilation=(2, 2),
+                                                     in_zp=-128, activation=tm.RELU, seed=34),
     "depthwise": lambda: tm.conv2d(depthwise=True),
     "depthwise_multiplier2_stride2": lambda: tm.conv2d(depthwise=True, multiplier=2,
                                                        stride=(2, 2)),
     "fully_connected": lambda: tm.fully_connected(),
     "fully_connected_no_bias_relu": lambda: tm.fully_connected(bias=False,
                                                                activation=tm.RELU),
+    "fully_connected_one_row_deep": lambda: tm.fully_connected(batch=1, depth=128, units=12),
+    "fully_connected_rows_pairs": lambda: tm.fully_connected(batch=3, depth=32, units=6,
+                                                             in_zp=-128),
+    "fully_connected_depth_not_quads": lambda: tm.fully_connected(depth=10, units=8),
     "average_pool_same": lambda: tm.pool("AVERAGE_POOL_2D"),
     "average_pool_valid_relu": lambda: tm.pool("AVERAGE_POOL_2D", padding=tm.VALID,
                                                activation=tm.RELU),
@@ -136,3 +152,35 @@ def test_edge_case_equals_tflite_micro(tmp_path, case):
     out = _compare(tmp_path, EDGE_CASES[case]())[0]
     if "saturates" in case or "1000x" in case or "huge" in case:
         assert out.min() == -128 or out.max() == 127, "the case should reach the int8 limits"
+
+
+@pytest.mark.parametrize("depth,dsp", [(40, True), (10, False)])
+def test_dense_uses_smlad_where_features_come_in_quads_and_the_host_agrees(tmp_path, depth,
+                                                                          dsp):
+    """On a DSP board a fully connected layer whose features divide by 4 runs the SMLAD
+    kernel (four features per input word); others the portable loop. The host build of the
+    same C, through the portable helpers, gives TFLM's values too."""
+    model, inputs = tm.fully_connected(batch=2, depth=depth, units=9, seed=21)
+    path = tmp_path / "fc.tflite"
+    path.write_bytes(model)
+    artifact = ti.build(path, name="fc")
+    kernels = artifact.sources.files["model/kernels.c"]
+    assert ("intm_smlad(" in kernels) == dsp
+    expected = reference.run_tflite_micro(path, inputs)[0]
+    np.testing.assert_array_equal(artifact.run(inputs).outputs[0], expected)
+    np.testing.assert_array_equal(artifact.run(inputs, kind="host").outputs[0], expected)
+
+
+def test_padded_conv_uses_smlad_taps_and_the_host_agrees(tmp_path):
+    """A 3x3 SAME convolution over 16 channels (ResNet-8's shape class) takes the SMLAD tap
+    loop on a DSP board; TFLM's values on QEMU, and on the host through the portable C."""
+    model, inputs = tm.conv2d(hw=(6, 5), cin=16, cout=8, in_zp=-9, seed=35)
+    path = tmp_path / "conv.tflite"
+    path.write_bytes(model)
+    artifact = ti.build(path, name="conv")
+    kernels = artifact.sources.files["model/kernels.c"]
+    assert "intm_smlad(" in kernels and "float" not in kernels
+    expected = reference.run_tflite_micro(path, inputs)[0]
+    assert len(np.unique(expected)) > 1
+    np.testing.assert_array_equal(artifact.run(inputs).outputs[0], expected)
+    np.testing.assert_array_equal(artifact.run(inputs, kind="host").outputs[0], expected)

@@ -55,6 +55,8 @@ class Artifact:
     notices: list = dataclasses.field(default_factory=list)
     #: Farads of the capacitor the tiles were sized for (the power cycle budget's).
     capacitor_f: float | None = None
+    #: Multiply-accumulates of each kernel that carries them (the per-operator profile's).
+    macs: dict = dataclasses.field(default_factory=dict)
 
     def manifest(self) -> dict:
         """What ``model.json`` records: the tensors and the facts of the build."""
@@ -74,7 +76,8 @@ class Artifact:
             "tiles": {k: dataclasses.asdict(t) for k, t in sorted(self.tiles.items())},
             "tasks": [{"kernel": k, "tiles": self.tiles[k].extent,
                        "tiles_per_commit": self.tiles[k].tiles_per_commit,
-                       "commits": self.tiles[k].commits} for k in self.tasks],
+                       "commits": self.tiles[k].commits, "macs": self.macs.get(k, 0)}
+                      for k in self.tasks],
             "board_profile": self.board.to_dict(),
             "notices": [n.to_dict() for n in self.notices],
         }
@@ -189,7 +192,16 @@ def build(mod, target="intermittent/qemu-an386", *, board=None, tuning_log=None,
     _check_memory(sources, scratch, the_board)
     return Artifact(name or imported.name, the_board, sources, inputs, outputs,
                     time.perf_counter() - started, imported.format, imported.source, tiles,
-                    budget, [step.kernel for step in graph.steps], notices, capacitor_f)
+                    budget, [step.kernel for step in graph.steps], notices, capacitor_f,
+                    _kernel_macs(graph.kernels))
+
+
+def _kernel_macs(kernels: dict) -> dict[str, int]:
+    """``kernel -> MACs`` for the kernels whose builder counted them (convolutions, dense)."""
+    from .transform.integer_kernels import MACS_ATTR  # pylint: disable=C0415
+
+    return {name: int(func.attrs[MACS_ATTR]) for name, func in kernels.items()
+            if func.attrs is not None and MACS_ATTR in func.attrs}
 
 
 def _check_quantized(mod) -> None:

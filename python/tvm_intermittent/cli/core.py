@@ -84,6 +84,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="with --check: largest int8 difference allowed (default 0 for TFLite "
                         "models, which must equal TFLite Micro, and 1 for ONNX)")
     p.add_argument("--host", action="store_true", help="run the host build instead of QEMU")
+    p.add_argument("--profile", action="store_true",
+                   help="per task: operator, MACs, instructions, instructions per MAC, share")
     p.add_argument("--timeout", type=float, default=600.0, help="seconds before giving up")
     power = p.add_argument_group(
         "power failures (on the simulator, not --host; an option given to a schedule it "
@@ -327,6 +329,10 @@ def cmd_run(args, env: Environment) -> int:
         if args.output:
             check_output_path(args.output, manifest["outputs"])
         inputs = _inputs(args, manifest["inputs"], env)
+        if args.profile:
+            from .profile import cmd_profile  # pylint: disable=import-outside-toplevel
+
+            return cmd_profile(args, env, project, manifest, inputs)
         if args.power != "none":
             return _run_under_failures(args, env, project, manifest, inputs)
         # Without --host: the simulator of the board's ISA (QEMU, or mspdebug for MSP430).

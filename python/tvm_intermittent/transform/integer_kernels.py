@@ -48,6 +48,14 @@ _I32 = "int32"
 #: Already scheduled (dlight leaves it alone) and opaque to FuseOps (nothing is fused into
 #: a statement-level kernel).
 KERNEL_ATTRS = {"tirx.is_scheduled": True, "tirx.noalias": True, "op_pattern": 8}
+#: The kernel's multiply-accumulates per inference, counted as TFLite-based libraries count
+#: them (outputs times the taps and channels of one output); the per-operator profile reads
+#: it. Only the kernels that carry MACs (convolutions, dense) have it.
+MACS_ATTR = "intermittent.macs"
+
+
+def _with_macs(func, macs: int):
+    return func.with_attr(MACS_ATTR, tirx.IntImm("int64", int(macs)))
 
 
 def _i32(value):
@@ -161,6 +169,7 @@ def conv2d_nhwc(*, in_shape, weight, bias, strides, padding, dilation, input_zer
     tap_table = (not depthwise and in_c > 4 and any(padding) and input_zero_point != 0)
     taps = (input_zero_point * per_tap).astype(np.int32)  # [KH, KW, C_OUT]
     constants = [weight, folded] + ([taps] if tap_table else []) + requant.tables()
+    macs = batch * out_h * out_w * out_c * k_h * k_w * (1 if depthwise else in_c)
     if not depthwise and not any(padding) and out_h * out_w > 1:
         build = (_conv2d_pointwise_dsp
                  if _pointwise_dsp_applies(weight, in_shape, strides, in_dtype)
@@ -169,9 +178,11 @@ def conv2d_nhwc(*, in_shape, weight, bias, strides, padding, dilation, input_zer
             in_shape=in_shape, weight=weight, out_shape=(batch, out_h, out_w, out_c),
             strides=strides, dilation=dilation, output_zero_point=output_zero_point,
             requant=requant, clamp=clamp, in_dtype=in_dtype, out_dtype=out_dtype)
-        return func, constants
+        return _with_macs(func, macs), constants
     # Unrolled taps need no loop counters; worth it where a tap has little work.
     unroll = k_h * k_w <= 49 and (depthwise or in_c <= 4)
+    # A tap over input channels in quads: one SMLAD per two multiply-accumulates.
+    dsp = not depthwise and in_c % 4 == 0 and in_dtype == "int8" and _dsp_available()
 
     with IRBuilder() as builder:
         with T.prim_func():
@@ -209,7 +220,11 @@ def conv2d_nhwc(*, in_shape, weight, bias, strides, padding, dilation, input_zer
                                                + value * w[channels[j], f_y, f_x, ic].astype(_I32),
                                                [0])
 
-                        if unroll:
+                        if dsp and read is load:
+                            with _loop("in_quad", in_c // 4) as q:
+                                _smlad_quad(acc, lambda j, q=q: w[channels[j], f_y, f_x, q * 4],
+                                            x[n, in_y, in_x, q * 4])
+                        elif unroll:
                             for ic in range(in_c):
                                 mac(ic)
                         else:
@@ -260,7 +275,7 @@ def conv2d_nhwc(*, in_shape, weight, bias, strides, padding, dilation, input_zer
                     _store_output(out, [n, out_y, out_x, channels[j]],
                                   requant.emit(acc[j][0], channels[j], tables, _bind),
                                   output_zero_point, clamp, out_dtype)
-    return _private(builder.get()), constants
+    return _with_macs(_private(builder.get()), macs), constants
 
 
 def _conv2d_pixel_pairs(*, in_shape, weight, out_shape, strides, dilation, output_zero_point,
@@ -277,6 +292,7 @@ def _conv2d_pixel_pairs(*, in_shape, weight, out_shape, strides, dilation, outpu
     (s_h, s_w), (d_h, d_w) = strides, dilation
     pixels = out_h * out_w
     block = channel_block(out_c)
+    dsp = in_c % 4 == 0 and in_dtype == "int8" and _dsp_available()
     with IRBuilder() as builder:
         with T.prim_func():
             T.func_attr(KERNEL_ATTRS)
@@ -304,9 +320,33 @@ def _conv2d_pixel_pairs(*, in_shape, weight, out_shape, strides, dilation, outpu
                             T.buffer_store(acc[p][j], acc[p][j][0] + values[p] * weight_value,
                                            [0])
 
-                with _loop("filter_y", k_h) as f_y, _loop("filter_x", k_w) as f_x, \
-                        _loop("in_channel", in_c) as ic:
-                    mac(f_y, f_x, ic)
+                def mac_quad(f_y, f_x, q):
+                    """Four input channels of both pixels against four weights per channel:
+                    each weight word, unpacked once, feeds four SMLADs."""
+                    halves = []
+                    for p, (out_y, out_x) in enumerate(out_yx):
+                        word = _bind(f"input4_{p}", _helper("intm_load_s8x4", tirx.address_of(
+                            x[n, out_y * s_h + f_y * d_h, out_x * s_w + f_x * d_w, q * 4])))
+                        halves.append((_bind(f"even{p}", _helper("intm_sxtb16", word)),
+                                       _bind(f"odd{p}", _helper("intm_sxtb16_ror8", word))))
+                    for j in range(block):
+                        weights = _bind("weights4", _helper(
+                            "intm_load_s8x4", tirx.address_of(w[channels[j], f_y, f_x, q * 4])))
+                        even_w = _bind("even_w", _helper("intm_sxtb16", weights))
+                        odd_w = _bind("odd_w", _helper("intm_sxtb16_ror8", weights))
+                        for p, (even, odd) in enumerate(halves):
+                            inner = _helper("intm_smlad", odd, odd_w, acc[p][j][0])
+                            T.buffer_store(acc[p][j], _helper("intm_smlad", even, even_w, inner),
+                                           [0])
+
+                if dsp:
+                    with _loop("filter_y", k_h) as f_y, _loop("filter_x", k_w) as f_x, \
+                            _loop("in_quad", in_c // 4) as q:
+                        mac_quad(f_y, f_x, q)
+                else:
+                    with _loop("filter_y", k_h) as f_y, _loop("filter_x", k_w) as f_x, \
+                            _loop("in_channel", in_c) as ic:
+                        mac(f_y, f_x, ic)
                 for p, (out_y, out_x) in enumerate(out_yx):
                     def store():
                         for j in range(block):
@@ -338,6 +378,15 @@ def dense(*, in_shape, weight, bias, input_zero_point, output_zero_point,
         # out = f(acc)`` per tile, whose reduction the intermittent tiling can split.
         block = 1
     constants = [weight, folded] + requant.tables()
+    macs = rows * units * depth
+    if rows * (units // channel_block(units)) > 1 and _dense_dsp_applies(depth, in_dtype):
+        # Rows are pixels of a 1x1 convolution whose input channels are the features: the
+        # same SMLAD kernel, the same constants (weights [N, K] are its [C_OUT, C_IN]).
+        func = _conv2d_pointwise_dsp(
+            in_shape=(1, rows, 1, depth), weight=weight, out_shape=(1, rows, 1, units),
+            strides=(1, 1), dilation=(1, 1), output_zero_point=output_zero_point,
+            requant=requant, clamp=clamp, in_dtype=in_dtype, out_dtype=out_dtype)
+        return _with_macs(func, macs), constants
 
     with IRBuilder() as builder:
         with T.prim_func():
@@ -362,7 +411,7 @@ def dense(*, in_shape, weight, bias, input_zero_point, output_zero_point,
                                   requant.emit(acc[j][0], units_[j], tables,
                                                _bind if block > 1 else None),
                                   output_zero_point, clamp, out_dtype)
-    return _private(builder.get()), constants
+    return _with_macs(_private(builder.get()), macs), constants
 
 
 def quantize(*, shape, scale: float, zero_point: int, ties_to_even: bool, out_dtype: str):
@@ -413,6 +462,21 @@ def _helper(name, *args):
     return tirx.call_pure_extern("int32", name, *args)
 
 
+def _smlad_quad(acc, weight_at, input_element):
+    """``acc[j] += sum(x[k] * w_j[k] for k in 0..3)`` for each accumulator: one input word
+    unpacked once by SXTB16 into its even and odd bytes as halves, then per accumulator
+    one weight word (``weight_at(j)``, its first byte) unpacked alike and two SMLADs."""
+    word = _bind("input4", _helper("intm_load_s8x4", tirx.address_of(input_element)))
+    even = _bind("even", _helper("intm_sxtb16", word))
+    odd = _bind("odd", _helper("intm_sxtb16_ror8", word))
+    for j, accumulator in enumerate(acc):
+        weights = _bind("weights4", _helper("intm_load_s8x4", tirx.address_of(weight_at(j))))
+        inner = _helper("intm_smlad", odd, _helper("intm_sxtb16_ror8", weights),
+                        accumulator[0])
+        T.buffer_store(accumulator, _helper(
+            "intm_smlad", even, _helper("intm_sxtb16", weights), inner), [0])
+
+
 def _dsp_available() -> bool:
     """Whether the current target (the pipeline runs under the board's) has the Cortex-M
     DSP extension."""
@@ -425,6 +489,10 @@ def _pointwise_dsp_applies(weight, in_shape, strides, in_dtype) -> bool:
     in_c = int(in_shape[-1])
     return (k_h * k_w == 1 and in_c % 4 == 0 and tuple(strides) == (1, 1)
             and in_dtype == "int8" and _dsp_available())
+
+
+def _dense_dsp_applies(depth: int, in_dtype: str) -> bool:
+    return depth % 4 == 0 and in_dtype == "int8" and _dsp_available()
 
 
 def _conv2d_pointwise_dsp(*, in_shape, weight, out_shape, strides, dilation,

@@ -1,0 +1,118 @@
+"""The per-operator profile (``run --profile``): MACs per task and instructions per task.
+
+MACs are checked against counts made from the TFLite file's own tensor shapes (the formula
+here, and ``bench/macs.py``), not from the compiler. The per-task instructions are checked
+against independent QEMU measurements of the same firmware: a plain run's
+``instructions_model`` (the rows must add up to it exactly), the plugin's count of each
+kernel's own body (a task's span must hold it), and the commits the tile plan promises.
+"""
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import tvm_intermittent as ti
+from tvm_intermittent import reference, sim, zoo
+from tvm_intermittent.sim.profile import STARTUP, profile
+
+import tflite_models as tm
+from test_cli import run_cli
+
+sys.path.insert(0, str(Path(__file__).parents[1] / "bench"))
+from macs import count_macs  # noqa: E402
+
+pytestmark = pytest.mark.qemu
+
+
+@pytest.mark.parametrize("depthwise,stride", [(False, (1, 1)), (True, (2, 2)),
+                                              (False, (2, 1))])
+def test_conv_macs_are_outputs_times_window(tmp_path, depthwise, stride):
+    """One convolution: MACs = output elements x taps (x input channels unless depthwise),
+    from the shapes written into the TFLite file."""
+    model, _ = tm.conv2d(hw=(9, 7), cin=4, cout=4 if depthwise else 6, kernel=(3, 3),
+                         stride=stride, depthwise=depthwise)
+    path = tmp_path / "conv.tflite"
+    path.write_bytes(model)
+    tasks = ti.build(path, name="conv").manifest()["tasks"]
+    out_h, out_w = -(-9 // stride[0]), -(-7 // stride[1])  # SAME padding
+    channels = 4 if depthwise else 6
+    expected = out_h * out_w * channels * 9 * (1 if depthwise else 4)
+    assert [t["macs"] for t in tasks if t["macs"]] == [expected]
+    assert count_macs(path) == expected
+
+
+@pytest.fixture(scope="module")
+def anomaly(tmp_path_factory):
+    """The zoo's anomaly detector: 13 tasks, more than one run's 8 counted functions."""
+    entry = zoo.get("ad")
+    project = ti.build(entry.path, name="ad").export(tmp_path_factory.mktemp("ad") / "ad")
+    array, _ = zoo.sample_inputs("ad", count=1)[0]
+    return entry, project, [array]
+
+
+def test_profile_rows_add_up_and_hold_their_kernels(anomaly):
+    entry, project, inputs = anomaly
+    result = profile(project, inputs)
+    tasks = json.loads((project / "model.json").read_text())["tasks"]
+    assert len(tasks) > 8 and result.runs == -(-len(tasks) // 8)  # spans several runs
+    assert [r.operator for r in result.rows] == [STARTUP] + [t["kernel"] for t in tasks]
+
+    plain = sim.run(project, inputs)
+    assert sum(r.instructions for r in result.rows) == plain.instructions_model
+    assert result.instructions_model == plain.instructions_model
+    assert abs(sum(r.share for r in result.rows) - 1.0) < 1e-9
+    # Each task commits as often as its tile plan says.
+    assert [r.commits for r in result.rows[1:]] == [t["commits"] for t in tasks]
+    # The MACs of the whole model, from the TFLite file, and each dense layer's in x out.
+    assert result.macs == count_macs(entry.path)
+    dense = [r for r in result.rows if r.operator.startswith("dense")]
+    assert dense and all(r.macs > 0 and r.instructions_per_mac > 0.5 for r in dense)
+    # A task's span holds its kernel's own instructions (plugin range counts, one run),
+    # in tasks counted by the first run and by the second.
+    picked = [result.rows[3], result.rows[12]]  # tasks 2 and 11: dense_s8, dense_s89
+    kernels = tuple(f"intm_k_{r.operator}" for r in picked)
+    own = sim.run(project, inputs, functions=kernels).range_instructions
+    for row, kernel in zip(picked, kernels):
+        assert 0 < own[kernel] <= row.instructions
+        assert row.instructions - own[kernel] < 0.25 * row.instructions  # loop and commits
+    np.testing.assert_array_equal(result.outputs[0],
+                                  reference.run_tflite_micro(entry.path, inputs)[0])
+
+
+def test_cli_profile_json_and_refusals(anomaly, tmp_path):
+    entry, project, inputs = anomaly
+    np.save(tmp_path / "x.npy", inputs[0])
+    status, out, err = run_cli("run", str(project), "--input", str(tmp_path / "x.npy"),
+                               "--profile", "--check", "--json", "--output",
+                               str(tmp_path / "y.npy"))
+    assert status == 0, err
+    np.testing.assert_array_equal(np.load(tmp_path / "y.npy"),
+                                  reference.run_tflite_micro(entry.path, inputs)[0])
+    report = json.loads(out)
+    assert report["check"]["match"]
+    assert sum(r["instructions"] for r in report["rows"]) == report["instructions_model"]
+    first = report["rows"][3]
+    assert first["instructions_per_mac"] == first["instructions"] / first["macs"]
+
+    status, out, err = run_cli("run", str(project), "--profile", "--host")
+    assert status == 2 and "drop --host" in err and "Traceback" not in err and out == ""
+    status, out, err = run_cli("run", str(project), "--profile", "--power", "periodic",
+                               "--period", "100000")
+    assert status == 2 and "drop --power" in err and out == ""
+
+
+def test_cli_profile_refuses_a_project_of_another_isa(tmp_path):
+    """An MSP430 project runs on mspdebug, which has no per-function counts: refused with
+    the board to compile for instead, before anything is built."""
+    model, inputs = tm.fully_connected(batch=1, depth=8, units=4)
+    path = tmp_path / "fc.tflite"
+    path.write_bytes(model)
+    project = ti.build(path, "intermittent/msp430-sim", name="fc").export(tmp_path / "fc")
+    np.save(tmp_path / "x.npy", inputs[0])
+    status, out, err = run_cli("run", str(project), "--input", str(tmp_path / "x.npy"),
+                               "--profile")
+    assert status == 2 and "another ISA" in err and "qemu-an386" in err and out == ""
+    assert not (project / "build").exists()
