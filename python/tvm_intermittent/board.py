@@ -55,6 +55,12 @@ class Board:
     #: per profile, see its ``sources``): the tiler's instruction estimates are Cortex-M4's,
     #: so it sizes tiles for ``power_cycle_budget / instruction_scale`` of them.
     instruction_scale: float = 1.0
+    #: Wait-state cycles one NVM load / store access adds (see :mod:`.energy.model`).
+    nvm_read_wait_cycles: float = 0.0
+    nvm_write_wait_cycles: float = 0.0
+    #: Joules one NVM load / store access draws beyond the active power of its cycles.
+    nvm_read_energy_j: float = 0.0
+    nvm_write_energy_j: float = 0.0
 
     def __post_init__(self):
         problems = []
