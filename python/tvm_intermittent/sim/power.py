@@ -316,7 +316,7 @@ class Capacitor(Schedule):
         if not self.turn_on_v > self.brown_out_v > 0:
             raise InputError(f"need v_on > v_off > 0, got v_on={self.turn_on_v}, "
                              f"v_off={self.brown_out_v}")
-        if not self.sustained and self.budget < 1:
+        if self.budget is not None and self.budget < 1:
             raise InputError(f"one charge of {self.charge_energy_j:.3g} J on board "
                              f"{self.board.name!r} pays for no instruction at all")
 
