@@ -539,26 +539,28 @@ def cmd_power_envs(args, env: Environment) -> int:
     from ..sim import environments  # pylint: disable=import-outside-toplevel
 
     board = load_board(args.board)
-    rows = [f"{'environment':<13} {'C':>6} {'on/off V':>11} {'charge':>12} {'boot 1':>12} "
-            f"{'least':>12} {'boot s':>8} {'recharge s':>10}  harvester"]
+
+    def count(value):
+        return f"{value:>13,}" if value is not None else f"{'never fails':>13}"
+
+    rows = [f"{'environment':<13} {'C':>6} {'on/off V':>11} {'charge':>13} {'boot 1':>13} "
+            f"{'tiles':>13} {'boot s':>7} {'recharge s':>10}  harvester"]
     result = []
     for name in environments.names():
         preset = environments.get(name)
         s = preset.summary(board)
         result.append(preset.to_dict() | s)
-
-        def count(value):
-            return f"{value:>12,}" if value is not None else f"{'no failure':>12}"
-
+        times = (f"{s['boot_seconds']:>7.3g} {s['recharge_seconds']:>10.3g}"
+                 if s["budget"] is not None else f"{'-':>7} {'-':>10}")
         rows.append(f"{name:<13} {s['capacitor_f'] * 1e3:>4.3g}mF "
-                    f"{s['v_on']:>5.4g}/{s['v_off']:<5.4g} {s['charge_budget']:>12,} "
-                    f"{count(s['budget'])} {count(s['guaranteed_budget'])} "
-                    + (f"{s['boot_seconds']:>8.3g} {s['recharge_seconds']:>10.3g}"
-                       if s["budget"] is not None else f"{'-':>8} {'-':>10}")
-                    + f"  {s['harvester']}")
-    rows.append(f"on board {board.name} ({board.active_power_w * 1e3:.3g} mW active): budgets in "
-                "instruction-equivalents; charge = the charge alone, boot 1 = with the harvest "
-                "while computing, least = what --power-env sizes tiles for (docs/power.md)")
+                    f"{s['v_on']:>5.4g}/{s['v_off']:<5.4g} {count(s['charge_budget'])} "
+                    f"{count(s['budget'])} {count(s['sizing_budget'])} {times}  "
+                    f"{s['harvester']}")
+    rows.append(f"board {board.name}, {board.active_power_w * 1e3:.3g} mW active; budgets in "
+                "instruction-equivalents: charge = the charge alone, boot 1 = the first boot "
+                "with the harvest while computing, tiles = what `compile --power-env` sizes "
+                "tiles for (the least budget of any boot; the charge alone where the device "
+                "never browns out); see docs/power.md")
     _emit(env, args, {"board": board.name, "power_envs": result}, "\n".join(rows))
     return ExitStatus.OK
 

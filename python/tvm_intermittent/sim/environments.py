@@ -114,6 +114,7 @@ class PowerEnvironment:
                 "charge_budget": int(schedule.charge_energy_j
                                      / schedule.board.energy_per_instruction_j),
                 "budget": schedule.budget, "guaranteed_budget": schedule.guaranteed_budget,
+                "sizing_budget": self.power_cycle_budget(board),
                 "boot_seconds": (schedule.boot_seconds(1) or [None])[0],
                 "recharge_seconds": recharge[0] if recharge else None,
                 "sustained": schedule.sustained}
