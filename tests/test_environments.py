@@ -300,6 +300,15 @@ def test_compile_and_run_in_a_power_env(softmax_file, tmp_path):
     status, out, err = run_cli("run", project, "--power", "capacitor", "--json")
     assert status == 0, err
     assert json.loads(out)["schedule"]["environment"] == "tinas-5mF"
+    # --trace is a custom environment: the trace's harvest, the board's capacitor.
+    trace = tmp_path / "t.csv"
+    trace.write_text("time_s,power_w\n0,5e-4\n1,1e-4\n")
+    status, out, err = run_cli("run", project, "--power", "capacitor", "--trace", trace,
+                               "--capacitor", "100uF", "--json")
+    assert status == 0, err
+    schedule = json.loads(out)["schedule"]
+    assert schedule["environment"] == "custom" and schedule["trace"] == str(trace)
+    assert schedule["capacitor_f"] == 1e-4
 
 
 # ---- QEMU -------------------------------------------------------------------------------

@@ -31,7 +31,6 @@ import decimal
 import logging
 import math
 import re
-from pathlib import Path
 
 import numpy as np
 
@@ -408,7 +407,9 @@ class Capacitor(Schedule):
     def to_dict(self) -> dict:
         return {"kind": "capacitor", "board": self.board.name, "environment": self.environment,
                 "capacitor_f": self.capacitor_f, "v_on": self.turn_on_v,
-                "v_off": self.brown_out_v, "harvest_w": self.harvest_w, "trace": self.trace,
+                "v_off": self.brown_out_v, "harvest_w": self.harvest_w,
+                "trace": (self.harvester.trace.source if self.harvester.time_varying
+                          else None),
                 "harvester": self.harvester.describe(), "budget": self.budget,
                 "sustained": self.sustained,
                 "nvm_cost": self.nvm_cost, "charge_energy_j": self.charge_energy_j}
