@@ -255,9 +255,9 @@ class Capacitor(Schedule):
     A harvest that keeps up with the load means no brown-out at all: the schedule then
     has no failures (:attr:`sustained`, ``budgets`` empty).
 
-    The charge's credit of harvest counts time at the board's active power: the extra
-    energy of NVM accesses beyond it (``board.nvm_*_energy_j``) is spent from the same
-    budget but is not given the harvest of time it does not take (see docs/power.md).
+    The budget assumes the boot lasts ``d`` seconds at ``P``. Energy that NVM accesses draw
+    beyond ``P`` (``board.nvm_*_energy_j``) is spent from it without taking time, so a boot
+    with much NVM traffic is credited slightly more harvest than it gets (docs/power.md).
 
     Parameters
     ----------
