@@ -183,6 +183,22 @@ def test_trace_boots_follow_the_trace_and_the_capacitor_limit():
     assert bright.schedule(board).budgets(5) == []
 
 
+def test_rf_trace_boots_and_recharges_match_a_step_simulation():
+    # The load exceeds every power of the trace: budgets come from the cumulative curve.
+    env, board = environments.get("rf-bursty"), load_board("qemu-an386")
+    schedule, trace = env.schedule(board), environments.rf_burst_trace()
+    times = trace.starts[:-1]
+    clock = 0.0
+    for active, recharge in zip(schedule.boot_seconds(3), schedule.recharge_seconds(3)):
+        assert active == pytest.approx(step_drain(times, trace.powers, schedule.charge_energy_j,
+                                                  board.active_power_w, clock, dt=1e-5),
+                                       abs=2e-5)
+        assert recharge == pytest.approx(step_recharge(times, trace.powers,
+                                                       schedule.charge_energy_j,
+                                                       clock + active, dt=1e-3), abs=2e-3)
+        clock += active + recharge
+
+
 def test_generated_traces_have_their_documented_magnitudes():
     solar, rf = environments.office_solar_trace(), environments.rf_burst_trace()
     assert solar.period_s == 24 * 3600 and 100e-6 < solar.mean_w < 200e-6
