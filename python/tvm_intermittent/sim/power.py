@@ -412,7 +412,8 @@ class Capacitor(Schedule):
                           else None),
                 "harvester": self.harvester.describe(), "budget": self.budget,
                 "sustained": self.sustained,
-                "nvm_cost": self.nvm_cost, "charge_energy_j": self.charge_energy_j}
+                "nvm_cost": getattr(self, "nvm_store_cost", getattr(self, "nvm_cost", 0.0)),
+                "charge_energy_j": self.charge_energy_j}
 
 
 # ---- Parsing command-line strings -----------------------------------------------------
