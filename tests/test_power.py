@@ -7,6 +7,7 @@ parsing); QEMU (marked ``qemu``): exactness and determinism of the injected fail
 boots, NVM byte counts, livelock stops and the report.
 """
 
+import dataclasses
 import json
 import shutil
 from pathlib import Path
@@ -136,7 +137,12 @@ def test_capacitor_budget_nvm_cost_and_recharge():
     board = load_board("msp430fr5994")
     schedule = sim.Capacitor(board, capacitor_f=1e-4, harvest_w=2e-3)
     energy = 0.5 * 1e-4 * (board.v_on**2 - board.v_off**2)
-    assert schedule.budget == int(energy / board.energy_per_instruction_j)
+    # The harvest goes on while the board computes: the charge drains at P - 2 mW, and the
+    # boot draws P for that long.
+    active = energy / (board.active_power_w - 2e-3)
+    assert schedule.boot_seconds(1) == pytest.approx([active], rel=1e-12)
+    assert schedule.budget == int(active * board.clock_hz / board.cycles_per_instruction)
+    assert schedule.budget > int(energy / board.energy_per_instruction_j) * 1.5
     assert schedule.budgets(3) == [schedule.budget] * 3
     assert schedule.nvm_cost == pytest.approx(
         board.nvm_write_energy_j_per_byte / board.energy_per_instruction_j)
@@ -144,20 +150,36 @@ def test_capacitor_budget_nvm_cost_and_recharge():
     assert not sim.NoFailures().injects_failures and sim.FailAt(5).injects_failures
 
 
+def test_capacitor_that_the_harvest_sustains_never_fails(caplog):
+    board = load_board("msp430fr5994")
+    with caplog.at_level("INFO", logger="tvm_intermittent.sim.power"):
+        schedule = sim.Capacitor(board, harvest_w=board.active_power_w)
+        assert schedule.sustained and schedule.budgets(5) == [] and schedule.budget is None
+    assert not schedule.injects_failures and schedule.recharge_seconds(3) == []
+    assert "no further power failures" in caplog.text
+
+
 def test_capacitor_recharges_along_a_repeating_trace(tmp_path):
     # 1 s at 1 mW, 1 s at nothing, 1 s at 2 mW, and the last row lasts 1 s too: 4 mJ in a
-    # period of 4 s. Charges of 1 mJ, one after the other: 1 s; 1.5 s (the dead second,
-    # then half of the 2 mW one); 0.5 s (its other half); 1 s; then the trace starts over.
+    # period of 4 s. A board drawing 10 mW empties a 1 mJ charge in about 0.1 s; each
+    # recharge starts where that boot ended, so by hand (times in s, energies in mJ):
+    # boot 1 from 0 drains 1 at 10 - 1 = 9 mW: 1/9 s; recharge from 1/9 at 1 mW: up to 1 s
+    # gives 8/9, then nothing until 2 s, then 1/9 at 2 mW: 1/18 s; recharge 1 = 2 + 1/18 -
+    # 1/9. Boot 2 from 2 + 1/18 drains at 8 mW: 1/8 s; recharge 2 from 2 + 1/18 + 1/8 at
+    # 2 mW: 0.5 s.
     trace = tmp_path / "trace.csv"
     trace.write_text("time_s,power_w\n0,1e-3\n1,0\n2,2e-3  # bright\n3,1e-3\n")
-    board = load_board("msp430fr5994")
+    board = dataclasses.replace(load_board("msp430fr5994"), active_power_w=10e-3)
     capacitor_f = 1e-3 / (0.5 * (board.v_on**2 - board.v_off**2))
     schedule = sim.Capacitor(board, capacitor_f=capacitor_f, trace=str(trace))
-    assert schedule.recharge_seconds(6) == pytest.approx([1.0, 1.5, 0.5, 1.0, 1.0, 1.5])
+    assert schedule.boot_seconds(2) == pytest.approx([1 / 9, 1 / 8])
+    assert schedule.recharge_seconds(2) == pytest.approx([2 + 1 / 18 - 1 / 9, 0.5])
+    per_second = board.clock_hz / board.cycles_per_instruction
+    assert schedule.budgets(2) == [int(1 / 9 * per_second), int(1 / 8 * per_second)]
     trace.write_text("0 0\n1 0\n")
     with pytest.raises(InputError, match="harvests nothing"):
         sim.Capacitor(board, trace=str(trace))
-    with pytest.raises(InputError, match="either a constant harvested power or a power trace"):
+    with pytest.raises(InputError, match="not a constant harvested power and a power trace"):
         sim.Capacitor(board, harvest_w=1e-3, trace=str(trace))
 
 

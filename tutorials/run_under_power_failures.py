@@ -99,13 +99,16 @@ print("  ...")
 
 features = zoo.sample_inputs("kws", count=1)[0][0]
 schedule = sim.power.Capacitor(board)
+print(f"each boot: {schedule.budget:,} instruction-equivalents, the charge and what the 1 mW "
+      "harvester adds while the MCU computes (docs/power.md)")
 report = sim.measure_intermittent(project, [features], schedule, board=board)
 print(report.render())
 label = entry.labels[int(np.argmax(report.outputs[0]))]
 print(f"top-1: {label!r}")
 
-# tiles firmware on msp430fr5994 under capacitor (budget=814134, ...)
-#   finished           yes, 37 boots, 36 power failures
+# each boot: 988,841 instruction-equivalents, the charge and what the 1 mW harvester adds ...
+# tiles firmware on msp430fr5994 under capacitor (budget=988841, ...)
+#   finished           yes, ... boots, ... power failures
 #   outputs            match the reference
 #   instructions       ... under failures
 #   IMO                ... %

@@ -57,6 +57,8 @@ class Artifact:
     capacitor_f: float | None = None
     #: Multiply-accumulates of each kernel that carries them (the per-operator profile's).
     macs: dict = dataclasses.field(default_factory=dict)
+    #: The power environment the tiles were sized for (a ``sim.environments`` preset).
+    power_env: object = None
 
     def manifest(self) -> dict:
         """What ``model.json`` records: the tensors and the facts of the build."""
@@ -73,6 +75,7 @@ class Artifact:
             "model_hash": f"0x{self.sources.model_hash:08x}",
             "power_cycle_budget": self.power_cycle_budget,
             "capacitor_f": self.capacitor_f or self.board.capacitor_f,
+            "power_env": self.power_env.name if self.power_env is not None else None,
             "tiles": {k: dataclasses.asdict(t) for k, t in sorted(self.tiles.items())},
             "tasks": [{"kernel": k, "tiles": self.tiles[k].extent,
                        "tiles_per_commit": self.tiles[k].tiles_per_commit,
@@ -128,7 +131,8 @@ class Artifact:
 
 def build(mod, target="intermittent/qemu-an386", *, board=None, tuning_log=None,
           name: str | None = None, shape_dict: dict | None = None,
-          capacitor_f: float | None = None, int8_only: bool = False) -> Artifact:
+          capacitor_f: float | None = None, int8_only: bool = False,
+          power_env=None) -> Artifact:
     """Compile a model to a plain-C project for an intermittently powered microcontroller.
 
     Parameters
@@ -147,6 +151,9 @@ def build(mod, target="intermittent/qemu-an386", *, board=None, tuning_log=None,
         Fixed input shapes for models with symbolic dimensions.
     capacitor_f : float, optional
         Capacitor the tiles are sized for (default: the board profile's).
+    power_env : str or tvm_intermittent.sim.environments.PowerEnvironment, optional
+        Size the tiles for the least budget a boot gets in this power environment (its
+        capacitor, voltages and the harvest while computing) instead of ``capacitor_f``.
     int8_only : bool
         Refuse (:class:`~.errors.ModelError`) a model that would keep any operator in float
         or any epilogue unfused, naming them and why; by default such a model compiles and
@@ -182,9 +189,22 @@ def build(mod, target="intermittent/qemu-an386", *, board=None, tuning_log=None,
     lowered = {kernel: lower_prim_func(func, kernel) for kernel, func in graph.kernels.items()
                if any(step.kernel == kernel for step in graph.steps)}
     plan = plan_memory(graph)
-    budget = the_board.power_cycle_budget(capacitor_f)
+    if power_env is not None:
+        from .sim import environments  # pylint: disable=import-outside-toplevel
+
+        if capacitor_f is not None:
+            raise ModelError("give either capacitor_f or power_env: the environment sets the "
+                             "capacitor")
+        if isinstance(power_env, str):
+            power_env = environments.get(power_env)
+        capacitor_f = power_env.for_board(the_board).capacitor_f
+        budget, tile_budget = (power_env.power_cycle_budget(the_board),
+                               power_env.tile_budget(the_board))
+    else:
+        budget, tile_budget = (the_board.power_cycle_budget(capacitor_f),
+                               the_board.tile_budget(capacitor_f))
     # In the tiler's Cortex-M4 instructions (a 16-bit MSP430 needs several per one of those).
-    tiles, scratch = _plan_all_tiles(lowered, the_board, the_board.tile_budget(capacitor_f))
+    tiles, scratch = _plan_all_tiles(lowered, the_board, tile_budget)
     inputs = _match_infos(imported.inputs, graph, graph.inputs)
     outputs = _match_infos(imported.outputs, graph, graph.outputs)
     sources = emit_model_sources(graph, plan, lowered, name or imported.name, inputs, outputs,
@@ -193,7 +213,7 @@ def build(mod, target="intermittent/qemu-an386", *, board=None, tuning_log=None,
     return Artifact(name or imported.name, the_board, sources, inputs, outputs,
                     time.perf_counter() - started, imported.format, imported.source, tiles,
                     budget, [step.kernel for step in graph.steps], notices, capacitor_f,
-                    _kernel_macs(graph.kernels))
+                    _kernel_macs(graph.kernels), power_env)
 
 
 def _kernel_macs(kernels: dict) -> dict[str, int]:

@@ -64,6 +64,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--capacitor", metavar="C",
                    help="size tiles for this capacitor, e.g. 100uF or 1mF (default: the "
                         "board's)")
+    p.add_argument("--power-env", metavar="NAME",
+                   help="size tiles for the least budget a boot gets in this power "
+                        "environment (see `tvm-intermittent power-envs`); not with --capacitor")
     p.add_argument("--int8-only", action="store_true",
                    help="refuse a model that would keep any operator in float or any "
                         "epilogue unfused (exit 2, naming them)")
@@ -91,8 +94,12 @@ def _parser() -> argparse.ArgumentParser:
         "power failures (on the simulator, not --host; an option given to a schedule it "
         "does not shape is refused)")
     power.add_argument("--power", choices=["none", "periodic", "random", "capacitor",
-                                           "exhaustive"], default="none",
+                                           "exhaustive"], default=None,
                        help="when the power fails (default none)")
+    power.add_argument("--power-env", metavar="NAME",
+                       help="--power capacitor in this named power environment (capacitor, "
+                            "voltages, harvester; see `tvm-intermittent power-envs`); with a "
+                            "model file, the tiles are sized for it too")
     power.add_argument("--mode", choices=["tiles", "layer", "restart"],
                        help="QEMU firmware: checkpoints after batches of tiles (default), at "
                             "operator boundaries, or none (start over after every failure)")
@@ -115,6 +122,10 @@ def _parser() -> argparse.ArgumentParser:
                        help="capacitor: plot energy, boots and progress over time to this file")
 
     common(sub.add_parser("boards", help="list the board profiles"))
+
+    p = common(sub.add_parser("power-envs", help="list the power environments (--power-env) "
+                                                 "with their budgets on a board"))
+    p.add_argument("--board", default=DEFAULT_BOARD, help=f"board (default {DEFAULT_BOARD})")
 
     p = common(sub.add_parser("demo", help="keyword spotting end to end on the emulated MCU"))
     p.add_argument("--count", type=int, default=3, help="number of speech clips (default 3)")
@@ -167,7 +178,7 @@ def program(args, env: Environment) -> int:
 
         check_model_file(target, _parse_shapes(getattr(args, "shape", [])) or None)
     return {"compile": cmd_compile, "run": cmd_run, "boards": cmd_boards,
-            "demo": cmd_demo}[args.command](args, env)
+            "power-envs": cmd_power_envs, "demo": cmd_demo}[args.command](args, env)
 
 
 def _emit(env: Environment, args, result: dict, text: str) -> None:
@@ -203,12 +214,16 @@ def cmd_compile(args, env: Environment) -> int:
     from ..sim.power import parse_capacitance  # pylint: disable=import-outside-toplevel
 
     capacitor = parse_capacitance(args.capacitor) if args.capacitor else None
+    power_env = _power_env_for_tiles(args, board)
     with env.step(f"compiling {args.model} for {args.board}"):
         artifact = builder.build(args.model, "intermittent/" + args.board, board=board,
                                  shape_dict=_parse_shapes(args.shape) or None,
-                                 capacitor_f=capacitor, int8_only=args.int8_only)
+                                 capacitor_f=capacitor, int8_only=args.int8_only,
+                                 power_env=power_env)
     for notice in artifact.notices:  # not progress: shown with --quiet too
         print(f"notice: {notice}", file=env.stderr)
+    if power_env is not None and power_env.sizing_note(board):
+        print(f"notice: {power_env.sizing_note(board)}", file=env.stderr)
     project = artifact.export(args.output, overwrite=args.force)
     manifest = artifact.manifest()
     text = (f"wrote {project}\n"
@@ -220,6 +235,16 @@ def cmd_compile(args, env: Environment) -> int:
             f"build and run it with `make -C {project}` and `tvm-intermittent run {project}`")
     _emit(env, args, {"project": str(project), **manifest}, text)
     return ExitStatus.OK
+
+
+def _power_env_for_tiles(args, board):
+    """The environment ``--power-env`` names for sizing tiles (None without it); refused
+    with ``--capacitor``, which would size them for another capacitor."""
+    from ..sim import environments  # pylint: disable=import-outside-toplevel
+
+    if args.power_env is None:
+        return None
+    return environments.from_args(board, power_env=args.power_env, capacitor=args.capacitor)
 
 
 # ---- run -------------------------------------------------------------------------------
@@ -303,10 +328,11 @@ def _compile_for_run(args, env: Environment, target: Path, directory: Path) -> P
 
     board = load_board(args.board or DEFAULT_BOARD)
     capacitor = parse_capacitance(args.capacitor) if args.capacitor else None
+    power_env = _power_env_for_tiles(args, board)
     with env.step(f"compiling {target.name} for {board.name}"):
         artifact = builder.build(target, "intermittent/" + board.name,
                                  shape_dict=_parse_shapes(args.shape) or None,
-                                 capacitor_f=capacitor)
+                                 capacitor_f=capacitor, power_env=power_env)
     return artifact.export(directory / "project")
 
 
@@ -388,7 +414,7 @@ def _schedule(args, env: Environment, board, manifest: dict):
     tiles ten times the board's default budget, which the board's capacitor would never
     let finish.
     """
-    from ..sim import power  # pylint: disable=import-outside-toplevel
+    from ..sim import environments, power  # pylint: disable=import-outside-toplevel
 
     given = power.parse_capacitance(args.capacitor) if args.capacitor else None
     if args.power == "periodic":
@@ -398,6 +424,9 @@ def _schedule(args, env: Environment, board, manifest: dict):
     if args.power == "random":
         if given is not None:
             budget, source = board.power_cycle_budget(given), f"--capacitor {args.capacitor}"
+        elif manifest.get("power_env"):
+            budget = environments.get(manifest["power_env"]).power_cycle_budget(board)
+            source = f"power environment {manifest['power_env']}, as the project was compiled"
         else:
             budget = board.power_cycle_budget(_compiled_capacitor(manifest, board))
             source = "the capacitor the project was compiled for"
@@ -409,11 +438,15 @@ def _schedule(args, env: Environment, board, manifest: dict):
                     f"{source} pays for {budget:,}), seed {seed}")
         return power.Random(seed, low, high)
     if args.power == "capacitor":
-        trace = power.PowerTrace.load(args.trace) if args.trace else None
-        capacitor = given if given is not None else _compiled_capacitor(manifest, board)
-        return power.Capacitor(
-            board, capacitor_f=capacitor,
-            harvest_w=power.parse_power(args.harvest) if args.harvest else None, trace=trace)
+        options = (args.power_env, args.capacitor, args.harvest, args.trace)
+        if all(o is None for o in options) and manifest.get("power_env"):
+            env.log(f"power environment {manifest['power_env']}, the one the project was "
+                    "compiled for")
+            return environments.get(manifest["power_env"]).schedule(board)
+        capacitor = None if args.power_env else (
+            given if given is not None else _compiled_capacitor(manifest, board))
+        return environments.from_args(board, power_env=args.power_env, capacitor=capacitor,
+                                      harvest=args.harvest, trace=args.trace).schedule(board)
     raise InputError(f"--power {args.power}: unknown schedule")
 
 
@@ -496,6 +529,39 @@ def cmd_boards(args, env: Environment) -> int:
     rows.append("budget/charge: instructions one charge of the default capacitor pays for")
     result = [b.to_dict() | {"power_cycle_budget": b.power_cycle_budget()} for b in boards]
     _emit(env, args, {"boards": result}, "\n".join(rows))
+    return ExitStatus.OK
+
+
+# ---- power-envs ------------------------------------------------------------------------
+
+
+def cmd_power_envs(args, env: Environment) -> int:
+    from ..sim import environments  # pylint: disable=import-outside-toplevel
+
+    board = load_board(args.board)
+
+    def count(value):
+        return f"{value:>13,}" if value is not None else f"{'never fails':>13}"
+
+    rows = [f"{'environment':<13} {'C':>6} {'on/off V':>11} {'charge':>13} {'boot 1':>13} "
+            f"{'tiles':>13} {'boot s':>7} {'recharge s':>10}  harvester"]
+    result = []
+    for name in environments.names():
+        preset = environments.get(name)
+        s = preset.summary(board)
+        result.append(preset.to_dict() | s)
+        times = (f"{s['boot_seconds']:>7.3g} {s['recharge_seconds']:>10.3g}"
+                 if s["budget"] is not None else f"{'-':>7} {'-':>10}")
+        rows.append(f"{name:<13} {s['capacitor_f'] * 1e3:>4.3g}mF "
+                    f"{s['v_on']:>5.4g}/{s['v_off']:<5.4g} {count(s['charge_budget'])} "
+                    f"{count(s['budget'])} {count(s['sizing_budget'])} {times}  "
+                    f"{s['harvester']}")
+    rows.append(f"board {board.name}, {board.active_power_w * 1e3:.3g} mW active; budgets in "
+                "instruction-equivalents: charge = the charge alone, boot 1 = the first boot "
+                "with the harvest while computing, tiles = what `compile --power-env` sizes "
+                "tiles for (the least budget of any boot; the charge alone where the device "
+                "never browns out); see docs/power.md")
+    _emit(env, args, {"board": board.name, "power_envs": result}, "\n".join(rows))
     return ExitStatus.OK
 
 

@@ -1,8 +1,9 @@
 """Which options of ``run`` apply to which run, and the refusal of every other combination.
 
 ``run`` takes a project or a model file, runs on QEMU or the host, under one of five power
-schedules. Most options mean something for some of those runs only; given to another, an
-option would be ignored and the user would believe a result it did not shape (a
+schedules (``--power-env NAME`` is ``--power capacitor`` in a named power environment).
+Most options mean something for some of those runs only; given to another, an option
+would be ignored and the user would believe a result it did not shape (a
 ``--seed`` that changes nothing, a ``--capacitor`` that sizes nothing). So each option
 names the runs it applies to, here, once, and :func:`check_run_options` refuses the
 others, all at once, each with what to do instead.
@@ -48,8 +49,39 @@ POWER_OPTIONS = (
 )
 
 
+def resolve_power(args) -> list[str]:
+    """Set ``args.power`` from ``--power`` and ``--power-env``; the problems of the pair.
+
+    ``--power-env`` means ``--power capacitor`` in that environment, so it implies that
+    schedule and contradicts any other.
+    """
+    if args.power_env is None:
+        args.power = args.power or "none"
+        return []
+    if args.power not in (None, "capacitor"):
+        problems = [f"--power-env {args.power_env} is --power capacitor in that environment; "
+                    f"with --power {args.power} it would be ignored (drop one of them)"]
+        return problems
+    args.power = "capacitor"
+    return []
+
+
+def _environment_problems(args) -> list[str]:
+    """A bad ``--power-env`` name, or one given with options that it contradicts."""
+    from ..sim import environments  # pylint: disable=import-outside-toplevel
+
+    if args.power_env is None:
+        return []
+    try:
+        environments.from_args(None, power_env=args.power_env, capacitor=args.capacitor,
+                               harvest=args.harvest, trace=args.trace)
+    except InputError as err:
+        return [str(err)]
+    return []
+
+
 def _power_problems(args) -> list[str]:
-    problems = []
+    problems = _environment_problems(args)
     for option in POWER_OPTIONS:
         if getattr(args, option.dest) is None or args.power in option.schedules:
             continue
@@ -70,8 +102,8 @@ def _host_problems(args) -> list[str]:
         return []
     problems = []
     if args.power != "none":
-        problems.append(f"--power {args.power} needs QEMU, which injects the power failures; "
-                        "drop --host")
+        given = f"--power-env {args.power_env}" if args.power_env else f"--power {args.power}"
+        problems.append(f"{given} needs QEMU, which injects the power failures; drop --host")
     elif args.mode is not None:
         problems.append("--mode picks the QEMU firmware variant; the host build has one "
                         "(tiles): drop --host or --mode")
@@ -125,8 +157,9 @@ def check_run_options(args) -> None:
     InputError
         Listing every such option, why it does not apply and what to use instead.
     """
-    problems = (_power_problems(args) + _host_problems(args) + _check_problems(args)
-                + _output_problems(args) + _target_problems(args))
+    problems = resolve_power(args)
+    problems += (_power_problems(args) + _host_problems(args) + _check_problems(args)
+                 + _output_problems(args) + _target_problems(args))
     if problems:
         raise InputError("run: " + "; ".join(problems) if len(problems) == 1 else
                          "run: these options do not apply:\n  " + "\n  ".join(problems))

@@ -10,8 +10,10 @@ replayed exactly:
 * :class:`NoFailures` - continuous power;
 * :class:`Periodic` - the same budget every boot, the usual stress test;
 * :class:`Random` - uniform budgets from a seeded generator (the seed is logged and kept);
-* :class:`Capacitor` - the budget one charge of a board's capacitor pays for, NVM writes
-  charged by their energy, and the recharge time each failure costs;
+* :class:`Capacitor` - the budget of each boot on a capacitor that a harvester charges
+  (constant power, a resistor-fed supply or a power trace, :mod:`.harvesters`), the
+  harvest while computing included, NVM writes charged by their energy, and the recharge
+  time each failure costs; named presets are in :mod:`.environments`;
 * :class:`FailAt` - a single failure after exactly ``k`` instructions;
 * :class:`FailAtEach` - a failure at each of several instruction counts (a failure during
   the recovery boot after a failure in a commit);
@@ -29,12 +31,13 @@ import decimal
 import logging
 import math
 import re
-from pathlib import Path
 
 import numpy as np
 
 from ..board import Board, load_board
 from ..errors import InputError
+from .harvesters import (ConstantPower, Harvester, PowerTrace, TraceHarvester,
+                         charge_energy_j)
 
 logger = logging.getLogger(__name__)
 
@@ -232,116 +235,59 @@ class Exhaustive:
         return {"kind": "exhaustive", "window": list(self.window)}
 
 
-class PowerTrace:
-    """Harvested power over time, piecewise constant and repeating.
-
-    Row ``i`` of the file (``time_s power_w``, whitespace or comma separated, ``#``
-    comments, an optional header line) holds from its time until the next row's. The last
-    row holds as long as the interval before it (a uniformly sampled trace), and then the
-    trace starts over.
-    """
-
-    def __init__(self, times, powers, source: str = "<trace>"):
-        times = np.asarray(times, dtype=np.float64)
-        powers = np.asarray(powers, dtype=np.float64)
-        problems = []
-        if times.ndim != 1 or times.shape != powers.shape or times.size == 0:
-            problems.append("needs one or more rows of two numbers: time (s), power (W)")
-        elif np.any(np.diff(times) <= 0):
-            problems.append("times must increase from row to row")
-        elif np.any(powers < 0) or not np.all(np.isfinite(powers)):
-            problems.append("powers must be finite and >= 0")
-        elif not np.any(powers > 0):
-            problems.append("harvests nothing (every power is 0): the device never recharges")
-        if problems:
-            raise InputError(f"power trace {source}: " + "; ".join(problems))
-        last = times[-1] - times[-2] if times.size > 1 else 1.0
-        self.durations = np.append(np.diff(times), last)
-        self.powers = powers
-        self.source = source
-        #: Energy harvested from the trace's start to the start of each row, and in a period.
-        self.cumulative = np.concatenate([[0.0], np.cumsum(self.durations * self.powers)])
-        self.period_s = float(self.durations.sum())
-        self.period_j = float(self.cumulative[-1])
-
-    @classmethod
-    def load(cls, path) -> "PowerTrace":
-        """Read a two-column text file (see the class docstring)."""
-        path = Path(path)
-        try:
-            text = path.read_text()
-        except OSError as err:
-            raise InputError(f"cannot read power trace {path}: {err}") from err
-        rows = []
-        for number, line in enumerate(text.splitlines(), start=1):
-            fields = line.split("#", 1)[0].replace(",", " ").split()
-            if not fields:
-                continue
-            try:
-                if len(fields) != 2:
-                    raise ValueError(f"{len(fields)} columns")
-                rows.append((float(fields[0]), float(fields[1])))
-            except ValueError as err:
-                if not rows and not any(c.isdigit() for c in fields[0]):
-                    continue  # a header line such as "time_s,power_w"
-                raise InputError(f"power trace {path} line {number}: expected 'time_s "
-                                 f"power_w', got {line.strip()!r} ({err})") from err
-        times, powers = zip(*rows) if rows else ((), ())
-        return cls(times, powers, source=str(path))
-
-    def energy_until(self, t: float) -> float:
-        """Joules harvested from time 0 to ``t``."""
-        periods, phase = divmod(t, self.period_s)
-        row = min(int(np.searchsorted(np.cumsum(self.durations), phase, side="right")),
-                  len(self.powers) - 1)
-        start = float(np.sum(self.durations[:row]))
-        return (periods * self.period_j + float(self.cumulative[row])
-                + (phase - start) * float(self.powers[row]))
-
-    def time_to_harvest(self, start: float, energy: float) -> float:
-        """Seconds from ``start`` until ``energy`` joules have been harvested."""
-        target = self.energy_until(start) + energy
-        periods = math.floor(target / self.period_j)
-        left = target - periods * self.period_j
-        if left <= 0:
-            return periods * self.period_s - start
-        # The first row whose end has harvested `left`; rows with zero power never are.
-        row = int(np.searchsorted(self.cumulative[1:], left, side="left"))
-        row_start = float(np.sum(self.durations[:row]))
-        within = (left - float(self.cumulative[row])) / float(self.powers[row])
-        return periods * self.period_s + row_start + within - start
-
-
 @dataclasses.dataclass(frozen=True)
 class Capacitor(Schedule):
-    """The budget of one charge of the board's capacitor, and the time to recharge it.
+    """The budget of each boot on a capacitor that a harvester charges, and the recharges.
 
-    One charge holds ``E = C (Von^2 - Voff^2) / 2`` joules; the budget is ``E`` divided by
-    the board's energy per instruction, and each byte stored into NVM costs
-    ``nvm_write_energy_j_per_byte / energy_per_instruction_j`` instructions of it. After
-    each failure the capacitor recharges from the harvester: ``E / harvest_w`` seconds at
-    constant power, or the time the power trace needs to deliver ``E``, consecutive
-    recharges following each other along the trace. The recharge times only feed the
-    reports' modeled latency; the emulator does not wait.
+    The device turns on with the capacitor at ``v_on`` and browns out at ``v_off``. While
+    it computes, drawing the board's active power ``P``, the harvester keeps charging, so a
+    boot lasts ``d`` seconds (:meth:`~.harvesters.Harvester.discharge_seconds`) and its
+    budget is the energy the load draws in that time, ``P d``, in instruction-equivalents
+    (``board.energy_per_instruction_j``): more than the charge ``E = C (v_on^2 - v_off^2)
+    / 2`` alone pays for. NVM traffic is charged against the same budget by the
+    power-failure plugin (:attr:`nvm_cost`). After each failure the capacitor recharges
+    from ``v_off`` to ``v_on`` (:meth:`~.harvesters.Harvester.recharge_seconds`); the next
+    boot starts when it is full. Boot 1 starts at time 0 with a full capacitor, and for a
+    power trace every boot and recharge starts where the one before it ended, so budgets
+    and recharge times differ from boot to boot. The recharge times feed the reports'
+    modeled latency; the emulator does not wait.
+
+    A harvest that keeps up with the load means no brown-out at all: the schedule then
+    has no failures (:attr:`sustained`, ``budgets`` empty).
+
+    The budget assumes the boot lasts ``d`` seconds at ``P``. Energy that NVM accesses draw
+    beyond ``P`` (``board.nvm_*_energy_j``) is spent from it without taking time, so a boot
+    with much NVM traffic is credited slightly more harvest than it gets (docs/power.md).
 
     Parameters
     ----------
     board : str or Board
-        The board profile (energy per instruction and per NVM byte, capacitor, voltages).
+        The board profile (active power, energy per instruction, and the defaults).
     capacitor_f : float, optional
         Capacitance in farads instead of the board's.
     harvest_w : float, optional
         Constant harvested power in watts instead of the board's.
-    trace : str or Path, optional
-        A power trace file (see :class:`PowerTrace`) instead of constant power.
+    trace : str, Path or PowerTrace, optional
+        A power trace (see :class:`PowerTrace`) instead of constant power.
+    v_on, v_off : float, optional
+        Turn-on and brown-out voltages instead of the board's.
+    harvester : Harvester, optional
+        Any harvester (:mod:`.harvesters`), instead of ``harvest_w`` or ``trace``.
+    environment : str, optional
+        The name of the power environment this schedule comes from, for reports.
     """
 
     board: Board
     capacitor_f: float | None = None
     harvest_w: float | None = None
     trace: str | None = None
-    _power_trace: PowerTrace | None = dataclasses.field(default=None, init=False, repr=False,
-                                                         compare=False)
+    v_on: float | None = None
+    v_off: float | None = None
+    harvester: Harvester | None = None
+    environment: str | None = None
+    #: Boots computed so far: (start s, active s or None for "never browns out", recharge s).
+    _boots: list = dataclasses.field(default_factory=list, init=False, repr=False,
+                                     compare=False)
 
     def __post_init__(self):
         object.__setattr__(self, "board", load_board(self.board))
@@ -349,51 +295,125 @@ class Capacitor(Schedule):
             raise InputError(f"the capacitance must be positive, got {self.capacitor_f!r}")
         if self.harvest_w is not None and not self.harvest_w > 0:
             raise InputError(f"the harvested power must be positive, got {self.harvest_w!r}")
-        if self.trace is not None and self.harvest_w is not None:
-            raise InputError("give either a constant harvested power or a power trace, not "
-                             "both")
+        given = [what for what, value in (("a constant harvested power", self.harvest_w),
+                                          ("a power trace", self.trace),
+                                          ("a harvester", self.harvester)) if value is not None]
+        if len(given) > 1:
+            raise InputError(f"give one of a constant harvested power, a power trace or a "
+                             f"harvester, not {' and '.join(given)}")
         if self.trace is not None:
-            object.__setattr__(self, "trace", str(self.trace))
-            object.__setattr__(self, "_power_trace", PowerTrace.load(self.trace))
-        if self.budget < 1:
+            trace = self.trace if isinstance(self.trace, PowerTrace) else PowerTrace.load(
+                self.trace)
+            object.__setattr__(self, "trace", trace.source)
+            object.__setattr__(self, "harvester", TraceHarvester(trace))
+        elif self.harvester is None:
+            watts = self.board.harvest_w if self.harvest_w is None else self.harvest_w
+            if not watts > 0:
+                raise InputError(f"board {self.board.name!r} harvests no power; give "
+                                 "harvest_w or a trace")
+            object.__setattr__(self, "harvester", ConstantPower(watts))
+        if not self.turn_on_v > self.brown_out_v > 0:
+            raise InputError(f"need v_on > v_off > 0, got v_on={self.turn_on_v}, "
+                             f"v_off={self.brown_out_v}")
+        if self.budget is not None and self.budget < 1:
             raise InputError(f"one charge of {self.charge_energy_j:.3g} J on board "
                              f"{self.board.name!r} pays for no instruction at all")
 
     @property
-    def charge_energy_j(self) -> float:
-        """Usable energy of one charge."""
-        return self.board.charge_energy_j(self.capacitor_f)
+    def farads(self) -> float:
+        """The capacitance (the board's unless given)."""
+        return self.board.capacitor_f if self.capacitor_f is None else self.capacitor_f
 
     @property
-    def budget(self) -> int:
-        """Instructions one charge pays for (the power cycle budget)."""
-        return self.board.power_cycle_budget(self.capacitor_f)
+    def turn_on_v(self) -> float:
+        return self.board.v_on if self.v_on is None else self.v_on
+
+    @property
+    def brown_out_v(self) -> float:
+        return self.board.v_off if self.v_off is None else self.v_off
+
+    @property
+    def charge_energy_j(self) -> float:
+        """Energy of one charge alone, ``C (v_on^2 - v_off^2) / 2``."""
+        return charge_energy_j(self.farads, self.turn_on_v, self.brown_out_v)
+
+    @property
+    def sustained(self) -> bool:
+        """Whether the harvest keeps up with the board's active power: no failures ever."""
+        return self.harvester.sustains(self.farads, self.turn_on_v, self.brown_out_v,
+                                       self.board.active_power_w)
+
+    @property
+    def budget(self) -> int | None:
+        """Instruction-equivalents of the first boot (None when the device never browns
+        out); for a time-varying harvester the later boots differ (:meth:`budgets`)."""
+        budgets = self.budgets(1)
+        return budgets[0] if budgets else None
+
+    @property
+    def guaranteed_budget(self) -> int | None:
+        """The least budget any boot gets, whenever it starts: what tiles are sized for.
+
+        Equal to :attr:`budget` for a harvester that does not vary; for a trace, the boot
+        that only gets the trace's lowest power (None when even that sustains the load).
+        """
+        if not self.harvester.time_varying:
+            return self.budget
+        lowest = float(self.harvester.trace.powers.min())
+        return self._instructions(ConstantPower(lowest).discharge_seconds(
+            self.farads, self.turn_on_v, self.brown_out_v, self.board.active_power_w)
+            if lowest > 0 else self.charge_energy_j / self.board.active_power_w)
 
     @property
     def nvm_cost(self) -> float:
         return self.board.nvm_write_energy_j_per_byte / self.board.energy_per_instruction_j
 
+    def _instructions(self, active_s: float | None) -> int | None:
+        """Instruction-equivalents the load draws in ``active_s`` seconds."""
+        if active_s is None:
+            return None
+        return int(self.board.active_power_w * active_s / self.board.energy_per_instruction_j)
+
+    def _timeline(self, count: int) -> list[tuple[float, float, float]]:
+        """(start, active, recharge) seconds of the first ``count`` boots that brown out."""
+        boots, board = self._boots, self.board
+        args = (self.farads, self.turn_on_v, self.brown_out_v)
+        while len(boots) < count and not (boots and boots[-1][1] is None):
+            if boots and not self.harvester.time_varying:
+                boots.extend([boots[0]] * (count - len(boots)))
+                break
+            start = sum(boots[-1]) if boots else 0.0
+            active = self.harvester.discharge_seconds(*args, board.active_power_w, start)
+            if active is None:
+                logger.info("%s: the harvest keeps up with the %.3g W of board %s from %.6g s "
+                            "on: no further power failures", self.environment or "capacitor",
+                            board.active_power_w, board.name, start)
+                boots.append((start, None, 0.0))
+                break
+            boots.append((start, active, self.harvester.recharge_seconds(*args,
+                                                                          start + active)))
+        return [b for b in boots[:count] if b[1] is not None]
+
     def budgets(self, count: int) -> list[int]:
-        return [self.budget] * count
+        return [self._instructions(active) for _, active, _ in self._timeline(count)]
+
+    def boot_seconds(self, count: int) -> list[float]:
+        """Active seconds of each of the first ``count`` boots that brown out."""
+        return [active for _, active, _ in self._timeline(count)]
 
     def recharge_seconds(self, failures: int) -> list[float]:
-        energy = self.charge_energy_j
-        if self.trace is None:
-            power = self.board.harvest_w if self.harvest_w is None else self.harvest_w
-            if not power > 0:
-                raise InputError(f"board {self.board.name!r} harvests no power; give "
-                                 "harvest_w or a trace")
-            return [energy / power] * failures
-        trace, clock, times = self._power_trace, 0.0, []
-        for _ in range(failures):
-            times.append(trace.time_to_harvest(clock, energy))
-            clock += times[-1]
-        return times
+        return [recharge for _, _, recharge in self._timeline(failures)]
 
     def to_dict(self) -> dict:
-        return {"kind": "capacitor", "board": self.board.name, "capacitor_f": self.capacitor_f,
-                "harvest_w": self.harvest_w, "trace": self.trace, "budget": self.budget,
-                "nvm_cost": self.nvm_cost, "charge_energy_j": self.charge_energy_j}
+        return {"kind": "capacitor", "board": self.board.name, "environment": self.environment,
+                "capacitor_f": self.capacitor_f, "v_on": self.turn_on_v,
+                "v_off": self.brown_out_v, "harvest_w": self.harvest_w,
+                "trace": (self.harvester.trace.source if self.harvester.time_varying
+                          else None),
+                "harvester": self.harvester.describe(), "budget": self.budget,
+                "sustained": self.sustained,
+                "nvm_cost": getattr(self, "nvm_store_cost", getattr(self, "nvm_cost", 0.0)),
+                "charge_energy_j": self.charge_energy_j}
 
 
 # ---- Parsing command-line strings -----------------------------------------------------
