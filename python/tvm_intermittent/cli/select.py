@@ -160,10 +160,8 @@ def _accuracy(kind, value, path, env) -> tuple[float, str]:
 
 
 def _environment(board, args):
-    """The power environment of ``--power-env`` or ``--capacitor``/``--harvest``."""
-    if args.power_env and (args.capacitor or args.harvest):
-        raise InputError("--power-env names a whole environment (capacitor and harvester); "
-                         "give either it or --capacitor/--harvest, not both")
+    """The power environment of ``--power-env`` or ``--capacitor``/``--harvest`` (the
+    environments module refuses a contradictory combination)."""
     try:
         from ..sim import environments  # pylint: disable=import-outside-toplevel
     except ImportError as err:

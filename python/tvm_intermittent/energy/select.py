@@ -224,16 +224,28 @@ def reference_model(path: Path) -> Path:
 # ---- assessing one candidate ------------------------------------------------------------
 
 
-def prediction_summary(prediction) -> tuple[float, bool, str | None, float | None]:
+def prediction_summary(prediction) -> tuple[float | None, bool, str | None, float | None]:
     """What the selection reads of a :class:`~tvm_intermittent.energy.predict.Prediction`.
 
-    ``latency_s`` (the predicted end-to-end latency of one inference, active plus recharge
-    time), ``schedulable``, ``reason`` (why not, naming the operator and the amount; None
-    when schedulable) and ``boots``. This is the one place that knows those names.
+    Returns ``(latency_s, schedulable, reason, boots)``: the predicted end-to-end latency
+    (active plus recharge time; None when the simulated inference does not finish), whether
+    every commit batch fits one charge and the inference finishes, why not (the operator,
+    what it needs of a charge and by how much it exceeds it), and the boots. This is the
+    one place that reads those names.
     """
-    return (float(prediction.latency_s), bool(prediction.schedulable),
-            getattr(prediction, "reason", None) or None,
-            getattr(prediction, "boots", None))
+    schedulable = bool(prediction.schedulable) and bool(prediction.finished)
+    reason = None
+    if prediction.blocking:
+        reason = "; ".join(
+            f"at operator {b['operator']}: a commit batch needs {b['need']:,.0f} "
+            f"instruction-equivalents of one charge, which holds {b['budget']:,.0f} "
+            f"(over by {b['over']:,.0f})" for b in prediction.blocking)
+    elif not prediction.finished:
+        reason = (f"the predicted inference stops ({prediction.stop_reason}) after "
+                  f"{prediction.boots:,} boots")
+    latency = prediction.latency_seconds
+    return (None if latency is None else float(latency), schedulable, reason,
+            float(prediction.boots))
 
 
 #: How the compiler's refusal of a tile that needs more than one charge begins
@@ -251,7 +263,20 @@ def _predictor():
     return predict
 
 
-def compiled_manifest(path: Path, board, capacitor_f: float | None) -> dict:
+def _sizing(environment) -> dict:
+    """How ``build`` sizes tiles for ``environment``.
+
+    A :class:`~tvm_intermittent.sim.environments.PowerEnvironment` sizes them for the least
+    budget any boot gets (its capacitor, its voltages and the harvest while computing:
+    ``build(power_env=...)``); anything else that only names a capacitor (``capacitor_f``)
+    sizes them for that capacitor between the board's voltages.
+    """
+    if hasattr(environment, "tile_budget"):
+        return {"power_env": environment}
+    return {"capacitor_f": getattr(environment, "capacitor_f", None)}
+
+
+def compiled_manifest(path: Path, board, environment=None) -> dict:
     """The manifest of ``path`` compiled for ``board`` (a project's own, if a directory).
 
     Raises
@@ -270,7 +295,7 @@ def compiled_manifest(path: Path, board, capacitor_f: float | None) -> dict:
         return manifest
     from ..builder import build  # pylint: disable=import-outside-toplevel
 
-    artifact = build(path, "intermittent/" + board.name, board=board, capacitor_f=capacitor_f)
+    artifact = build(path, "intermittent/" + board.name, board=board, **_sizing(environment))
     return artifact.manifest()
 
 
@@ -289,8 +314,8 @@ def assess(name: str, path: Path, accuracy: float, accuracy_source: str, board, 
     board : Board
         The board profile.
     environment : PowerEnvironment
-        The power environment (:mod:`tvm_intermittent.sim.environments`); its capacitor
-        sizes the tiles.
+        The power environment (:mod:`tvm_intermittent.sim.environments`); it sizes the
+        tiles (:func:`_sizing`) and the predictor charges its budgets and recharge times.
     predict : callable, optional
         ``predict(manifest, board, environment) -> Prediction``; by default
         :func:`tvm_intermittent.energy.predict.predict`.
@@ -302,7 +327,7 @@ def assess(name: str, path: Path, accuracy: float, accuracy_source: str, board, 
     """
     predict = predict or _predictor()
     try:
-        manifest = compiled_manifest(path, board, getattr(environment, "capacitor_f", None))
+        manifest = compiled_manifest(path, board, environment)
     except DoesNotFitError as err:
         # The compiler raises one class for both: an operator whose smallest tile needs
         # more than a charge (the tiler's "power cycle budget": the model fits the board's
