@@ -309,6 +309,8 @@ def test_end_to_end_with_the_real_predictor(tmp_path):
                         reason="the latency predictor is not installed yet")
     pytest.importorskip("tvm_intermittent.sim.environments",
                         reason="the power environments are not installed yet")
+    pytest.importorskip("tvm_intermittent.energy.costs",
+                        reason="the calibrated cost model is not installed yet")
     paths = _models(tmp_path)
     base = ["select", str(paths["cnn"]), str(paths["gemm"]), "--accuracy", "cnn=0.9",
             "--accuracy", "gemm=0.5", "--board", "msp430fr5994", "--json"]
