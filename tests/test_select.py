@@ -160,7 +160,7 @@ def fixture_stand_in(monkeypatch):
     """The command with the stand-in predictor and environment; returns the predictor."""
     predictor = StandInPredictor({"cnn": 40.0, "gemm": 2.0, "image_classification": 90.0,
                                   "keyword_spotting": 30.0, "tflite_micro_speech": 1.0})
-    monkeypatch.setattr(select, "_predictor", lambda: predictor)
+    monkeypatch.setattr(select, "predictor", lambda: predictor)
     monkeypatch.setattr(cli_select, "_environment", lambda board, args: ENVIRONMENT)
     return predictor
 
@@ -245,10 +245,11 @@ def test_select_measures_accuracy_with_labels(tmp_path, stand_in):
 def test_select_refuses_bad_labels_with_exit_2(tmp_path, stand_in):
     paths = _models(tmp_path)
     np.savez(tmp_path / "bad.npz", x=np.zeros((2, 3, 16, 16), np.float32))
-    status, _, err = run_cli("select", str(paths["cnn"]), "--labels", str(tmp_path / "bad.npz"),
+    status, _, err = run_cli("select", str(paths["gemm"]), str(paths["cnn"]),
+                             "--accuracy", "gemm=0.5", "--labels", f"cnn={tmp_path / 'bad.npz'}",
                              "--deadline", "5")
     assert status == 2 and "no 'labels'" in err and "Traceback" not in err
-    assert not stand_in.calls  # refused before compiling
+    assert not stand_in.calls  # refused before the first candidate is compiled
 
 
 @pytest.mark.zoo

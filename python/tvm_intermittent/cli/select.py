@@ -223,11 +223,13 @@ def cmd_select(args, env) -> int:
         candidates.append((name, zoo_name, _keys(name, zoo_name)))
     plan = _accuracy_plan(args, candidates)
     environment = _environment(board, args)
-    predict = select._predictor()  # pylint: disable=protected-access
+    predict = select.predictor()
+    # Every accuracy first: labelled data that does not fit a model is refused before any
+    # compile.
+    paths = [select.resolve(name, progress=env.log)[0] for name, _, _ in candidates]
+    accuracies = [_accuracy(kind, value, path, env) for (kind, value), path in zip(plan, paths)]
     assessments = []
-    for (name, _, _), (kind, value) in zip(candidates, plan):
-        path, _ = select.resolve(name, progress=env.log)
-        accuracy, source = _accuracy(kind, value, path, env)
+    for (name, _, _), path, (accuracy, source) in zip(candidates, paths, accuracies):
         with env.step(f"compiling {name} for {board.name} and predicting its latency"):
             assessment = select.assess(name, path, accuracy, source, board, environment,
                                        predict=predict)

@@ -253,7 +253,8 @@ def prediction_summary(prediction) -> tuple[float | None, bool, str | None, floa
 _POWER_CYCLE = "does not fit the power cycle budget"
 
 
-def _predictor():
+def predictor():
+    """:func:`tvm_intermittent.energy.predict.predict`, or a clear error where it is missing."""
     try:
         from .predict import predict  # pylint: disable=import-outside-toplevel
     except ImportError as err:
@@ -325,7 +326,7 @@ def assess(name: str, path: Path, accuracy: float, accuracy_source: str, board, 
     Assessment
         ``fits`` False with the compiler's message when the model does not fit the board.
     """
-    predict = predict or _predictor()
+    predict = predict or predictor()
     try:
         manifest = compiled_manifest(path, board, environment)
     except DoesNotFitError as err:
