@@ -2,9 +2,9 @@
 
 A compiled model computes what the reference runtime computes (bit for bit for TFLite
 models, within one step for ONNX QDQ models; see :mod:`.reference`), so its accuracy is the
-reference runtime's on the same data: the TFLite Micro interpreter for a ``.tflite`` file,
-ONNX Runtime for an ``.onnx`` file. Measuring there takes seconds per thousand samples
-instead of one emulated inference per sample, and shares no code with the compiler.
+reference runtime's on the same data (for ONNX, up to scores tied within a step): the TFLite Micro interpreter for a ``.tflite`` file,
+ONNX Runtime for an ``.onnx`` file. Measuring there runs natively on the host, far faster
+than one emulated inference per sample, and shares no code with the compiler.
 
 The labelled data is one ``.npz`` file (:func:`load_labelled` checks it):
 
