@@ -108,11 +108,11 @@ def markdown(rows: list[dict]) -> str:
     for r in rows:
         if r.get("error"):
             lines.append(f"| {r['model']} | {100 * r['top1']:.2f} % | {r['board']} | "
-                         f"{r['power_env']} | error: {r['error'][:80]} | | | | |")
+                         f"{r['power_env']} | error: {r['error']} | | | | |")
             continue
         if not r["fits"]:
             lines.append(f"| {r['model']} | {100 * r['top1']:.2f} % | {r['board']} | "
-                         f"{r['power_env']} | does not fit: {r['problem'][:80]} | | | | |")
+                         f"{r['power_env']} | not compiled: {r['problem']} | | | | |")
             continue
         measured = r.get("measured_latency_s")
         ratio = ("-" if measured in (None, 0) or r["predicted_latency_s"] is None
