@@ -238,8 +238,31 @@ def test_select_measures_accuracy_with_labels(tmp_path, stand_in):
     assert status == 0, err
     rows = {Path_name(r["name"]): r for r in json.loads(out)["candidates"]}
     assert rows["cnn"]["accuracy"] == pytest.approx(0.7)
-    assert "measured on" in rows["cnn"]["accuracy_source"]
+    assert "measured: cnn.onnx on" in rows["cnn"]["accuracy_source"]
     assert json.loads(out)["chosen"].endswith("gemm.onnx")  # 75 % beats 70 %
+
+
+def test_a_project_directory_is_used_as_compiled_and_measured_on_its_original(tmp_path,
+                                                                             stand_in):
+    paths = _models(tmp_path)
+    project = tmp_path / "cnn_project"
+    status, _, err = run_cli("compile", str(paths["cnn"]), "--board", "msp430fr5994",
+                             "-o", str(project))
+    assert status == 0, err
+    model = onnx.load(paths["cnn"])
+    samples = np.random.default_rng(5).standard_normal((8, 3, 16, 16)).astype(np.float32)
+    truth = [int(np.argmax(reference.run_onnxruntime(model, [s[None]])[0])) for s in samples]
+    np.savez(tmp_path / "cnn.npz", labels=truth, x=samples)
+    status, out, err = run_cli("select", str(project), "--labels", str(tmp_path / "cnn.npz"),
+                               "--board", "msp430fr5994", "--deadline", "100", "--json")
+    assert status == 0, err
+    (row,) = json.loads(out)["candidates"]
+    assert row["accuracy"] == 1.0 and "original.onnx" in row["accuracy_source"]
+    (manifest, _, _), = stand_in.calls
+    assert manifest == json.loads((project / "model.json").read_text())  # not recompiled
+    status, _, err = run_cli("select", str(project), "--labels", str(tmp_path / "cnn.npz"),
+                             "--board", "apollo4-mram", "--deadline", "100")
+    assert status == 2 and "compiled for msp430fr5994" in err
 
 
 def test_select_refuses_bad_labels_with_exit_2(tmp_path, stand_in):

@@ -156,7 +156,7 @@ def _accuracy(kind, value, path, env) -> tuple[float, str]:
     model = reference_model(path)
     with env.step(f"measuring the accuracy of {model.name} on {value}"):
         result = accuracy.evaluate(model, value, progress=env.progress)
-    return result.top1, f"measured on {value}: {result.summary()}"
+    return result.top1, f"measured: {model.name} on {value}, {result.summary()}"
 
 
 def _environment(board, args):
