@@ -63,6 +63,8 @@ def test_when_none_qualifies_every_reason_is_given():
     assert selection.chosen is None
     text = selection.failure()
     assert "a: too slow by 1.5 s" in text and "b: does not fit the board: NVM" in text
+    assert "a deadline of 301.5 s admits a" in text and "a board with more memory" in text
+    assert "larger capacitor" not in text  # nothing here is unschedulable
     assert selection.to_dict()["chosen"] is None
     with pytest.raises(InputError, match="positive"):
         choose([_a("a", 0.9, latency=1.0)], 0.0)

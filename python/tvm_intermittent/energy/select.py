@@ -105,8 +105,19 @@ class Selection:
         """Why no candidate qualifies, every candidate's reason in one message."""
         lines = [f"no candidate meets the deadline of {self.deadline_s:g} s on this board:"]
         lines += [f"  {row.assessment.name}: {row.reason}" for row in self.rows]
-        lines.append("relax the deadline, choose a larger capacitor or another board, or "
-                     "add a smaller model")
+        slow = [row.assessment for row in self.rows if row.verdict == TOO_SLOW]
+        if slow:
+            best = max(slow, key=lambda a: (a.accuracy, -a.latency_s))
+            fastest = min(slow, key=lambda a: a.latency_s)
+            lines.append(f"a deadline of {fastest.latency_s:.4g} s admits {fastest.name}, "
+                         f"{best.latency_s:.4g} s the most accurate that is too slow "
+                         f"({best.name}); a stronger harvester shortens the recharges")
+        if any(row.verdict == NOT_SCHEDULABLE for row in self.rows):
+            lines.append("a larger capacitor (--capacitor, --power-env) lets the operators "
+                         "that are not schedulable finish a commit batch on one charge")
+        if any(row.verdict == DOES_NOT_FIT for row in self.rows):
+            lines.append("a board with more memory takes the models that do not fit "
+                         "(tvm-intermittent boards)")
         return "\n".join(lines)
 
     def to_dict(self) -> dict:
