@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from ..board import Board, load_board
+from ..energy.model import access_costs
 from ..errors import InputError
 
 logger = logging.getLogger(__name__)
@@ -53,8 +54,10 @@ class Schedule:
     equal runs.
     """
 
-    #: Instructions of budget that each byte stored into NVM costs (see :class:`Capacitor`).
-    nvm_cost: float = 0.0
+    #: Instruction-equivalents of budget that each NVM load / store access costs (see
+    #: :class:`Capacitor`); 0 for schedules that know nothing about energy.
+    nvm_load_cost: float = 0.0
+    nvm_store_cost: float = 0.0
 
     def budgets(self, count: int) -> list[int]:
         """The instruction budgets of boots 1 to ``count`` (fewer, or none, when the schedule
@@ -317,8 +320,8 @@ class Capacitor(Schedule):
     """The budget of one charge of the board's capacitor, and the time to recharge it.
 
     One charge holds ``E = C (Von^2 - Voff^2) / 2`` joules; the budget is ``E`` divided by
-    the board's energy per instruction, and each byte stored into NVM costs
-    ``nvm_write_energy_j_per_byte / energy_per_instruction_j`` instructions of it. After
+    the board's energy per instruction, and each NVM load and store access costs the
+    instruction-equivalents of :func:`~tvm_intermittent.energy.model.access_costs`. After
     each failure the capacitor recharges from the harvester: ``E / harvest_w`` seconds at
     constant power, or the time the power trace needs to deliver ``E``, consecutive
     recharges following each other along the trace. The recharge times only feed the
@@ -370,8 +373,12 @@ class Capacitor(Schedule):
         return self.board.power_cycle_budget(self.capacitor_f)
 
     @property
-    def nvm_cost(self) -> float:
-        return self.board.nvm_write_energy_j_per_byte / self.board.energy_per_instruction_j
+    def nvm_load_cost(self) -> float:
+        return access_costs(self.board)[0]
+
+    @property
+    def nvm_store_cost(self) -> float:
+        return access_costs(self.board)[1]
 
     def budgets(self, count: int) -> list[int]:
         return [self.budget] * count
@@ -393,7 +400,8 @@ class Capacitor(Schedule):
     def to_dict(self) -> dict:
         return {"kind": "capacitor", "board": self.board.name, "capacitor_f": self.capacitor_f,
                 "harvest_w": self.harvest_w, "trace": self.trace, "budget": self.budget,
-                "nvm_cost": self.nvm_cost, "charge_energy_j": self.charge_energy_j}
+                "nvm_load_cost": self.nvm_load_cost, "nvm_store_cost": self.nvm_store_cost,
+                "charge_energy_j": self.charge_energy_j}
 
 
 # ---- Parsing command-line strings -----------------------------------------------------
