@@ -7,6 +7,7 @@ parsing); QEMU (marked ``qemu``): exactness and determinism of the injected fail
 boots, NVM byte counts, livelock stops and the report.
 """
 
+import dataclasses
 import json
 import shutil
 from pathlib import Path
@@ -342,6 +343,42 @@ def test_capacitor_charges_nvm_accesses_against_the_budget(project, expected):
         cost = load * loads + store * stores
         assert loads + stores > 0 and count < budget
         assert count + cost >= budget > count - 1 + cost - 16 * max(load, store)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Charged(sim.Periodic):
+    """Periodic budgets with each NVM access charged, as a capacitor charges them."""
+
+    nvm_load_cost: float = 0.0
+    nvm_store_cost: float = 0.0
+
+
+@pytest.mark.qemu
+def test_nvm_access_costs_bring_the_failure_forward_by_exactly_their_charge(project, expected):
+    """With the cost of NVM accesses charged, the first boot fails at the first instruction
+    at which its instructions plus that cost reach the budget: earlier than the uncharged
+    failure (exactly at the budget) by the charge itself. The accesses a boot made are
+    checked against uncharged runs cut at the same instruction."""
+    budget, load, store = 100_000, 7.0, 40.0
+    free = run(project, power=sim.Periodic(budget))
+    charged = run(project, power=_Charged(budget, nvm_load_cost=load, nvm_store_cost=store))
+    assert_outputs(charged, expected)
+    assert free.failure_points[0] == free.per_boot_instructions[0] == budget
+    point = charged.failure_points[0]
+    assert point == charged.per_boot_instructions[0] < budget
+    loads, stores = charged.per_boot_nvm_loads[0], charged.per_boot_nvm_stores[0]
+    assert stores > 0
+    # The same first `point` instructions, uncharged, make the same accesses ...
+    same = run(project, power=sim.FailAt(point))
+    assert (same.per_boot_nvm_loads[0], same.per_boot_nvm_stores[0]) == (loads, stores)
+    # ... and one instruction fewer made accesses that had not spent the charge yet.
+    before = run(project, power=sim.FailAt(point - 1))
+    spent_before = load * before.per_boot_nvm_loads[0] + store * before.per_boot_nvm_stores[0]
+    charge = load * loads + store * stores
+    assert point + charge >= budget > point - 1 + spent_before
+    # The last instruction before the failure accessed no NVM: the failure comes exactly the
+    # charge early.
+    assert spent_before == charge and budget - point == charge
 
 
 @pytest.mark.qemu

@@ -182,6 +182,8 @@ class RunResult:
     sram_traffic : dict
         SRAM (0x20000000, 4 MiB) loads, stores and their bytes over the run, keys
         :data:`SRAM_COUNTS` (the stack included, the scrub not); empty on host.
+    sram_by_task : dict of int to dict
+        The same per task, as ``traffic_by_task``.
     range_traffic : dict of str to Work
         ``function -> `` what its own instructions did, for the commit and restore
         functions (the phases they stand for); zeros for the other counted functions, whose
@@ -268,6 +270,7 @@ class RunResult:
     traffic_by_phase: dict = dataclasses.field(default_factory=dict)
     traffic_by_task: dict = dataclasses.field(default_factory=dict)
     sram_traffic: dict = dataclasses.field(default_factory=dict)
+    sram_by_task: dict = dataclasses.field(default_factory=dict)
     range_traffic: dict = dataclasses.field(default_factory=dict)
     range_instructions: dict = dataclasses.field(default_factory=dict)
     range_first: dict = dataclasses.field(default_factory=dict)
@@ -731,7 +734,7 @@ def _run_qemu(project_dir: Path, firmware: _Firmware, meta: dict, input_bytes: b
 
     marks = list(counts["marks"])
     ranges = dict(zip(firmware.functions, counts["ranges"]))
-    by_phase, by_task = _split_traffic(firmware, counts)
+    by_phase, by_task, sram_by_task = _split_traffic(firmware, counts)
     return RunResult(
         outputs=outputs,
         instructions_total=counts["instructions"],
@@ -759,6 +762,7 @@ def _run_qemu(project_dir: Path, firmware: _Firmware, meta: dict, input_bytes: b
         traffic_by_phase=by_phase,
         traffic_by_task=by_task,
         sram_traffic={key: counts["traffic"][key] for key in SRAM_COUNTS},
+        sram_by_task=sram_by_task,
         range_traffic={name: Work.from_dict(r["traffic"]) for name, r in ranges.items()},
         range_instructions={name: r["instructions"] for name, r in ranges.items()},
         range_first={name: r["first"] for name, r in ranges.items()},
@@ -770,11 +774,12 @@ def _run_qemu(project_dir: Path, firmware: _Firmware, meta: dict, input_bytes: b
     )
 
 
-def _split_traffic(firmware: _Firmware, counts: dict) -> tuple[dict, dict]:
-    """The plugin's segments and ranges as work per phase and per task (see PHASES)."""
+def _split_traffic(firmware: _Firmware, counts: dict) -> tuple[dict, dict, dict]:
+    """The plugin's segments and ranges as work per phase and per task (see PHASES), and
+    the SRAM traffic per task."""
     by_phase = dict.fromkeys(PHASES, Work())
     by_phase["boot"] = Work.from_dict(counts["boot_traffic"])
-    by_task = {}
+    by_task, sram_by_task = {}, {}
     for name, segment in zip(firmware.events, counts["event_traffic"]):
         work = Work.from_dict(segment)
         phase = _SEGMENT_PHASES.get(name, "kernel")
@@ -782,11 +787,12 @@ def _split_traffic(firmware: _Firmware, counts: dict) -> tuple[dict, dict]:
         task = TASK_FUNCTION.match(name)
         if task and segment["instructions"]:
             by_task[int(task.group(1))] = work
+            sram_by_task[int(task.group(1))] = {key: segment[key] for key in SRAM_COUNTS}
     for name, data in zip(firmware.functions, counts["ranges"]):
         if name in _RANGE_PHASES:
             phase = _RANGE_PHASES[name]
             by_phase[phase] = by_phase[phase] + Work.from_dict(data["traffic"])
-    return by_phase, dict(sorted(by_task.items()))
+    return by_phase, dict(sorted(by_task.items())), dict(sorted(sram_by_task.items()))
 
 
 def _text(stream) -> str:
