@@ -465,3 +465,31 @@ def test_modes_build_their_own_firmware(project, continuous, expected):
     assert (project / "build" / "qemu-restart" / "firmware.elf").is_file()
     with pytest.raises(ValueError, match="mode must be one of"):
         run(project, mode="fastest")
+
+
+@pytest.mark.qemu
+def test_timeline_drains_each_charge_by_the_measured_work(project, expected):
+    """On the plot's time line, a boot that fails has spent its whole charge (to within the
+    last instruction and its accesses), the energy of its instructions and NVM accesses
+    written out here from the profile's figures; the last boot has charge left."""
+    from tvm_intermittent.sim.timeline import power_timeline
+
+    board = load_board("msp430fr5994")
+    schedule = sim.Capacitor(board, capacitor_f=8e-6, harvest_w=1e-3)
+    result = run(project, power=schedule)
+    assert_outputs(result, expected)
+    timeline = power_timeline(result, schedule, board)
+    full = schedule.charge_energy_j
+    cycle_j, access_j = 5.66e-3 / 16e6, 3.5e-10  # 16 MHz, CPI 1, 1 wait state per access
+    boots = zip(result.per_boot_instructions, result.per_boot_nvm_loads,
+                result.per_boot_nvm_stores)
+    for i, (count, loads, stores) in enumerate(boots):
+        used = (count + loads + stores) * cycle_j + (loads + stores) * access_j
+        left = timeline.energy_j[3 * i + 1]
+        assert left == pytest.approx(max(full - used, 0.0), abs=1e-12)
+        active = timeline.times[3 * i + 1] - timeline.times[3 * i]
+        assert active == pytest.approx((count + loads + stores) / 16e6, rel=1e-9)
+        if i < result.failures:
+            assert full - used <= 17 * (cycle_j + access_j)  # the charge is spent
+    assert result.failures > 2 and timeline.energy_j[-1] > 0  # the last boot finished
+    assert len(timeline.commit_times) == len(result.commits)
