@@ -10,8 +10,8 @@ replayed exactly:
 * :class:`NoFailures` - continuous power;
 * :class:`Periodic` - the same budget every boot, the usual stress test;
 * :class:`Random` - uniform budgets from a seeded generator (the seed is logged and kept);
-* :class:`Capacitor` - the budget one charge of a board's capacitor pays for, NVM writes
-  charged by their energy, and the recharge time each failure costs;
+* :class:`Capacitor` - the budget one charge of a board's capacitor pays for, NVM loads
+  and stores charged by their energy, and the recharge time each failure costs;
 * :class:`FailAt` - a single failure after exactly ``k`` instructions;
 * :class:`FailAtEach` - a failure at each of several instruction counts (a failure during
   the recovery boot after a failure in a commit);
@@ -48,7 +48,7 @@ _QUANTITY = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*([pnuµmkM]
 
 
 class Schedule:
-    """Base of the per-run schedules: the budget of each boot and what NVM writes cost.
+    """Base of the per-run schedules: the budget of each boot and what NVM accesses cost.
 
     Subclasses are frozen dataclasses, so a schedule is a value: equal schedules produce
     equal runs.
