@@ -52,6 +52,7 @@ import time
 from importlib import resources
 from pathlib import Path
 
+from ..codegen.project_files import QEMU_SRAM_LIMIT
 from ..energy.model import Work
 from ..errors import (
     FirmwareStatus,
@@ -91,7 +92,8 @@ MAX_FUNCTIONS = 14
 _PLUGIN_RANGES = 16
 #: The phases of an inference that ``RunResult.traffic_by_phase`` splits a run into:
 #:   boot     the reset handler up to the restore function (startup, .data/.bss, platform);
-#:   restore  the progress record's restore (with its callees);
+#:   restore  the progress record's restore, its callees, and what runs from its return
+#:            to the next phase (a few instructions of the device loop);
 #:   input    ``intm_read_inputs``;
 #:   kernel   everything else: the tiles and the executor;
 #:   commit   the commit function;
@@ -102,8 +104,8 @@ _SEGMENT_PHASES = {"intm_progress_restore": "restore", "intm_read_inputs": "inpu
                    "intm_write_outputs": "output"}
 #: The phase of each always-counted range (the instructions of the function itself).
 _RANGE_PHASES = {"intm_progress_commit": "commit", "intm_progress_restore": "restore"}
-#: The SRAM window the plugin counts: QEMU mps2-an386's SSRAM at 0x20000000, 4 MiB.
-SRAM_WINDOW_BYTES = 4 * 1024 * 1024
+#: The SRAM window the plugin counts: QEMU mps2-an386's SSRAM at 0x20000000.
+SRAM_WINDOW_BYTES = QEMU_SRAM_LIMIT
 #: The counts of SRAM traffic in the plugin's report (``RunResult.sram_traffic``).
 SRAM_COUNTS = ("sram_loads", "sram_stores", "sram_load_bytes", "sram_store_bytes")
 #: Functions whose every entry a run records by default (those the firmware has): the
@@ -178,7 +180,8 @@ class RunResult:
         ``traffic``.
     traffic_by_task : dict of int to Work
         Task index -> the work of its tile batches (``intm_task_<N>`` and its callees, up to
-        the next commit), commits excluded; only tasks that ran.
+        the next commit), commits excluded; only tasks that ran. Under power failures a
+        batch that ran again counts again.
     sram_traffic : dict
         SRAM (0x20000000, 4 MiB) loads, stores and their bytes over the run, keys
         :data:`SRAM_COUNTS` (the stack included, the scrub not); empty on host.

@@ -21,20 +21,22 @@
  * counted as work nor charged against a budget, and the power never fails among them.
  * A memory callback on loads and stores counts the accesses (bus transfers: an LDM or STM
  * of k registers is k of them, an 8-byte access two) and their bytes into the `nvm` window
- * and the `sram` window, and attributes them, with the instructions, to where they
- * happen: an instruction inside an `own` range (the commit and restore code) to the first
- * such range; any other to the *segment* it runs in, that of the last `event` function entered
+ * and the `sram` window, and attributes them, with the instructions, to where they happen:
+ * an instruction inside an `own` range (the commit and restore code) to the first such
+ * range; any other to the *segment* it runs in, that of the last `event` function entered
  * in this boot, or the boot segment before any (startup up to the first event). Each NVM
  * load costs `nvm_load_cost` and each NVM store `nvm_store_cost` instructions of the
  * boot's budget (an access beyond the core's zero-wait memory draws more than computing).
- * An access's cost is charged once the access has completed, so the failure it causes
- * falls before the next instruction: a store is never torn, and a load that cost the last
- * of a charge has still delivered its value.
+ * An access's cost is charged once the access has completed, and a failure only ever comes
+ * before an instruction, so the failure a cost causes falls before the next instruction: a
+ * store is never torn (an STM completes all its words), and a load that spent the last of
+ * a charge has still delivered its value.
  * An NVM store made by an instruction inside a `stores` range is also recorded as
  * (id, count): the exact instructions at which a commit's first and last store happen
  * (an instruction that stores several words, such as an STM, is recorded once).
- * QEMU emits a memory callback at each memory operation an instruction performs, so the
- * callback is registered on every instruction: one without loads or stores pays nothing.
+ * QEMU 7.2 emits a registered memory callback at each guest load or store it generates
+ * code for (tcg_gen_qemu_ld/st), so the callback is registered on every instruction, with
+ * no decoding: one without loads or stores pays nothing.
  *
  * Arguments (addresses with the Thumb bit cleared; numbers in C notation):
  *   out=PATH           where to write the JSON report at exit (required)
