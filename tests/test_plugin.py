@@ -1,8 +1,10 @@
 """The TVM plugin: `import tvm` alone registers our target tags and Relax pipeline."""
 
 import dataclasses
+import re
 import subprocess
 import sys
+from pathlib import Path
 
 from tvm_intermittent.board import list_boards, load_board
 from tvm_intermittent.errors import BoardError
@@ -62,3 +64,17 @@ def test_power_cycle_budget_follows_the_capacitor_equation():
 def test_unknown_board_lists_the_known_ones():
     with pytest.raises(BoardError, match="msp430fr5994"):
         load_board("esp32")
+
+
+def test_docs_list_every_profile_as_shipped():
+    """docs/boards.md states each profile's values and sources: they must not drift."""
+    docs = (Path(__file__).parents[1] / "docs" / "boards.md").read_text()
+    for name in list_boards():
+        board = load_board(name)
+        section = docs.split(f"## `{name}`", 1)[1].split("\n## ", 1)[0]
+        rows = dict(re.findall(r"^\| `(\w+)` \| (.*) \|$", section, re.MULTILINE))
+        for field in ("sram_bytes", "clock_hz", "nvm_read_wait_cycles", "nvm_write_wait_cycles",
+                      "nvm_read_energy_j", "nvm_write_energy_j", "active_power_w"):
+            assert rows[field] == str(getattr(board, field)), (name, field)
+        for key, text in board.sources.items():
+            assert f"- `{key}`: {text}" in section, (name, key)
