@@ -12,6 +12,7 @@ boot's instructions before it).
 from __future__ import annotations
 
 import dataclasses
+import textwrap
 
 import numpy as np
 
@@ -103,8 +104,8 @@ def plot_power_cycles(timeline: Timeline, path, title: str = "") -> None:
     more = progress_axis.get_legend_handles_labels()
     energy_axis.legend(handles[0] + more[0], handles[1] + more[1], loc="lower right",
                        fontsize=8, framealpha=0.9)
-    if title:
-        energy_axis.set_title(title, fontsize=10)
+    if title:  # wrapped: a schedule's parameters make a long title
+        energy_axis.set_title("\n".join(textwrap.wrap(title, 120)), fontsize=9)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
