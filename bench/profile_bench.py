@@ -9,6 +9,8 @@ print one Markdown table per model. Where the TFLM + CMSIS-NN figures of
 ``bench/tflm_cmsis_nn.json`` name an operator of the same kind and MACs, they stand beside
 ours with the ratio; "limit" is instructions per MAC over the Cortex-M4's 0.5 (one SMLAD,
 two 16-bit MACs), i.e. how far the row is from that bound before loads and requantization.
+"NVM read B" and "NVM written B" are the bytes the task's tiles loaded from and stored into
+NVM (the activation arena), counted by the plugin; the commits' own bytes are apart.
 """
 
 from __future__ import annotations
@@ -76,14 +78,15 @@ def markdown(report: dict) -> str:
              + (", bit-exact with TFLM" if report["bit_exact"] else ", NOT bit-exact"),
              "",
              "| task | operator | MACs | instructions | instr/MAC | x limit | commits | share "
-             "| TFLM + CMSIS-NN | ours / theirs |",
-             "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "| NVM read B | NVM written B | TFLM + CMSIS-NN | ours / theirs |",
+             "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in report["rows"]:
         ipm, them, ratio = r["instructions_per_mac"], r["tflm_cmsis_nn"], r["ratio"]
         task = "" if r["task"] is None else r["task"]
         cells = [task, r["operator"], f"{r['macs']:,}", f"{r['instructions']:,}",
                  f"{ipm:.2f}" if ipm else "-", f"{ipm / SMLAD_LIMIT:.1f}" if ipm else "-",
-                 r["commits"], f"{r['share']:.1%}", f"{them:,}" if them else "",
+                 r["commits"], f"{r['share']:.1%}", f"{r['nvm_read_bytes']:,}",
+                 f"{r['nvm_written_bytes']:,}", f"{them:,}" if them else "",
                  f"{ratio:.2f}" if ratio else ""]
         lines.append("| " + " | ".join(str(c) for c in cells) + " |")
     return "\n".join(lines)

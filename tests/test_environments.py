@@ -354,23 +354,28 @@ def test_fixture_fails_where_the_environment_budgets_say(long_fake, name):
     np.testing.assert_array_equal(failed.outputs[0], reference(seeds()[0], iterations)[0])
     budgets = schedule.budgets(failed.failures + 1)
     assert failed.failures >= 5
-    # Every boot that failed spent exactly its budget (instructions plus the NVM write
-    # cost; the failure comes before the instruction that would exceed it, and one
-    # instruction stores at most 16 bytes); the last boot finished within its own.
-    cost = schedule.nvm_cost
-    for count, nbytes, budget in zip(failed.per_boot_instructions[:-1],
-                                     failed.per_boot_nvm_bytes, budgets):
-        assert count + cost * nbytes >= budget > count - 1 + cost * (nbytes - 16)
+    # Every boot that failed spent exactly its budget (instructions plus the NVM access
+    # costs; the failure comes before the instruction that would exceed it, and one
+    # instruction makes at most 16 NVM accesses); the last boot finished within its own.
+    load, store = schedule.nvm_load_cost, schedule.nvm_store_cost
+    assert load > 0 and store > 0
+    for count, loads, stores, budget in zip(failed.per_boot_instructions[:-1],
+                                            failed.per_boot_nvm_loads,
+                                            failed.per_boot_nvm_stores, budgets):
+        charged = count + load * loads + store * stores
+        assert charged >= budget > charged - 1 - 16 * max(load, store)
     assert failed.per_boot_instructions[-1] < budgets[failed.failures]
     if name == "rf-bursty":
         assert len(set(budgets)) > 1  # the trace gives each boot its own budget
     # How many failures the budgets allow, from the continuous run alone: at least as
     # many as without any lost work, at most as many as if every failure lost a whole
     # commit interval plus the startup and restore of a boot.
-    total = continuous.instructions_total + cost * continuous.nvm_bytes_written
+    total = (continuous.instructions_total + load * continuous.traffic.nvm_loads
+             + store * continuous.traffic.nvm_stores)
     lost = (continuous.instructions_total / (iterations / COMMIT_EVERY)
             + continuous.range_first["fake_progress_restore"]
-            + continuous.range_instructions["fake_progress_restore"] + cost * BOOT_BYTES)
+            + continuous.range_instructions["fake_progress_restore"]
+            + store * BOOT_BYTES)  # at most one access per byte a boot stores
     ends = np.cumsum(schedule.budgets(failed.failures + 5))
     fewest = int(np.argmax(ends >= total))
     most = int(np.argmax(ends >= total + lost * np.arange(len(ends))))

@@ -1,7 +1,10 @@
 """The TVM plugin: `import tvm` alone registers our target tags and Relax pipeline."""
 
+import dataclasses
+import re
 import subprocess
 import sys
+from pathlib import Path
 
 from tvm_intermittent.board import list_boards, load_board
 from tvm_intermittent.errors import BoardError
@@ -27,9 +30,27 @@ def test_shipped_boards_and_their_documented_sizes():
     assert (msp.sram_bytes, msp.nvm_bytes, msp.clock_hz) == (8192, 262144, 16_000_000)
     for name in list_boards():
         board = load_board(name)
-        undocumented = [k for k in ("sram_bytes", "active_power_w", "capacitor_f")
-                        if not any(k in key for key in board.sources)]
+        undocumented = [k for k in ("sram_bytes", "active_power_w", "capacitor_f",
+                                    "nvm_read_wait_cycles", "nvm_write_wait_cycles",
+                                    "nvm_read_energy_j", "nvm_write_energy_j")
+                        if not any(k in key.split(", ") for key in board.sources)]
         assert not undocumented, f"{name}: no source for {undocumented}"
+        assert not [k for k in board.sources if "per_byte" in k], name
+
+
+def test_nvm_costs_of_the_profiles():
+    """The NVM figures the profiles state: one FRAM wait state above 8 MHz and none at 8,
+    MRAM writes slower and costlier than reads; every access costs more than nothing on
+    the real parts."""
+    fram, fram8, mram = (load_board(n) for n in ("msp430fr5994", "msp430-sim", "apollo4-mram"))
+    assert fram.clock_hz > 8e6 and fram.nvm_read_wait_cycles == fram.nvm_write_wait_cycles == 1
+    assert fram8.clock_hz <= 8e6 and fram8.nvm_read_wait_cycles == 0
+    assert mram.nvm_write_wait_cycles > mram.nvm_read_wait_cycles > 0
+    assert mram.nvm_write_energy_j > mram.nvm_read_energy_j > 0
+    for board in (fram, fram8, mram):
+        assert board.nvm_read_energy_j > 0 and board.nvm_write_energy_j > 0
+    with pytest.raises(BoardError, match="nvm_read_wait_cycles must be >= 0"):
+        dataclasses.replace(fram, nvm_read_wait_cycles=-1)
 
 
 def test_power_cycle_budget_follows_the_capacitor_equation():
@@ -43,3 +64,17 @@ def test_power_cycle_budget_follows_the_capacitor_equation():
 def test_unknown_board_lists_the_known_ones():
     with pytest.raises(BoardError, match="msp430fr5994"):
         load_board("esp32")
+
+
+def test_docs_list_every_profile_as_shipped():
+    """docs/boards.md states each profile's values and sources: they must not drift."""
+    docs = (Path(__file__).parents[1] / "docs" / "boards.md").read_text()
+    for name in list_boards():
+        board = load_board(name)
+        section = docs.split(f"## `{name}`", 1)[1].split("\n## ", 1)[0]
+        rows = dict(re.findall(r"^\| `(\w+)` \| (.*) \|$", section, re.MULTILINE))
+        for field in ("sram_bytes", "clock_hz", "nvm_read_wait_cycles", "nvm_write_wait_cycles",
+                      "nvm_read_energy_j", "nvm_write_energy_j", "active_power_w"):
+            assert rows[field] == str(getattr(board, field)), (name, field)
+        for key, text in board.sources.items():
+            assert f"- `{key}`: {text}" in section, (name, key)

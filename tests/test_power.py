@@ -133,7 +133,7 @@ def test_random_budgets_are_seeded_and_prefix_stable(caplog):
     assert isinstance(fresh.seed, int) and fresh.to_dict()["seed"] == fresh.seed
 
 
-def test_capacitor_budget_nvm_cost_and_recharge():
+def test_capacitor_budget_nvm_costs_and_recharge():
     board = load_board("msp430fr5994")
     schedule = sim.Capacitor(board, capacitor_f=1e-4, harvest_w=2e-3)
     energy = 0.5 * 1e-4 * (board.v_on**2 - board.v_off**2)
@@ -144,8 +144,15 @@ def test_capacitor_budget_nvm_cost_and_recharge():
     assert schedule.budget == int(active * board.clock_hz / board.cycles_per_instruction)
     assert schedule.budget > int(energy / board.energy_per_instruction_j) * 1.5
     assert schedule.budgets(3) == [schedule.budget] * 3
-    assert schedule.nvm_cost == pytest.approx(
-        board.nvm_write_energy_j_per_byte / board.energy_per_instruction_j)
+    # One FRAM access at 16 MHz: a wait-state cycle of active power plus the array's energy,
+    # in instructions of 1 cycle each (from the datasheet figures of the profile).
+    cycle_j = 5.66e-3 / 16e6
+    assert schedule.nvm_load_cost == pytest.approx((cycle_j + 3.5e-10) / cycle_j, rel=1e-3)
+    assert schedule.nvm_store_cost == pytest.approx((cycle_j + 3.5e-10) / cycle_j, rel=1e-3)
+    to_dict = schedule.to_dict()
+    assert (to_dict["nvm_load_cost"], to_dict["nvm_store_cost"]) == (
+        schedule.nvm_load_cost, schedule.nvm_store_cost)
+    assert sim.Periodic(10).nvm_load_cost == sim.Periodic(10).nvm_store_cost == 0
     assert schedule.recharge_seconds(2) == pytest.approx([energy / 2e-3] * 2)
     assert not sim.NoFailures().injects_failures and sim.FailAt(5).injects_failures
 
@@ -342,17 +349,57 @@ def test_exhaustive_failures_around_a_commit_all_give_the_right_outputs(project,
 
 
 @pytest.mark.qemu
-def test_capacitor_charges_nvm_writes_against_the_budget(project, expected):
+def test_capacitor_charges_nvm_accesses_against_the_budget(project, expected):
     board = load_board("msp430fr5994")
     schedule = sim.Capacitor(board, capacitor_f=8e-6)
     result = run(project, power=schedule)
     assert_outputs(result, expected)
-    cost, budget = schedule.nvm_cost, schedule.budget
-    for count, nbytes in zip(result.per_boot_instructions[:-1], result.per_boot_nvm_bytes):
+    load, store, budget = schedule.nvm_load_cost, schedule.nvm_store_cost, schedule.budget
+    boots = zip(result.per_boot_instructions[:-1], result.per_boot_nvm_loads,
+                result.per_boot_nvm_stores)
+    assert result.failures > 2
+    for count, loads, stores in boots:
         # The failure comes before the first instruction at which the work plus the NVM
-        # cost reaches the budget; one instruction stores at most 16 bytes (an STM).
-        assert count + cost * nbytes >= budget > count - 1 + cost * (nbytes - 16)
-        assert count < budget
+        # cost reaches the budget; one instruction makes at most 16 accesses (an LDM/STM).
+        cost = load * loads + store * stores
+        assert loads + stores > 0 and count < budget
+        assert count + cost >= budget > count - 1 + cost - 16 * max(load, store)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Charged(sim.Periodic):
+    """Periodic budgets with each NVM access charged, as a capacitor charges them."""
+
+    nvm_load_cost: float = 0.0
+    nvm_store_cost: float = 0.0
+
+
+@pytest.mark.qemu
+def test_nvm_access_costs_bring_the_failure_forward_by_exactly_their_charge(project, expected):
+    """With the cost of NVM accesses charged, the first boot fails at the first instruction
+    at which its instructions plus that cost reach the budget: earlier than the uncharged
+    failure (exactly at the budget) by the charge itself. The accesses a boot made are
+    checked against uncharged runs cut at the same instruction."""
+    budget, load, store = 100_000, 7.0, 40.0
+    free = run(project, power=sim.Periodic(budget))
+    charged = run(project, power=_Charged(budget, nvm_load_cost=load, nvm_store_cost=store))
+    assert_outputs(charged, expected)
+    assert free.failure_points[0] == free.per_boot_instructions[0] == budget
+    point = charged.failure_points[0]
+    assert point == charged.per_boot_instructions[0] < budget
+    loads, stores = charged.per_boot_nvm_loads[0], charged.per_boot_nvm_stores[0]
+    assert stores > 0
+    # The same first `point` instructions, uncharged, make the same accesses ...
+    same = run(project, power=sim.FailAt(point))
+    assert (same.per_boot_nvm_loads[0], same.per_boot_nvm_stores[0]) == (loads, stores)
+    # ... and one instruction fewer made accesses that had not spent the charge yet.
+    before = run(project, power=sim.FailAt(point - 1))
+    spent_before = load * before.per_boot_nvm_loads[0] + store * before.per_boot_nvm_stores[0]
+    charge = load * loads + store * stores
+    assert point + charge >= budget > point - 1 + spent_before
+    # The last instruction before the failure accessed no NVM: the failure comes exactly the
+    # charge early.
+    assert spent_before == charge and budget - point == charge
 
 
 @pytest.mark.qemu
@@ -394,11 +441,38 @@ def test_report_accounts_for_every_instruction(project, continuous, expected):
     assert report.imo == pytest.approx(
         (failed.instructions_total - continuous.instructions_total) / failed.instructions_total)
     board = load_board("msp430fr5994")
-    assert report.active_seconds == pytest.approx(board.seconds(failed.instructions_total))
+    # Time and energy from the datasheet figures of the profile, written out here: 16 MHz,
+    # one cycle per instruction, one FRAM wait state per access, 5.66 mW, 0.35 nJ/access.
+    traffic = failed.traffic
+    accesses = traffic.nvm_loads + traffic.nvm_stores
+    assert traffic.instructions == failed.instructions_total and accesses > 0
+    assert (report.nvm_loads, report.nvm_stores, report.nvm_load_bytes) == (
+        traffic.nvm_loads, traffic.nvm_stores, traffic.nvm_load_bytes)
+    assert report.nvm_bytes_written == traffic.nvm_store_bytes == failed.nvm_bytes_written
+    active = (failed.instructions_total + accesses) / 16e6
+    assert report.active_seconds == pytest.approx(active, rel=1e-9)
+    assert report.energy_j == pytest.approx(5.66e-3 * active + 3.5e-10 * accesses, rel=1e-3)
+    # The fixture's model.json has no arena size: the baseline keeps its arena in NVM and
+    # pays for its accesses, measured by its own run (here: the same firmware continuous).
+    assert report.baseline_arena == "nvm"
+    per_instruction = 5.66e-3 / 16e6
+    e_total = report.energy_j / per_instruction
+    same = continuous.traffic
+    e_base = (same.instructions + (same.nvm_loads + same.nvm_stores)
+              * (1 + 3.5e-10 / per_instruction))
+    assert report.equivalents_total == pytest.approx(e_total, rel=1e-3)
+    assert report.equivalents_uninstrumented == pytest.approx(e_base, rel=1e-3)
+    assert report.imo_energy == pytest.approx((e_total - e_base) / e_total, rel=1e-3)
+    assert report.imo_energy > report.imo > 0  # the re-executed tiles re-store their bytes
     assert report.recharge_seconds == pytest.approx(
         failed.failures * schedule.charge_energy_j / 1e-3)
     assert json.loads(json.dumps(report.to_dict()))["boots"] == failed.boots
-    assert "IMO" in report.render() and "match the reference" in str(report)
+    text = report.render()
+    assert "IMO" in text and "match the reference" in str(report)
+    written = next(line for line in text.splitlines() if "NVM written" in line)
+    assert written.endswith(f"{int(traffic.nvm_stores):,} accesses, "
+                            f"{failed.nvm_bytes_written:,} bytes") and "arena in NVM" in text
+    assert json.loads(json.dumps(report.to_dict()))["baseline_arena"] == "nvm"
     wrong = [expected[0] + 1]
     assert not sim.IntermittentReport.from_runs(failed, continuous, board=board,
                                                 reference=wrong).outputs_match
@@ -412,3 +486,34 @@ def test_modes_build_their_own_firmware(project, continuous, expected):
     assert (project / "build" / "qemu-restart" / "firmware.elf").is_file()
     with pytest.raises(ValueError, match="mode must be one of"):
         run(project, mode="fastest")
+
+
+@pytest.mark.qemu
+def test_timeline_drains_each_charge_by_the_measured_work(project, expected):
+    """On the plot's time line, a boot that fails has spent its whole charge (to within the
+    last instruction and its accesses), the energy of its instructions and NVM accesses
+    written out here from the profile's figures; the last boot has charge left."""
+    from tvm_intermittent.sim.timeline import power_timeline
+
+    board = load_board("msp430fr5994")
+    schedule = sim.Capacitor(board, capacitor_f=8e-6, harvest_w=1e-3)
+    result = run(project, power=schedule)
+    assert_outputs(result, expected)
+    timeline = power_timeline(result, schedule, board)
+    full = schedule.charge_energy_j
+    cycle_j, access_j = 5.66e-3 / 16e6, 3.5e-10  # 16 MHz, CPI 1, 1 wait state per access
+    boots = zip(result.per_boot_instructions, result.per_boot_nvm_loads,
+                result.per_boot_nvm_stores, schedule.budgets(result.boots))
+    for i, (count, loads, stores, budget) in enumerate(boots):
+        # The harvest while computing stretches a charge to the boot's budget.
+        used = ((count + loads + stores) * cycle_j + (loads + stores) * access_j) * full / (
+            budget * cycle_j)
+        left = timeline.energy_j[3 * i + 1]
+        assert left == pytest.approx(max(full - used, 0.0), abs=1e-12)
+        active = timeline.times[3 * i + 1] - timeline.times[3 * i]
+        assert active == pytest.approx((count + loads + stores) / 16e6, rel=1e-9)
+        if i < result.failures:
+            assert full - used <= 17 * (cycle_j + access_j)  # the charge is spent
+            assert budget * cycle_j > 1.05 * full  # and the harvest did add to it
+    assert result.failures > 2 and timeline.energy_j[-1] > 0  # the last boot finished
+    assert len(timeline.commit_times) == len(result.commits)

@@ -245,3 +245,86 @@ def test_reset_reboots_cleanly_and_keeps_nvm(tmp_path):
     assert result.outputs[1][0] == 4
     assert len(result.marks) == 5  # one mark per boot before the run, one after the last
     assert result.instructions_scrub == 4 * once.instructions_scrub
+
+
+#: A routine of known memory traffic, as the first task of the fake model: task 0 makes
+#: exactly the accesses below, and task 1 (one `bx lr`) ends its segment right after.
+#: The addresses come from movw/movt, so no literal-pool load from flash interferes.
+_TRAFFIC_TASKS = r"""#include <stdint.h>
+__attribute__((section(".intm_nvm"), aligned(8))) uint32_t intm_fake_words[8];
+uint32_t intm_fake_sram_word;
+
+__attribute__((naked, noinline, used)) void intm_task_0(void) {
+  __asm__ volatile(
+      "push {r4-r7}\n"                   /* SRAM: 4 stores, 16 B (the stack) */
+      "movw r0, #:lower16:intm_fake_words\n"
+      "movt r0, #:upper16:intm_fake_words\n"
+      "ldr r1, [r0]\n"                   /* NVM: load 4 B */
+      "ldrb r2, [r0, #4]\n"              /* NVM: load 1 B */
+      "ldrh r3, [r0, #6]\n"              /* NVM: load 2 B */
+      "str r1, [r0, #8]\n"               /* NVM: store 4 B */
+      "strb r2, [r0, #12]\n"             /* NVM: store 1 B */
+      "strh r3, [r0, #14]\n"             /* NVM: store 2 B */
+      "ldm r0, {r4-r7}\n"                /* NVM: 4 loads, 16 B */
+      "stm r0, {r4-r7}\n"                /* NVM: 4 stores, 16 B */
+      "ldrd r2, r3, [r0, #16]\n"         /* NVM: 2 loads, 8 B */
+      "movw r1, #:lower16:intm_fake_sram_word\n"
+      "movt r1, #:upper16:intm_fake_sram_word\n"
+      "ldr r2, [r1]\n"                   /* SRAM: load 4 B */
+      "str r2, [r1]\n"                   /* SRAM: store 4 B */
+      "pop {r4-r7}\n"                    /* SRAM: 4 loads, 16 B */
+      "bx lr\n");
+}
+
+__attribute__((naked, noinline, used)) void intm_task_1(void) { __asm__ volatile("bx lr\n"); }
+
+void intm_task_0(void);
+void intm_task_1(void);
+"""
+
+
+@pytest.mark.qemu
+def test_plugin_counts_loads_and_stores_exactly(tmp_path):
+    """Every access of the routine above is counted with its size, an LDM/STM as one access
+    per register and an LDRD as two; NVM and SRAM apart; flash (code) in neither; and all of
+    it attributed to task 0, whose segment runs from its entry to task 1's."""
+    _skip_without_qemu()
+    project = export_fake(tmp_path / "traffic", prelude=_TRAFFIC_TASKS, model_patch=(
+        "intm_status_t intm_model_run(void) {\n",
+        "intm_status_t intm_model_run(void) {\n  intm_task_0();\n  intm_task_1();\n"))
+    inputs = fake_inputs(seed=5)
+    result = sim.run(project, inputs, functions=("intm_task_0",))
+    for got, want in zip(result.outputs, fake_reference(*inputs)):
+        np.testing.assert_array_equal(got, want)
+    task = result.traffic_by_task[0]
+    assert (task.nvm_loads, task.nvm_load_bytes) == (1 + 1 + 1 + 4 + 2, 4 + 1 + 2 + 16 + 8)
+    assert (task.nvm_stores, task.nvm_store_bytes) == (1 + 1 + 1 + 4, 4 + 1 + 2 + 16)
+    # 18 instructions in the routine (range count) and the BL to task 1 in the caller.
+    assert result.range_instructions["intm_task_0"] == 18
+    assert task.instructions == 18 + 1
+    # A counted range that is not the commit or restore leaves its work in its segment.
+    assert result.range_traffic["intm_task_0"] == sim.qemu.Work()
+
+    # The same firmware calling task 1 in place of task 0 (the caller's frame unchanged):
+    # the difference is exactly the routine's.
+    plain = sim.run(export_fake(tmp_path / "plain", prelude=_TRAFFIC_TASKS, model_patch=(
+        "intm_status_t intm_model_run(void) {\n",
+        "intm_status_t intm_model_run(void) {\n  intm_task_1();\n  intm_task_1();\n")), inputs)
+    assert result.traffic.nvm_loads - plain.traffic.nvm_loads == 9
+    assert result.traffic.nvm_store_bytes - plain.traffic.nvm_store_bytes == 23
+    assert result.nvm_bytes_written - plain.nvm_bytes_written == 23
+    # The routine's SRAM accesses (its stack frame and one word).
+    assert result.sram_by_task[0] == {"sram_loads": 5, "sram_stores": 5,
+                                      "sram_load_bytes": 20, "sram_store_bytes": 20}
+
+    # The phases partition the run, and the whole run is the instruction count.
+    assert tuple(result.traffic_by_phase) == sim.PHASES
+    total = sum(result.traffic_by_phase.values(), sim.qemu.Work())
+    assert total == result.traffic
+    assert result.traffic.instructions == result.instructions_total
+    assert result.traffic.nvm_store_bytes == result.nvm_bytes_written
+    assert result.traffic_by_phase["boot"].instructions > 0
+    assert result.traffic_by_phase["input"].instructions > 0
+    assert result.traffic_by_phase["output"].instructions > 0
+    assert result.per_boot_nvm_loads == [result.traffic.nvm_loads]
+    assert result.per_boot_nvm_stores == [result.traffic.nvm_stores]

@@ -93,9 +93,10 @@ print("  ...")
 # ------------------------------------
 # ``sim.measure_intermittent`` runs the firmware three times on QEMU: under the capacitor
 # model (a power failure each time a charge is spent, counted exactly in instructions plus
-# the energy of NVM writes), continuously, and as the uninstrumented build (no
+# the energy of NVM loads and stores), continuously, and as the uninstrumented build (no
 # checkpoints) continuously. IMO is the share of the instructions under failures that the
-# uninstrumented build does not need.
+# uninstrumented build does not need; the report gives it in energy too, NVM traffic
+# charged, against the uninstrumented build with its arena in SRAM where it fits.
 
 features = zoo.sample_inputs("kws", count=1)[0][0]
 schedule = sim.power.Capacitor(board)

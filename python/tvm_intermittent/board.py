@@ -5,7 +5,10 @@ and the energy model that turns emulated instruction counts into time and energy
 
 * ``cycles_per_instruction`` scales QEMU's exact instruction count to cycles;
 * ``active_power_w`` is the power drawn while computing;
-* ``nvm_*_energy_j_per_byte`` are the extra costs of NVM traffic;
+* ``nvm_read_wait_cycles`` / ``nvm_write_wait_cycles`` and ``nvm_read_energy_j`` /
+  ``nvm_write_energy_j`` are what each NVM load / store access adds, in wait-state cycles
+  and in joules beyond the active power (:mod:`.energy.model` turns them into time and
+  energy);
 * ``capacitor_f``, ``v_on`` and ``v_off`` give the energy of one charge,
   ``E = C (v_on^2 - v_off^2) / 2`` (the power cycle budget);
 * ``harvest_w`` is the harvested power that recharges the capacitor.
@@ -43,8 +46,6 @@ class Board:
     clock_hz: int
     cycles_per_instruction: float
     active_power_w: float
-    nvm_write_energy_j_per_byte: float
-    nvm_read_energy_j_per_byte: float
     capacitor_f: float
     v_on: float
     v_off: float
@@ -72,6 +73,10 @@ class Board:
                       "active_power_w", "capacitor_f"):
             if not getattr(self, field) > 0:
                 problems.append(f"{field} must be positive, got {getattr(self, field)!r}")
+        for field in ("nvm_read_wait_cycles", "nvm_write_wait_cycles", "nvm_read_energy_j",
+                      "nvm_write_energy_j"):
+            if not getattr(self, field) >= 0:
+                problems.append(f"{field} must be >= 0, got {getattr(self, field)!r}")
         if not self.v_on > self.v_off > 0:
             problems.append(f"need v_on > v_off > 0, got v_on={self.v_on}, v_off={self.v_off}")
         if problems:
@@ -96,8 +101,11 @@ class Board:
         return int(self.power_cycle_budget(capacitor_f) / self.instruction_scale)
 
     def seconds(self, instructions: int) -> float:
-        """Active time of ``instructions`` on this board."""
-        return instructions * self.cycles_per_instruction / self.clock_hz
+        """Active time of ``instructions`` that touch no NVM on this board (for work with
+        NVM accesses, :func:`.energy.model.seconds`)."""
+        from .energy.model import Work, seconds  # pylint: disable=import-outside-toplevel
+
+        return seconds(self, Work(instructions=instructions))
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

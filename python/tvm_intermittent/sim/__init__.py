@@ -3,7 +3,8 @@ MSP430 (mspdebug's simulator, :mod:`~tvm_intermittent.sim.mspdebug`), chosen by 
 ISA (:mod:`~tvm_intermittent.sim.isa`).
 
 ``run`` returns the outputs and exact instruction counts, under continuous power or under
-the power failures of a schedule (:mod:`~tvm_intermittent.sim.power`); ``run_exhaustive``
+the power failures of a schedule (:mod:`~tvm_intermittent.sim.power`), and the loads and
+stores into NVM and SRAM per phase (:data:`PHASES`) and per task; ``run_exhaustive``
 fails once at every instruction of a window; :class:`IntermittentReport` turns a failure
 run into the numbers the compiler is judged by (re-executed work, IMO, modeled latency).
 ``build_project`` and the ELF inspection helpers (``section_sizes``, ``stack_usage``,
@@ -29,6 +30,7 @@ from .qemu import (
     DEFAULT_MAX_BOOTS,
     NO_PROGRESS_STATUS,
     PHASE_FUNCTIONS,
+    PHASES,
     PROGRESS_FUNCTIONS,
     RunResult,
     plugin_path,
@@ -38,7 +40,7 @@ from .qemu import (
 )
 from .isa import default_kind, project_isa
 from .mspdebug import Msp430RunResult, mspdebug_available
-from .report import IntermittentReport, measure_intermittent
+from .report import IntermittentReport, arena_fits_sram, measure_intermittent, measured_work
 from .tensors import decode_outputs, encode_inputs, load_model_json
 from .toolchain import (
     MODES,
@@ -64,11 +66,13 @@ __all__ = [
     "NO_PROGRESS_STATUS",
     "NoFailures",
     "PHASE_FUNCTIONS",
+    "PHASES",
     "PROGRESS_FUNCTIONS",
     "Periodic",
     "Random",
     "RunResult",
     "Schedule",
+    "arena_fits_sram",
     "build_project",
     "decode_outputs",
     "default_kind",
@@ -77,6 +81,7 @@ __all__ = [
     "host_compiler_available",
     "load_model_json",
     "measure_intermittent",
+    "measured_work",
     "msp430_toolchain_available",
     "mspdebug_available",
     "parse_capacitance",

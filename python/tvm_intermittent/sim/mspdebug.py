@@ -367,10 +367,11 @@ def _sram_bytes(project_dir: Path) -> int:
 
 
 def _warn_nvm_cost(power: Schedule) -> None:
-    if isinstance(power, Capacitor) and power.nvm_cost > 0:
-        logger.warning("mspdebug counts no stores: the capacitor schedule's NVM write cost "
-                       "(%.3g instructions per byte) is not charged on the MSP430 run",
-                       power.nvm_cost)
+    if isinstance(power, Capacitor) and (power.nvm_load_cost > 0 or power.nvm_store_cost > 0):
+        logger.warning("mspdebug counts no loads or stores: the capacitor schedule's NVM "
+                       "access costs (%.3g instruction-equivalents per load, %.3g per store) "
+                       "are not charged on the MSP430 run", power.nvm_load_cost,
+                       power.nvm_store_cost)
 
 
 def _runs(project_dir, inputs, schedules, timeout, max_boots, mode, functions):

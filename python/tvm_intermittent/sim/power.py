@@ -12,8 +12,8 @@ replayed exactly:
 * :class:`Random` - uniform budgets from a seeded generator (the seed is logged and kept);
 * :class:`Capacitor` - the budget of each boot on a capacitor that a harvester charges
   (constant power, a resistor-fed supply or a power trace, :mod:`.harvesters`), the
-  harvest while computing included, NVM writes charged by their energy, and the recharge
-  time each failure costs; named presets are in :mod:`.environments`;
+  harvest while computing included, NVM loads and stores charged by their energy, and the
+  recharge time each failure costs; named presets are in :mod:`.environments`;
 * :class:`FailAt` - a single failure after exactly ``k`` instructions;
 * :class:`FailAtEach` - a failure at each of several instruction counts (a failure during
   the recovery boot after a failure in a commit);
@@ -35,6 +35,7 @@ import re
 import numpy as np
 
 from ..board import Board, load_board
+from ..energy.model import access_costs
 from ..errors import InputError
 from .harvesters import (ConstantPower, Harvester, PowerTrace, TraceHarvester,
                          charge_energy_j)
@@ -50,14 +51,16 @@ _QUANTITY = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*([pnuµmkM]
 
 
 class Schedule:
-    """Base of the per-run schedules: the budget of each boot and what NVM writes cost.
+    """Base of the per-run schedules: the budget of each boot and what NVM accesses cost.
 
     Subclasses are frozen dataclasses, so a schedule is a value: equal schedules produce
     equal runs.
     """
 
-    #: Instructions of budget that each byte stored into NVM costs (see :class:`Capacitor`).
-    nvm_cost: float = 0.0
+    #: Instruction-equivalents of budget that each NVM load / store access costs (see
+    #: :class:`Capacitor`); 0 for schedules that know nothing about energy.
+    nvm_load_cost: float = 0.0
+    nvm_store_cost: float = 0.0
 
     def budgets(self, count: int) -> list[int]:
         """The instruction budgets of boots 1 to ``count`` (fewer, or none, when the schedule
@@ -245,7 +248,8 @@ class Capacitor(Schedule):
     budget is the energy the load draws in that time, ``P d``, in instruction-equivalents
     (``board.energy_per_instruction_j``): more than the charge ``E = C (v_on^2 - v_off^2)
     / 2`` alone pays for. NVM traffic is charged against the same budget by the
-    power-failure plugin (:attr:`nvm_cost`). After each failure the capacitor recharges
+    power-failure plugin, per access (:attr:`nvm_load_cost`, :attr:`nvm_store_cost`,
+    from :func:`~tvm_intermittent.energy.model.access_costs`). After each failure the capacitor recharges
     from ``v_off`` to ``v_on`` (:meth:`~.harvesters.Harvester.recharge_seconds`); the next
     boot starts when it is full. Boot 1 starts at time 0 with a full capacitor, and for a
     power trace every boot and recharge starts where the one before it ended, so budgets
@@ -365,8 +369,12 @@ class Capacitor(Schedule):
             if lowest > 0 else self.charge_energy_j / self.board.active_power_w)
 
     @property
-    def nvm_cost(self) -> float:
-        return self.board.nvm_write_energy_j_per_byte / self.board.energy_per_instruction_j
+    def nvm_load_cost(self) -> float:
+        return access_costs(self.board)[0]
+
+    @property
+    def nvm_store_cost(self) -> float:
+        return access_costs(self.board)[1]
 
     def _instructions(self, active_s: float | None) -> int | None:
         """Instruction-equivalents the load draws in ``active_s`` seconds."""
@@ -412,7 +420,7 @@ class Capacitor(Schedule):
                           else None),
                 "harvester": self.harvester.describe(), "budget": self.budget,
                 "sustained": self.sustained,
-                "nvm_cost": getattr(self, "nvm_store_cost", getattr(self, "nvm_cost", 0.0)),
+                "nvm_load_cost": self.nvm_load_cost, "nvm_store_cost": self.nvm_store_cost,
                 "charge_energy_j": self.charge_energy_j}
 
 

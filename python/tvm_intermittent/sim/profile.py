@@ -3,19 +3,19 @@
 The executor runs the task table in order, each task once from its first tile to its last
 (``runtime/intm_executor.c``), so in a run without power failures the instruction count at
 the first entry of ``intm_task_<N>`` is where task N starts, and where task N - 1 ends.
-The plugin records that count for every function it is asked to count (``range_first``),
-at most :data:`~.qemu.MAX_FUNCTIONS` at a time; the profile runs the same firmware on the
-same input once per group of tasks. A continuous run under ``-icount shift=0`` is
-deterministic, so the starts of all groups lie on one time line: the spans between them add
-up to ``instructions_model`` exactly, with nothing estimated.
+The plugin records that count at every entry of every task function (``RunResult.events``),
+so one continuous run gives every start; the spans between them add up to
+``instructions_model`` exactly, with nothing estimated.
 
 A task's span holds all it costs the inference: its kernel and the kernel's callees, the
 executor's loop over its tiles and the commits after its batches of tiles (counted from
 the commit function's entries, ``RunResult.commits``). What comes before the first task
 (restoring the progress record) is its own row, ``startup``.
 
-NVM traffic per task is not counted: the plugin reports the bytes stored into NVM per boot,
-not per function; a per-range count belongs in the plugin (``sim/plugin/intm_icount.c``).
+The NVM bytes a task reads and writes are those of its tiles (``RunResult.traffic_by_task``:
+the kernel and its callees, commits apart): in a continuous run a task writes each byte of
+its output once, so its written bytes are its output tensor's size (more where a kernel
+keeps partial sums in NVM). The commits' own NVM traffic is the run's ``commit`` phase.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import dataclasses
 import json
 from pathlib import Path
 
-from .qemu import MAX_FUNCTIONS, run
+from .qemu import run
 from .toolchain import build_project, symbols
 
 #: The C name of the function that runs the tiles of task N (``codegen/model_source.py``).
@@ -52,6 +52,8 @@ class ProfileRow:
         Commits of the progress record within that span.
     share : float
         ``instructions`` over the model's instructions.
+    nvm_read_bytes, nvm_written_bytes : int
+        Bytes its tiles loaded from and stored into NVM (commits apart; 0 for startup).
     """
 
     task: int | None
@@ -60,6 +62,8 @@ class ProfileRow:
     instructions: int
     commits: int
     share: float
+    nvm_read_bytes: int = 0
+    nvm_written_bytes: int = 0
 
     @property
     def instructions_per_mac(self) -> float | None:
@@ -86,17 +90,23 @@ class Profile:
     def table(self) -> str:
         """The rows as aligned text, with a total line."""
         head = f"{'task':>4}  {'operator':<32} {'MACs':>11} {'instructions':>13} " \
-               f"{'instr/MAC':>9} {'commits':>7} {'share':>6}"
+               f"{'instr/MAC':>9} {'commits':>7} {'share':>6} {'NVM read B':>11} " \
+               f"{'NVM written B':>13}"
         lines = [head]
         for row in self.rows:
             ipm = f"{row.instructions_per_mac:.2f}" if row.macs else "-"
             task = "" if row.task is None else str(row.task)
             lines.append(f"{task:>4}  {row.operator:<32} {row.macs:>11,} "
                          f"{row.instructions:>13,} {ipm:>9} {row.commits:>7} "
-                         f"{row.share:>6.1%}")
+                         f"{row.share:>6.1%} {row.nvm_read_bytes:>11,} "
+                         f"{row.nvm_written_bytes:>13,}")
         total_ipm = f"{self.instructions_model / self.macs:.2f}" if self.macs else "-"
+        read = sum(r.nvm_read_bytes for r in self.rows)
+        written = sum(r.nvm_written_bytes for r in self.rows)
         lines.append(f"{'':>4}  {'total':<32} {self.macs:>11,} {self.instructions_model:>13,} "
-                     f"{total_ipm:>9} {sum(r.commits for r in self.rows):>7} {1:>6.1%}")
+                     f"{total_ipm:>9} {sum(r.commits for r in self.rows):>7} {1:>6.1%} "
+                     f"{read:>11,} {written:>13,}")
+        lines.append("(NVM bytes of the tiles; the commits' are apart)")
         return "\n".join(lines)
 
 
@@ -125,36 +135,29 @@ def profile(project_dir, inputs, *, timeout: float = 600.0) -> Profile:
     if missing:
         raise RuntimeError(f"the firmware has no task functions {missing}: the project "
                            "predates the profile, or its task table changed; recompile it")
-    starts, runs, first = {}, 0, None
-    for group in _groups(names):
-        result = run(project, inputs, timeout=timeout, functions=group)
-        runs += 1
-        first = first or result
-        if len(result.marks) != 2:
-            raise RuntimeError(f"a continuous run marked {len(result.marks)} times, not 2")
-        if result.marks != first.marks:
-            raise RuntimeError(f"two continuous runs of the same input differ ({first.marks} "
-                               f"and {result.marks} at the marks): the profile needs "
-                               "deterministic runs")
-        for name in group:
-            if name in result.range_first:
-                starts[name] = result.range_first[name]
-    begin, end = first.marks
+    result = run(project, inputs, timeout=timeout)
+    if len(result.marks) != 2:
+        raise RuntimeError(f"a continuous run marked {len(result.marks)} times, not 2")
+    starts = {}
+    for name, count in result.events:
+        starts.setdefault(name, count)
+    missing = [n for n in names if n not in starts]
+    if missing:
+        raise RuntimeError(f"the continuous run never entered {missing}")
+    begin, end = result.marks
     edges = [begin] + [starts[n] for n in names] + [end]
     if any(b > a for a, b in zip(edges[1:], edges)):
         raise RuntimeError(f"tasks did not start in table order: {edges}")
-    commits = list(first.commits)
+    commits = list(result.commits)
     total = end - begin
     rows = []
     for index, (lo, hi) in enumerate(zip(edges, edges[1:])):
         task = None if index == 0 else index - 1
         spec = tasks[task] if task is not None else {"kernel": STARTUP}
+        work = result.traffic_by_task.get(task)
         rows.append(ProfileRow(task, spec["kernel"], int(spec.get("macs", 0)), hi - lo,
                                sum(1 for c in commits if lo <= c < hi),
-                               (hi - lo) / total if total else 0.0))
-    return Profile(rows, total, sum(r.macs for r in rows), runs, first.outputs)
-
-
-def _groups(names: list[str]) -> list[tuple]:
-    """The task functions in groups the plugin counts at once."""
-    return [tuple(names[i:i + MAX_FUNCTIONS]) for i in range(0, len(names), MAX_FUNCTIONS)]
+                               (hi - lo) / total if total else 0.0,
+                               int(work.nvm_load_bytes) if work else 0,
+                               int(work.nvm_store_bytes) if work else 0))
+    return Profile(rows, total, sum(r.macs for r in rows), 1, result.outputs)

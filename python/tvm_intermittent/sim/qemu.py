@@ -9,11 +9,20 @@ One :func:`run` is one emulation of the board, fed from a fresh temporary direct
    instructions, so runs are deterministic) and the ``intm_icount`` plugin, which counts
    executed instructions, records the count at each call of ``intm_mark()``, at each entry
    of the phase functions and of every tile batch (``events``) and at each NVM store of the
-   commit and restore functions (``stores``), counts the bytes stored into NVM and the
-   instructions of the commit and restore functions, and injects the power failures of a
-   schedule (:mod:`~tvm_intermittent.sim.power`) as system resets at exact instruction
-   counts;
+   commit and restore functions (``stores``), counts the loads and stores into NVM and
+   SRAM (accesses and bytes) where they happen and the instructions of the commit and
+   restore functions, and injects the power failures of a schedule
+   (:mod:`~tvm_intermittent.sim.power`) as system resets at exact instruction counts, NVM
+   accesses charged against each boot's budget as the schedule says;
 4. read ``output.bin`` and the plugin's report.
+
+Memory traffic is attributed to the phases of :data:`PHASES` (``RunResult.traffic_by_phase``)
+and to the tasks of the task table (``RunResult.traffic_by_task``): the plugin counts, for
+the commit and restore functions, what their own instructions do, and for every other
+instruction what it does in the *segment* of the last recorded function entered (a phase
+function or a task function), or of the boot before any. A segment's owner is the function
+entered last, so the executor's loop after a commit is the commit segment's (the kernel
+phase), and a restore's callees are the restore's.
 
 A power failure resets the machine: QEMU reloads the firmware's load segments and keeps
 the rest of RAM, the reset handler scrubs SRAM, and the firmware boots again and resumes
@@ -43,6 +52,8 @@ import time
 from importlib import resources
 from pathlib import Path
 
+from ..codegen.project_files import QEMU_SRAM_LIMIT
+from ..energy.model import Work
 from ..errors import (
     FirmwareStatus,
     InputError,
@@ -57,6 +68,7 @@ from .toolchain import (
     HOST_INSTALL_HINT,
     NVM_BASE,
     NVM_WINDOW_BYTES,
+    SRAM_BASE,
     build_project,
     host_compiler_available,
     symbols,
@@ -73,8 +85,29 @@ NO_PROGRESS_STATUS = int(FirmwareStatus.ERROR_NO_PROGRESS)
 #: Functions whose instructions a run counts, when the firmware has them: the runtime's
 #: commit and restore of the progress record.
 PROGRESS_FUNCTIONS = ("intm_progress_commit", "intm_progress_restore")
-#: Address ranges the plugin can count at once (INTM_MAX_RANGES in the plugin).
-MAX_FUNCTIONS = 8
+#: Address ranges the plugin can count at once (INTM_MAX_RANGES in the plugin): those a
+#: caller asks for, besides PROGRESS_FUNCTIONS, which every run counts (their traffic is
+#: the commit and restore phases').
+MAX_FUNCTIONS = 14
+_PLUGIN_RANGES = 16
+#: The phases of an inference that ``RunResult.traffic_by_phase`` splits a run into:
+#:   boot     the reset handler up to the restore function (startup, .data/.bss, platform);
+#:   restore  the progress record's restore, its callees, and what runs from its return
+#:            to the next phase (a few instructions of the device loop);
+#:   input    ``intm_read_inputs``;
+#:   kernel   everything else: the tiles and the executor;
+#:   commit   the commit function;
+#:   output   ``intm_write_outputs``.
+PHASES = ("boot", "restore", "input", "kernel", "commit", "output")
+#: The phase of each event function's segment; task functions and any other are "kernel".
+_SEGMENT_PHASES = {"intm_progress_restore": "restore", "intm_read_inputs": "input",
+                   "intm_write_outputs": "output"}
+#: The phase of each always-counted range (the instructions of the function itself).
+_RANGE_PHASES = {"intm_progress_commit": "commit", "intm_progress_restore": "restore"}
+#: The SRAM window the plugin counts: QEMU mps2-an386's SSRAM at 0x20000000.
+SRAM_WINDOW_BYTES = QEMU_SRAM_LIMIT
+#: The counts of SRAM traffic in the plugin's report (``RunResult.sram_traffic``).
+SRAM_COUNTS = ("sram_loads", "sram_stores", "sram_load_bytes", "sram_store_bytes")
 #: Functions whose every entry a run records by default (those the firmware has): the
 #: phases of an inference. Every ``intm_task_<N>`` (one call per tile batch) comes on top.
 PHASE_FUNCTIONS = ("intm_progress_restore", "intm_read_inputs", "intm_progress_commit",
@@ -129,11 +162,35 @@ class RunResult:
         Instructions of each boot, without the scrub; they sum to ``instructions_total``.
     per_boot_nvm_bytes : list of int
         Bytes stored into NVM in each boot.
+    per_boot_nvm_loads, per_boot_nvm_stores, per_boot_nvm_load_bytes : list of int
+        NVM load and store accesses (bus transfers) and bytes loaded in each boot.
     failures : int
         Power failures injected.
     nvm_bytes_written : int or None
         Bytes stored into the NVM window (0x21000000, 16 MiB) by the CPU over the run
-        (None on host). Exact: the sum of the sizes of the stores.
+        (None on host). Exact: the sum of the sizes of the stores; equal to
+        ``traffic.nvm_store_bytes``.
+    traffic : Work or None
+        The whole run (all boots, the SRAM scrub left out): ``instructions`` is
+        ``instructions_total``, and the NVM loads and stores (one access per bus transfer:
+        an LDM or STM of k registers is k, an 8-byte access 2) with their bytes. None on
+        host and on the MSP430 simulator, which count no accesses.
+    traffic_by_phase : dict of str to Work
+        The same split by phase, keys :data:`PHASES` in order; the phases add up to
+        ``traffic``.
+    traffic_by_task : dict of int to Work
+        Task index -> the work of its tile batches (``intm_task_<N>`` and its callees, up to
+        the next commit), commits excluded; only tasks that ran. Under power failures a
+        batch that ran again counts again.
+    sram_traffic : dict
+        SRAM (0x20000000, 4 MiB) loads, stores and their bytes over the run, keys
+        :data:`SRAM_COUNTS` (the stack included, the scrub not); empty on host.
+    sram_by_task : dict of int to dict
+        The same per task, as ``traffic_by_task``.
+    range_traffic : dict of str to Work
+        ``function -> `` what its own instructions did, for the commit and restore
+        functions (the phases they stand for); zeros for the other counted functions, whose
+        work stays in the segment it runs in.
     range_instructions : dict
         ``function -> instructions`` executed inside its body (callees not included), for
         each of the requested functions the firmware has (by default the progress
@@ -207,8 +264,17 @@ class RunResult:
     boots: int = 1
     per_boot_instructions: list = dataclasses.field(default_factory=list)
     per_boot_nvm_bytes: list = dataclasses.field(default_factory=list)
+    per_boot_nvm_loads: list = dataclasses.field(default_factory=list)
+    per_boot_nvm_stores: list = dataclasses.field(default_factory=list)
+    per_boot_nvm_load_bytes: list = dataclasses.field(default_factory=list)
     failures: int = 0
     nvm_bytes_written: int | None = None
+    traffic: Work | None = None
+    traffic_by_phase: dict = dataclasses.field(default_factory=dict)
+    traffic_by_task: dict = dataclasses.field(default_factory=dict)
+    sram_traffic: dict = dataclasses.field(default_factory=dict)
+    sram_by_task: dict = dataclasses.field(default_factory=dict)
+    range_traffic: dict = dataclasses.field(default_factory=dict)
     range_instructions: dict = dataclasses.field(default_factory=dict)
     range_first: dict = dataclasses.field(default_factory=dict)
     finished: bool = True
@@ -328,7 +394,8 @@ def _firmware(project_dir: Path, mode: str | None, functions, lto: bool = False,
               stores=STORE_FUNCTIONS) -> _Firmware:
     elf = build_project(project_dir, "qemu", mode=mode, lto=lto)
     table = symbols(elf)
-    args = [f"nvm={NVM_BASE:#x}:{NVM_BASE + NVM_WINDOW_BYTES:#x}"]
+    args = [f"nvm={NVM_BASE:#x}:{NVM_BASE + NVM_WINDOW_BYTES:#x}",
+            f"sram={SRAM_BASE:#x}:{SRAM_BASE + SRAM_WINDOW_BYTES:#x}"]
     if "intm_mark" in table:
         args.append(f"mark={table['intm_mark'][0]:#x}")
     recorded = _event_functions(table, events)
@@ -345,12 +412,18 @@ def _firmware(project_dir: Path, mode: str | None, functions, lto: bool = False,
         args.append(f"skip={start:#x}:{start + size:#x}")
     if "intm_reset_handler" in table:
         args.append(f"boot={table['intm_reset_handler'][0]:#x}")
-    counted = [name for name in functions if table.get(name, (0, 0))[1] > 0]
+    counted = list(dict.fromkeys(name for name in functions
+                                 if table.get(name, (0, 0))[1] > 0))
     if len(counted) > MAX_FUNCTIONS:
         raise ValueError(f"the plugin counts at most {MAX_FUNCTIONS} functions, got {counted}")
+    # The commit and restore are counted in every run: their traffic is their phases'.
+    counted += [name for name in PROGRESS_FUNCTIONS
+                if name not in counted and table.get(name, (0, 0))[1] > 0]
+    assert len(counted) <= _PLUGIN_RANGES
     for name in counted:
         start, size = table[name]
-        args.append(f"range={start:#x}:{start + size:#x}")
+        key = "own" if name in _RANGE_PHASES else "range"
+        args.append(f"{key}={start:#x}:{start + size:#x}")
     # None: the Makefile's default
     built_mode = mode if elf.parent.name.removesuffix("-lto") == f"qemu-{mode}" else None
     return _Firmware(elf, tuple(args), tuple(counted), built_mode, tuple(recorded),
@@ -366,8 +439,10 @@ def _power_args(power: Schedule, max_boots: int, workdir: Path) -> list[str]:
         args.append(f"budgets={_qemu_option(path)}")
     if power.fail_points:
         args.append("fail_at=" + _qemu_option(",".join(str(k) for k in power.fail_points)))
-    if power.nvm_cost > 0:
-        args.append(f"nvm_cost={float(power.nvm_cost)!r}")
+    if power.nvm_load_cost > 0:
+        args.append(f"nvm_load_cost={float(power.nvm_load_cost)!r}")
+    if power.nvm_store_cost > 0:
+        args.append(f"nvm_store_cost={float(power.nvm_store_cost)!r}")
     return args
 
 
@@ -662,6 +737,7 @@ def _run_qemu(project_dir: Path, firmware: _Firmware, meta: dict, input_bytes: b
 
     marks = list(counts["marks"])
     ranges = dict(zip(firmware.functions, counts["ranges"]))
+    by_phase, by_task, sram_by_task = _split_traffic(firmware, counts)
     return RunResult(
         outputs=outputs,
         instructions_total=counts["instructions"],
@@ -680,8 +756,17 @@ def _run_qemu(project_dir: Path, firmware: _Firmware, meta: dict, input_bytes: b
         boots=counts["boots"],
         per_boot_instructions=list(counts["per_boot_instructions"]),
         per_boot_nvm_bytes=list(counts["per_boot_nvm_bytes"]),
+        per_boot_nvm_loads=list(counts["per_boot_nvm_loads"]),
+        per_boot_nvm_stores=list(counts["per_boot_nvm_stores"]),
+        per_boot_nvm_load_bytes=list(counts["per_boot_nvm_load_bytes"]),
         failures=counts["failures"],
         nvm_bytes_written=counts["nvm_bytes_written"],
+        traffic=Work.from_dict(counts["traffic"]),
+        traffic_by_phase=by_phase,
+        traffic_by_task=by_task,
+        sram_traffic={key: counts["traffic"][key] for key in SRAM_COUNTS},
+        sram_by_task=sram_by_task,
+        range_traffic={name: Work.from_dict(r["traffic"]) for name, r in ranges.items()},
         range_instructions={name: r["instructions"] for name, r in ranges.items()},
         range_first={name: r["first"] for name, r in ranges.items()},
         finished=finished,
@@ -690,6 +775,27 @@ def _run_qemu(project_dir: Path, firmware: _Firmware, meta: dict, input_bytes: b
         mode=firmware.mode,
         foreign_nvm=[(int(h, 16), int(v)) for h, v in _FOREIGN_NVM.findall(console)],
     )
+
+
+def _split_traffic(firmware: _Firmware, counts: dict) -> tuple[dict, dict, dict]:
+    """The plugin's segments and ranges as work per phase and per task (see PHASES), and
+    the SRAM traffic per task."""
+    by_phase = dict.fromkeys(PHASES, Work())
+    by_phase["boot"] = Work.from_dict(counts["boot_traffic"])
+    by_task, sram_by_task = {}, {}
+    for name, segment in zip(firmware.events, counts["event_traffic"]):
+        work = Work.from_dict(segment)
+        phase = _SEGMENT_PHASES.get(name, "kernel")
+        by_phase[phase] = by_phase[phase] + work
+        task = TASK_FUNCTION.match(name)
+        if task and segment["instructions"]:
+            by_task[int(task.group(1))] = work
+            sram_by_task[int(task.group(1))] = {key: segment[key] for key in SRAM_COUNTS}
+    for name, data in zip(firmware.functions, counts["ranges"]):
+        if name in _RANGE_PHASES:
+            phase = _RANGE_PHASES[name]
+            by_phase[phase] = by_phase[phase] + Work.from_dict(data["traffic"])
+    return by_phase, dict(sorted(by_task.items())), dict(sorted(sram_by_task.items()))
 
 
 def _text(stream) -> str:

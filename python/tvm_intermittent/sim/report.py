@@ -27,19 +27,32 @@ scrub, which stands for the loss of SRAM and not for work):
   the instructions under failures that a device with continuous power and no
   checkpointing would not have executed.
 
-Modeled latency on the board: active time ``T * cycles_per_instruction / clock_hz``, plus
-the time to recharge the capacitor after each failure (from the
-:class:`~tvm_intermittent.sim.power.Capacitor` schedule; zero for the other schedules,
+The same in energy, with NVM traffic charged (:mod:`~tvm_intermittent.energy.model`): the
+failure run's measured work (instructions and NVM loads and stores, ``RunResult.traffic``)
+in instruction-equivalents ``E_T``, against the baseline's ``E_U``, and **energy IMO**
+``(E_T - E_U) / E_T``. The baseline is the uninstrumented firmware as a device without
+intermittency would build it: with its activation arena in SRAM where the arena fits the
+board's SRAM beside what the firmware already keeps there (:func:`arena_fits_sram`), its
+NVM accesses then charged as SRAM accesses, i.e. free; otherwise in NVM, charged as
+measured. ``baseline_arena`` says which.
+
+Modeled latency on the board: the active time of the measured work,
+:func:`~tvm_intermittent.energy.model.seconds` (instructions times CPI plus NVM wait
+states, over the clock), plus the time to recharge the capacitor after each failure (from
+the :class:`~tvm_intermittent.sim.power.Capacitor` schedule; zero for the other schedules,
 which know nothing about energy).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
+from pathlib import Path
 
 import numpy as np
 
-from ..board import load_board
+from ..board import Board, load_board
+from ..energy.model import Work, energy_j, instruction_equivalents, seconds
 from .qemu import DEFAULT_TIMEOUT_S, PROGRESS_FUNCTIONS, RunResult, run
 
 COMMIT_FUNCTION, RESTORE_FUNCTION = PROGRESS_FUNCTIONS
@@ -84,7 +97,22 @@ class IntermittentReport:
     nvm_bytes_written : int
         Bytes stored into NVM under failures.
     active_seconds, recharge_seconds, latency_seconds : float
-        Modeled time computing, recharging, and their sum.
+        Modeled time computing (the measured work on the board), recharging, and their sum.
+    nvm_loads, nvm_stores, nvm_load_bytes : int
+        NVM load and store accesses and bytes loaded under failures (``nvm_bytes_written``
+        the bytes stored).
+    nvm_counted : bool
+        Whether the simulator counted NVM accesses (QEMU does, mspdebug does not: then
+        they are zero and charged nothing).
+    energy_j : float
+        Modeled energy of the failure run's work (recharging not included).
+    equivalents_total, equivalents_uninstrumented : float
+        ``E_T`` and ``E_U``: the failure run's and the baseline's energy in
+        instruction-equivalents.
+    imo_energy : float
+        ``(E_T - E_U) / E_T``.
+    baseline_arena : str
+        ``"sram"`` or ``"nvm"``: where the baseline keeps its activation arena.
     """
 
     board: str
@@ -108,12 +136,22 @@ class IntermittentReport:
     active_seconds: float
     recharge_seconds: float
     latency_seconds: float
+    nvm_loads: int = 0
+    nvm_stores: int = 0
+    nvm_load_bytes: int = 0
+    nvm_counted: bool = False
+    energy_j: float = 0.0
+    equivalents_total: float = 0.0
+    equivalents_uninstrumented: float = 0.0
+    imo_energy: float = 0.0
+    baseline_arena: str = "nvm"
 
     @classmethod
     def from_runs(cls, failed: RunResult, continuous: RunResult,
                   uninstrumented: RunResult | None = None, *, board, schedule=None,
                   reference=None, commit: str = COMMIT_FUNCTION,
-                  restore: str = RESTORE_FUNCTION) -> "IntermittentReport":
+                  restore: str = RESTORE_FUNCTION,
+                  manifest: dict | None = None) -> "IntermittentReport":
         """Account for a failure run.
 
         Parameters
@@ -134,6 +172,9 @@ class IntermittentReport:
         commit, restore : str
             Names of the progress record's commit and restore functions, as counted by
             :func:`~tvm_intermittent.sim.run`.
+        manifest : dict, optional
+            The project's ``model.json``, for where the baseline's arena fits
+            (:func:`arena_fits_sram`); without it the baseline keeps its arena in NVM.
         """
         board = load_board(board)
         uninstrumented = continuous if uninstrumented is None else uninstrumented
@@ -143,7 +184,14 @@ class IntermittentReport:
         startup = continuous.range_first.get(restore) or 0
         boot_work = (sum(min(n, startup) for n in failed.per_boot_instructions[1:])
                      + restore_failed - continuous.range_instructions.get(restore, 0))
-        active = board.seconds(total)
+        work = measured_work(failed)
+        arena = "sram" if manifest is not None and arena_fits_sram(manifest, board) else "nvm"
+        baseline = measured_work(uninstrumented)
+        if arena == "sram":  # its arena's accesses are SRAM accesses: inside the CPI
+            baseline = Work(instructions=baseline.instructions)
+        e_total = instruction_equivalents(board, work)
+        e_base = instruction_equivalents(board, baseline)
+        active = seconds(board, work)
         recharge = float(sum(schedule.recharge_seconds(failed.failures))) if schedule else 0.0
         return cls(
             board=board.name,
@@ -167,6 +215,15 @@ class IntermittentReport:
             active_seconds=active,
             recharge_seconds=recharge,
             latency_seconds=active + recharge,
+            nvm_loads=int(work.nvm_loads),
+            nvm_stores=int(work.nvm_stores),
+            nvm_load_bytes=int(work.nvm_load_bytes),
+            nvm_counted=failed.traffic is not None,
+            energy_j=energy_j(board, work),
+            equivalents_total=e_total,
+            equivalents_uninstrumented=e_base,
+            imo_energy=(e_total - e_base) / e_total if e_total else 0.0,
+            baseline_arena=arena,
         )
 
     def to_dict(self) -> dict:
@@ -198,8 +255,14 @@ class IntermittentReport:
             ("  extra boot work", f"{self.instructions_boot:,}"),
             ("  commit", f"{self.instructions_commit:,}"),
             ("  restore", f"{self.instructions_restore:,}"),
-            ("IMO", f"{100 * self.imo:.2f} %"),
-            ("NVM written", f"{self.nvm_bytes_written:,} bytes"),
+            ("IMO", f"{100 * self.imo:.2f} % of instructions"),
+            ("IMO in energy", f"{100 * self.imo_energy:.2f} %, NVM charged: "
+                              f"{self.equivalents_total:,.0f} instruction-equivalents against "
+                              f"{self.equivalents_uninstrumented:,.0f} (restart firmware, "
+                              f"arena in {self.baseline_arena.upper()})"),
+            ("NVM read", self._nvm(self.nvm_loads, self.nvm_load_bytes)),
+            ("NVM written", self._nvm(self.nvm_stores, self.nvm_bytes_written)),
+            ("energy", f"{self.energy_j * 1e3:.4g} mJ computing"),
             ("latency", f"{_seconds(self.latency_seconds)} = {_seconds(self.active_seconds)} "
                         f"active + {_seconds(self.recharge_seconds)} recharging"),
         ]
@@ -208,6 +271,42 @@ class IntermittentReport:
         return "\n".join([title] + [f"  {name:<{width}}{value}" for name, value in rows])
 
     __str__ = render
+
+    def _nvm(self, accesses: int, nbytes: int) -> str:
+        if not self.nvm_counted:
+            return "not counted by this simulator (charged nothing)"
+        return f"{accesses:,} accesses, {nbytes:,} bytes"
+
+
+def measured_work(result: RunResult) -> Work:
+    """A run's measured work: ``result.traffic``, or its instructions alone where the
+    simulator counted no NVM accesses (mspdebug)."""
+    if result.traffic is not None:
+        return result.traffic
+    return Work(instructions=result.instructions_total or 0)
+
+
+def arena_fits_sram(manifest: dict, board: Board | str) -> bool:
+    """Whether the model's activation arena fits the board's SRAM beside what the firmware
+    already keeps there: the stack reserve, the runtime's variables and the kernels' static
+    scratch (the compiler's own SRAM accounting, ``builder._check_memory``).
+
+    Parameters
+    ----------
+    manifest : dict
+        The project's ``model.json`` (``arena_bytes``, ``kernel_static_scratch_bytes``); False
+        when it has no ``arena_bytes``.
+    board : Board or str
+    """
+    # pylint: disable=import-outside-toplevel
+    from ..builder import RUNTIME_SRAM_BYTES, STACK_RESERVE_BYTES
+
+    if "arena_bytes" not in manifest:
+        return False  # a hand-written project: nothing says where its arena could go
+    board = load_board(board)
+    used = (STACK_RESERVE_BYTES + RUNTIME_SRAM_BYTES
+            + int(manifest.get("kernel_static_scratch_bytes", 0)))
+    return int(manifest["arena_bytes"]) + used <= board.sram_bytes
 
 
 def _outputs_equal(outputs, reference) -> bool:
@@ -264,8 +363,9 @@ def measure_intermittent(project_dir, inputs, power, *, board, reference=None,
     continuous = run(project_dir, inputs, mode=mode, **options)
     uninstrumented = (continuous if mode == "restart"
                       else run(project_dir, inputs, mode="restart", **options))
+    manifest = json.loads((Path(project_dir) / "model.json").read_text())
     report = IntermittentReport.from_runs(failed, continuous, uninstrumented, board=board,
                                           schedule=power, reference=reference, commit=commit,
-                                          restore=restore)
+                                          restore=restore, manifest=manifest)
     report.failure_run = failed  # not a field: kept for timelines, left out of to_dict()
     return report

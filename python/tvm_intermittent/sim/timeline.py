@@ -1,18 +1,23 @@
 """The power cycles of a run over modeled time, and their plot.
 
 From a run under a :class:`~tvm_intermittent.sim.power.Capacitor` schedule: each boot runs
-on one charge, draining it by the energy of its instructions and NVM writes; after a power
+on one charge, draining it by the energy of its instructions and NVM accesses
+(:func:`~tvm_intermittent.energy.model.energy_j` of the boot's measured work); after a power
 failure the capacitor recharges from the harvester. The timeline places every boot, every
-commit and the capacitor's usable energy on one time axis, in the board's seconds.
+commit and the capacitor's usable energy on one time axis, in the board's seconds (a boot's
+active time from the same model; a commit inside a boot is placed by the share of the
+boot's instructions before it).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import textwrap
 
 import numpy as np
 
 from ..board import Board
+from ..energy.model import Work, energy_j, seconds
 
 
 @dataclasses.dataclass
@@ -35,20 +40,22 @@ class Timeline:
 def power_timeline(result, schedule, board: Board) -> Timeline:
     """Build the timeline of ``result`` (a RunResult) under ``schedule`` (a Capacitor)."""
     full = schedule.charge_energy_j
-    per_instruction = board.energy_per_instruction_j
-    per_nvm_byte = board.nvm_write_energy_j_per_byte
     recharge = schedule.recharge_seconds(result.failures)
-    seconds_per_instruction = board.cycles_per_instruction / board.clock_hz
+    # The harvester keeps charging while the device computes, so a boot spends its budget
+    # (more than one charge) before it browns out: the charge falls by the work's energy
+    # times charge / budget (nothing when the harvest keeps up with the load).
+    budgets = schedule.budgets(len(result.per_boot_instructions))
+    drain = [full / (b * board.energy_per_instruction_j) for b in budgets]
     times, energy, boots, starts = [], [], [], []
     clock, first_instruction = 0.0, 0
     for i, count in enumerate(result.per_boot_instructions):
-        nvm = result.per_boot_nvm_bytes[i] if i < len(result.per_boot_nvm_bytes) else 0
-        active = count * seconds_per_instruction
-        used = count * per_instruction + nvm * per_nvm_byte
+        work = _boot_work(result, i)
+        active = seconds(board, work)
         boots.append(clock)
-        starts.append((clock, first_instruction))
+        starts.append((clock, first_instruction, count, active))
         times += [clock, clock + active]
-        energy += [full, max(full - used, 0.0)]
+        share = drain[i] if i < len(drain) else 0.0
+        energy += [full, max(full - energy_j(board, work) * share, 0.0)]
         clock += active
         first_instruction += count
         if i < len(recharge):
@@ -57,11 +64,23 @@ def power_timeline(result, schedule, board: Board) -> Timeline:
             clock += recharge[i]
     commit_times = []
     for c in result.commits:
-        index = max(k for k, (_, first) in enumerate(starts) if first <= c) if starts else 0
-        start_time, first = starts[index] if starts else (0.0, 0)
-        commit_times.append(start_time + (c - first) * seconds_per_instruction)
+        index = max(k for k, start in enumerate(starts) if start[1] <= c) if starts else 0
+        start_time, first, count, active = starts[index] if starts else (0.0, 0, 0, 0.0)
+        commit_times.append(start_time + (active * (c - first) / count if count else 0.0))
     return Timeline(np.asarray(times), np.asarray(energy), boots, commit_times, full,
                     result.finished)
+
+
+def _boot_work(result, index: int) -> Work:
+    """The measured work of boot ``index`` (NVM accesses where the run counted them)."""
+    def at(values):
+        return values[index] if index < len(values) else 0
+
+    return Work(instructions=result.per_boot_instructions[index],
+                nvm_loads=at(result.per_boot_nvm_loads),
+                nvm_stores=at(result.per_boot_nvm_stores),
+                nvm_load_bytes=at(result.per_boot_nvm_load_bytes),
+                nvm_store_bytes=at(result.per_boot_nvm_bytes))
 
 
 def plot_power_cycles(timeline: Timeline, path, title: str = "") -> None:
@@ -91,8 +110,8 @@ def plot_power_cycles(timeline: Timeline, path, title: str = "") -> None:
     more = progress_axis.get_legend_handles_labels()
     energy_axis.legend(handles[0] + more[0], handles[1] + more[1], loc="lower right",
                        fontsize=8, framealpha=0.9)
-    if title:
-        energy_axis.set_title(title, fontsize=10)
+    if title:  # wrapped: a schedule's parameters make a long title
+        energy_axis.set_title("\n".join(textwrap.wrap(title, 120)), fontsize=9)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
