@@ -23,7 +23,8 @@ needs several boots. Accounted by ``sim.IntermittentReport.from_runs`` as
 firmware run continuously, on the same ISA), with the reference the outputs of the
 uninterrupted run of the same firmware. QEMU charges every NVM load and store against each
 charge (``energy.model``); mspdebug counts none, so the MSP430's charges are spent by
-instructions only (see docs/msp430.md, "NVM traffic").
+instructions only (see docs/msp430.md, "NVM traffic"). Where a run never finishes, the
+compiler is asked for tiles sized for that environment, and its refusal is printed.
 
 Last, the price of the one exact way to count the MSP430's NVM accesses with mspdebug 0.22:
 single-stepping (``step``, one instruction per command, registers printed) against ``run``,
@@ -52,6 +53,7 @@ from macs import count_macs  # noqa: E402
 
 import tvm_intermittent as ti  # noqa: E402
 from tvm_intermittent import reference, sim  # noqa: E402
+from tvm_intermittent.errors import DoesNotFitError  # noqa: E402
 from tvm_intermittent.sim import environments  # noqa: E402
 from tvm_intermittent.sim import mspdebug  # noqa: E402
 
@@ -85,7 +87,17 @@ def _environment(env) -> environments.PowerEnvironment:
     return env if isinstance(env, environments.PowerEnvironment) else environments.get(env)
 
 
-def imo_rows(name: str, project: Path, inputs) -> list[dict]:
+def refusal(path: Path, env) -> str | None:
+    """Why the compiler refuses tiles sized for ``env`` on the MSP430, or None if it makes
+    them: where a run never finishes, whether any tiling would."""
+    try:
+        ti.build(path, f"intermittent/{BOARD}", power_env=env)
+    except DoesNotFitError as err:
+        return "; ".join(line.strip() for line in str(err).splitlines()[1:] if line.strip())
+    return None
+
+
+def imo_rows(name: str, path: Path, project: Path, inputs) -> list[dict]:
     """The model under every environment on both ISAs (table 2)."""
     manifest = json.loads((project / "model.json").read_text())
     rows = []
@@ -112,6 +124,7 @@ def imo_rows(name: str, project: Path, inputs) -> list[dict]:
                 "active_s": report.active_seconds, "recharge_s": report.recharge_seconds,
                 "latency_s": report.latency_seconds if report.finished else None,
                 "outputs_match": report.outputs_match,
+                "refused": None if report.finished or kind != "msp430" else refusal(path, env),
             })
     return rows
 
@@ -139,7 +152,7 @@ def bench_model(name: str, tmp: Path) -> tuple[dict, list[dict], Path, list]:
         "msp430_equals_tflm": same(msp),
         "m4_equals_tflm": same(arm),
     }
-    return row, imo_rows(name, project, inputs), project, inputs
+    return row, imo_rows(name, path, project, inputs), project, inputs
 
 
 def stepping_rates(project: Path, inputs, steps: int = STEPS) -> dict:
@@ -231,6 +244,10 @@ def main() -> int:
         budget = f"{r['boot_budget']:,}" if r["boot_budget"] is not None else "sustained"
         print(f"| {r['model']} | {r['environment']} | {isa} on {r['board']} | {budget} | "
               f"{figures} |")
+    for r in imo:
+        if r["refused"]:
+            print(f"\n{r['model']} under {r['environment']} on {r['board']}: tiles sized for it "
+                  f"are refused: {r['refused']}")
     cpi = (sum(r["msp430_cycles"] for r in rows)
            / sum(r["msp430_instructions"] for r in rows))
     scale = math.ceil(10 * max(r["ratio"] for r in rows)) / 10
