@@ -120,7 +120,7 @@ def imo_rows(name: str, path: Path, project: Path, inputs) -> list[dict]:
                 "reexecuted": report.instructions_reexecuted,
                 "imo": report.imo if report.finished else None,
                 "imo_energy": report.imo_energy if report.finished else None,
-                "nvm_counted": report.nvm_counted,
+                "nvm_counted": report.nvm_counted, "baseline_arena": report.baseline_arena,
                 "active_s": report.active_seconds, "recharge_s": report.recharge_seconds,
                 "latency_s": report.latency_seconds if report.finished else None,
                 "outputs_match": report.outputs_match,

@@ -28,7 +28,7 @@ below 0x200 (its peripherals) to its I/O devices, the tracer among them; a watch
 matches one address and halts the run; ``md`` reads memory, not who touched it. The one
 exact source is a register dump per instruction, one ``step`` command each, which would
 let the host decode every access (indexed, indirect and autoincrement operands need the
-register values), and that runs about 5,000 times slower than ``run``
+register values), and that runs thousands of times slower than ``run``
 (``bench/msp430_bench.py`` measures both). So ``traffic`` and ``nvm_bytes_written`` are
 None, and the capacitor schedule spends each charge on instructions only: its NVM access
 costs are not charged (a warning says so).
