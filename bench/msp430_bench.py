@@ -240,7 +240,7 @@ def main() -> int:
                        f"{r['recharge_s']:.3g} | {r['latency_s']:.3g} | "
                        + ("identical" if r["outputs_match"] else "DIFFER"))
         else:
-            figures = (f"{r['boots']} | never finishes ({r['stop_reason']}) | | | | | | ")
+            figures = f"{r['boots']} | never finishes ({r['stop_reason']}) | | | | | | -"
         budget = f"{r['boot_budget']:,}" if r["boot_budget"] is not None else "sustained"
         print(f"| {r['model']} | {r['environment']} | {isa} on {r['board']} | {budget} | "
               f"{figures} |")
