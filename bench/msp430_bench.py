@@ -4,7 +4,7 @@ Run:  .venv/bin/python bench/msp430_bench.py [--json out.json]
 
 For each model (the iNAS-sized CNN of tests/msp430_models.py and three int8 operator models
 of tests/tflite_models.py), one compile for ``msp430-sim`` (tiles sized for the board's own
-capacitor, whose charge is the least of the environments below) and one exported project,
+capacitor, a smaller charge than any iNAS preset's) and one exported project,
 built twice from the same sources: ``make msp430`` (clang --target=msp430 -O2, hardware
 multiplier) run on mspdebug's simulator, and ``make qemu`` (arm-none-eabi-gcc -O2, the
 portable kernels, as the profile has no DSP extension) run on QEMU.
