@@ -297,8 +297,12 @@ def _inas_boot(board, capacitor_f=1e-3, supply_v=3.0, ohms=1000.0, v_on=2.99, v_
     (Vs - V) / R``. A boot's instructions are ``P t`` over the energy per instruction."""
     volts = np.linspace(v_off, v_on, 200_001)
     power = board.active_power_w
-    discharge = np.trapezoid(capacitor_f / (power / volts - (supply_v - volts) / ohms), volts)
-    recharge = np.trapezoid(capacitor_f * ohms / (supply_v - volts), volts)
+
+    def integral(dt_dv):  # the trapezoidal rule over the voltage grid
+        return float(np.sum((dt_dv[1:] + dt_dv[:-1]) / 2 * np.diff(volts)))
+
+    discharge = integral(capacitor_f / (power / volts - (supply_v - volts) / ohms))
+    recharge = integral(capacitor_f * ohms / (supply_v - volts))
     return power * discharge / board.energy_per_instruction_j, recharge
 
 
