@@ -8,6 +8,7 @@ the same project on QEMU skip that half without QEMU.
 """
 
 import io
+import logging
 import shutil
 import subprocess
 from pathlib import Path
@@ -23,6 +24,7 @@ from tvm_intermittent.cli import main
 from tvm_intermittent.cli.environment import Environment
 from tvm_intermittent.codegen.project_files import copy_support_files
 from tvm_intermittent.errors import DoesNotFitError, ToolchainError
+from tvm_intermittent.sim import environments
 
 import msp430_models
 import onnx_models
@@ -286,6 +288,56 @@ def test_intermittent_report_reads_msp430_runs(tiny_cnn):
     assert report.finished and report.outputs_match and report.failures > 20
     assert report.instructions_continuous == continuous.instructions_total
     assert 0 < report.imo < 1 and report.instructions_reexecuted > 0
+
+
+def _inas_boot(board, capacitor_f=1e-3, supply_v=3.0, ohms=1000.0, v_on=2.99, v_off=2.8):
+    """(instructions of one boot, seconds of one recharge) on the iNAS bench, integrated
+    numerically from the circuit: while the part draws its active power ``P`` the
+    capacitor obeys ``C dV/dt = (Vs - V) / R - P / V``; while it is off, ``C dV/dt =
+    (Vs - V) / R``. A boot's instructions are ``P t`` over the energy per instruction."""
+    volts = np.linspace(v_off, v_on, 200_001)
+    power = board.active_power_w
+
+    def integral(dt_dv):  # the trapezoidal rule over the voltage grid
+        return float(np.sum((dt_dv[1:] + dt_dv[:-1]) / 2 * np.diff(volts)))
+
+    discharge = integral(capacitor_f / (power / volts - (supply_v - volts) / ohms))
+    recharge = integral(capacitor_f * ohms / (supply_v - volts))
+    return power * discharge / board.energy_per_instruction_j, recharge
+
+
+def test_tiny_cnn_under_inas_preset_fails_where_the_budgets_say(tiny_cnn, caplog):
+    """The iNAS 1 mF bench on the MSP430: every boot but the last loses power after the
+    instructions its charge pays for (checked against the circuit integrated here), inside
+    the inference, and the outputs are those of the uninterrupted run and TFLite Micro."""
+    project, path, inputs, continuous = tiny_cnn
+    board = load_board(BOARD)
+    schedule = environments.get("inas-1mF").schedule(BOARD)
+    each, recharge = _inas_boot(board)
+    with caplog.at_level(logging.WARNING, logger="tvm_intermittent.sim.mspdebug"):
+        report = sim.measure_intermittent(project, inputs, schedule, board=BOARD)
+    failed = report.failure_run
+    assert report.finished and failed.kind == "msp430"
+    # A charge pays for about a tenth of the inference: about ten failures.
+    assert 5 <= report.failures == failed.boots - 1 <= 20
+    budgets = schedule.budgets(failed.boots)
+    assert failed.per_boot_instructions[:-1] == budgets[:-1]
+    assert budgets[0] == pytest.approx(each, rel=1e-4)
+    assert failed.per_boot_instructions[-1] < budgets[0]
+    # Each failure hits past the boot code, inside the model's run.
+    assert continuous.range_first["intm_progress_restore"] < budgets[0]
+    assert budgets[0] < continuous.instructions_model
+    # The modeled latency: the recharge after each failure, and the work at the board's CPI.
+    assert report.recharge_seconds == pytest.approx(report.failures * recharge, rel=1e-6)
+    assert report.active_seconds == pytest.approx(
+        failed.instructions_total * board.cycles_per_instruction / board.clock_hz)
+    assert report.latency_seconds == report.active_seconds + report.recharge_seconds
+    assert report.outputs_match and report.instructions_reexecuted > 0 and 0 < report.imo < 1
+    np.testing.assert_array_equal(failed.outputs[0], continuous.outputs[0])
+    np.testing.assert_array_equal(failed.outputs[0], reference.run_tflite_micro(path, inputs)[0])
+    # mspdebug counts no NVM access: nothing is charged for them, and the run says so.
+    assert not report.nvm_counted and failed.traffic is None
+    assert any("not charged on the MSP430 run" in r.getMessage() for r in caplog.records)
 
 
 # ---- What the MSP430 refuses -------------------------------------------------------------

@@ -21,8 +21,17 @@ breakpoints on ``intm_mark`` and on the progress record's commit and restore, so
 the marks, the commit timeline, the instructions before each function's first call
 (``range_first``) and in its calls (``call_instructions``, from entry to return, callees
 included); ``step`` ignores breakpoints, so runs under failures have per-boot counts but
-none of these. Nothing counts stores here, so ``nvm_bytes_written`` is None and the
-capacitor schedule's NVM write cost is not charged (a warning says so).
+none of these.
+
+Nothing counts loads or stores here. mspdebug 0.22's simulator hands only the accesses
+below 0x200 (its peripherals) to its I/O devices, the tracer among them; a watchpoint
+matches one address and halts the run; ``md`` reads memory, not who touched it. The one
+exact source is a register dump per instruction, one ``step`` command each, which would
+let the host decode every access (indexed, indirect and autoincrement operands need the
+register values), and that runs thousands of times slower than ``run``
+(``bench/msp430_bench.py`` measures both). So ``traffic`` and ``nvm_bytes_written`` are
+None, and the capacitor schedule spends each charge on instructions only: its NVM access
+costs are not charged (a warning says so).
 
 The result is a :class:`~tvm_intermittent.sim.qemu.RunResult` (with cycles added), so
 :class:`~tvm_intermittent.sim.IntermittentReport` and the campaigns read it unchanged.
@@ -368,10 +377,11 @@ def _sram_bytes(project_dir: Path) -> int:
 
 def _warn_nvm_cost(power: Schedule) -> None:
     if isinstance(power, Capacitor) and (power.nvm_load_cost > 0 or power.nvm_store_cost > 0):
-        logger.warning("mspdebug counts no loads or stores: the capacitor schedule's NVM "
-                       "access costs (%.3g instruction-equivalents per load, %.3g per store) "
-                       "are not charged on the MSP430 run", power.nvm_load_cost,
-                       power.nvm_store_cost)
+        logger.warning("mspdebug counts no loads or stores (its simulator reports memory "
+                       "accesses only below 0x200; docs/msp430.md, \"NVM traffic\"): the "
+                       "capacitor schedule's NVM access costs (%.3g instruction-equivalents "
+                       "per load, %.3g per store) are not charged on the MSP430 run",
+                       power.nvm_load_cost, power.nvm_store_cost)
 
 
 def _runs(project_dir, inputs, schedules, timeout, max_boots, mode, functions):
