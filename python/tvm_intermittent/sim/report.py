@@ -256,8 +256,10 @@ class IntermittentReport:
             ("  commit", f"{self.instructions_commit:,}"),
             ("  restore", f"{self.instructions_restore:,}"),
             ("IMO", f"{100 * self.imo:.2f} % of instructions"),
-            ("IMO in energy", f"{100 * self.imo_energy:.2f} %, NVM charged: "
-                              f"{self.equivalents_total:,.0f} instruction-equivalents against "
+            ("IMO in energy", f"{100 * self.imo_energy:.2f} %, "
+                              + ("NVM charged: " if self.nvm_counted
+                                 else "NVM not counted, instructions only: ")
+                              + f"{self.equivalents_total:,.0f} instruction-equivalents against "
                               f"{self.equivalents_uninstrumented:,.0f} (restart firmware, "
                               f"arena in {self.baseline_arena.upper()})"),
             ("NVM read", self._nvm(self.nvm_loads, self.nvm_load_bytes)),
