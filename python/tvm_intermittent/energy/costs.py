@@ -7,12 +7,13 @@ Two kinds of facts, both measured on QEMU by ``scripts/calibrate.py`` and kept i
   progress record, the restore, one commit, the executor's work per task and per batch of
   tiles, reading the inputs and writing the outputs (fixed and per byte);
 * the kernel model: instructions per executed node of each kind
-  (:mod:`.kernel_cost`), fitted on synthetic single-operator models, never on the zoo.
+  (:mod:`.kernel_cost`) and per tile of the fused tile loop (:func:`tile_counts`), fitted
+  on synthetic single-operator models, never on the zoo.
 
 A kernel's NVM traffic is not fitted: its loads and stores of the arena are counted exactly
 from the TIR. A tile's predicted :class:`~.model.Work` is then its share of the kernel's
-executed counts times the coefficients, plus the per-tile cost of the fused tile loop and
-its share of the executor's per-batch work (:func:`tile_work`).
+executed counts plus the fused tile loop's own counts, times the coefficients, plus its
+share of the executor's per-batch work (:func:`tile_work`).
 
 The compiler writes each task's ``cost`` (``{"tile": Work, "fixed": Work}``) and the
 runtime's constants into ``model.json``; :func:`task_costs` reads them back.
@@ -104,7 +105,7 @@ def kernel_family(kernel: str | None, features: Features) -> str | None:
 
 @dataclasses.dataclass(frozen=True)
 class KernelModel:
-    """Instructions per executed node of each kind, and per tile of the fused tile loop.
+    """Instructions per executed node of each kind (the fused tile loop's among them).
 
     ``coefficients`` maps the kinds of :func:`.kernel_cost.kernel_features` to
     instructions; kinds it does not name (an intrinsic no calibration model used) cost
@@ -120,7 +121,6 @@ class KernelModel:
     """
 
     coefficients: dict
-    per_tile: float = 0.0
     default_call: float = 0.0
     families: dict = dataclasses.field(default_factory=dict)
 
@@ -210,15 +210,18 @@ def runtime_costs(isa: str = "arm") -> RuntimeCosts:
 def kernel_model(isa: str = "arm") -> KernelModel:
     """The fitted instructions per executed node of ``isa``."""
     fit = calibration(isa)["kernel"]
-    return KernelModel(dict(fit["coefficients"]), float(fit.get("per_tile", 0.0)),
-                       float(fit.get("default_call", 0.0)), dict(fit.get("families", {})))
+    return KernelModel(dict(fit["coefficients"]), float(fit.get("default_call", 0.0)),
+                       dict(fit.get("families", {})))
 
 
-def _tile_decomposition(depth: int) -> dict:
-    """Executed kinds per tile of recovering ``depth`` fused loop variables from the tile
-    index (``codegen/c_printer.py``: a division and a remainder per variable but the
-    last)."""
-    return {"divconst": 2.0 * max(0, depth - 1)}
+def tile_counts(depth: int) -> dict:
+    """The kinds one tile of ``depth`` fused loops adds to its kernel's executed counts:
+    ``tiles``, an iteration of the fused tile loop, and ``tile_divmod``, the divisions and
+    remainders that recover the loop variables from the tile index (``codegen/c_printer.py``:
+    one of each per variable but the last). A kernel that is one tile (depth 0) has none."""
+    if depth <= 0:
+        return {}
+    return {"tiles": 1.0, "tile_divmod": 2.0 * (depth - 1)}
 
 
 def tile_work(func, plan, placement: dict | None = None, *, model: KernelModel | None = None,
@@ -252,11 +255,11 @@ def tile_work(func, plan, placement: dict | None = None, *, model: KernelModel |
     features = features or kernel_features(func, placement)
     tiles = max(1, int(plan.extent))
     per_tile = features.scaled(1.0 / tiles)
-    extra = Features(_tile_decomposition(int(plan.depth)))
-    instructions = (model.instructions(per_tile, kernel_family(kernel, features))
-                    + model.instructions(extra))
-    if plan.depth:
-        instructions += model.per_tile
+    counts = dict(per_tile.counts)
+    for kind, count in tile_counts(int(plan.depth)).items():
+        counts[kind] = counts.get(kind, 0.0) + count
+    instructions = model.instructions(dataclasses.replace(per_tile, counts=counts),
+                                      kernel_family(kernel, features))
     work = Work(instructions, per_tile.nvm_loads, per_tile.nvm_stores,
                 per_tile.nvm_load_bytes, per_tile.nvm_store_bytes)
     if getattr(plan, "chunks", 1) > 1:
