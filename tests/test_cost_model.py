@@ -184,9 +184,11 @@ def test_calibrate_script_runs_its_quick_subset(tmp_path):
     assert len(arm["fit"]["residuals"]) == 4
 
 
-#: Tolerances of the zoo check, per task and for the model (see docs/cost_model.md).
-TASK_TOLERANCE = {"kws": 0.45, "ad": 0.45, "micro_speech": 0.45}
-MODEL_TOLERANCE = 0.25
+#: Tolerances of the zoo check (docs/cost_model.md gives the measured errors): every task,
+#: and the model's total. micro_speech's first convolution (10x8 taps, one input channel)
+#: is the model's outlier, under-predicted by about 13 %.
+TASK_TOLERANCE = 0.35
+MODEL_TOLERANCE = {"kws": 0.08, "ad": 0.05, "micro_speech": 0.15}
 
 
 @pytest.mark.qemu
@@ -203,5 +205,5 @@ def test_zoo_tasks_predicted_against_a_qemu_profile(tmp_path, name):
     spans = [row.instructions for row in measured.rows[1:]]
     assert len(predicted) == len(spans) > 3
     errors = [p / m - 1 for p, m in zip(predicted, spans)]
-    assert max(abs(e) for e in errors) < TASK_TOLERANCE[name], errors
-    assert abs(sum(predicted) / measured.instructions_model - 1) < MODEL_TOLERANCE
+    assert max(abs(e) for e in errors) < TASK_TOLERANCE, errors
+    assert abs(sum(predicted) / measured.instructions_model - 1) < MODEL_TOLERANCE[name]
