@@ -207,3 +207,17 @@ def test_zoo_tasks_predicted_against_a_qemu_profile(tmp_path, name):
     errors = [p / m - 1 for p, m in zip(predicted, spans)]
     assert max(abs(e) for e in errors) < TASK_TOLERANCE, errors
     assert abs(sum(predicted) / measured.instructions_model - 1) < MODEL_TOLERANCE[name]
+
+
+def test_a_cost_that_is_estimated_says_why(tmp_path):
+    """Padding guards of a convolution are exact; softmax's guards read its table, and
+    model.json says so for that task only."""
+    manifests = {}
+    for name, (model, _) in (("conv", tm.conv2d(hw=(9, 7), cin=5, cout=6)),
+                             ("softmax", tm.softmax())):
+        path = tmp_path / f"{name}.tflite"
+        path.write_bytes(model)
+        manifests[name] = ti.build(path).manifest()
+    assert manifests["conv"]["tasks"][0]["cost"]["estimated"] == []
+    (why,) = manifests["softmax"]["tasks"][0]["cost"]["estimated"]
+    assert "guard(s) read memory" in why

@@ -63,6 +63,8 @@ class Artifact:
     features: dict = dataclasses.field(default_factory=dict)
     #: The knobs the tiles were sized with.
     tiling: TilingPolicy = dataclasses.field(default_factory=TilingPolicy)
+    #: ``kernel -> [why its predicted cost is less exact]`` (:func:`_cost_caveats`).
+    cost_caveats: dict = dataclasses.field(default_factory=dict)
 
     def manifest(self) -> dict:
         """What ``model.json`` records: the tensors and the facts of the build.
@@ -94,7 +96,8 @@ class Artifact:
                        "commits": self.tiles[k].commits, "macs": self.macs.get(k, 0),
                        "cost": {**task_cost_dict(self.tile_costs[k], runtime),
                                 "features": _rounded(self.features[k].counts),
-                                "nest_depth": self.features[k].nest_depth}}
+                                "nest_depth": self.features[k].nest_depth,
+                                "estimated": self.cost_caveats.get(k, [])}}
                       for k in self.tasks],
             "tiling": self.tiling.to_dict(),
             "runtime_costs": runtime.to_dict(),
@@ -220,7 +223,32 @@ def build(mod, target="intermittent/qemu-an386", *, board=None, tuning_log=None,
     return Artifact(name or imported.name, the_board, sources, inputs, outputs,
                     time.perf_counter() - started, imported.format, imported.source, tiles,
                     budget, [step.kernel for step in graph.steps], notices, capacitor_f,
-                    _kernel_macs(graph.kernels), tile_costs, features, tiling)
+                    _kernel_macs(graph.kernels), tile_costs, features, tiling,
+                    _cost_caveats(features))
+
+
+def _cost_caveats(features: dict) -> dict[str, list[str]]:
+    """Where a kernel's predicted cost is less exact than its executed counts: guards that
+    read memory (taken as true half the time) and kinds no calibration model had (costed at
+    the median fitted call, or nothing). Recorded in ``model.json`` and logged."""
+    from .energy.costs import kernel_model  # pylint: disable=import-outside-toplevel
+    from .transform.notices import LOGGER  # pylint: disable=import-outside-toplevel
+
+    model = kernel_model()
+    caveats = {}
+    for kernel, found in sorted(features.items()):
+        why = []
+        if found.estimated_guards:
+            why.append(f"{found.estimated_guards} guard(s) read memory and count as taken "
+                       "half the time")
+        unknown = model.unknown_kinds(found)
+        if unknown:
+            why.append(f"kinds no calibration model had: {', '.join(unknown)}; recalibrate "
+                       "with a model that has them (scripts/calibrate.py)")
+        if why:
+            caveats[kernel] = why
+            LOGGER.info("predicted cost of %s is estimated: %s", kernel, "; ".join(why))
+    return caveats
 
 
 def _rounded(counts: dict) -> dict:
