@@ -168,6 +168,17 @@ def test_calibrated_runtime_constants_match_a_fresh_measurement(tmp_path):
     commit_stores = sum(1 for f, _ in run.stores if f == "intm_progress_commit")
     assert commit_stores == commits * runtime.commit.nvm_stores
     assert run.event_counts("intm_progress_restore")[0] == runtime.boot.instructions
+    # A boot after a failure restores a sealed record: within the calibrated restore, and
+    # storing what the calibration says (the boot counter's word).
+    per_commit = run.range_instructions["intm_progress_commit"] // commits
+    again = sim.run(project, inputs, power=sim.power.FailAt(run.commits[-1] + per_commit))
+    assert again.failures == 1 and again.boots == 2
+    second = (again.range_instructions["intm_progress_restore"]
+              - run.range_instructions["intm_progress_restore"])
+    assert 0 < second <= runtime.restore.instructions
+    stores = sum(1 for f, c in again.stores
+                 if f == "intm_progress_restore" and c >= again.failure_points[0])
+    assert stores == runtime.restore.nvm_stores
 
 
 @pytest.mark.qemu
@@ -186,9 +197,9 @@ def test_calibrate_script_runs_its_quick_subset(tmp_path):
 
 #: Tolerances of the zoo check (docs/cost_model.md gives the measured errors): every task,
 #: and the model's total. micro_speech's first convolution (10x8 taps, one input channel)
-#: is the model's outlier, under-predicted by about 13 %.
+#: is the model's outlier, under-predicted by about 11 %.
 TASK_TOLERANCE = 0.35
-MODEL_TOLERANCE = {"kws": 0.08, "ad": 0.05, "micro_speech": 0.15}
+MODEL_TOLERANCE = {"kws": 0.06, "ad": 0.04, "micro_speech": 0.13}
 
 
 @pytest.mark.qemu
