@@ -121,9 +121,10 @@ def test_two_tiles_writing_one_element_are_retiled_coarser_with_the_reason():
 
 
 def test_when_no_coarser_tiling_fits_the_kernel_is_refused():
-    # A power cycle that pays for single elements but not for the whole kernel.
+    # A power cycle that pays for single elements but not for the whole kernel (about 45
+    # and 135 instructions predicted; the calibrated boot, restore and commit take ~350).
     with pytest.raises(IdempotenceError, match=r"both write .*no coarser tiling that fits"):
-        _plan(_two_tiles_one_element, "halve", budget=4_300)
+        _plan(_two_tiles_one_element, "halve", budget=500)
 
 
 def test_scratch_carried_from_tile_to_tile_is_refused():
@@ -133,7 +134,7 @@ def test_scratch_carried_from_tile_to_tile_is_refused():
     plan = _plan(_scratch_carried, "prefix")
     assert plan.depth == 0 and "kernel prefix: scratch acc[0]" in plan.retiled
     with pytest.raises(IdempotenceError, match=r"kernel prefix: scratch acc.*no coarser"):
-        _plan(_scratch_carried, "prefix", budget=4_300)
+        _plan(_scratch_carried, "prefix", budget=500)  # as above: elements fit, the whole not
 
 
 def test_an_index_the_check_cannot_evaluate_is_refused_not_trusted():

@@ -1,6 +1,7 @@
 """Tiles: the analytic plan, idempotent re-execution of tile ranges, and refusals."""
 
 import io
+import json
 import subprocess
 from importlib import resources
 
@@ -30,6 +31,13 @@ def conv_kernel():
     return lower_prim_func(mod[name], name), model, inputs
 
 
+def _calibrated(field: str) -> float:
+    """A runtime constant as calibration.json records it (read as data, not through the
+    cost model under test)."""
+    path = resources.files("tvm_intermittent").joinpath("energy", "calibration.json")
+    return json.loads(path.read_text())["isas"]["arm"]["runtime"][field]["instructions"]
+
+
 def test_smaller_budgets_give_smaller_tiles(conv_kernel):
     func, _, _ = conv_kernel
     written = {func.params[-1].name}
@@ -38,16 +46,40 @@ def test_smaller_budgets_give_smaller_tiles(conv_kernel):
     assert big.depth >= 1
     assert small.depth > big.depth and small.extent > big.extent
     assert small.tile_instructions < big.tile_instructions
+    # The documented rule with the measured constants: a batch may use half of what boot,
+    # restore and commit leave, and holds about sqrt(2 B c) of work, c = commit + the
+    # executor's per-batch work.
+    fixed = sum(_calibrated(f) for f in ("boot", "restore", "commit"))
+    per_batch = _calibrated("commit") + _calibrated("tile_overhead")
     for plan, budget in ((big, 10_000_000), (small, 20_000)):
-        batch = min((budget - 4000) // 2, int((2 * budget * 250) ** 0.5))
+        target = int((budget - round(fixed)) * 0.5)
+        batch = min(target, int((2 * budget * round(per_batch)) ** 0.5))
+        assert plan.tile_instructions <= target
         assert plan.tiles_per_commit == max(1, min(plan.extent, batch // plan.tile_instructions))
+
+
+def test_the_tiler_charges_nvm_traffic_on_a_board_that_charges_it(conv_kernel):
+    """A board whose NVM accesses cost energy gets finer tiles for the same budget."""
+    import dataclasses
+
+    from tvm_intermittent.board import load_board
+
+    func, _, _ = conv_kernel
+    written = {func.params[-1].name}
+    board = load_board("qemu-an386")
+    costly = dataclasses.replace(board, nvm_read_energy_j=50 * board.energy_per_instruction_j,
+                                 nvm_write_energy_j=50 * board.energy_per_instruction_j)
+    free = plan_tiles(func, "conv", written, 20_000, "b", board=board)
+    charged = plan_tiles(func, "conv", written, 20_000, "b", board=costly)
+    # The same budget holds fewer NVM-heavy iterations: finer tiles, each within the target.
+    assert charged.depth > free.depth and charged.extent > free.extent
 
 
 def test_budget_below_one_output_element_is_refused_with_numbers(conv_kernel):
     func, _, _ = conv_kernel
     with pytest.raises(DoesNotFitError, match=r"operator conv.*needs about [\d,]+ instructions.*"
-                                              r"board tiny pays for 4,100"):
-        plan_tiles(func, "conv", {func.params[-1].name}, 4100, "tiny")
+                                              r"board tiny pays for 600"):
+        plan_tiles(func, "conv", {func.params[-1].name}, 600, "tiny")
 
 
 @pytest.mark.host_cc

@@ -27,7 +27,7 @@ from .codegen.c_printer import stack_scratch_bytes, written_parameters
 from .codegen.graph import extract_graph
 from .codegen.memory_plan import plan_memory
 from .codegen.model_source import ModelSources, TensorInfo, emit_model_sources
-from .codegen.tiling import TilePlan, plan_tiles
+from .codegen.tiling import TilePlan, TilingPolicy, plan_tiles
 from .errors import DoesNotFitError, ModelError
 from .target import board_of
 from .transform import intermittent_pipeline, lower_prim_func
@@ -59,9 +59,26 @@ class Artifact:
     macs: dict = dataclasses.field(default_factory=dict)
     #: The power environment the tiles were sized for (a ``sim.environments`` preset).
     power_env: object = None
+    #: Predicted work of one tile of each kernel (:func:`~.energy.costs.tile_work`).
+    tile_costs: dict = dataclasses.field(default_factory=dict)
+    #: Executed counts of each whole kernel (:func:`~.energy.kernel_cost.kernel_features`).
+    features: dict = dataclasses.field(default_factory=dict)
+    #: The knobs the tiles were sized with.
+    tiling: TilingPolicy = dataclasses.field(default_factory=TilingPolicy)
+    #: ``kernel -> [why its predicted cost is less exact]`` (:func:`_cost_caveats`).
+    cost_caveats: dict = dataclasses.field(default_factory=dict)
 
     def manifest(self) -> dict:
-        """What ``model.json`` records: the tensors and the facts of the build."""
+        """What ``model.json`` records: the tensors and the facts of the build.
+
+        Each task's ``cost`` is the cost model's prediction (:mod:`.energy.costs`): ``tile``,
+        the work of one tile, ``fixed``, the work once per task, and ``features``, the
+        executed counts of its whole kernel; ``runtime_costs`` are the runtime's measured
+        constants the tiles were sized with.
+        """
+        from .energy.costs import runtime_costs, task_cost_dict  # pylint: disable=C0415
+
+        runtime = runtime_costs()
         return {
             "name": self.name,
             "board": self.board.name,
@@ -79,8 +96,14 @@ class Artifact:
             "tiles": {k: dataclasses.asdict(t) for k, t in sorted(self.tiles.items())},
             "tasks": [{"kernel": k, "tiles": self.tiles[k].extent,
                        "tiles_per_commit": self.tiles[k].tiles_per_commit,
-                       "commits": self.tiles[k].commits, "macs": self.macs.get(k, 0)}
+                       "commits": self.tiles[k].commits, "macs": self.macs.get(k, 0),
+                       "cost": {**task_cost_dict(self.tile_costs[k], runtime),
+                                "features": _rounded(self.features[k].counts),
+                                "nest_depth": self.features[k].nest_depth,
+                                "estimated": self.cost_caveats.get(k, [])}}
                       for k in self.tasks],
+            "tiling": self.tiling.to_dict(),
+            "runtime_costs": runtime.to_dict(),
             "board_profile": self.board.to_dict(),
             "notices": [n.to_dict() for n in self.notices],
         }
@@ -132,7 +155,7 @@ class Artifact:
 def build(mod, target="intermittent/qemu-an386", *, board=None, tuning_log=None,
           name: str | None = None, shape_dict: dict | None = None,
           capacitor_f: float | None = None, int8_only: bool = False,
-          power_env=None) -> Artifact:
+          power_env=None, tiling: TilingPolicy | None = None) -> Artifact:
     """Compile a model to a plain-C project for an intermittently powered microcontroller.
 
     Parameters
@@ -158,6 +181,9 @@ def build(mod, target="intermittent/qemu-an386", *, board=None, tuning_log=None,
         Refuse (:class:`~.errors.ModelError`) a model that would keep any operator in float
         or any epilogue unfused, naming them and why; by default such a model compiles and
         the artifact's ``notices`` (also logged, and in ``model.json``) say so.
+    tiling : TilingPolicy, optional
+        The tiler's margin and batch scale (default ``TilingPolicy()``), recorded in
+        ``model.json``.
 
     Returns
     -------
@@ -204,7 +230,10 @@ def build(mod, target="intermittent/qemu-an386", *, board=None, tuning_log=None,
         budget, tile_budget = (the_board.power_cycle_budget(capacitor_f),
                                the_board.tile_budget(capacitor_f))
     # In the tiler's Cortex-M4 instructions (a 16-bit MSP430 needs several per one of those).
-    tiles, scratch = _plan_all_tiles(lowered, the_board, tile_budget)
+    tiling = tiling or TilingPolicy()
+    placements = _placements(graph, lowered)
+    tiles, scratch, tile_costs, features = _plan_all_tiles(
+        lowered, the_board, tile_budget, tiling, placements)
     inputs = _match_infos(imported.inputs, graph, graph.inputs)
     outputs = _match_infos(imported.outputs, graph, graph.outputs)
     sources = emit_model_sources(graph, plan, lowered, name or imported.name, inputs, outputs,
@@ -213,7 +242,50 @@ def build(mod, target="intermittent/qemu-an386", *, board=None, tuning_log=None,
     return Artifact(name or imported.name, the_board, sources, inputs, outputs,
                     time.perf_counter() - started, imported.format, imported.source, tiles,
                     budget, [step.kernel for step in graph.steps], notices, capacitor_f,
-                    _kernel_macs(graph.kernels), power_env)
+                    _kernel_macs(graph.kernels), power_env, tile_costs, features, tiling,
+                    _cost_caveats(features))
+
+
+def _cost_caveats(features: dict) -> dict[str, list[str]]:
+    """Where a kernel's predicted cost is less exact than its executed counts: guards that
+    read memory (taken as true half the time) and kinds no calibration model had (costed at
+    the median fitted call, or nothing). Recorded in ``model.json`` and logged."""
+    from .energy.costs import kernel_model  # pylint: disable=import-outside-toplevel
+    from .transform.notices import LOGGER  # pylint: disable=import-outside-toplevel
+
+    model = kernel_model()
+    caveats = {}
+    for kernel, found in sorted(features.items()):
+        why = []
+        if found.estimated_guards:
+            why.append(f"{found.estimated_guards} guard(s) read memory and count as taken "
+                       "half the time")
+        unknown = model.unknown_kinds(found)
+        if unknown:
+            why.append(f"kinds no calibration model had: {', '.join(unknown)}; recalibrate "
+                       "with a model that has them (scripts/calibrate.py)")
+        if why:
+            caveats[kernel] = why
+            LOGGER.info("predicted cost of %s is estimated: %s", kernel, "; ".join(why))
+    return caveats
+
+
+def _rounded(counts: dict) -> dict:
+    return {k: round(v, 3) for k, v in sorted(counts.items())}
+
+
+def _placements(graph, lowered: dict) -> dict[str, dict]:
+    """``kernel -> {parameter: "flash" | "nvm"}``: constant weights stay in flash, every other
+    tensor is in the NVM arena (from the first step that calls the kernel)."""
+    out = {}
+    for step in graph.steps:
+        if step.kernel in out or step.kernel not in lowered:
+            continue
+        names = step.inputs + step.outputs
+        out[step.kernel] = {
+            param.name: "flash" if graph.tensors[name].kind == "weight" else "nvm"
+            for param, name in zip(lowered[step.kernel].params, names)}
+    return out
 
 
 def _kernel_macs(kernels: dict) -> dict[str, int]:
@@ -241,24 +313,36 @@ STACK_RESERVE_BYTES = 1024
 RUNTIME_SRAM_BYTES = 256
 
 
-def _plan_all_tiles(lowered: dict, board: Board, budget: int):
+def _plan_all_tiles(lowered: dict, board: Board, budget: int, policy: TilingPolicy,
+                    placements: dict):
     """Tile every kernel; report every operator that does not fit a power cycle at once.
 
-    Returns the tile plans and each kernel's stack scratch bytes (its static scratch arrays
-    are in ``ModelSources.kernel_static_scratch_bytes`` with every other kernel's).
+    Returns the tile plans, each kernel's stack scratch bytes (its static scratch arrays
+    are in ``ModelSources.kernel_static_scratch_bytes`` with every other kernel's), the
+    predicted work of one tile of each kernel and each kernel's executed counts.
     """
-    tiles, scratch, problems = {}, {}, []
+    from .energy.costs import tile_work  # pylint: disable=import-outside-toplevel
+    from .energy.kernel_cost import kernel_features  # pylint: disable=import-outside-toplevel
+
+    tiles, scratch, costs, features, problems = {}, {}, {}, {}, []
     for kernel, func in lowered.items():
         scratch[kernel] = stack_scratch_bytes(func, kernel)
         written = written_parameters(func)
+        placement = placements.get(kernel)
+        features[kernel] = kernel_features(func, placement)
         try:
-            tiles[kernel] = plan_tiles(func, kernel, written, budget, board.name)
+            tiles[kernel] = plan_tiles(func, kernel, written, budget, board.name, board=board,
+                                       policy=policy, placement=placement,
+                                       features=features[kernel])
         except DoesNotFitError as err:
             problems.append(str(err))
+            continue
+        costs[kernel] = tile_work(func, tiles[kernel], placement, features=features[kernel],
+                                  kernel=kernel)
     if problems:
         raise DoesNotFitError("the model does not fit the power cycle budget:\n  "
                               + "\n  ".join(problems))
-    return tiles, scratch
+    return tiles, scratch, costs, features
 
 
 def _check_memory(sources: ModelSources, scratch: dict[str, int], board: Board) -> None:

@@ -7,12 +7,16 @@ variable), so running it again after a power failure gives the same bytes: tiles
 idempotent. Reductions are never split across tiles: an output element's accumulation starts
 and ends inside its tile.
 
-The size rule is analytic here (the tuner refines it later): an instruction estimate of one
-tile, from the loop nest's structure, must fit the power cycle budget with a margin after
-boot, restore and commit. The compiler groups consecutive tiles into one commit batch up to
-a batch size that balances two costs per power cycle of B instructions: committing every b
-instructions costs about (B / b) * c for a commit of c instructions, and a failure loses on
-average b / 2 of uncommitted work; the sum is smallest at b = sqrt(2 * B * c).
+The size rule uses the calibrated cost model (:mod:`tvm_intermittent.energy.costs`): the
+predicted work of one tile, in instruction-equivalents of the board (its instructions plus
+the energy of its NVM accesses, :func:`~tvm_intermittent.energy.model.instruction_equivalents`),
+must fit ``margin`` of the power cycle budget left after the measured boot, restore and
+commit. The compiler groups consecutive tiles into one commit batch up to a batch size that
+balances two costs per power cycle of B: committing every b costs about (B / b) * c for a
+commit (and the executor's per-batch work) of c, and a failure loses on average b / 2 of
+uncommitted work; the sum is smallest at b = sqrt(2 * B * c), scaled by ``batch_scale``.
+:class:`TilingPolicy` holds the two knobs (``margin``, ``batch_scale``) a deadline search
+turns.
 
 When even one output element is too much for a power cycle (a wide fully connected layer
 on a small capacitor), its reduction is split into chunks: a tile is then one chunk of one
@@ -32,23 +36,75 @@ import math
 import numpy as np
 from tvm import tirx
 
+from ..energy import costs as _costs
+from ..energy.kernel_cost import Features, kernel_features
+from ..energy.model import Work, instruction_equivalents
 from ..errors import DoesNotFitError
 from .c_printer import statements
 from .idempotence import IdempotenceError, check_idempotence
 
-#: Fraction of a power cycle one commit batch may use; the rest covers boot, restore,
-#: commit, and the error of the instruction estimate.
+#: Default share of a power cycle (after boot, restore and commit) one commit batch may
+#: use; the rest covers the error of the cost model and the spread of tiles around their
+#: mean.
 BUDGET_MARGIN = 0.5
-#: Instructions of a boot without the SRAM scrub (vector table, .data/.bss, restore).
-BOOT_INSTRUCTIONS = 4000
-#: Cost of one commit in instruction-equivalents: the record update and the executor's
-#: bookkeeping (about 100 instructions measured) plus the energy of its 24 NVM bytes.
-COMMIT_INSTRUCTIONS = 250
 
-# Instruction estimates of TIR nodes on a Cortex-M4 at -O2: deliberately on the high side.
-_LOOP_OVERHEAD = 3
-_CALL_COST = {"exp": 120, "expf": 120, "tanh": 200, "log": 120, "sqrt": 30, "pow": 300,
-              "erf": 150, "sigmoid": 140, "nearbyint": 10, "round": 10}
+
+@dataclasses.dataclass(frozen=True)
+class TilingPolicy:
+    """The knobs of the tile and batch sizes (recorded in ``model.json``'s ``tiling``).
+
+    Attributes
+    ----------
+    margin : float
+        Share of the power cycle budget left after boot, restore and commit that one batch
+        of tiles may use (0 < margin <= 1).
+    batch_scale : float
+        Factor on the batch size b = sqrt(2 B c) that balances commits against work lost
+        to failures (> 0; larger: fewer commits, more re-executed work).
+    """
+
+    margin: float = BUDGET_MARGIN
+    batch_scale: float = 1.0
+
+    def __post_init__(self):
+        if not 0 < self.margin <= 1:
+            raise ValueError(f"tiling margin must be in (0, 1], got {self.margin!r}")
+        if not self.batch_scale > 0:
+            raise ValueError(f"tiling batch_scale must be positive, got {self.batch_scale!r}")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Sizing:
+    """What one tiling decision works with: the cost of work in the tiler's unit (the
+    board's Cortex-M4 instruction-equivalents), the target per batch and the batch size."""
+
+    board: object
+    budget: int
+    target: int
+    batch: int
+    policy: TilingPolicy
+
+    def cost(self, work: Work) -> int:
+        """``work`` in the tiler's unit: instructions, plus the NVM accesses' energy in
+        instruction-equivalents of the board scaled to Cortex-M4 instructions."""
+        if self.board is None:
+            return int(round(work.instructions))
+        nvm = instruction_equivalents(self.board, dataclasses.replace(work, instructions=0.0))
+        return int(round(work.instructions + nvm / self.board.instruction_scale))
+
+
+def _sizing(budget: int, board, policy: TilingPolicy | None) -> _Sizing:
+    policy = policy or TilingPolicy()
+    runtime = _costs.runtime_costs()
+    probe = _Sizing(board, budget, 0, 0, policy)
+    fixed = probe.cost(runtime.boot + runtime.restore + runtime.commit)
+    target = int((budget - fixed) * policy.margin)
+    per_batch = probe.cost(runtime.commit + runtime.tile_overhead)
+    batch = min(target, int(policy.batch_scale * math.sqrt(2 * budget * per_batch)))
+    return _Sizing(board, budget, target, batch, policy)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -107,39 +163,6 @@ def loop_chain(func: tirx.PrimFunc) -> list:
         chain.append(stmt)
         stmt = _strip_decls(stmt.body)
     return chain
-
-
-def estimate_instructions(node) -> int:
-    """Rough instruction count of executing ``node`` once (a statement or an expression)."""
-    kind = type(node).__name__
-    if kind == "SeqStmt":
-        return sum(estimate_instructions(s) for s in node.seq)
-    if kind == "For":
-        return int(node.extent) * (estimate_instructions(node.body) + _LOOP_OVERHEAD) + 2
-    if kind == "BufferStore":
-        return 2 + estimate_instructions(node.value) + sum(
-            estimate_instructions(i) for i in node.indices)
-    if kind in ("TensorLoad", "BufferLoad"):
-        return 2 + sum(estimate_instructions(i) for i in node.indices)
-    if kind == "IfThenElse":
-        branches = [estimate_instructions(node.then_case)]
-        if node.else_case is not None:
-            branches.append(estimate_instructions(node.else_case))
-        return 2 + estimate_instructions(node.condition) + max(branches)
-    if kind in ("Bind",):
-        return 1 + estimate_instructions(node.value)
-    if kind in ("DeclBuffer", "AllocBuffer", "IntImm", "FloatImm", "Var"):
-        return 0
-    if kind in ("AttrStmt",):
-        return estimate_instructions(node.body)
-    if kind == "Evaluate":
-        return estimate_instructions(node.value)
-    if kind == "Call":
-        op = str(node.op.name).rsplit(".", 1)[-1]
-        return _CALL_COST.get(op, 2) + sum(estimate_instructions(a) for a in node.args)
-    children = [getattr(node, f) for f in ("a", "b", "value", "condition", "true_value",
-                                           "false_value") if hasattr(node, f)]
-    return 1 + sum(estimate_instructions(c) for c in children if c is not None)
 
 
 def reduction_parts(chain):
@@ -209,19 +232,36 @@ def _view_names(func, written: set[str]) -> set[str]:
 
 
 def plan_tiles(func: tirx.PrimFunc, op_name: str, written: set[str], budget: int,
-               board_name: str) -> TilePlan:
+               board_name: str, *, board=None, policy: TilingPolicy | None = None,
+               placement: dict | None = None, features: Features | None = None) -> TilePlan:
     """Choose how to tile one lowered kernel for a power cycle of ``budget`` instructions.
 
-    The tile is the shallowest fused loop prefix whose estimated cost fits the target
-    ``(budget - BOOT_INSTRUCTIONS) * BUDGET_MARGIN``; deeper prefixes make smaller tiles but
-    more commits. Raises DoesNotFitError when even one output element's tile does not fit.
+    The tile is the shallowest fused loop prefix whose predicted cost
+    (:func:`~tvm_intermittent.energy.costs.tile_work`) fits the target
+    ``(budget - boot - restore - commit) * policy.margin``; deeper prefixes make smaller tiles
+    but more commits. Raises DoesNotFitError when even one output element's tile does not fit.
 
     The plan is then checked from the TIR (:func:`.idempotence.check_idempotence`). A plan
     that fails is re-tiled with a shallower prefix (coarser tiles can merge the tiles that
     shared an element or carried scratch) when one fits the budget, and ``retiled`` says why;
     otherwise the kernel is refused with the reason (IdempotenceError).
+
+    Parameters
+    ----------
+    board : Board, optional
+        Charges the tiles' NVM accesses (its wait states and access energy); without it a
+        tile costs its instructions only.
+    policy : TilingPolicy, optional
+        The margin and batch scale (default ``TilingPolicy()``).
+    placement : dict, optional
+        ``parameter name -> "nvm" | "flash"``: where the tensor passed there lives (default:
+        every parameter in NVM).
+    features : Features, optional
+        ``kernel_features(func, placement)``, when the caller has it already.
     """
-    plan = _plan_tiles(func, op_name, written, budget, board_name)
+    sizing = _sizing(budget, board, policy)
+    features = features or kernel_features(func, placement)
+    plan = _plan_tiles(func, op_name, written, sizing, board_name, features)
     try:
         check_idempotence(func, op_name, plan)
         return plan
@@ -229,16 +269,13 @@ def plan_tiles(func: tirx.PrimFunc, op_name: str, written: set[str], budget: int
         if plan.chunks > 1 or plan.depth == 0:
             raise
         reason = str(err)
-    target = int((budget - BOOT_INSTRUCTIONS) * BUDGET_MARGIN)
-    batch = min(target, int(math.sqrt(2 * budget * COMMIT_INSTRUCTIONS)))
     chain = loop_chain(func)
     for depth in range(plan.depth - 1, -1, -1):
         extent = int(np.prod([int(loop.extent) for loop in chain[:depth]], dtype=np.int64))
-        body = chain[depth - 1].body if depth else func.body
-        cost = estimate_instructions(body) + (_LOOP_OVERHEAD + 8 if depth else 0)
-        if cost > target:
+        cost = _tile_cost(func, depth, extent, sizing, features, op_name)
+        if cost > sizing.target:
             break
-        candidate = TilePlan(depth, extent, cost, max(1, min(extent, batch // max(cost, 1))),
+        candidate = TilePlan(depth, extent, cost, _per_commit(extent, cost, sizing),
                              retiled=f"{depth} fused loops instead of {plan.depth}: {reason}")
         try:
             check_idempotence(func, op_name, candidate)
@@ -250,15 +287,26 @@ def plan_tiles(func: tirx.PrimFunc, op_name: str, written: set[str], budget: int
                            "so it is refused")
 
 
-def _plan_tiles(func: tirx.PrimFunc, op_name: str, written: set[str], budget: int,
-                board_name: str) -> TilePlan:
-    """The tiling by estimated cost alone (see :func:`plan_tiles`)."""
-    target = int((budget - BOOT_INSTRUCTIONS) * BUDGET_MARGIN)
-    batch = min(target, int(math.sqrt(2 * budget * COMMIT_INSTRUCTIONS)))
+def _tile_cost(func, depth: int, extent: int, sizing: _Sizing, features: Features,
+               kernel: str) -> int:
+    """Predicted cost of one tile of ``depth`` fused loops of ``kernel``, committed alone."""
+    work = _costs.tile_work(func, TilePlan(depth, extent, 0, 1), features=features,
+                            kernel=kernel)
+    return max(1, sizing.cost(work))
+
+
+def _per_commit(extent: int, cost: int, sizing: _Sizing) -> int:
+    return max(1, min(extent, sizing.batch // max(cost, 1)))
+
+
+def _plan_tiles(func: tirx.PrimFunc, op_name: str, written: set[str], sizing: _Sizing,
+                board_name: str, features: Features) -> TilePlan:
+    """The tiling by predicted cost alone (see :func:`plan_tiles`)."""
+    budget, target = sizing.budget, sizing.target
     chain = loop_chain(func)
     usable = _separable_depth(func, chain, written)
-    whole = estimate_instructions(func.body)
     if usable == 0:
+        whole = _tile_cost(func, 0, 1, sizing, features, op_name)
         if whole > target:
             raise DoesNotFitError(
                 f"operator {op_name}: cannot be split into tiles and needs about {whole:,} "
@@ -268,11 +316,11 @@ def _plan_tiles(func: tirx.PrimFunc, op_name: str, written: set[str], budget: in
     extent = 1
     for depth in range(1, usable + 1):
         extent *= int(chain[depth - 1].extent)
-        cost = estimate_instructions(chain[depth - 1].body) + _LOOP_OVERHEAD + 8
+        cost = _tile_cost(func, depth, extent, sizing, features, op_name)
         if cost <= target or depth == usable:
             break
     if cost > target and usable == len(chain):
-        split = _split_reduction(chain, extent, target)
+        split = _split_reduction(func, op_name, chain, extent, sizing, features)
         if split is not None:
             return split
     if cost > target:
@@ -280,21 +328,29 @@ def _plan_tiles(func: tirx.PrimFunc, op_name: str, written: set[str], budget: in
             f"operator {op_name}: its smallest tile (one iteration of {usable} fused loops) "
             f"needs about {cost:,} instructions, but one power cycle of board {board_name} pays "
             f"for {budget:,} (at most {target:,} per commit); use a larger capacitor")
-    per_commit = max(1, min(extent, batch // max(cost, 1)))
-    return TilePlan(depth, extent, cost, per_commit)
+    return TilePlan(depth, extent, cost, _per_commit(extent, cost, sizing))
 
 
-def _split_reduction(chain, elements: int, target: int) -> TilePlan | None:
-    """Cut each element's reduction into chunks that fit ``target`` (see module docstring)."""
+def _split_reduction(func, op_name: str, chain, elements: int, sizing: _Sizing,
+                     features: Features) -> TilePlan | None:
+    """Cut each element's reduction into chunks that fit the target (see module docstring).
+
+    An element's predicted work is spread evenly over the iterations of its reduction; a
+    chunk adds the fixed part of a tile (the executor's per-batch work, the partial sum's
+    NVM slot) on top.
+    """
     parts = reduction_parts(chain)
     if parts is None:
         return None
-    init, loop, epilogue = parts
-    per_iteration = estimate_instructions(loop.body) + _LOOP_OVERHEAD
-    fixed = estimate_instructions(init) + estimate_instructions(epilogue) + 40
-    if per_iteration + fixed > target:
+    _, loop, _ = parts
+    iterations = int(loop.extent)
+    element = _tile_cost(func, len(chain), elements, sizing, features, op_name)
+    probe = TilePlan(len(chain), elements * iterations, 0, 1, iterations, 1)
+    fixed = sizing.cost(_costs.tile_work(func, probe, features=Features({})))
+    per_iteration = max(1.0, (element - fixed) / iterations)
+    if per_iteration + fixed > sizing.target:
         return None
-    chunk = max(1, (target - fixed) // per_iteration)
-    chunks = -(-int(loop.extent) // chunk)
-    return TilePlan(len(chain), elements * chunks, fixed + chunk * per_iteration, 1, chunks,
-                    chunk)
+    chunk = max(1, int((sizing.target - fixed) // per_iteration))
+    chunks = -(-iterations // chunk)
+    return TilePlan(len(chain), elements * chunks, int(fixed + chunk * per_iteration), 1,
+                    chunks, chunk)

@@ -1,0 +1,470 @@
+"""Executed counts of a lowered kernel, by kind of node: the features of the cost model.
+
+A kernel after :func:`~tvm_intermittent.transform.lower_prim_func` is flat TIR with static
+loop extents, so how often each node runs is known without running it: a node inside
+loops of extents e1..ek runs e1 x .. x ek times, times the fraction of those iterations
+in which the guards above it hold (``if`` statements and the branches of ``Select``/
+``if_then_else``). Guards over loop variables (the padding tests of a convolution) are
+evaluated exactly, on every point of the loop variables they read; a guard that reads
+memory cannot be, and counts as taken half the time (``Features.estimated_guards`` says how
+many did).
+
+What is counted is what the C printer turns into instructions: loads and stores per
+memory (the NVM arena, weights in flash, scratch in SRAM, and one-element scratch that GCC
+keeps in a register), arithmetic by kind, calls by name (the DSP helpers of
+``intm_kernel_ops.h``, libm). GCC evaluates a repeated subexpression of one statement once,
+so a subexpression is counted once per statement; index arithmetic is counted apart
+(``index``), since GCC strength-reduces most of it into pointer increments. How many
+instructions each kind costs is the calibration's business (:mod:`.costs`); this module
+only counts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections import defaultdict
+
+import numpy as np
+import tvm
+import tvm_ffi
+from tvm import tirx
+
+#: Where a buffer lives: the NVM activation arena, flash (constant weights), SRAM scratch,
+#: or a one-element scratch that the compiled code keeps in a register.
+NVM, FLASH, SRAM, REGISTER = "nvm", "flash", "sram", "reg"
+#: Loop-variable points a guard is evaluated on before it is sampled instead.
+_MAX_POINTS = 1 << 20
+#: The DSP helpers of ``intm_kernel_ops.h`` that load a word (4 bytes) through a pointer.
+_WORD_LOADS = ("intm_load_s8x4",)
+_BINARY = ("Add", "Sub", "Mul", "Div", "Mod", "FloorDiv", "FloorMod", "Min", "Max",
+           "EQ", "NE", "LT", "LE", "GT", "GE", "And", "Or")
+
+
+@dataclasses.dataclass
+class Features:
+    """Executed counts of one kernel run over all its tiles.
+
+    Attributes
+    ----------
+    counts : dict
+        ``kind -> executions`` (see :func:`kernel_features` for the kinds).
+    nvm_loads, nvm_stores, nvm_load_bytes, nvm_store_bytes : float
+        Executed loads and stores of the NVM arena and their bytes (a word load of
+        ``intm_load_s8x4`` is one access of 4 bytes).
+    estimated_guards : int
+        Guards that could not be evaluated exactly and were taken as true half the time.
+    nest_depth : int
+        The deepest nesting of loops (a shape of the loop nest, not a count: kernels of one
+        name whose nests differ compile differently, see ``costs.kernel_family``).
+    """
+
+    counts: dict
+    nvm_loads: float = 0.0
+    nvm_stores: float = 0.0
+    nvm_load_bytes: float = 0.0
+    nvm_store_bytes: float = 0.0
+    estimated_guards: int = 0
+    nest_depth: int = 0
+
+    def scaled(self, factor: float) -> "Features":
+        return Features({k: v * factor for k, v in self.counts.items()},
+                        self.nvm_loads * factor, self.nvm_stores * factor,
+                        self.nvm_load_bytes * factor, self.nvm_store_bytes * factor,
+                        self.estimated_guards, self.nest_depth)
+
+
+def _dtype(expr) -> str:
+    return str(expr.ty.dtype)
+
+
+def _bytes(dtype: str) -> int:
+    return max(1, tvm.DataType(dtype).bits // 8)
+
+
+def buffer_places(func: tirx.PrimFunc, placement: dict | None = None) -> dict:
+    """``buffer -> (place, element bytes)`` for every buffer of ``func``.
+
+    ``placement`` maps parameter names to :data:`NVM` or :data:`FLASH` (what the memory
+    plan gives the tensor passed there); parameters it does not name are taken to be in
+    the NVM arena, the cautious choice for NVM traffic.
+    """
+    placement = placement or {}
+    places = {}
+    for var in func.params:
+        places[var] = (placement.get(var.name, NVM), _bytes(str(var.ty.dtype)))
+    from ..codegen.c_printer import statements  # pylint: disable=import-outside-toplevel
+
+    for node in statements(func.body):
+        kind = type(node).__name__
+        if kind == "DeclBuffer":
+            data = node.data
+            base = data.args[0] if type(data).__name__ == "Call" and data.args else None
+            place = places.get(base, (SRAM, 0))[0]
+            places[node.buffer] = (place, _bytes(str(node.buffer.ty.dtype)))
+        elif kind == "AllocBuffer":
+            shape = [int(d) for d in node.buffer.ty.shape]
+            place = REGISTER if math.prod(shape) == 1 else SRAM
+            places[node.buffer] = (place, _bytes(str(node.buffer.ty.dtype)))
+    # A DeclBuffer over a scratch buffer's data (a reinterpreting view) keeps its place.
+    for node in statements(func.body):
+        if type(node).__name__ == "DeclBuffer" and node.buffer not in places:
+            places[node.buffer] = (SRAM, _bytes(str(node.buffer.ty.dtype)))
+    return places
+
+
+class _Domain:
+    """The enclosing loops and guards of a node, and how often it therefore runs."""
+
+    def __init__(self, loops=(), guards=(), binds=None):
+        self.loops = tuple(loops)  # (var, min, extent)
+        self.guards = tuple(guards)  # (condition, wanted truth)
+        self.binds = binds if binds is not None else {}
+
+    def trips(self) -> float:
+        return float(math.prod(extent for _, _, extent in self.loops))
+
+
+class _Evaluator:
+    """Evaluates an integer expression over loop variables with numpy broadcasting."""
+
+    def __init__(self, axes: dict, binds: dict):
+        self.axes = axes
+        self.binds = binds
+
+    def __call__(self, expr):
+        kind = type(expr).__name__
+        if kind == "IntImm":
+            return np.int64(int(expr.value))
+        if kind == "FloatImm":
+            return np.float64(float(expr.value))
+        if kind == "Var":
+            if expr in self.axes:
+                return self.axes[expr]
+            if expr in self.binds:
+                return self(self.binds[expr])
+            raise _NotEvaluable
+        if kind == "Cast":
+            value = self(expr.value)
+            return value.astype(np.float64) if _dtype(expr).startswith("float") else value
+        if kind == "Not":
+            return np.logical_not(self(expr.a))
+        if kind == "Select":
+            return np.where(self(expr.condition), self(expr.true_value), self(expr.false_value))
+        if kind == "Call":
+            op = str(expr.op.name).rsplit(".", 1)[-1]
+            if op == "likely":
+                return self(expr.args[0])
+            if op == "if_then_else":
+                return np.where(self(expr.args[0]), self(expr.args[1]), self(expr.args[2]))
+            raise _NotEvaluable
+        if kind in _BINARY:
+            a, b = self(expr.a), self(expr.b)
+            return _BINARY_NUMPY[kind](a, b)
+        raise _NotEvaluable
+
+
+class _NotEvaluable(Exception):
+    pass
+
+
+_BINARY_NUMPY = {
+    "Add": np.add, "Sub": np.subtract, "Mul": np.multiply,
+    "Div": lambda a, b: np.trunc(a / b).astype(np.int64) if np.issubdtype(
+        np.asarray(a).dtype, np.integer) else a / b,
+    "Mod": np.fmod, "FloorDiv": np.floor_divide, "FloorMod": np.mod,
+    "Min": np.minimum, "Max": np.maximum,
+    "EQ": np.equal, "NE": np.not_equal, "LT": np.less, "LE": np.less_equal,
+    "GT": np.greater, "GE": np.greater_equal, "And": np.logical_and, "Or": np.logical_or,
+}
+
+
+def _free_vars(expr, binds, out):
+    kind = type(expr).__name__
+    if kind == "Var":
+        if expr in binds:
+            _free_vars(binds[expr], binds, out)
+        else:
+            out.add(expr)
+        return
+    for field in ("a", "b", "value", "condition", "true_value", "false_value"):
+        child = getattr(expr, field, None)
+        if child is not None and not isinstance(child, (int, float)):
+            _free_vars(child, binds, out)
+    for child in getattr(expr, "args", ()) or ():
+        if not isinstance(child, (int, float, str)) and hasattr(child, "ty"):
+            _free_vars(child, binds, out)
+
+
+class _Counter:
+    """Walks a kernel once, adding executed counts of each node into ``counts``."""
+
+    def __init__(self, places: dict):
+        self.places = places
+        self.counts = defaultdict(float)
+        self.nvm = defaultdict(float)
+        self.estimated = 0
+        self._fractions: dict = {}
+        self._seen: set = set()
+        self.nest_depth = 0
+
+    # ---- how often a node runs -------------------------------------------------------
+
+    def fraction(self, domain: _Domain, extra=()) -> float:
+        """Share of the iterations of ``domain.loops`` in which every guard holds."""
+        guards = domain.guards + tuple(extra)
+        if not guards:
+            return 1.0
+        key = (tuple(id(v) for v, _, _ in domain.loops), tuple((id(c), w) for c, w in guards))
+        if key in self._fractions:
+            return self._fractions[key]
+        loops = {v: (lo, ext) for v, lo, ext in domain.loops}
+        used = set()
+        for cond, _ in guards:
+            _free_vars(cond, domain.binds, used)
+        if not used <= set(loops):
+            self.estimated += 1
+            value = 0.5 ** len(guards)
+        else:
+            value = self._enumerate(guards, [(v, *loops[v]) for v in used], domain.binds)
+        self._fractions[key] = value
+        return value
+
+    def _enumerate(self, guards, loops, binds) -> float:
+        points = math.prod(ext for _, _, ext in loops)
+        axes = {}
+        if points <= _MAX_POINTS:
+            for axis, (var, lo, ext) in enumerate(loops):
+                shape = [1] * len(loops)
+                shape[axis] = ext
+                axes[var] = (np.arange(ext, dtype=np.int64) + lo).reshape(shape)
+        else:  # sampled uniformly: a fixed seed keeps the estimate reproducible
+            rng = np.random.default_rng(0)
+            for var, lo, ext in loops:
+                axes[var] = rng.integers(lo, lo + ext, size=_MAX_POINTS)
+        evaluate = _Evaluator(axes, binds)
+        ok = np.ones([1] * max(1, len(loops)), dtype=bool)
+        try:
+            for cond, wanted in guards:
+                value = np.asarray(evaluate(cond)).astype(bool)
+                ok = np.logical_and(ok, value if wanted else np.logical_not(value))
+        except _NotEvaluable:
+            self.estimated += 1
+            return 0.5 ** len(guards)
+        full = np.broadcast_to(ok, [ext for _, _, ext in loops] if points <= _MAX_POINTS
+                               else ok.shape)
+        return float(np.mean(full)) if full.size else 1.0
+
+    # ---- statements ------------------------------------------------------------------
+
+    def stmt(self, node, domain: _Domain):
+        kind = type(node).__name__
+        if kind == "SeqStmt":
+            for child in node.seq:
+                self.stmt(child, domain)
+        elif kind == "For":
+            extent = int(node.extent)
+            runs = domain.trips() * self.fraction(domain)
+            self.counts["loop"] += runs
+            self.counts["loop_iter"] += runs * extent
+            inner = _Domain(domain.loops + ((node.loop_var, int(node.min), extent),),
+                            domain.guards, domain.binds)
+            self.nest_depth = max(self.nest_depth, len(inner.loops))
+            self._block(node.body, inner)
+        elif kind == "IfThenElse":
+            runs = domain.trips() * self.fraction(domain)
+            self.counts["branch"] += runs
+            self.expr_tree(node.condition, runs, domain, False)
+            self._block(node.then_case, _Domain(domain.loops,
+                                                domain.guards + ((node.condition, True),),
+                                                domain.binds))
+            if node.else_case is not None:
+                self._block(node.else_case, _Domain(domain.loops,
+                                                    domain.guards + ((node.condition, False),),
+                                                    domain.binds))
+        elif kind == "BufferStore":
+            runs = domain.trips() * self.fraction(domain)
+            place, size = self.places.get(node.buffer, (SRAM, _bytes(_dtype(node.value))))
+            self.counts[f"store_{place}"] += runs
+            if place == NVM:
+                self.nvm["stores"] += runs
+                self.nvm["store_bytes"] += runs * size
+            self.expr_tree(node.value, runs, domain, False)
+            for index in node.indices:
+                self.expr_tree(index, runs, domain, True)
+        elif kind == "Bind":
+            runs = domain.trips() * self.fraction(domain)
+            domain.binds[node.var] = node.value
+            self.expr_tree(node.value, runs, domain, False)
+        elif kind in ("AttrStmt",):
+            self.stmt(node.body, domain)
+        elif kind == "Evaluate":
+            if not isinstance(node.value, tirx.IntImm):
+                runs = domain.trips() * self.fraction(domain)
+                self.expr_tree(node.value, runs, domain, False)
+        elif kind == "While":
+            self.estimated += 1
+            runs = domain.trips() * self.fraction(domain)
+            self.counts["loop"] += runs
+            self.expr_tree(node.condition, runs, domain, False)
+            self.stmt(node.body, domain)
+        # DeclBuffer, AllocBuffer, AssertStmt: no code
+
+    def _block(self, node, domain: _Domain):
+        """A loop body or branch: a straight-line block with its own common subexpressions."""
+        outer = self._seen
+        self._seen = set()
+        self.stmt(node, domain)
+        self._seen = outer
+
+    # ---- expressions -----------------------------------------------------------------
+
+    def expr_tree(self, expr, runs: float, domain: _Domain, index: bool):
+        """Count ``expr``; a subexpression already computed in this block counts nothing
+        (GCC evaluates a repeated pure subexpression of straight-line code once)."""
+        self.expr(expr, runs, domain, index)
+
+    def expr(self, node, runs: float, domain: _Domain, index: bool):
+        kind = type(node).__name__
+        if kind in ("IntImm", "FloatImm", "Var", "StringImm") or runs == 0:
+            return
+        key = tvm_ffi.structural_hash(node)
+        if key in self._seen:
+            return
+        self._seen.add(key)
+        dtype = _dtype(node)
+        is_float = dtype.startswith("float")
+        if kind in ("BufferLoad", "TensorLoad"):
+            self._load(node.source, runs, 1)
+            for i in node.indices:
+                self.expr(i, runs, domain, True)
+            return
+        if kind == "Select":
+            self.expr(node.condition, runs, domain, index)
+            share = self.fraction(domain, ((node.condition, True),))
+            base = self.fraction(domain) or 1.0
+            taken = share / base
+            self.counts["index" if index else "select"] += runs
+            self.expr(node.true_value, runs * taken, domain, index)
+            self.expr(node.false_value, runs * (1 - taken), domain, index)
+            return
+        if kind == "Call":
+            self._call(node, runs, domain, index)
+            return
+        if index:
+            self.counts["index"] += runs
+        else:
+            self.counts[_op_kind(node, kind, dtype, is_float)] += runs
+        for field in ("a", "b", "value"):
+            child = getattr(node, field, None)
+            if child is not None and hasattr(child, "ty"):
+                self.expr(child, runs, domain, index)
+
+    def _load(self, buffer, runs: float, width_elements: int):
+        place, size = self.places.get(buffer, (SRAM, _bytes(str(buffer.ty.dtype))))
+        self.counts[f"load_{place}"] += runs
+        if place == NVM:
+            self.nvm["loads"] += runs
+            self.nvm["load_bytes"] += runs * size * width_elements
+
+    def _call(self, node, runs: float, domain: _Domain, index: bool):
+        op = str(node.op.name).rsplit(".", 1)[-1]
+        args = list(node.args)
+        if op == "call_pure_extern" or op == "call_extern":
+            name = str(args[0].value)
+            args = args[1:]
+            if name in _WORD_LOADS and type(args[0]).__name__ == "Call":
+                load = args[0].args[0]  # address_of(buffer[index])
+                place, size = self.places.get(load.source, (SRAM, 1))
+                self.counts[f"load_{place}"] += runs
+                if place == NVM:
+                    self.nvm["loads"] += runs
+                    self.nvm["load_bytes"] += runs * 4
+                for i in load.indices:
+                    self.expr(i, runs, domain, True)
+                return
+            self.counts[f"call:{name}"] += runs
+        elif op == "address_of":
+            load = args[0]
+            self.counts["index"] += runs
+            for i in load.indices:
+                self.expr(i, runs, domain, True)
+            return
+        elif op == "likely":
+            self.expr(args[0], runs, domain, index)
+            return
+        elif op == "if_then_else":
+            self.expr(args[0], runs, domain, index)
+            share = self.fraction(domain, ((args[0], True),))
+            base = self.fraction(domain) or 1.0
+            taken = share / base
+            self.counts["index" if index else "select"] += runs
+            self.expr(args[1], runs * taken, domain, index)
+            self.expr(args[2], runs * (1 - taken), domain, index)
+            return
+        elif op in ("shift_left", "shift_right", "bitwise_and", "bitwise_or", "bitwise_xor",
+                    "bitwise_not"):
+            self.counts["index" if index else
+                        ("alu64" if _dtype(node) == "int64" else "alu")] += runs
+        else:
+            self.counts[f"call:{op}"] += runs
+        for arg in args:
+            if hasattr(arg, "ty"):
+                self.expr(arg, runs, domain, index)
+
+
+def _op_kind(node, kind: str, dtype: str, is_float: bool) -> str:
+    """The feature an arithmetic node counts into."""
+    wide = dtype in ("int64", "uint64")
+    if kind == "Cast":
+        source = _dtype(node.value)
+        if is_float != source.startswith("float"):
+            return "fcvt"
+        return "cast64" if wide or source in ("int64", "uint64") else "cast"
+    if is_float:
+        return {"Add": "fadd", "Sub": "fadd", "Mul": "fmul", "Div": "fdiv", "Min": "fminmax",
+                "Max": "fminmax"}.get(kind, "fcmp" if kind in ("EQ", "NE", "LT", "LE", "GT",
+                                                               "GE") else "fother")
+    if kind in ("EQ", "NE", "LT", "LE", "GT", "GE"):
+        operand = _dtype(node.a)
+        if operand.startswith("float"):
+            return "fcmp"
+        return "cmp64" if operand in ("int64", "uint64") else "cmp"
+    if kind == "Mul":
+        return "mul64" if wide else "mul"
+    if kind in ("Div", "Mod", "FloorDiv", "FloorMod"):
+        divisor = node.b
+        if isinstance(divisor, tirx.IntImm):
+            value = abs(int(divisor.value))
+            if value and value & (value - 1) == 0:
+                return "alu64" if wide else "alu"
+            return "div64" if wide else "divconst"
+        return "div64" if wide else "div"
+    if kind in ("Min", "Max"):
+        return "minmax"
+    return "alu64" if wide else "alu"
+
+
+def kernel_features(func: tirx.PrimFunc, placement: dict | None = None) -> Features:
+    """Executed counts of one whole run of a lowered kernel (every tile).
+
+    Kinds: ``loop`` (loops entered), ``loop_iter`` (iterations), ``branch`` (``if``
+    statements), ``select`` (``Select``/``if_then_else``), ``load_<place>`` and
+    ``store_<place>`` (places :data:`NVM`, :data:`FLASH`, :data:`SRAM`, :data:`REGISTER`),
+    ``index`` (arithmetic in buffer indices), ``alu``/``alu64``, ``mul``/``mul64``,
+    ``cmp``/``cmp64``, ``minmax``, ``cast``/``cast64``, ``divconst``/``div``/``div64``,
+    ``fadd``/``fmul``/``fdiv``/``fcmp``/``fminmax``/``fcvt``/``fother``, and ``call:<name>``
+    for every helper or intrinsic by name (``call:intm_smlad``, ``call:exp``, ...).
+
+    Parameters
+    ----------
+    func : tvm.tirx.PrimFunc
+        A kernel after ``lower_prim_func``.
+    placement : dict, optional
+        ``parameter name -> place`` (:func:`buffer_places`).
+    """
+    counter = _Counter(buffer_places(func, placement))
+    counter.stmt(func.body, _Domain())
+    return Features(dict(counter.counts), counter.nvm["loads"], counter.nvm["stores"],
+                    counter.nvm["load_bytes"], counter.nvm["store_bytes"], counter.estimated,
+                    counter.nest_depth)

@@ -1,0 +1,234 @@
+"""The calibrated cost model: executed counts from TIR, the runtime's constants, and the
+predictions of every task against QEMU.
+
+References are independent of the code under test: executed counts of a hand-written loop
+nest are counted by plain Python loops, NVM bytes by the plugin's count of CPU stores into
+the NVM window, instructions by QEMU (a plain run, ``sim.profile``), output bytes by the
+shapes in ``model.json``.
+"""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from tvm.script import tirx as T
+
+import tvm_intermittent as ti
+from tvm_intermittent import sim, zoo
+from tvm_intermittent.codegen.tiling import TilePlan, TilingPolicy
+from tvm_intermittent.energy import costs
+from tvm_intermittent.energy.kernel_cost import kernel_features
+from tvm_intermittent.sim.profile import profile
+
+import tflite_models as tm
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# pylint: disable=no-self-argument,missing-function-docstring
+
+
+@T.prim_func
+def _padded_copy(x: T.Buffer((64,), "int8"), w: T.Buffer((8,), "int8"),
+                 y: T.Buffer((80,), "int8")):
+    T.func_attr({"tirx.noalias": True})
+    for i, j in T.grid(10, 8):
+        if 2 <= i and j < 5:
+            y[i * 8 + j] = T.Cast("int8", T.Cast("int32", x[(i - 2) * 8 + j]) * T.Cast(
+                "int32", w[j]))
+        else:
+            y[i * 8 + j] = T.int8(0)
+
+
+@T.prim_func
+def _word_loads(x: T.Buffer((32,), "int8"), y: T.Buffer((8,), "int32")):
+    T.func_attr({"tirx.noalias": True})
+    for i in range(8):
+        y[i] = T.call_pure_extern("int32", "intm_load_s8x4", T.address_of(x[i * 4]))
+
+
+# pylint: enable=no-self-argument,missing-function-docstring
+
+
+def test_guards_over_loop_variables_are_counted_exactly():
+    """Executed counts under an ``if`` on loop variables, against plain Python loops."""
+    taken = sum(1 for i in range(10) for j in range(8) if 2 <= i and j < 5)
+    features = kernel_features(_padded_copy, {"x": "nvm", "w": "flash", "y": "nvm"})
+    assert features.estimated_guards == 0
+    assert features.counts["branch"] == 80
+    assert features.counts["load_nvm"] == taken and features.nvm_loads == taken
+    assert features.counts["load_flash"] == taken
+    assert features.counts["mul"] == taken
+    assert features.counts["store_nvm"] == 80 and features.nvm_store_bytes == 80
+    assert features.counts["loop_iter"] == 10 + 80 and features.counts["loop"] == 1 + 10
+
+
+def test_word_loads_are_one_access_of_four_bytes():
+    features = kernel_features(_word_loads)
+    assert features.nvm_loads == 8 and features.nvm_load_bytes == 32
+    assert features.nvm_stores == 8 and features.nvm_store_bytes == 32
+
+
+def test_tile_work_is_the_kernels_share_per_tile():
+    runtime = costs.runtime_costs()
+    features = kernel_features(_padded_copy, {"x": "nvm", "w": "flash", "y": "nvm"})
+    one = costs.tile_work(_padded_copy, TilePlan(1, 10, 0, 1), features=features)
+    five = costs.tile_work(_padded_copy, TilePlan(1, 10, 0, 5), features=features)
+    assert one.nvm_store_bytes == pytest.approx(8.0)  # a row of 8 int8 per tile
+    # A batch of five shares the executor's per-batch work five ways.
+    assert one.instructions - five.instructions == pytest.approx(
+        runtime.tile_overhead.instructions * (1 - 1 / 5))
+
+
+def test_calibration_file_records_how_it_was_made():
+    data = json.loads((ROOT / "python/tvm_intermittent/energy/calibration.json").read_text())
+    assert data["command"].startswith("python scripts/calibrate.py")
+    assert "arm-none-eabi-gcc" in data["gcc"] and "QEMU" in data["qemu"]
+    arm = data["isas"]["arm"]
+    assert set(arm["runtime"]) >= set(costs.RUNTIME_FIELDS)
+    assert all(arm["runtime"]["sources"].get(f) for f in ("boot", "restore", "commit"))
+    fit = arm["fit"]
+    assert fit["rows"] == len(fit["residuals"]) > 50
+    # The zoo is the out-of-sample check: no calibration model is a zoo model.
+    assert not {r["model"] for r in fit["residuals"]} & set(zoo.list_models())
+    with pytest.raises(KeyError, match="no cost calibration for ISA 'msp430'"):
+        costs.runtime_costs("msp430")
+
+
+def test_task_costs_refuse_a_project_without_costs():
+    manifest = {"name": "old", "tasks": [{"kernel": "k", "tiles": 1, "tiles_per_commit": 1}]}
+    with pytest.raises(KeyError, match="predates the cost model, recompile"):
+        costs.task_costs(manifest)
+
+
+def test_tiling_policy_knobs_and_their_record(tmp_path):
+    model, _ = tm.conv2d(hw=(12, 10), cin=8, cout=8)
+    path = tmp_path / "conv.tflite"
+    path.write_bytes(model)
+    capacitor = 3e-6
+    base = ti.build(path, "intermittent/msp430fr5994", capacitor_f=capacitor)
+    wide = ti.build(path, "intermittent/msp430fr5994", capacitor_f=capacitor,
+                    tiling=TilingPolicy(batch_scale=4.0))
+    (plan,), (wider,) = base.tiles.values(), wide.tiles.values()
+    assert plan.depth == wider.depth and wider.tiles_per_commit > plan.tiles_per_commit
+    manifest = wide.manifest()
+    assert manifest["tiling"] == {"margin": 0.5, "batch_scale": 4.0}
+    (task,) = costs.task_costs(manifest)
+    assert task.tiles == plan.extent and task.tile.instructions > 0
+    for bad in ({"margin": 0.0}, {"margin": 1.5}, {"batch_scale": 0.0}):
+        with pytest.raises(ValueError, match="tiling"):
+            TilingPolicy(**bad)
+
+
+def _nbytes(tensors) -> int:
+    return sum(int(np.prod(t["shape"])) * np.dtype(t["dtype"]).itemsize for t in tensors)
+
+
+@pytest.mark.parametrize("case", ["conv", "fc", "softmax"])
+def test_predicted_nvm_stores_are_the_output_bytes(tmp_path, case):
+    model, _ = {"conv": lambda: tm.conv2d(hw=(9, 7), cin=8, cout=8),
+                "fc": lambda: tm.fully_connected(batch=1, depth=64, units=12),
+                "softmax": lambda: tm.softmax()}[case]()
+    path = tmp_path / "m.tflite"
+    path.write_bytes(model)
+    manifest = ti.build(path).manifest()
+    (task,) = costs.task_costs(manifest)
+    assert task.tile.nvm_store_bytes * task.tiles == pytest.approx(_nbytes(manifest["outputs"]))
+
+
+@pytest.mark.qemu
+def test_predicted_nvm_stores_match_the_plugins_count(tmp_path):
+    """Every CPU store into NVM is a kernel's output or a word of the progress record: what
+    the plugin counts, less the record's words (its store events), is what the TIR said."""
+    model, inputs = tm.conv2d(hw=(9, 7), cin=8, cout=8)
+    path = tmp_path / "m.tflite"
+    path.write_bytes(model)
+    project = ti.build(path, "intermittent/qemu-an386",
+                       capacitor_f=2.5e-6).export(tmp_path / "p")
+    manifest = json.loads((project / "model.json").read_text())
+    run = sim.run(project, inputs)
+    record_bytes = 4 * len(run.stores)  # commit and restore store 32-bit words
+    kernels = sum(c.tile.nvm_store_bytes * c.tiles for c in costs.task_costs(manifest))
+    assert len(run.commits) > 2 and run.nvm_bytes_written - record_bytes == kernels
+
+
+@pytest.mark.qemu
+def test_calibrated_runtime_constants_match_a_fresh_measurement(tmp_path):
+    model, inputs = tm.fully_connected(batch=1, depth=64, units=12)
+    path = tmp_path / "m.tflite"
+    path.write_bytes(model)
+    project = ti.build(path).export(tmp_path / "p")
+    run = sim.run(project, inputs)
+    runtime = costs.runtime_costs()
+    commits = len(run.commits)
+    assert commits >= 2
+    assert run.range_instructions["intm_progress_commit"] == commits * runtime.commit.instructions
+    commit_stores = sum(1 for f, _ in run.stores if f == "intm_progress_commit")
+    assert commit_stores == commits * runtime.commit.nvm_stores
+    assert run.event_counts("intm_progress_restore")[0] == runtime.boot.instructions
+    # A boot after a failure restores a sealed record: within the calibrated restore, and
+    # storing what the calibration says (the boot counter's word).
+    per_commit = run.range_instructions["intm_progress_commit"] // commits
+    again = sim.run(project, inputs, power=sim.power.FailAt(run.commits[-1] + per_commit))
+    assert again.failures == 1 and again.boots == 2
+    second = (again.range_instructions["intm_progress_restore"]
+              - run.range_instructions["intm_progress_restore"])
+    assert 0 < second <= runtime.restore.instructions
+    stores = sum(1 for f, c in again.stores
+                 if f == "intm_progress_restore" and c >= again.failure_points[0])
+    assert stores == runtime.restore.nvm_stores
+
+
+@pytest.mark.qemu
+def test_calibrate_script_runs_its_quick_subset(tmp_path):
+    out = tmp_path / "calibration.json"
+    result = subprocess.run([sys.executable, str(ROOT / "scripts/calibrate.py"), "--quick",
+                             "--out", str(out)], capture_output=True, text=True, timeout=300,
+                            check=False)
+    assert result.returncode == 0, result.stderr
+    data = json.loads(out.read_text())
+    arm = data["isas"]["arm"]
+    assert data["command"] == "python scripts/calibrate.py --quick"
+    assert arm["runtime"]["commit"]["instructions"] == costs.runtime_costs().commit.instructions
+    assert len(arm["fit"]["residuals"]) == 4
+
+
+#: Tolerances of the zoo check (docs/cost_model.md gives the measured errors): every task,
+#: and the model's total. micro_speech's first convolution (10x8 taps, one input channel)
+#: is the model's outlier, under-predicted by about 11 %.
+TASK_TOLERANCE = 0.35
+MODEL_TOLERANCE = {"kws": 0.06, "ad": 0.04, "micro_speech": 0.13}
+
+
+@pytest.mark.qemu
+@pytest.mark.zoo
+@pytest.mark.parametrize("name", ["kws", "ad", "micro_speech"])
+def test_zoo_tasks_predicted_against_a_qemu_profile(tmp_path, name):
+    """Out of sample: per-task predictions in model.json against ``sim.profile``."""
+    entry = zoo.get(name)
+    project = ti.build(entry.path, "intermittent/qemu-an386", name=name).export(tmp_path / name)
+    manifest = json.loads((project / "model.json").read_text())
+    runtime = costs.RuntimeCosts.from_dict(manifest["runtime_costs"])
+    measured = profile(project, [zoo.sample_inputs(name, count=1)[0][0]])
+    predicted = [c.work(runtime).instructions for c in costs.task_costs(manifest)]
+    spans = [row.instructions for row in measured.rows[1:]]
+    assert len(predicted) == len(spans) > 3
+    errors = [p / m - 1 for p, m in zip(predicted, spans)]
+    assert max(abs(e) for e in errors) < TASK_TOLERANCE, errors
+    assert abs(sum(predicted) / measured.instructions_model - 1) < MODEL_TOLERANCE[name]
+
+
+def test_a_cost_that_is_estimated_says_why(tmp_path):
+    """Padding guards of a convolution are exact; softmax's guards read its table, and
+    model.json says so for that task only."""
+    manifests = {}
+    for name, (model, _) in (("conv", tm.conv2d(hw=(9, 7), cin=5, cout=6)),
+                             ("softmax", tm.softmax())):
+        path = tmp_path / f"{name}.tflite"
+        path.write_bytes(model)
+        manifests[name] = ti.build(path).manifest()
+    assert manifests["conv"]["tasks"][0]["cost"]["estimated"] == []
+    (why,) = manifests["softmax"]["tasks"][0]["cost"]["estimated"]
+    assert "guard(s) read memory" in why
