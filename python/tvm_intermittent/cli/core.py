@@ -114,6 +114,10 @@ def _parser() -> argparse.ArgumentParser:
     power.add_argument("--plot", metavar="PNG",
                        help="capacitor: plot energy, boots and progress over time to this file")
 
+    from .analyze import add_parser as add_analyze  # pylint: disable=import-outside-toplevel
+
+    add_analyze(sub, common)
+
     common(sub.add_parser("boards", help="list the board profiles"))
 
     p = common(sub.add_parser("demo", help="keyword spotting end to end on the emulated MCU"))
@@ -167,7 +171,7 @@ def program(args, env: Environment) -> int:
 
         check_model_file(target, _parse_shapes(getattr(args, "shape", [])) or None)
     return {"compile": cmd_compile, "run": cmd_run, "boards": cmd_boards,
-            "demo": cmd_demo}[args.command](args, env)
+            "demo": cmd_demo, "analyze": cmd_analyze}[args.command](args, env)
 
 
 def _emit(env: Environment, args, result: dict, text: str) -> None:
@@ -482,6 +486,15 @@ def _run_under_failures(args, env: Environment, project: Path, manifest: dict, i
     if not report.outputs_match or (check is not None and not check.ok):
         return ExitStatus.MISMATCH
     return ExitStatus.OK
+
+
+# ---- analyze ---------------------------------------------------------------------------
+
+
+def cmd_analyze(args, env: Environment) -> int:
+    from .analyze import cmd_analyze as analyze  # pylint: disable=import-outside-toplevel
+
+    return analyze(args, env)
 
 
 # ---- boards ----------------------------------------------------------------------------

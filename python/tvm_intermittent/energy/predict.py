@@ -465,9 +465,13 @@ def predict(manifest: dict, board, environment, *, costs: Costs | None = None,
 
     # Static check: each segment with the boot and restore before it fits one charge.
     need = [charge(board, schedule, resume + s.work) for s in segments]
-    blocking = [{"operator": s.label, "task": s.task, "need": n, "budget": budget,
-                 "over": n - budget} for s, n in zip(segments, need)
-                if budget is not None and n > budget]
+    blocking = {}  # the worst segment of each step that does not fit
+    for s, n in zip(segments, need):
+        key = s.label if s.task is None else s.task
+        if budget is not None and n > budget and n > blocking.get(key, {}).get("need", 0):
+            blocking[key] = {"operator": s.label, "task": s.task, "need": n, "budget": budget,
+                             "over": n - budget}
+    blocking = list(blocking.values())
     worst = {}
     for s, n in zip(segments, need):
         if s.task is not None:
