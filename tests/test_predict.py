@@ -138,15 +138,14 @@ def test_a_negative_deadline_is_refused():
 
 @pytest.fixture(scope="module")
 def kws(tmp_path_factory):
-    """kws on the msp430fr5994 profile with NVM stores free of charge: until the simulator
-    counts each task's NVM traffic, the measured costs hold instructions only, and a budget
-    of instructions only is what they can predict exactly."""
-    board = dataclasses.replace(load_board("msp430fr5994"), nvm_write_energy_j_per_byte=0.0)
+    """kws on the msp430fr5994 profile, whose capacitor schedule charges every byte stored
+    into NVM (the measured costs count those bytes per task)."""
+    board = load_board("msp430fr5994")
     entry = zoo.get("kws")
     artifact = ti.build(entry.path, "intermittent/msp430fr5994")
     project = artifact.export(tmp_path_factory.mktemp("kws") / "p")
     inputs = [zoo.sample_inputs("kws", count=1)[0][0]]
-    return board, project, artifact.manifest(), inputs
+    return board, project, artifact.manifest(), inputs, measure_costs(project, inputs)
 
 
 def _task_of(run, point):
@@ -160,8 +159,7 @@ def _task_of(run, point):
 @pytest.mark.qemu
 @pytest.mark.zoo
 def test_measured_costs_add_up_to_the_continuous_run(kws):
-    board, project, manifest, inputs = kws
-    costs = measure_costs(project, inputs)
+    board, project, manifest, inputs, costs = kws
     continuous = sim.run(project, inputs)
     prediction = predict(manifest, board, sim.power.NoFailures(), costs=costs)
     # Only the first boot's restore differs (a blank record takes fewer instructions).
@@ -173,8 +171,7 @@ def test_measured_costs_add_up_to_the_continuous_run(kws):
 @pytest.mark.zoo
 @pytest.mark.parametrize("capacitor", [1e-5, 3e-5, 1e-4])
 def test_prediction_matches_qemu_under_a_capacitor(kws, capacitor):
-    board, project, manifest, inputs = kws
-    costs = measure_costs(project, inputs)
+    board, project, manifest, inputs, costs = kws
     schedule = sim.power.Capacitor(board, capacitor_f=capacitor)
     measured = sim.measure_intermittent(project, inputs, schedule, board=board)
     failure_run = measured.failure_run
@@ -193,7 +190,9 @@ def test_prediction_matches_qemu_under_a_capacitor(kws, capacitor):
         where[task] = where.get(task, 0) + 1
     assert None not in where
     predicted = {o.index: o.failures for o in prediction.operators if o.failures}
-    assert predicted == where
+    # The per-tile mean moves a failure into a neighbouring task now and then.
+    moved = sum(abs(predicted.get(t, 0) - where.get(t, 0)) for t in {*predicted, *where})
+    assert moved / 2 <= max(2, 0.02 * measured.failures), (predicted, where)
 
 
 @pytest.mark.qemu
@@ -201,11 +200,11 @@ def test_prediction_matches_qemu_under_a_capacitor(kws, capacitor):
 def test_an_unschedulable_capacitor_is_predicted_to_stop(kws):
     """1 uF pays for about 8,000 instructions, less than a kws convolution tile: the
     firmware gives up (no progress), and the prediction says so and names the operator."""
-    board, project, manifest, inputs = kws
+    board, project, manifest, inputs, costs = kws
     schedule = sim.power.Capacitor(board, capacitor_f=1e-6)
     measured = sim.run(project, inputs, power=schedule)
     assert not measured.finished and measured.stop_reason == "no_progress"
-    prediction = predict(manifest, board, schedule, costs=measure_costs(project, inputs))
+    prediction = predict(manifest, board, schedule, costs=costs)
     assert not prediction.finished and prediction.stop_reason == "no_progress"
     assert not prediction.schedulable
     first_blocked = min(b["task"] for b in prediction.blocking if b["task"] is not None)

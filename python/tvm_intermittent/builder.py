@@ -57,6 +57,8 @@ class Artifact:
     capacitor_f: float | None = None
     #: Multiply-accumulates of each kernel that carries them (the per-operator profile's).
     macs: dict = dataclasses.field(default_factory=dict)
+    #: Further facts for ``model.json`` by key (``compile --deadline`` records its choice).
+    records: dict = dataclasses.field(default_factory=dict)
 
     def manifest(self) -> dict:
         """What ``model.json`` records: the tensors and the facts of the build."""
@@ -80,6 +82,7 @@ class Artifact:
                       for k in self.tasks],
             "board_profile": self.board.to_dict(),
             "notices": [n.to_dict() for n in self.notices],
+            **self.records,
         }
 
     def export(self, directory, overwrite: bool = False) -> Path:

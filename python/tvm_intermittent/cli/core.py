@@ -67,6 +67,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--int8-only", action="store_true",
                    help="refuse a model that would keep any operator in float or any "
                         "epilogue unfused (exit 2, naming them)")
+    p.add_argument("--deadline", type=float, metavar="S",
+                   help="choose the tiling with the lowest predicted latency under the power "
+                        "environment, and refuse (exit 2) when none meets S seconds")
 
     p = common(sub.add_parser("run", help="run a compiled project (or a model) on QEMU"))
     p.add_argument("target", help="a project directory from `compile`, or a model file")
@@ -207,10 +210,13 @@ def cmd_compile(args, env: Environment) -> int:
     from ..sim.power import parse_capacitance  # pylint: disable=import-outside-toplevel
 
     capacitor = parse_capacitance(args.capacitor) if args.capacitor else None
-    with env.step(f"compiling {args.model} for {args.board}"):
-        artifact = builder.build(args.model, "intermittent/" + args.board, board=board,
-                                 shape_dict=_parse_shapes(args.shape) or None,
-                                 capacitor_f=capacitor, int8_only=args.int8_only)
+    if args.deadline is not None:
+        artifact = _compile_for_deadline(args, env, board)
+    else:
+        with env.step(f"compiling {args.model} for {args.board}"):
+            artifact = builder.build(args.model, "intermittent/" + args.board, board=board,
+                                     shape_dict=_parse_shapes(args.shape) or None,
+                                     capacitor_f=capacitor, int8_only=args.int8_only)
     for notice in artifact.notices:  # not progress: shown with --quiet too
         print(f"notice: {notice}", file=env.stderr)
     project = artifact.export(args.output, overwrite=args.force)
@@ -221,9 +227,38 @@ def cmd_compile(args, env: Environment) -> int:
             f"  compile time: {manifest['compile_seconds']} s\n"
             + (f"  {len(artifact.notices)} notice(s) above: operators on a slower or less "
                "exact path\n" if artifact.notices else "") +
+            + (_deadline_text(manifest["deadline"]) if "deadline" in manifest else "") +
             f"build and run it with `make -C {project}` and `tvm-intermittent run {project}`")
     _emit(env, args, {"project": str(project), **manifest}, text)
     return ExitStatus.OK
+
+
+def _compile_for_deadline(args, env: Environment, board):
+    """``compile --deadline S``: the tiling with the lowest predicted latency, or exit 2."""
+    # pylint: disable=import-outside-toplevel
+    from ..energy.analyze import environment_from_args
+    from ..energy.deadline import compile_for_deadline
+
+    if not args.deadline > 0:
+        raise InputError(f"--deadline must be a positive number of seconds, got "
+                         f"{args.deadline:g}")
+    environment = environment_from_args(
+        board, power_env=getattr(args, "power_env", None), capacitor=args.capacitor,
+        harvest=getattr(args, "harvest", None), trace=getattr(args, "trace", None))
+    with env.step(f"compiling {args.model} for {args.board} once per tiling candidate"):
+        result = compile_for_deadline(args.model, board, environment, args.deadline,
+                                      shape_dict=_parse_shapes(args.shape) or None,
+                                      int8_only=args.int8_only)
+    result.artifact.records["deadline"] = result.record()
+    return result.artifact
+
+
+def _deadline_text(record: dict) -> str:
+    p = record["prediction"]
+    policy = record["policy"]
+    return (f"  deadline {record['deadline_s']:g} s: met, {p['latency_s']:.4g} s predicted in "
+            f"{p['boots']} boots (tiling margin {policy['margin']}, batch x"
+            f"{policy['batch_scale']}, best of {record['candidates']})\n")
 
 
 # ---- run -------------------------------------------------------------------------------

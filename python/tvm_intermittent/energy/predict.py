@@ -155,18 +155,6 @@ def measure_costs(project_dir, inputs, *, timeout: float = 600.0) -> Costs:
     spans = _spans(run, len(tasks))
     commits = spans["within"] or spans["transitions"][:1]
     commit = sum(commits) / len(commits)
-    measured = []
-    for index, task in enumerate(tasks):
-        tile_instructions = sum(spans["batches"][index]) / task["tiles"]
-        fixed = spans["fixed"][index] - (commit if index else 0.0)
-        tile = Work(instructions=tile_instructions)
-        by_task = getattr(run, "traffic_by_task", None)
-        if by_task:
-            traffic = by_task[index] * (1.0 / task["tiles"])
-            tile = dataclasses.replace(traffic, instructions=tile_instructions)
-        measured.append(MeasuredTask(index, task["kernel"], int(task["tiles"]),
-                                     int(task["tiles_per_commit"]), tile,
-                                     Work(instructions=max(fixed, 0.0))))
     # A resumed boot: fail halfway through the spans of the first batches.
     first, second = spans["entries"][0], spans["entries"][min(1, len(spans["entries"]) - 1)]
     point = (first + second) // 2 if second > first else first + 1
@@ -175,18 +163,63 @@ def measure_costs(project_dir, inputs, *, timeout: float = 600.0) -> Costs:
     restore_at = next(c for n, c in resumed.events if c >= point and n == "intm_progress_restore")
     task_at = next(c for n, c in resumed.events
                    if c >= point and n.startswith("intm_task_"))
+    by_task = getattr(run, "traffic_by_task", None)
+    stored = None if by_task else _stored_bytes(project, inputs, spans, point, task_at, timeout)
+    measured = []
+    for index, task in enumerate(tasks):
+        tiles = int(task["tiles"])
+        tile_instructions = sum(spans["batches"][index]) / tiles
+        fixed = spans["fixed"][index] - (commit if index else 0.0)
+        if by_task:
+            tile = dataclasses.replace(by_task[index] * (1.0 / tiles),
+                                       instructions=tile_instructions)
+        else:
+            own = stored["tasks"][index] - len(spans["batches"][index]) * stored["commit"]
+            tile = Work(instructions=tile_instructions, nvm_store_bytes=max(own, 0) / tiles)
+        measured.append(MeasuredTask(index, task["kernel"], tiles, int(task["tiles_per_commit"]),
+                                     tile, Work(instructions=max(fixed, 0.0))))
     in_bytes = sum(_nbytes(t) for t in manifest["inputs"]) or 1
     out_bytes = sum(_nbytes(t) for t in manifest["outputs"]) or 1
+    stored = stored or {"boot": 0, "restore": 0, "commit": 0, "input": 0, "output": 0}
     runtime = MeasuredRuntime(
-        boot=Work(instructions=restore_at - point),
-        restore=Work(instructions=task_at - restore_at),
-        commit=_phase_work(run, "commit", Work(instructions=commit), len(run.commits)),
-        input_per_byte=Work(instructions=spans["input"] / in_bytes),
+        boot=Work(instructions=restore_at - point, nvm_store_bytes=stored["boot"]),
+        restore=Work(instructions=task_at - restore_at, nvm_store_bytes=stored["restore"]),
+        commit=_phase_work(run, "commit", Work(instructions=commit,
+                                               nvm_store_bytes=stored["commit"]),
+                           len(run.commits)),
+        input_per_byte=Work(instructions=spans["input"] / in_bytes,
+                            nvm_store_bytes=stored["input"] / in_bytes),
         output_per_byte=Work(instructions=(spans["output"]
-                                           + spans["transitions"][-1] - commit) / out_bytes),
+                                           + spans["transitions"][-1] - commit) / out_bytes,
+                             nvm_store_bytes=stored["output"] / out_bytes),
         sources={"project": str(project), "continuous_instructions": run.instructions_total,
-                 "resumed_boot_at": point})
+                 "resumed_boot_at": point,
+                 "nvm": "per-task traffic of the run" if by_task else
+                        "bytes stored into NVM up to each task's start (one run each)"})
     return Costs(tuple(measured), runtime, "measured")
+
+
+def _stored_bytes(project, inputs, spans, point, task_at, timeout) -> dict:
+    """Bytes stored into NVM by each stretch of a continuous run, where the simulator counts
+    NVM traffic per boot only: one run per task start, stopped by a power failure there
+    (boot 1's bytes are everything stored before it), and one through a resumed boot."""
+    from .. import sim  # pylint: disable=import-outside-toplevel
+
+    def before(k):
+        result = sim.run(project, inputs, timeout=timeout, kind="qemu",
+                         power=sim.power.FailAt(k), max_boots=1)
+        return result.per_boot_nvm_bytes[0]
+
+    starts = spans["task_first"] + [spans["write_at"]]
+    at = {k: before(k) for k in {spans["read_at"], spans["first_commit"], *starts}}
+    total = sim.run(project, inputs, timeout=timeout, kind="qemu").nvm_bytes_written
+    resumed = sim.run(project, inputs, timeout=timeout, kind="qemu", max_boots=2,
+                      power=sim.power.FailAtEach((point, task_at)))
+    return {"boot": 0, "restore": resumed.per_boot_nvm_bytes[1],
+            "input": at[spans["first_commit"]] - at[spans["read_at"]],
+            "commit": at[starts[0]] - at[spans["first_commit"]],
+            "tasks": [at[b] - at[a] for a, b in zip(starts, starts[1:])],
+            "output": total - at[spans["write_at"]]}
 
 
 def _phase_work(run, phase: str, work: Work, count: int) -> Work:
@@ -240,9 +273,12 @@ def _spans(run, num_tasks: int) -> dict:
     if any(not b for b in batches):
         raise PredictionError("a continuous run did not enter every task: the project's "
                               "firmware and its model.json disagree; compile it again")
+    task_first = [next(c for n, c in entries if n == f"intm_task_{t}")
+                  for t in range(num_tasks)]
     return {"batches": batches, "fixed": fixed, "within": within, "transitions": transitions,
             "input": first_commit - read_at, "output": run.instructions_total - write_at,
-            "entries": task_entries}
+            "entries": task_entries, "task_first": task_first, "read_at": read_at,
+            "write_at": write_at, "first_commit": first_commit}
 
 
 # ---- The prediction ---------------------------------------------------------------------
