@@ -180,22 +180,24 @@ def measure_costs(project_dir, inputs, *, timeout: float = 600.0) -> Costs:
                                      tile, Work(instructions=max(fixed, 0.0))))
     in_bytes = sum(_nbytes(t) for t in manifest["inputs"]) or 1
     out_bytes = sum(_nbytes(t) for t in manifest["outputs"]) or 1
-    stored = stored or {"boot": 0, "restore": 0, "commit": 0, "input": 0, "output": 0}
+    output = spans["output"] + spans["transitions"][-1] - commit
+    if by_task:  # the plugin's per-phase traffic: one boot, restore, input, output each
+        def phase(name, instructions, count=1):
+            return _phase_work(run, name, Work(instructions=instructions), count)
+    else:
+        def phase(name, instructions, count=1):
+            return Work(instructions=instructions, nvm_store_bytes=stored[name] / count)
     runtime = MeasuredRuntime(
-        boot=Work(instructions=restore_at - point, nvm_store_bytes=stored["boot"]),
-        restore=Work(instructions=task_at - restore_at, nvm_store_bytes=stored["restore"]),
-        commit=_phase_work(run, "commit", Work(instructions=commit,
-                                               nvm_store_bytes=stored["commit"]),
-                           len(run.commits)),
-        input_per_byte=Work(instructions=spans["input"] / in_bytes,
-                            nvm_store_bytes=stored["input"] / in_bytes),
-        output_per_byte=Work(instructions=(spans["output"]
-                                           + spans["transitions"][-1] - commit) / out_bytes,
-                             nvm_store_bytes=stored["output"] / out_bytes),
+        boot=phase("boot", restore_at - point),
+        restore=phase("restore", task_at - restore_at),
+        commit=(_phase_work(run, "commit", Work(instructions=commit), len(run.commits))
+                if by_task else phase("commit", commit)),
+        input_per_byte=phase("input", spans["input"] / in_bytes, in_bytes),
+        output_per_byte=phase("output", output / out_bytes, out_bytes),
         sources={"project": str(project), "continuous_instructions": run.instructions_total,
                  "resumed_boot_at": point,
-                 "nvm": "per-task traffic of the run" if by_task else
-                        "bytes stored into NVM up to each task's start (one run each)"})
+                 "nvm": "per-task and per-phase traffic of the continuous run" if by_task
+                        else "bytes stored into NVM up to each task's start (one run each)"})
     return Costs(tuple(measured), runtime, "measured")
 
 
@@ -223,7 +225,8 @@ def _stored_bytes(project, inputs, spans, point, task_at, timeout) -> dict:
 
 
 def _phase_work(run, phase: str, work: Work, count: int) -> Work:
-    """``work`` with the NVM accesses of ``phase`` per occurrence, where the run counts them."""
+    """``work`` with the NVM accesses of ``phase`` per occurrence (``count`` of them), where
+    the run counts them (``RunResult.traffic_by_phase``)."""
     by_phase = getattr(run, "traffic_by_phase", None)
     if not by_phase or phase not in by_phase or not count:
         return work
