@@ -32,13 +32,13 @@ from pathlib import Path
 import tvm_intermittent as ti
 from tvm_intermittent import sim, zoo
 from tvm_intermittent.board import load_board
-from tvm_intermittent.energy.analyze import capacitor_of, environment_from_args
+from tvm_intermittent.energy.analyze import environment_from_args, sizing_capacitor
 from tvm_intermittent.energy.predict import _schedule_of, measure_costs, predict
 from tvm_intermittent.errors import IntermittentError
 
 MODELS = "kws,resnet8,vww,micro_speech,ad"
 BOARDS = "qemu-an386,msp430fr5994,apollo4-mram"
-ENVIRONMENTS = "10uF@1mW,100uF@1mW,1mF@5mW"
+ENVIRONMENTS = "3uF@1mW,10uF@1mW,100uF@1mW"
 
 
 def environment(board, spec: str):
@@ -55,7 +55,7 @@ def bench_one(model: str, board_name: str, spec: str, costs_kind: str, workdir: 
     row = {"model": model, "board": board_name, "environment": spec}
     try:
         artifact = ti.build(zoo.get(model).path, "intermittent/" + board_name,
-                            capacitor_f=capacitor_of(env, board), name=model)
+                            capacitor_f=sizing_capacitor(env, board), name=model)
     except IntermittentError as err:
         return row | {"error": f"does not compile: {str(err).splitlines()[0]}"}
     project = artifact.export(workdir / f"{model}-{board_name}-{spec}".replace("@", "-"))

@@ -141,14 +141,14 @@ def cmd_analyze(args, env) -> int:
 
 
 def _compile(args, env, target: Path, board, environment, directory: Path, shapes):
-    """Compile a model file for ``board``, its tiles sized for the environment's capacitor."""
+    """Compile a model file for ``board``, its tiles sized for one charge of the environment."""
     # pylint: disable=import-outside-toplevel
     from .. import builder
-    from ..energy.analyze import capacitor_of
+    from ..energy.analyze import sizing_capacitor
     from ..frontend import check_model_file
 
     check_model_file(target, shapes or None)
-    capacitor = capacitor_of(environment, board)
+    capacitor = sizing_capacitor(environment, board)
     with env.step(f"compiling {target.name} for {board.name}"):
         artifact = builder.build(target, "intermittent/" + board.name, board=board,
                                  shape_dict=shapes or None, capacitor_f=capacitor)

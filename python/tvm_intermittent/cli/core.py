@@ -227,7 +227,7 @@ def cmd_compile(args, env: Environment) -> int:
             f"  compile time: {manifest['compile_seconds']} s\n"
             + (f"  {len(artifact.notices)} notice(s) above: operators on a slower or less "
                "exact path\n" if artifact.notices else "") +
-            + (_deadline_text(manifest["deadline"]) if "deadline" in manifest else "") +
+            (_deadline_text(manifest["deadline"]) if "deadline" in manifest else "") +
             f"build and run it with `make -C {project}` and `tvm-intermittent run {project}`")
     _emit(env, args, {"project": str(project), **manifest}, text)
     return ExitStatus.OK

@@ -98,6 +98,21 @@ def capacitor_of(environment, board: Board) -> float:
     return float(value) if value else float(board.capacitor_f)
 
 
+def sizing_capacitor(environment, board: Board) -> float:
+    """The capacitance at ``board``'s voltages whose charge pays for the environment's first
+    budget: what to size the tiles for (``build(capacitor_f=)``), whatever voltages and
+    capacitor the environment has."""
+    from .predict import _schedule_of  # pylint: disable=import-outside-toplevel
+
+    budgets = _schedule_of(environment, board).budgets(1)
+    if not budgets:
+        return capacitor_of(environment, board)
+    joules = float(budgets[0]) * board.energy_per_instruction_j
+    # one more instruction's worth, so that rounding down in power_cycle_budget keeps it
+    joules += board.energy_per_instruction_j * 0.5
+    return 2.0 * joules / (board.v_on ** 2 - board.v_off ** 2)
+
+
 # ---- Memory fit -------------------------------------------------------------------------
 
 
@@ -432,7 +447,7 @@ def sweep_capacitors(low: float, high: float, count: int = 15) -> list:
     return [low * math.exp(step * k) for k in range(count)]
 
 
-__all__ = ["Analysis", "CapacitorEnvironment", "analyze", "capacitor_of",
+__all__ = ["Analysis", "CapacitorEnvironment", "analyze", "capacitor_of", "sizing_capacitor",
            "environment_from_args", "latency_sweep", "memory_fit",
            "plot_latency", "render", "smallest_schedulable_capacitor", "sweep_capacitors",
            "with_capacitor"]

@@ -69,7 +69,8 @@ def compile_for_deadline(model, board, environment, deadline_s: float, *, build=
     board : Board
         The board profile.
     environment : PowerEnvironment or Schedule
-        Its per-boot budgets and recharge times; the tiles are sized for its capacitor.
+        Its per-boot budgets and recharge times; the tiles are sized for one of its charges
+        (:func:`.analyze.sizing_capacitor`).
     deadline_s : float
         The latency bound (seconds, > 0).
     build : callable, optional
@@ -85,14 +86,14 @@ def compile_for_deadline(model, board, environment, deadline_s: float, *, build=
     DeadlineError
         No candidate is schedulable, or none meets the deadline (with the best latency).
     """
-    from .analyze import capacitor_of  # pylint: disable=import-outside-toplevel
+    from .analyze import sizing_capacitor  # pylint: disable=import-outside-toplevel
 
     if not deadline_s > 0:
         raise InputError(f"a deadline must be a positive number of seconds, got {deadline_s!r}")
     if build is None:
         from ..builder import build  # pylint: disable=import-outside-toplevel
     policies = tiling_policies() if policies is None else list(policies)
-    capacitor = capacitor_of(environment, board)
+    capacitor = sizing_capacitor(environment, board)
     tried, best = [], None
     for policy in policies:
         knobs = _knobs(policy)
