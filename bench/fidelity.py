@@ -17,6 +17,10 @@ Environments are named presets (``--power-env`` names, where this installation h
 as ``100uF@1mW``).
 
     .venv/bin/python bench/fidelity.py --costs measured --markdown bench/results/fidelity.md
+
+``--plot PNG`` also draws every model's predicted latency against capacitor size on one
+board (``--plot-board``), from ``--plot-range`` (tiles sized for its low end) at
+``--plot-harvest``.
 """
 
 from __future__ import annotations
@@ -32,7 +36,13 @@ from pathlib import Path
 import tvm_intermittent as ti
 from tvm_intermittent import sim, zoo
 from tvm_intermittent.board import load_board
-from tvm_intermittent.energy.analyze import environment_from_args, sizing_capacitor
+from tvm_intermittent.energy.analyze import (
+    environment_from_args,
+    latency_sweep,
+    plot_latency,
+    sizing_capacitor,
+    sweep_capacitors,
+)
 from tvm_intermittent.energy.predict import _schedule_of, measure_costs, predict
 from tvm_intermittent.errors import IntermittentError
 
@@ -106,10 +116,38 @@ def summary(rows: list) -> str:
     boots = [abs(r["boots_error"]) for r in both]
     disagree = [r for r in rows if "error" not in r
                 and r["predicted_finished"] != r["measured_finished"]]
-    return (f"{len(both)} configurations: latency error median {100 * statistics.median(lat):.2f}%, "
-            f"worst {100 * max(lat):.2f}%; boots error median "
+    return (f"{len(both)} configurations: latency error median "
+            f"{100 * statistics.median(lat):.2f}%, worst {100 * max(lat):.2f}%; boots error median "
             f"{100 * statistics.median(boots):.2f}%, worst {100 * max(boots):.2f}%; "
             f"{len(disagree)} where prediction and measurement disagree on finishing.")
+
+
+def plot(models, board_name: str, low: str, high: str, harvest: str, costs_kind: str,
+         path: str, workdir: Path) -> dict:
+    """Predicted latency against capacitance, one line per model, on one board."""
+    board = load_board(board_name)
+    low_env = environment(board, f"{low}@{harvest}")
+    high_f = sizing_capacitor(environment(board, f"{high}@{harvest}"), board)
+    series = {}
+    for model in models:
+        try:
+            artifact = ti.build(zoo.get(model).path, "intermittent/" + board_name,
+                                capacitor_f=sizing_capacitor(low_env, board), name=model)
+        except IntermittentError as err:
+            print(f"{model}: not plotted: {str(err).splitlines()[0]}", file=sys.stderr)
+            continue
+        project = artifact.export(workdir / f"plot-{model}")
+        costs = (measure_costs(project, [zoo.sample_inputs(model, count=1)[0][0]])
+                 if costs_kind == "measured" else None)
+        if costs is None:
+            from tvm_intermittent.energy.predict import calibrated_costs  # noqa: PLC0415
+
+            costs = calibrated_costs(artifact.manifest(), board)
+        capacitors = sweep_capacitors(sizing_capacitor(low_env, board), high_f, 12)
+        series[model] = latency_sweep(artifact.manifest(), board, low_env, costs, capacitors)
+    plot_latency(series, path, f"predicted latency on {board_name} at {harvest} "
+                               f"({costs_kind} costs)")
+    return {m: [(c, lat) for c, lat in points] for m, points in series.items()}
 
 
 def main() -> int:
@@ -120,15 +158,27 @@ def main() -> int:
     parser.add_argument("--costs", choices=["calibrated", "measured"], default="calibrated")
     parser.add_argument("--markdown", help="write the table to this file")
     parser.add_argument("--json", help="write the rows to this file")
+    parser.add_argument("--plot", metavar="PNG", help="also plot latency against capacitor")
+    parser.add_argument("--plot-board", default="msp430fr5994")
+    parser.add_argument("--plot-range", default="3uF:1mF", metavar="LOW:HIGH")
+    parser.add_argument("--plot-harvest", default="1mW")
+    parser.add_argument("--skip-table", action="store_true", help="only the plot")
     args = parser.parse_args()
     rows = []
     with tempfile.TemporaryDirectory(prefix="intm-fidelity-") as tmp:
-        for model in args.models.split(","):
+        if args.plot:
+            low, high = args.plot_range.split(":")
+            points = plot(args.models.split(","), args.plot_board, low, high,
+                          args.plot_harvest, args.costs, args.plot, Path(tmp))
+            print(json.dumps({"plot": args.plot, "points": points}), file=sys.stderr)
+        for model in [] if args.skip_table else args.models.split(","):
             for board in args.boards.split(","):
                 for spec in args.environments.split(","):
                     row = bench_one(model, board, spec, args.costs, Path(tmp))
                     print(json.dumps(row), file=sys.stderr, flush=True)
                     rows.append(row)
+    if args.skip_table:
+        return 0
     text = markdown(rows, args.costs)
     print(text)
     if args.markdown:
