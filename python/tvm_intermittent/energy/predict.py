@@ -516,7 +516,13 @@ def predict(manifest: dict, board, environment, *, costs: Costs | None = None,
         if s.task is not None:
             worst[s.task] = max(worst.get(s.task, 0.0), n)
 
-    executed, committed, boots, failures, futile = Work(), 0, 0, 0, 0
+    # Each boot: boot + restore, then segments from the first not committed until the
+    # budget runs out. ``runs[i]`` counts the executions of segment i (a fraction for the
+    # one a failure cuts short), ``runs[-1]`` those of boot + restore.
+    costs_of = [charge(board, schedule, s.work) for s in segments]
+    resume_cost = charge(board, schedule, resume)
+    runs = [0.0] * (len(segments) + 1)
+    committed, boots, failures, futile = 0, 0, 0, 0
     per_task_failures = {}
     stop_reason = None
     while committed < len(segments):
@@ -526,24 +532,33 @@ def predict(manifest: dict, board, environment, *, costs: Costs | None = None,
         boots += 1
         left = float(budgets[boots - 1]) if boots <= len(budgets) else float("inf")
         progressed = False
-        for stretch in (resume,) + tuple(s.work for s in segments[committed:]):
-            cost = charge(board, schedule, stretch)
-            if cost <= left:
-                left -= cost
-                executed = executed + stretch
-                if stretch is not resume:
-                    committed += 1
-                    progressed = True
-                continue
-            executed = executed + stretch * (left / cost if cost else 0.0)
+        if resume_cost > left:
+            runs[-1] += left / resume_cost
+            failed = True
+        else:
+            runs[-1] += 1.0
+            left -= resume_cost
+            failed = False
+            while committed < len(segments) and costs_of[committed] <= left:
+                left -= costs_of[committed]
+                runs[committed] += 1.0
+                committed += 1
+                progressed = True
+            if committed < len(segments):
+                runs[committed] += left / costs_of[committed]
+                failed = True
+        if failed:
             failures += 1
-            task = segments[committed].task if committed < len(segments) else None
+            task = segments[committed].task
             per_task_failures[task] = per_task_failures.get(task, 0) + 1
-            break
         futile = 0 if progressed else futile + 1
         if futile > MAX_FUTILE_BOOTS:
             stop_reason = "no_progress"
             break
+    executed = resume * runs[-1]
+    for segment, count in zip(segments, runs):
+        if count:
+            executed = executed + segment.work * count
     finished = stop_reason is None
     active = seconds(board, executed)
     recharge = float(sum(schedule.recharge_seconds(failures))) if failures else 0.0
