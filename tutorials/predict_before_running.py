@@ -124,6 +124,27 @@ fixed = tvm_intermittent("analyze", str(workdir / "kws-inas"), "--power-env", "i
 assert fixed["prediction"]["meets_deadline"], fixed["prediction"]
 
 ######################################################################
+# Check the predictions on QEMU
+# -----------------------------
+# ``--measure`` runs the firmware on the emulated Cortex-M4 under the same environment's
+# schedule (a power failure whenever a charge is spent, counted exactly) and prints the
+# prediction beside the measurement: here the MSP430FR5994-class project, which spans
+# several iNAS charges, and the board we moved to.
+
+errors, all_ok = [], True
+for project in ("kws-tinas", "kws-inas"):
+    checked = tvm_intermittent("analyze", str(workdir / project), "--power-env", "inas-1mF",
+                               "--measure")
+    measured = checked["measured"]
+    all_ok &= measured["finished"] and measured["outputs_match"]
+    errors += [abs(measured[k]["error"]) for k in ("boots", "latency_s")]
+if all_ok and max(errors) <= 0.05:
+    print("verdict: the prediction is within 5% of QEMU under inas-1mF")
+else:
+    print(f"verdict: the prediction is off by {100 * max(errors):.1f}% (finished and "
+          f"matching: {all_ok})")
+
+######################################################################
 # Summary
 # -------
 # ``analyze`` predicted, without running anything, how many charges an inference takes

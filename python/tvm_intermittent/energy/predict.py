@@ -26,8 +26,9 @@ differ only in where the work of each segment comes from:
 * by default from the calibrated cost model, :func:`tvm_intermittent.energy.costs.task_costs`
   (per-task work predicted from the lowered TIR and written into ``model.json``) and
   :func:`~tvm_intermittent.energy.costs.runtime_costs` (boot, restore, commit, I/O);
-* or from one continuous QEMU run of the project (:func:`measure_costs`), which leaves only
-  the simulation's own error: the per-tile mean instead of each tile's own count.
+* or from QEMU runs of the project (:func:`measure_costs`): each commit batch's own
+  instructions, which leaves only the simulation's own error (where in a tile a failure
+  strikes, and the restore of a blank record in the first boot).
 """
 
 from __future__ import annotations
@@ -67,7 +68,12 @@ class PredictionError(InputError):
 
 @dataclasses.dataclass(frozen=True)
 class MeasuredTask:
-    """One task's costs measured on QEMU, with the fields of ``energy.costs.TaskCost``."""
+    """One task's costs measured on QEMU, with the fields of ``energy.costs.TaskCost``.
+
+    ``batches`` holds each commit batch's own work (its tiles, without the commit): tiles
+    at a padded border or with a ragged last batch cost more than the mean ``tile``, and
+    where a failure falls depends on it. Empty: every batch is ``tile`` times its tiles.
+    """
 
     index: int
     kernel: str
@@ -75,6 +81,7 @@ class MeasuredTask:
     tiles_per_commit: int
     tile: Work
     fixed: Work
+    batches: tuple = ()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -149,7 +156,12 @@ def measure_costs(project_dir, inputs, *, timeout: float = 600.0) -> Costs:
     from .. import sim  # pylint: disable=import-outside-toplevel
 
     project = Path(project_dir)
-    manifest = json.loads((project / "model.json").read_text())
+    manifest = load_project(project)
+    isa = load_board(manifest["board"]).isa
+    if isa != "arm":
+        raise PredictionError(f"measured costs are QEMU's Cortex-M4 counts; this project's "
+                              f"board {manifest['board']!r} runs {isa} firmware, whose "
+                              "instructions they would not count")
     tasks = manifest["tasks"]
     run = sim.run(project, inputs, timeout=timeout, kind="qemu")
     spans = _spans(run, len(tasks))
@@ -176,8 +188,17 @@ def measure_costs(project_dir, inputs, *, timeout: float = 600.0) -> Costs:
         else:
             own = stored["tasks"][index] - len(spans["batches"][index]) * stored["commit"]
             tile = Work(instructions=tile_instructions, nvm_store_bytes=max(own, 0) / tiles)
-        measured.append(MeasuredTask(index, task["kernel"], tiles, int(task["tiles_per_commit"]),
-                                     tile, Work(instructions=max(fixed, 0.0))))
+        per = max(1, int(task["tiles_per_commit"]))
+        counts = [min(per, tiles - first) for first in range(0, tiles, per)]
+        if len(counts) != len(spans["batches"][index]):
+            raise PredictionError(f"task {index} ran {len(spans['batches'][index])} batches, "
+                                  f"model.json promises {len(counts)}; compile it again")
+        # Each batch's own instructions; its NVM traffic in proportion to its tiles (the
+        # simulator counts NVM bytes per boot, not per batch: the task's mean per tile).
+        batches = tuple(dataclasses.replace(tile * count, instructions=float(span))
+                        for count, span in zip(counts, spans["batches"][index]))
+        measured.append(MeasuredTask(index, task["kernel"], tiles, per, tile,
+                                     Work(instructions=max(fixed, 0.0)), batches))
     in_bytes = sum(_nbytes(t) for t in manifest["inputs"]) or 1
     out_bytes = sum(_nbytes(t) for t in manifest["outputs"]) or 1
     output = spans["output"] + spans["transitions"][-1] - commit
@@ -437,9 +458,10 @@ def _segments(manifest: dict, costs: Costs) -> list[_Segment]:
     segments = [_Segment(runtime.input_per_byte * in_bytes + runtime.commit, None, "input")]
     for task in costs.tasks:
         per = max(1, int(task.tiles_per_commit))
-        for first in range(0, int(task.tiles), per):
+        own = getattr(task, "batches", ())
+        for number, first in enumerate(range(0, int(task.tiles), per)):
             count = min(per, int(task.tiles) - first)
-            work = task.tile * count + runtime.commit
+            work = (own[number] if own else task.tile * count) + runtime.commit
             if first == 0:
                 work = work + task.fixed
             segments.append(_Segment(work, task.index, task.kernel))
