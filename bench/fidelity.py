@@ -9,8 +9,8 @@ and the relative error; the summary gives the median and the worst absolute erro
 
 ``--costs calibrated`` (default) predicts from the cost model (per-task work from the
 lowered TIR, calibrated runtime constants): the error a user of ``analyze`` meets.
-``--costs measured`` predicts from one continuous QEMU run's per-task counts: the
-simulation's own error, without the cost model's.
+``--costs measured`` predicts from per-task counts of QEMU runs of each project
+(``energy.predict.measure_costs``): the simulation's own error, without the cost model's.
 
 Environments are named presets (``--power-env`` names, where this installation has them) or
 ``CAPACITANCE@POWER`` (a capacitor at the board's voltages charged by constant power, such

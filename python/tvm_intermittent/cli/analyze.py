@@ -6,8 +6,8 @@ temporary directory, its tiles sized for the environment's capacitor); a project
 from its ``model.json``. The prediction is :func:`tvm_intermittent.energy.analyze.analyze`;
 ``--measure`` also runs the firmware on QEMU under the same environment's schedule and
 prints each predicted figure beside the measured one, with the error; ``--costs measured``
-predicts from one continuous QEMU run's per-task counts instead of the cost model (which
-separates the simulation's error from the cost model's).
+predicts from per-task counts of QEMU runs instead of the cost model (which separates the
+simulation's error from the cost model's).
 """
 
 from __future__ import annotations
@@ -40,8 +40,8 @@ def add_parser(sub, common) -> None:
                    help="latency bound in seconds: say whether it is met, and what would "
                         "meet it")
     p.add_argument("--costs", choices=["calibrated", "measured"], default="calibrated",
-                   help="per-task costs from the cost model (default) or from one "
-                        "continuous QEMU run")
+                   help="per-task costs from the cost model (default) or measured by QEMU "
+                        "runs of the project")
     p.add_argument("--measure", action="store_true",
                    help="also run on QEMU under the same environment and print predicted "
                         "beside measured")
@@ -120,7 +120,8 @@ def cmd_analyze(args, env) -> int:
         if args.costs == "measured":
             from ..energy.predict import measure_costs
 
-            with env.step("measuring per-task costs on QEMU (one continuous run)"):
+            with env.step("measuring per-task costs on QEMU (a continuous run, and one "
+                          "stopped at each task)"):
                 costs = measure_costs(project, inputs, timeout=args.timeout)
         with env.step("predicting"):
             result = analysis.analyze(
