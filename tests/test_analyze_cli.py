@@ -216,3 +216,24 @@ def test_kws_zoo_model_fits_and_meets_a_loose_deadline(tmp_path):
     data = json.loads(out)
     assert data["ok"] and data["prediction"]["meets_deadline"] and data["memory"]["fits"]
     assert data["fixes"] == []
+
+
+@pytest.mark.qemu
+def test_a_power_trace_sets_the_recharge_time(conv_project, tmp_path):
+    """A trace that harvests 2 mW for 10 ms of every 190 ms (the last row lasts as long as
+    the one before it): recharges follow the trace (the same Capacitor schedule as
+    `run --trace`), predicted and measured alike."""
+    _, project = conv_project
+    trace = tmp_path / "trace.txt"
+    trace.write_text("time_s power_w\n0 0.002\n0.01 0\n0.1 0\n")
+    status, out, err = run_cli("analyze", str(project), "--trace", str(trace), "--costs",
+                               "measured", "--measure", "--json")
+    assert status == 0, err
+    data = json.loads(out)
+    prediction, measured = data["prediction"], data["measured"]
+    assert prediction["failures"] > 0 and prediction["recharge_seconds"] > 0
+    board = load_board("qemu-an386")
+    per_charge = sim.power.Capacitor(board, capacitor_f=CAPACITOR).charge_energy_j / 0.002
+    # Harvesting a nineteenth of the time, recharges take far longer than at a steady 2 mW.
+    assert prediction["recharge_seconds"] > 5 * prediction["failures"] * per_charge
+    assert abs(measured["latency_s"]["error"]) <= 0.01

@@ -210,3 +210,18 @@ def test_an_unschedulable_capacitor_is_predicted_to_stop(kws):
     first_blocked = min(b["task"] for b in prediction.blocking if b["task"] is not None)
     assert _task_of(measured, measured.failure_points[-1]) == first_blocked
     assert prediction.boots == measured.boots
+
+
+@pytest.mark.qemu
+@pytest.mark.zoo
+def test_prediction_matches_qemu_under_random_budgets(kws):
+    """Budgets that change from boot to boot (half to all of 80,000 instructions, seeded):
+    the simulation takes the schedule's own budgets in order, as the plugin does."""
+    board, project, manifest, inputs, costs = kws
+    schedule = sim.power.Random(3, 40_000, 80_000)
+    measured = sim.run(project, inputs, power=schedule)
+    assert measured.finished and measured.failures >= 50
+    prediction = predict(manifest, board, schedule, costs=costs)
+    assert prediction.boots == pytest.approx(measured.boots, rel=0.01)
+    assert prediction.executed.instructions == pytest.approx(measured.instructions_total,
+                                                             rel=0.01)
