@@ -58,7 +58,7 @@ class Artifact:
     #: Multiply-accumulates of each kernel that carries them (the per-operator profile's).
     macs: dict = dataclasses.field(default_factory=dict)
     #: Further facts for ``model.json`` by key (``compile --deadline`` records its choice).
-    records: dict = dataclasses.field(default_factory=dict)
+    records: dict = dataclasses.field(default_factory=dict, kw_only=True)
 
     def manifest(self) -> dict:
         """What ``model.json`` records: the tensors and the facts of the build."""

@@ -95,6 +95,9 @@ class MeasuredRuntime:
     input_per_byte: Work
     output_per_byte: Work
     sources: dict = dataclasses.field(default_factory=dict, compare=False)
+    #: The first boot's restore, of a blank record up to reading the inputs (``restore`` is
+    #: a resumed boot's, of a committed record up to its first tile).
+    fresh_restore: Work | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -132,9 +135,10 @@ def measure_costs(project_dir, inputs, *, timeout: float = 600.0) -> Costs:
     and of each task function (one entry per tile batch): the span from a batch's entry to
     the commit after it is the batch's tiles, the span from a commit's entry to the next
     batch is the commit (the mean over commits within tasks; what a task transition adds is
-    the next task's fixed work). A second run with one power failure in the middle of the
-    first task's batches measures what a resumed boot pays before its first tile: startup up
-    to the restore function (``boot``) and from there to the first tile (``restore``).
+    the next task's fixed work). Two runs with one power failure each, in the middle of the
+    third and of the fourth batch (both slots of the record sealed, as in every later boot),
+    measure what a resumed boot pays before its first tile: startup up to the restore
+    function (``boot``) and from there to the first tile (``restore``), their mean.
     With the plugin's per-task traffic (``RunResult.traffic_by_task``, where the simulator
     counts it) the NVM accesses of each task's tiles are added; without it, the work is
     instructions only.
@@ -167,21 +171,21 @@ def measure_costs(project_dir, inputs, *, timeout: float = 600.0) -> Costs:
     spans = _spans(run, len(tasks))
     commits = spans["within"] or spans["transitions"][:1]
     commit = sum(commits) / len(commits)
-    # A resumed boot: fail halfway through the spans of the first batches.
-    first, second = spans["entries"][0], spans["entries"][min(1, len(spans["entries"]) - 1)]
-    point = (first + second) // 2 if second > first else first + 1
-    resumed = sim.run(project, inputs, timeout=timeout, kind="qemu",
-                      power=sim.power.FailAt(point))
-    restore_at = next(c for n, c in resumed.events if c >= point and n == "intm_progress_restore")
-    task_at = next(c for n, c in resumed.events
-                   if c >= point and n.startswith("intm_task_"))
+    # Resumed boots: fail halfway through a batch once two commits sealed both slots of
+    # the record (restore checks each), in two consecutive batches (the slots alternate).
+    entries = spans["entries"]
+    resumes = [_resumed_boot(project, inputs, entries, k, timeout)
+               for k in sorted({min(2, len(entries) - 1), min(3, len(entries) - 1)})]
+    point, restore_at, task_at, resumed = resumes[0]
+    boot_instructions = sum(r[1] - r[0] for r in resumes) / len(resumes)
+    restore_instructions = sum(r[2] - r[1] for r in resumes) / len(resumes)
     by_task = getattr(run, "traffic_by_task", None)
     stored = None if by_task else _stored_bytes(project, inputs, spans, point, task_at, timeout)
     measured = []
     for index, task in enumerate(tasks):
         tiles = int(task["tiles"])
         tile_instructions = sum(spans["batches"][index]) / tiles
-        fixed = spans["fixed"][index] - (commit if index else 0.0)
+        fixed = spans["fixed"][index] - commit  # the commit before the first batch
         if by_task:
             tile = dataclasses.replace(by_task[index] * (1.0 / tiles),
                                        instructions=tile_instructions)
@@ -209,8 +213,13 @@ def measure_costs(project_dir, inputs, *, timeout: float = 600.0) -> Costs:
         def phase(name, instructions, count=1):
             return Work(instructions=instructions, nvm_store_bytes=stored[name] / count)
     runtime = MeasuredRuntime(
-        boot=phase("boot", restore_at - point),
-        restore=phase("restore", task_at - restore_at),
+        boot=phase("boot", boot_instructions),
+        restore=(_resumed_restore(run, resumed, restore_instructions) if by_task
+                 else phase("restore", restore_instructions)),
+        fresh_restore=(_phase_work(run, "restore", Work(instructions=spans["read_at"]
+                                                        - spans["restore_at"]), 1)
+                       if by_task else Work(instructions=spans["read_at"] - spans["restore_at"],
+                                            nvm_store_bytes=stored["fresh_restore"])),
         commit=(_phase_work(run, "commit", Work(instructions=commit), len(run.commits))
                 if by_task else phase("commit", commit)),
         input_per_byte=phase("input", spans["input"] / in_bytes, in_bytes),
@@ -239,10 +248,32 @@ def _stored_bytes(project, inputs, spans, point, task_at, timeout) -> dict:
     resumed = sim.run(project, inputs, timeout=timeout, kind="qemu", max_boots=2,
                       power=sim.power.FailAtEach((point, task_at)))
     return {"boot": 0, "restore": resumed.per_boot_nvm_bytes[1],
+            "fresh_restore": at[spans["read_at"]],
             "input": at[spans["first_commit"]] - at[spans["read_at"]],
             "commit": at[starts[0]] - at[spans["first_commit"]],
             "tasks": [at[b] - at[a] for a, b in zip(starts, starts[1:])],
             "output": total - at[spans["write_at"]]}
+
+
+def _resumed_boot(project, inputs, entries, k: int, timeout: float) -> tuple:
+    """One failure halfway through batch ``k`` of a continuous run's batch ``entries``:
+    ``(failure point, restore entry, first tile entry)`` of the boot after it, and the run."""
+    from .. import sim  # pylint: disable=import-outside-toplevel
+
+    after = entries[k + 1] if k + 1 < len(entries) else entries[k] + 2
+    point = (entries[k] + after) // 2 if after > entries[k] + 1 else entries[k] + 1
+    resumed = sim.run(project, inputs, timeout=timeout, kind="qemu",
+                      power=sim.power.FailAt(point))
+    restore_at = next(c for n, c in resumed.events if c >= point and n == "intm_progress_restore")
+    task_at = next(c for n, c in resumed.events if c >= point and n.startswith("intm_task_"))
+    return point, restore_at, task_at, resumed
+
+
+def _resumed_restore(run, resumed, instructions: float) -> Work:
+    """A resumed boot's restore: the failure run's restores (the first boot's and the
+    resumed one's) less the continuous run's (the first boot's alone)."""
+    both, first = resumed.traffic_by_phase["restore"], run.traffic_by_phase["restore"]
+    return dataclasses.replace(both + first * -1.0, instructions=instructions)
 
 
 def _phase_work(run, phase: str, work: Work, count: int) -> Work:
@@ -302,7 +333,8 @@ def _spans(run, num_tasks: int) -> dict:
     return {"batches": batches, "fixed": fixed, "within": within, "transitions": transitions,
             "input": first_commit - read_at, "output": run.instructions_total - write_at,
             "entries": task_entries, "task_first": task_first, "read_at": read_at,
-            "write_at": write_at, "first_commit": first_commit}
+            "write_at": write_at, "first_commit": first_commit,
+            "restore_at": next(c for n, c in entries if n == "intm_progress_restore")}
 
 
 # ---- The prediction ---------------------------------------------------------------------
@@ -441,14 +473,18 @@ def _environment_dict(environment, schedule) -> dict:
 def charge(board: Board, schedule, work: Work) -> float:
     """What ``work`` takes from a boot's budget under ``schedule``, in instruction-equivalents.
 
-    The energy model's :func:`.model.instruction_equivalents`; a schedule that still charges
-    NVM writes per byte stored (``nvm_cost``, instructions per byte, without per-access costs)
-    charges those bytes on top, as the simulator's plugin does.
+    What the simulator's plugin charges: an instruction each, and each NVM access the
+    schedule's ``nvm_load_cost`` / ``nvm_store_cost`` (the energy model's
+    :func:`.model.access_costs` for a capacitor, 0 for schedules that know no energy); a
+    schedule that charges bytes stored instead (``nvm_cost``, per byte) charges those. An
+    environment that says neither is charged :func:`.model.instruction_equivalents`.
     """
-    equivalents = instruction_equivalents(board, work)
-    if not hasattr(schedule, "nvm_store_cost"):
-        equivalents += float(getattr(schedule, "nvm_cost", 0.0) or 0.0) * work.nvm_store_bytes
-    return equivalents
+    if hasattr(schedule, "nvm_store_cost"):
+        return (work.instructions + work.nvm_loads * float(schedule.nvm_load_cost)
+                + work.nvm_stores * float(schedule.nvm_store_cost))
+    if hasattr(schedule, "nvm_cost"):
+        return work.instructions + float(schedule.nvm_cost or 0.0) * work.nvm_store_bytes
+    return instruction_equivalents(board, work)
 
 
 def _segments(manifest: dict, costs: Costs) -> list[_Segment]:
@@ -521,6 +557,7 @@ def predict(manifest: dict, board, environment, *, costs: Costs | None = None,
     segments = _segments(manifest, costs)
     runtime = costs.runtime
     resume = runtime.boot + runtime.restore
+    fresh = runtime.boot + (getattr(runtime, "fresh_restore", None) or runtime.restore)
     budgets = schedule.budgets(max_boots)
     budget = float(budgets[0]) if budgets else None
 
@@ -540,10 +577,11 @@ def predict(manifest: dict, board, environment, *, costs: Costs | None = None,
 
     # Each boot: boot + restore, then segments from the first not committed until the
     # budget runs out. ``runs[i]`` counts the executions of segment i (a fraction for the
-    # one a failure cuts short), ``runs[-1]`` those of boot + restore.
+    # one a failure cuts short).
     costs_of = [charge(board, schedule, s.work) for s in segments]
     resume_cost = charge(board, schedule, resume)
-    runs = [0.0] * (len(segments) + 1)
+    runs = [0.0] * (len(segments) + 2)  # [-2]: boot 1's boot + restore, [-1]: the others'
+    starts = {True: (-2, charge(board, schedule, fresh)), False: (-1, resume_cost)}
     committed, boots, failures, futile = 0, 0, 0, 0
     per_task_failures = {}
     stop_reason = None
@@ -554,12 +592,13 @@ def predict(manifest: dict, board, environment, *, costs: Costs | None = None,
         boots += 1
         left = float(budgets[boots - 1]) if boots <= len(budgets) else float("inf")
         progressed = False
-        if resume_cost > left:
-            runs[-1] += left / resume_cost
+        slot, start_cost = starts[boots == 1]
+        if start_cost > left:
+            runs[slot] += left / start_cost
             failed = True
         else:
-            runs[-1] += 1.0
-            left -= resume_cost
+            runs[slot] += 1.0
+            left -= start_cost
             failed = False
             while committed < len(segments) and costs_of[committed] <= left:
                 left -= costs_of[committed]
@@ -577,14 +616,14 @@ def predict(manifest: dict, board, environment, *, costs: Costs | None = None,
         if futile > MAX_FUTILE_BOOTS:
             stop_reason = "no_progress"
             break
-    executed = resume * runs[-1]
+    executed = fresh * runs[-2] + resume * runs[-1]
     for segment, count in zip(segments, runs):
         if count:
             executed = executed + segment.work * count
     finished = stop_reason is None
     active = seconds(board, executed)
     recharge = float(sum(schedule.recharge_seconds(failures))) if failures else 0.0
-    continuous = resume + Work()
+    continuous = fresh + Work()
     for s in segments:
         continuous = continuous + s.work
     operators = _operators(manifest, costs, board, schedule, worst, budget, per_task_failures)
