@@ -145,14 +145,14 @@ def _compile(args, env, target: Path, board, environment, directory: Path, shape
     """Compile a model file for ``board``, its tiles sized for one charge of the environment."""
     # pylint: disable=import-outside-toplevel
     from .. import builder
-    from ..energy.analyze import sizing_capacitor
+    from ..energy.analyze import build_options
     from ..frontend import check_model_file
 
     check_model_file(target, shapes or None)
-    capacitor = sizing_capacitor(environment, board)
     with env.step(f"compiling {target.name} for {board.name}"):
         artifact = builder.build(target, "intermittent/" + board.name, board=board,
-                                 shape_dict=shapes or None, capacitor_f=capacitor)
+                                 shape_dict=shapes or None,
+                                 **build_options(environment, board, builder.build))
     for notice in artifact.notices:
         print(f"notice: {notice}", file=env.stderr)
     project = artifact.export(directory / "project")

@@ -104,13 +104,33 @@ def sizing_capacitor(environment, board: Board) -> float:
     capacitor the environment has."""
     from .predict import _schedule_of  # pylint: disable=import-outside-toplevel
 
-    budgets = _schedule_of(environment, board).budgets(1)
+    if hasattr(environment, "power_cycle_budget"):  # the environment's own sizing budget
+        budgets = [environment.power_cycle_budget(board)]
+    else:
+        budgets = _schedule_of(environment, board).budgets(1)
     if not budgets:
         return capacitor_of(environment, board)
     joules = float(budgets[0]) * board.energy_per_instruction_j
     # one more instruction's worth, so that rounding down in power_cycle_budget keeps it
     joules += board.energy_per_instruction_j * 0.5
     return 2.0 * joules / (board.v_on ** 2 - board.v_off ** 2)
+
+
+def build_options(environment, board: Board, build=None) -> dict:
+    """The options of ``build`` that size the tiles for ``environment``: the environment
+    itself where ``build`` takes one (``power_env``, which model.json then names), else the
+    capacitor at the board's voltages that pays for the same budget."""
+    import inspect  # pylint: disable=import-outside-toplevel
+
+    if build is None:
+        from ..builder import build  # pylint: disable=import-outside-toplevel
+    try:
+        takes_env = "power_env" in inspect.signature(build).parameters
+    except (TypeError, ValueError):
+        takes_env = False
+    if takes_env and hasattr(environment, "power_cycle_budget"):
+        return {"power_env": environment}
+    return {"capacitor_f": sizing_capacitor(environment, board)}
 
 
 # ---- Memory fit -------------------------------------------------------------------------
@@ -447,7 +467,8 @@ def sweep_capacitors(low: float, high: float, count: int = 15) -> list:
     return [low * math.exp(step * k) for k in range(count)]
 
 
-__all__ = ["Analysis", "CapacitorEnvironment", "analyze", "capacitor_of", "sizing_capacitor",
+__all__ = ["Analysis", "CapacitorEnvironment", "analyze", "build_options", "capacitor_of",
+           "sizing_capacitor",
            "environment_from_args", "latency_sweep", "memory_fit",
            "plot_latency", "render", "smallest_schedulable_capacitor", "sweep_capacitors",
            "with_capacitor"]

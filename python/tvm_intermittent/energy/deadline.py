@@ -70,12 +70,12 @@ def compile_for_deadline(model, board, environment, deadline_s: float, *, build=
         The board profile.
     environment : PowerEnvironment or Schedule
         Its per-boot budgets and recharge times; the tiles are sized for one of its charges
-        (:func:`.analyze.sizing_capacitor`).
+        (:func:`.analyze.build_options`).
     deadline_s : float
         The latency bound (seconds, > 0).
     build : callable, optional
-        ``build(model, target, board=, capacitor_f=, tiling=, **build_kwargs)``; default
-        :func:`tvm_intermittent.build`.
+        ``build(model, target, board=, tiling=, **build_kwargs)`` with ``capacitor_f=`` or
+        ``power_env=`` (:func:`.analyze.build_options`); default :func:`tvm_intermittent.build`.
     costs_for : callable, optional
         ``artifact -> Costs``; default the calibrated costs of its manifest.
     policies : list, optional
@@ -86,20 +86,21 @@ def compile_for_deadline(model, board, environment, deadline_s: float, *, build=
     DeadlineError
         No candidate is schedulable, or none meets the deadline (with the best latency).
     """
-    from .analyze import sizing_capacitor  # pylint: disable=import-outside-toplevel
+    from .analyze import build_options, capacitor_of  # pylint: disable=C0415
 
     if not deadline_s > 0:
         raise InputError(f"a deadline must be a positive number of seconds, got {deadline_s!r}")
     if build is None:
         from ..builder import build  # pylint: disable=import-outside-toplevel
     policies = tiling_policies() if policies is None else list(policies)
-    capacitor = sizing_capacitor(environment, board)
+    sizing = build_options(environment, board, build)
+    capacitor = capacitor_of(environment, board)
     tried, best = [], None
     for policy in policies:
         knobs = _knobs(policy)
         try:
             artifact = build(model, "intermittent/" + board.name, board=board,
-                             capacitor_f=capacitor, tiling=policy, **build_kwargs)
+                             tiling=policy, **sizing, **build_kwargs)
         except DoesNotFitError as err:
             tried.append({**knobs, "outcome": f"does not fit: {err}"})
             continue
