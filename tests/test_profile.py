@@ -109,7 +109,7 @@ def test_each_task_writes_its_output_tensor_once(tmp_path, kind):
     path.write_bytes(model)
     # A small capacitor: several tiles and commits, so the tiles' stores add up per task.
     project = ti.build(path, "intermittent/msp430fr5994", name=kind,
-                       capacitor_f=3e-6).export(tmp_path / kind)
+                       capacitor_f=1.5e-6).export(tmp_path / kind)
     manifest = json.loads((project / "model.json").read_text())
     assert len(manifest["tasks"]) == 1 and manifest["tasks"][0]["commits"] > 1
     (plan,) = manifest["tiles"].values()
