@@ -66,12 +66,32 @@ class Features:
     nvm_store_bytes: float = 0.0
     estimated_guards: int = 0
     nest_depth: int = 0
+    copies: tuple = ()
 
     def scaled(self, factor: float) -> "Features":
         return Features({k: v * factor for k, v in self.counts.items()},
                         self.nvm_loads * factor, self.nvm_stores * factor,
                         self.nvm_load_bytes * factor, self.nvm_store_bytes * factor,
-                        self.estimated_guards, self.nest_depth)
+                        self.estimated_guards, self.nest_depth, self.copies)
+
+
+@dataclasses.dataclass(frozen=True)
+class CopyLoop:
+    """A loop that GCC compiles into a call of ``memcpy`` (see ``_Counter._copy_loop``).
+
+    Its NVM accesses in :class:`Features` are those of ``runs`` calls that each copy
+    ``extent x size`` bytes from a word boundary. When the loop is the kernel's outermost
+    and is cut into tiles, each batch of tiles is its own ``memcpy`` from wherever the batch
+    starts; :func:`~.costs.tile_work`, which knows the batches, counts them
+    (:func:`copy_accesses`).
+    """
+
+    outermost: bool
+    extent: int
+    size: int
+    runs: float
+    nvm_dst: bool
+    nvm_src: bool
 
 
 def _dtype(expr) -> str:
@@ -207,6 +227,7 @@ class _Counter:
         self._fractions: dict = {}
         self._seen: set = set()
         self.nest_depth = 0
+        self.copies: list = []
 
     # ---- how often a node runs -------------------------------------------------------
 
@@ -262,6 +283,7 @@ class _Counter:
         if kind == "SeqStmt":
             for child in node.seq:
                 self.stmt(child, domain)
+            self._merge_stores(node.seq, domain)
         elif kind == "For":
             extent = int(node.extent)
             runs = domain.trips() * self.fraction(domain)
@@ -271,6 +293,7 @@ class _Counter:
                             domain.guards, domain.binds)
             self.nest_depth = max(self.nest_depth, len(inner.loops))
             self._block(node.body, inner)
+            self._copy_loop(node, runs, domain.binds, not domain.loops)
         elif kind == "IfThenElse":
             runs = domain.trips() * self.fraction(domain)
             self.counts["branch"] += runs
@@ -309,6 +332,88 @@ class _Counter:
             self.expr_tree(node.condition, runs, domain, False)
             self.stmt(node.body, domain)
         # DeclBuffer, AllocBuffer, AssertStmt: no code
+
+    # ---- NVM accesses as GCC makes them -----------------------------------------------
+
+    def _merge_stores(self, seq, domain: _Domain):
+        """Count the narrow NVM stores of one straight-line block as the word stores GCC
+        merges them into.
+
+        GCC's store merging (on at -O2; the Cortex-M4 stores unaligned words) turns stores
+        of consecutive elements of one buffer in one basic block into the fewest word,
+        halfword and byte stores: the four or eight int8 outputs of a channel block that
+        the kernels write one by one are one or two ``str``. The stores of a run may be
+        separated by ``Bind`` statements and by stores to other buffers (every pointer of a
+        kernel is ``restrict``), not by a loop, a branch or a call, which end the block.
+        Accesses of a run of ``n`` bytes: ``n // 4`` words, then a halfword and a byte for
+        the rest (:func:`merged_accesses`).
+        """
+        runs = domain.trips() * self.fraction(domain)
+        if runs == 0:
+            return
+        open_runs: dict = {}  # buffer -> (indices of the last store, elements so far)
+
+        def close(buffer):
+            elements = open_runs.pop(buffer)[1]
+            size = self.places[buffer][1]
+            saved = elements - merged_accesses(elements * size)
+            self.nvm["stores"] -= saved * runs
+
+        for child in seq:
+            kind = type(child).__name__
+            if kind == "Bind":
+                continue
+            if kind != "BufferStore":
+                for buffer in list(open_runs):
+                    close(buffer)
+                continue
+            place, size = self.places.get(child.buffer, (SRAM, 4))
+            if place != NVM or size >= 4:
+                continue
+            last = open_runs.get(child.buffer)
+            if last is not None and _next_element(last[0], child.indices, domain.binds):
+                open_runs[child.buffer] = (child.indices, last[1] + 1)
+                continue
+            if last is not None:
+                close(child.buffer)
+            open_runs[child.buffer] = (child.indices, 1)
+        for buffer in list(open_runs):
+            close(buffer)
+
+    def _copy_loop(self, loop, runs: float, binds: dict, outermost: bool):
+        """Count a copy loop as the ``memcpy`` GCC turns it into.
+
+        A loop whose whole body is ``dst[i] = src[i]`` over contiguous elements of one
+        type is replaced by a call of ``memcpy`` (GCC's loop distribution, on at -O2), and
+        newlib's ``memcpy`` for the Cortex-M4 copies words between the first and the last
+        word boundary and a halfword and a byte at either end (:func:`memcpy_accesses`).
+        Here each run copies from a word boundary (tensors of the arena start on one); a
+        tiled copy's batches start anywhere, which :func:`~.costs.tile_work` counts.
+        """
+        body = loop.body
+        while type(body).__name__ == "AttrStmt":
+            body = body.body
+        if type(body).__name__ != "BufferStore" or runs == 0:
+            return
+        value = body.value
+        if type(value).__name__ not in ("BufferLoad", "TensorLoad") or (
+                str(value.source.ty.dtype) != str(body.buffer.ty.dtype)):
+            return
+        dst, dst_size = self.places.get(body.buffer, (SRAM, 1))
+        src, src_size = self.places.get(value.source, (SRAM, 1))
+        var = loop.loop_var
+        if dst_size != src_size or not (_unit_stride(body.indices, var, binds)
+                                        and _unit_stride(value.indices, var, binds)):
+            return
+        extent = int(loop.extent)
+        accesses = memcpy_accesses(0, extent * dst_size)
+        if dst == NVM:
+            self.nvm["stores"] += (accesses - extent) * runs
+        if src == NVM:
+            self.nvm["loads"] += (accesses - extent) * runs
+        if NVM in (dst, src):
+            self.copies.append(CopyLoop(outermost, extent, dst_size, runs, dst == NVM,
+                                        src == NVM))
 
     def _block(self, node, domain: _Domain):
         """A loop body or branch: a straight-line block with its own common subexpressions."""
@@ -413,6 +518,65 @@ class _Counter:
                 self.expr(arg, runs, domain, index)
 
 
+def merged_accesses(nbytes: int) -> int:
+    """Stores GCC makes of ``nbytes`` consecutive bytes written in one basic block: words,
+    then a halfword and a byte for what is left."""
+    return nbytes // 4 + (nbytes % 4) // 2 + nbytes % 2
+
+
+def memcpy_accesses(offset: int, nbytes: int) -> int:
+    """Loads (and as many stores) of newlib's ``memcpy`` of ``nbytes`` whose destination is
+    ``offset`` bytes past a word boundary (the source equally placed): a halfword and a
+    byte up to the first boundary, words, a halfword and a byte after the last."""
+    head = min((-offset) % 4, nbytes)
+    rest = nbytes - head
+    return merged_accesses(head) + rest // 4 + merged_accesses(rest % 4)
+
+
+#: Points at which two index expressions are compared (an affine index that agrees at
+#: this many random points agrees everywhere; a wrong "equal" would need a polynomial
+#: coincidence at every one of them).
+_PROBES = 16
+
+
+def _step(before, after, binds, var=None) -> np.ndarray | None:
+    """``after - before`` at random points of the loop variables both read (with ``var``
+    one greater in ``after`` when given); None when an index reads memory."""
+    free = set()
+    _free_vars(before, binds, free)
+    _free_vars(after, binds, free)
+    rng = np.random.default_rng(1)
+    axes = {v: rng.integers(0, 1 << 12, size=_PROBES) for v in free}
+    try:
+        first = _Evaluator(axes, binds)(before)
+        if var is not None:
+            axes = {**axes, var: axes.get(var, np.zeros(_PROBES, np.int64)) + 1}
+        second = _Evaluator(axes, binds)(after)
+    except _NotEvaluable:
+        return None
+    return np.broadcast_to(np.asarray(second) - np.asarray(first), (_PROBES,))
+
+
+def _next_element(previous, indices, binds) -> bool:
+    """Whether ``indices`` address the element right after ``previous`` (same buffer)."""
+    if len(previous) != len(indices) or not indices:
+        return False
+    steps = [_step(a, b, binds) for a, b in zip(previous, indices)]
+    if any(s is None for s in steps):
+        return False
+    return all(not s.any() for s in steps[:-1]) and bool(np.all(steps[-1] == 1))
+
+
+def _unit_stride(indices, var, binds) -> bool:
+    """Whether ``indices`` move by exactly one element when ``var`` grows by one."""
+    if not indices:
+        return False
+    steps = [_step(i, i, binds, var) for i in indices]
+    if any(s is None for s in steps):
+        return False
+    return all(not s.any() for s in steps[:-1]) and bool(np.all(steps[-1] == 1))
+
+
 def _op_kind(node, kind: str, dtype: str, is_float: bool) -> str:
     """The feature an arithmetic node counts into."""
     wide = dtype in ("int64", "uint64")
@@ -467,4 +631,4 @@ def kernel_features(func: tirx.PrimFunc, placement: dict | None = None) -> Featu
     counter.stmt(func.body, _Domain())
     return Features(dict(counter.counts), counter.nvm["loads"], counter.nvm["stores"],
                     counter.nvm["load_bytes"], counter.nvm["store_bytes"], counter.estimated,
-                    counter.nest_depth)
+                    counter.nest_depth, tuple(counter.copies))
