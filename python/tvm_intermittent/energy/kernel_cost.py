@@ -340,13 +340,12 @@ class _Counter:
         merges them into.
 
         GCC's store merging (on at -O2; the Cortex-M4 stores unaligned words) turns stores
-        of consecutive elements of one buffer in one basic block into the fewest word,
-        halfword and byte stores: the four or eight int8 outputs of a channel block that
-        the kernels write one by one are one or two ``str``. The stores of a run may be
-        separated by ``Bind`` statements and by stores to other buffers (every pointer of a
-        kernel is ``restrict``), not by a loop, a branch or a call, which end the block.
-        Accesses of a run of ``n`` bytes: ``n // 4`` words, then a halfword and a byte for
-        the rest (:func:`merged_accesses`).
+        of four consecutive bytes of one buffer in one basic block into one word store:
+        the four or eight int8 outputs of a channel block that the kernels write one by
+        one are one or two ``str``; a block of two stays two ``strb``
+        (:func:`merged_stores`). The stores of a run may be separated by ``Bind``
+        statements and by stores to other buffers (every pointer of a kernel is
+        ``restrict``), not by a loop, a branch or a call, which end the block.
         """
         runs = domain.trips() * self.fraction(domain)
         if runs == 0:
@@ -356,7 +355,7 @@ class _Counter:
         def close(buffer):
             elements = open_runs.pop(buffer)[1]
             size = self.places[buffer][1]
-            saved = elements - merged_accesses(elements * size)
+            saved = elements - merged_stores(elements, size)
             self.nvm["stores"] -= saved * runs
 
         for child in seq:
@@ -518,10 +517,17 @@ class _Counter:
                 self.expr(arg, runs, domain, index)
 
 
-def merged_accesses(nbytes: int) -> int:
-    """Stores GCC makes of ``nbytes`` consecutive bytes written in one basic block: words,
-    then a halfword and a byte for what is left."""
-    return nbytes // 4 + (nbytes % 4) // 2 + nbytes % 2
+def merged_stores(elements: int, size: int) -> int:
+    """Stores GCC makes of ``elements`` consecutive elements of ``size`` bytes written in one
+    basic block: a word store per four bytes, and the elements left over one by one (GCC
+    merges no pair of int8 into a halfword: the measured firmware keeps two ``strb``)."""
+    nbytes = elements * size
+    return nbytes // 4 + (nbytes % 4) // size
+
+
+def _halfword_and_byte(nbytes: int) -> int:
+    """Accesses of ``memcpy`` for fewer than four bytes: a halfword, then a byte."""
+    return nbytes // 2 + nbytes % 2
 
 
 def memcpy_accesses(offset: int, nbytes: int) -> int:
@@ -530,7 +536,7 @@ def memcpy_accesses(offset: int, nbytes: int) -> int:
     byte up to the first boundary, words, a halfword and a byte after the last."""
     head = min((-offset) % 4, nbytes)
     rest = nbytes - head
-    return merged_accesses(head) + rest // 4 + merged_accesses(rest % 4)
+    return _halfword_and_byte(head) + rest // 4 + _halfword_and_byte(rest % 4)
 
 
 #: Points at which two index expressions are compared (an affine index that agrees at
