@@ -10,8 +10,9 @@ Two kinds of facts, both measured on QEMU by ``scripts/calibrate.py`` and kept i
   (:mod:`.kernel_cost`) and per tile of the fused tile loop (:func:`tile_counts`), fitted
   on synthetic single-operator models, never on the zoo.
 
-A kernel's NVM traffic is not fitted: its loads and stores of the arena are counted exactly
-from the TIR. A tile's predicted :class:`~.model.Work` is then its share of the kernel's
+A kernel's NVM traffic is not fitted: its loads and stores of the arena are counted from
+the TIR as the compiled firmware makes them (word stores where GCC merges byte stores, a
+``memcpy`` per batch of a tiled copy: :mod:`.kernel_cost`). A tile's predicted :class:`~.model.Work` is then its share of the kernel's
 executed counts plus the fused tile loop's own counts, times the coefficients, plus its
 share of the executor's per-batch work (:func:`tile_work`).
 
@@ -247,8 +248,9 @@ def tile_work(func, plan, placement: dict | None = None, *, model: KernelModel |
     Returns
     -------
     Work
-        Instructions from the kernel model, NVM accesses counted from the TIR, and the
-        executor's per-batch work shared among the batch's tiles.
+        Instructions from the kernel model, NVM accesses counted from the TIR (those of a
+        tiled copy loop per batch, :func:`_tiled_copies`), and the executor's per-batch
+        work shared among the batch's tiles.
     """
     model = model or kernel_model()
     runtime = runtime or runtime_costs()

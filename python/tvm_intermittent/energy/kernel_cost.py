@@ -17,6 +17,12 @@ so a subexpression is counted once per statement; index arithmetic is counted ap
 (``index``), since GCC strength-reduces most of it into pointer increments. How many
 instructions each kind costs is the calibration's business (:mod:`.costs`); this module
 only counts.
+
+NVM accesses (``Features.nvm_loads``/``nvm_stores``) are counted as the firmware makes
+them, which is not always one per element: GCC merges four consecutive int8 stores of a
+basic block into one word store, and turns a copy loop into ``memcpy``, which copies words
+(``_Counter._merge_stores``, ``_Counter._copy_loop``). A board charges NVM per access, so
+these are what its energy depends on; the bytes stay the bytes.
 """
 
 from __future__ import annotations
@@ -83,7 +89,7 @@ class CopyLoop:
     ``extent x size`` bytes from a word boundary. When the loop is the kernel's outermost
     and is cut into tiles, each batch of tiles is its own ``memcpy`` from wherever the batch
     starts; :func:`~.costs.tile_work`, which knows the batches, counts them
-    (:func:`copy_accesses`).
+    (:func:`memcpy_accesses`).
     """
 
     outermost: bool
