@@ -74,6 +74,17 @@ def _broken_runs(acc: T.Buffer((4,), "int32"), y: T.Buffer((24,), "int8"),
 
 
 @T.prim_func
+def _wide_requantize(acc: T.Buffer((4,), "int32"), shift: T.Buffer((4,), "int32"),
+                     y: T.Buffer((24,), "int8")):
+    T.func_attr({"tirx.noalias": True})
+    for b in range(6):  # a 64-bit shift by a loaded amount: GCC branches between the stores
+        y[b * 4] = T.Cast("int8", T.Cast("int64", acc[0]) >> T.Cast("int64", shift[0]))
+        y[b * 4 + 1] = T.Cast("int8", T.Cast("int64", acc[1]) >> T.Cast("int64", shift[1]))
+        y[b * 4 + 2] = T.Cast("int8", T.Cast("int64", acc[2]) >> T.Cast("int64", shift[2]))
+        y[b * 4 + 3] = T.Cast("int8", T.Cast("int64", acc[3]) >> T.Cast("int64", shift[3]))
+
+
+@T.prim_func
 def _copy(x: T.Buffer((10,), "int8"), y: T.Buffer((10,), "int8")):
     T.func_attr({"tirx.noalias": True})
     for i in range(10):
@@ -111,6 +122,8 @@ def test_consecutive_narrow_stores_of_a_block_are_word_stores():
     # Per block: 3 bytes (3 stores), the loop's 2 words, then 1 byte and 1 byte apart.
     assert broken.nvm_stores == 6 * (3 + 2 + 1 + 1)
     assert broken.nvm_store_bytes == 6 * (5 + 8)
+    wide = kernel_features(_wide_requantize, {"acc": "flash", "shift": "flash"})
+    assert wide.nvm_stores == 24 and wide.nvm_store_bytes == 24
 
 
 def test_a_copy_loop_is_a_memcpy_of_words_per_batch():

@@ -351,7 +351,9 @@ class _Counter:
         one are one or two ``str``; a block of two stays two ``strb``
         (:func:`merged_stores`). The stores of a run may be separated by ``Bind``
         statements and by stores to other buffers (every pointer of a kernel is
-        ``restrict``), not by a loop, a branch or a call, which end the block.
+        ``restrict``), not by a loop, a branch or a call, which end the block, nor by a
+        value that GCC computes with branches or a library call (:func:`_splits_block`:
+        the 64-bit requantization of a float-scaled convolution stores byte by byte).
         """
         runs = domain.trips() * self.fraction(domain)
         if runs == 0:
@@ -366,6 +368,9 @@ class _Counter:
 
         for child in seq:
             kind = type(child).__name__
+            if kind in ("Bind", "BufferStore") and _splits_block(child.value):
+                for buffer in list(open_runs):  # the value's branches end the block
+                    close(buffer)
             if kind == "Bind":
                 continue
             if kind != "BufferStore":
@@ -529,6 +534,39 @@ def merged_stores(elements: int, size: int) -> int:
     merges no pair of int8 into a halfword: the measured firmware keeps two ``strb``)."""
     nbytes = elements * size
     return nbytes // 4 + (nbytes % 4) // size
+
+
+def _splits_block(expr) -> bool:
+    """Whether GCC compiles ``expr`` with branches or a call, so that what is stored before
+    and after it is in different basic blocks: a 64-bit shift by a variable amount (Thumb-2
+    has no such instruction; GCC branches on the amount), a 64-bit division that is not a
+    shift (``__aeabi_ldivmod``), or a call of a function that is not an inline helper of
+    ``intm_kernel_ops.h`` (libm)."""
+    kind = type(expr).__name__
+    if kind == "Call":
+        op = str(expr.op.name).rsplit(".", 1)[-1]
+        args = list(expr.args)
+        if op in ("shift_left", "shift_right") and _dtype(expr) in ("int64", "uint64") and \
+                not isinstance(args[1], tirx.IntImm):
+            return True
+        if op in ("call_extern", "call_pure_extern"):
+            if not str(args[0].value).startswith("intm_"):
+                return True
+            args = args[1:]
+        return any(_splits_block(a) for a in args if hasattr(a, "ty"))
+    if kind in ("LShift", "RShift") and _dtype(expr) in ("int64", "uint64") and \
+            not isinstance(expr.b, tirx.IntImm):
+        return True
+    if kind in ("Div", "Mod", "FloorDiv", "FloorMod") and _dtype(expr) in ("int64", "uint64"):
+        divisor = expr.b
+        if not (isinstance(divisor, tirx.IntImm) and int(divisor.value) > 0
+                and int(divisor.value) & (int(divisor.value) - 1) == 0):
+            return True
+    for field in ("a", "b", "value", "condition", "true_value", "false_value"):
+        child = getattr(expr, field, None)
+        if child is not None and hasattr(child, "ty") and _splits_block(child):
+            return True
+    return False
 
 
 def _halfword_and_byte(nbytes: int) -> int:
