@@ -12,9 +12,10 @@ Two kinds of facts, both measured on QEMU by ``scripts/calibrate.py`` and kept i
 
 A kernel's NVM traffic is not fitted: its loads and stores of the arena are counted from
 the TIR as the compiled firmware makes them (word stores where GCC merges byte stores, a
-``memcpy`` per batch of a tiled copy: :mod:`.kernel_cost`). A tile's predicted :class:`~.model.Work` is then its share of the kernel's
-executed counts plus the fused tile loop's own counts, times the coefficients, plus its
-share of the executor's per-batch work (:func:`tile_work`).
+``memcpy`` per batch of a tiled copy: :mod:`.kernel_cost`). A tile's predicted
+:class:`~.model.Work` is then its share of the kernel's executed counts plus the fused tile
+loop's own counts, times the coefficients, plus its share of the executor's per-batch work
+(:func:`tile_work`).
 
 The compiler writes each task's ``cost`` (``{"tile": Work, "fixed": Work}``) and the
 runtime's constants into ``model.json``; :func:`task_costs` reads them back.
