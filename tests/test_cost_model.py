@@ -126,6 +126,22 @@ def test_consecutive_narrow_stores_of_a_block_are_word_stores():
     assert wide.nvm_stores == 24 and wide.nvm_store_bytes == 24
 
 
+@T.prim_func
+def _row_copies(x: T.Buffer((24,), "int8"), y: T.Buffer((30,), "int8")):
+    T.func_attr({"tirx.noalias": True})
+    for r in range(3):  # rows of 8 into rows of 10: every run starts where its row does
+        for i in range(8):
+            y[r * 10 + i] = x[r * 8 + i]
+
+
+def test_a_copy_loop_inside_a_tile_says_what_it_assumes():
+    features = kernel_features(_row_copies)
+    assert features.nvm_stores == 3 * 2  # two words a row, counted from a word boundary
+    (why,) = features.nvm_caveats
+    assert "copy loop(s) inside a tile" in why
+    assert kernel_features(_copy).nvm_caveats == []
+
+
 def test_a_copy_loop_is_a_memcpy_of_words_per_batch():
     """Ten bytes from a word boundary: two words and a halfword each way; cut into
     batches of three tiles, every batch is a memcpy of its own from where it starts."""

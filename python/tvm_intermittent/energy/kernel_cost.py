@@ -74,6 +74,15 @@ class Features:
     nest_depth: int = 0
     copies: tuple = ()
 
+    @property
+    def nvm_caveats(self) -> list[str]:
+        """Where the NVM accesses rest on an assumption rather than an exact rule."""
+        inner = sum(1 for c in self.copies if not c.outermost)
+        if not inner:
+            return []
+        return [f"{inner} copy loop(s) inside a tile counted as memcpy from a word boundary "
+                "(up to 4 more NVM accesses per run if a run starts inside a word)"]
+
     def scaled(self, factor: float) -> "Features":
         return Features({k: v * factor for k, v in self.counts.items()},
                         self.nvm_loads * factor, self.nvm_stores * factor,
