@@ -17,6 +17,10 @@ What it measures, all from exact QEMU counts of continuous runs on qemu-an386:
   fit of relative error gives instructions per executed node of each kind, per tile, per
   batch of tiles (the executor's ``tile_overhead``) and per task (``task_overhead``).
 
+* the kernels' NVM accesses are not fitted (they are counted from the TIR): every task's
+  loads and stores as the plugin counted them are recorded beside the prediction
+  (``fit.residuals``), and ``checks.nvm_accesses`` lists the tasks where they differ.
+
 The file records the command, the date, the gcc and QEMU versions and every row's residual.
 ``--quick`` runs a handful of models (a smoke test of the script, not a calibration).
 """
