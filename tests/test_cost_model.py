@@ -49,6 +49,48 @@ def _word_loads(x: T.Buffer((32,), "int8"), y: T.Buffer((8,), "int32")):
         y[i] = T.call_pure_extern("int32", "intm_load_s8x4", T.address_of(x[i * 4]))
 
 
+@T.prim_func
+def _channel_blocks(acc: T.Buffer((4,), "int32"), y: T.Buffer((24,), "int8")):
+    T.func_attr({"tirx.noalias": True})
+    for b in range(6):  # four consecutive int8 outputs: one word store
+        y[b * 4] = T.Cast("int8", acc[0])
+        y[b * 4 + 1] = T.Cast("int8", acc[1])
+        y[b * 4 + 2] = T.Cast("int8", acc[2])
+        y[b * 4 + 3] = T.Cast("int8", acc[3])
+
+
+@T.prim_func
+def _broken_runs(acc: T.Buffer((4,), "int32"), y: T.Buffer((24,), "int8"),
+                 z: T.Buffer((2,), "int32")):
+    T.func_attr({"tirx.noalias": True})
+    for b in range(6):
+        y[b * 4] = T.Cast("int8", acc[0])  # three bytes: not a word, three stores
+        y[b * 4 + 1] = T.Cast("int8", acc[1])
+        y[b * 4 + 2] = T.Cast("int8", acc[2])
+        for k in range(2):  # a loop ends the basic block
+            z[k] = acc[k]
+        y[b * 4 + 3] = T.Cast("int8", acc[3])
+        y[b * 4 + 5] = T.Cast("int8", acc[3])  # not the next element: its own store
+
+
+@T.prim_func
+def _wide_requantize(acc: T.Buffer((4,), "int32"), shift: T.Buffer((4,), "int32"),
+                     y: T.Buffer((24,), "int8")):
+    T.func_attr({"tirx.noalias": True})
+    for b in range(6):  # a 64-bit shift by a loaded amount: GCC branches between the stores
+        y[b * 4] = T.Cast("int8", T.Cast("int64", acc[0]) >> T.Cast("int64", shift[0]))
+        y[b * 4 + 1] = T.Cast("int8", T.Cast("int64", acc[1]) >> T.Cast("int64", shift[1]))
+        y[b * 4 + 2] = T.Cast("int8", T.Cast("int64", acc[2]) >> T.Cast("int64", shift[2]))
+        y[b * 4 + 3] = T.Cast("int8", T.Cast("int64", acc[3]) >> T.Cast("int64", shift[3]))
+
+
+@T.prim_func
+def _copy(x: T.Buffer((10,), "int8"), y: T.Buffer((10,), "int8")):
+    T.func_attr({"tirx.noalias": True})
+    for i in range(10):
+        y[i] = x[i]
+
+
 # pylint: enable=no-self-argument,missing-function-docstring
 
 
@@ -69,6 +111,49 @@ def test_word_loads_are_one_access_of_four_bytes():
     features = kernel_features(_word_loads)
     assert features.nvm_loads == 8 and features.nvm_load_bytes == 32
     assert features.nvm_stores == 8 and features.nvm_store_bytes == 32
+
+
+def test_consecutive_narrow_stores_of_a_block_are_word_stores():
+    """GCC merges the stores of a channel block; the bytes stay the bytes."""
+    features = kernel_features(_channel_blocks, {"acc": "flash"})
+    assert features.counts["store_nvm"] == 24 and features.nvm_store_bytes == 24
+    assert features.nvm_stores == 6
+    broken = kernel_features(_broken_runs, {"acc": "flash", "z": "nvm"})
+    # Per block: 3 bytes (3 stores), the loop's 2 words, then 1 byte and 1 byte apart.
+    assert broken.nvm_stores == 6 * (3 + 2 + 1 + 1)
+    assert broken.nvm_store_bytes == 6 * (5 + 8)
+    wide = kernel_features(_wide_requantize, {"acc": "flash", "shift": "flash"})
+    assert wide.nvm_stores == 24 and wide.nvm_store_bytes == 24
+
+
+@T.prim_func
+def _row_copies(x: T.Buffer((24,), "int8"), y: T.Buffer((30,), "int8")):
+    T.func_attr({"tirx.noalias": True})
+    for r in range(3):  # rows of 8 into rows of 10: every run starts where its row does
+        for i in range(8):
+            y[r * 10 + i] = x[r * 8 + i]
+
+
+def test_a_copy_loop_inside_a_tile_says_what_it_assumes():
+    features = kernel_features(_row_copies)
+    assert features.nvm_stores == 3 * 2  # two words a row, counted from a word boundary
+    (why,) = features.nvm_caveats
+    assert "copy loop(s) inside a tile" in why
+    assert kernel_features(_copy).nvm_caveats == []
+
+
+def test_a_copy_loop_is_a_memcpy_of_words_per_batch():
+    """Ten bytes from a word boundary: two words and a halfword each way; cut into
+    batches of three tiles, every batch is a memcpy of its own from where it starts."""
+    features = kernel_features(_copy)
+    assert features.nvm_loads == 3 and features.nvm_stores == 3
+    assert features.nvm_load_bytes == 10 and features.nvm_store_bytes == 10
+    whole = costs.tile_work(_copy, TilePlan(1, 10, 0, 10), features=features)
+    assert whole.nvm_stores * 10 == pytest.approx(3)
+    # Bytes [0,3) [3,6) [6,9) [9,10): 1+1, 1+1, 1+1, 1 accesses.
+    batched = costs.tile_work(_copy, TilePlan(1, 10, 0, 3), features=features)
+    assert batched.nvm_stores * 10 == pytest.approx(7)
+    assert batched.nvm_loads * 10 == pytest.approx(7)
 
 
 def test_tile_work_is_the_kernels_share_per_tile():
@@ -218,6 +303,46 @@ def test_zoo_tasks_predicted_against_a_qemu_profile(tmp_path, name):
     errors = [p / m - 1 for p, m in zip(predicted, spans)]
     assert max(abs(e) for e in errors) < TASK_TOLERANCE, errors
     assert abs(sum(predicted) / measured.instructions_model - 1) < MODEL_TOLERANCE[name]
+
+
+#: Per-task NVM accesses predicted from the TIR against the plugin's count. Stores are
+#: exact. Loads are exact but where GCC keeps loads of the input in registers across the
+#: channel-block loop (first convolutions with few input channels: kws's loads 12 % fewer
+#: than the TIR's, vww's 23 %), and in softmax over two classes (4 loads, 6 predicted).
+NVM_LOAD_TOLERANCE = 0.30
+NVM_LOAD_SLACK = 2
+
+
+@pytest.mark.qemu
+@pytest.mark.zoo
+@pytest.mark.parametrize("name", ["kws", "ad", "vww"])
+def test_zoo_nvm_accesses_per_task_match_the_plugin(tmp_path, name):
+    """Out of sample: every task's predicted NVM loads and stores (model.json) against the
+    plugin's per-task counts of one continuous run. kws has convolutions that store four
+    and eight int8 outputs per block, a 64-byte copy and a dense of 12 outputs; ad copies
+    640 bytes in batches that start inside words; vww's float-scaled convolutions
+    requantize in 64 bits, whose branches keep GCC from merging their stores."""
+    entry = zoo.get(name)
+    project = ti.build(entry.path, "intermittent/qemu-an386", name=name).export(tmp_path / name)
+    manifest = json.loads((project / "model.json").read_text())
+    run = sim.run(project, [zoo.sample_inputs(name, count=1)[0][0]])
+    tasks = costs.task_costs(manifest)
+    assert len(run.traffic_by_task) == len(tasks) > 3
+    merged = 0
+    for cost in tasks:
+        measured, predicted = run.traffic_by_task[cost.index], cost.work()
+        assert predicted.nvm_stores == pytest.approx(measured.nvm_stores), cost
+        assert predicted.nvm_store_bytes == pytest.approx(measured.nvm_store_bytes), cost
+        assert abs(predicted.nvm_loads - measured.nvm_loads) <= max(
+            NVM_LOAD_SLACK, NVM_LOAD_TOLERANCE * measured.nvm_loads), cost
+        merged += measured.nvm_stores < measured.nvm_store_bytes
+    # The property was exercised: tasks whose stores are fewer than their bytes, and (vww)
+    # int8 tasks stored byte by byte.
+    assert merged >= {"kws": 10, "ad": 1, "vww": 20}[name]
+    if name == "vww":
+        assert sum(run.traffic_by_task[c.index].nvm_stores
+                   == run.traffic_by_task[c.index].nvm_store_bytes
+                   and c.kernel.startswith("conv2d") for c in tasks) >= 5
 
 
 def test_a_cost_that_is_estimated_says_why(tmp_path):

@@ -263,6 +263,7 @@ def _cost_caveats(features: dict) -> dict[str, list[str]]:
         if found.estimated_guards:
             why.append(f"{found.estimated_guards} guard(s) read memory and count as taken "
                        "half the time")
+        why.extend(found.nvm_caveats)
         unknown = model.unknown_kinds(found)
         if unknown:
             why.append(f"kinds no calibration model had: {', '.join(unknown)}; recalibrate "

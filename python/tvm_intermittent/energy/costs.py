@@ -10,10 +10,12 @@ Two kinds of facts, both measured on QEMU by ``scripts/calibrate.py`` and kept i
   (:mod:`.kernel_cost`) and per tile of the fused tile loop (:func:`tile_counts`), fitted
   on synthetic single-operator models, never on the zoo.
 
-A kernel's NVM traffic is not fitted: its loads and stores of the arena are counted exactly
-from the TIR. A tile's predicted :class:`~.model.Work` is then its share of the kernel's
-executed counts plus the fused tile loop's own counts, times the coefficients, plus its
-share of the executor's per-batch work (:func:`tile_work`).
+A kernel's NVM traffic is not fitted: its loads and stores of the arena are counted from
+the TIR as the compiled firmware makes them (word stores where GCC merges byte stores, a
+``memcpy`` per batch of a tiled copy: :mod:`.kernel_cost`). A tile's predicted
+:class:`~.model.Work` is then its share of the kernel's executed counts plus the fused tile
+loop's own counts, times the coefficients, plus its share of the executor's per-batch work
+(:func:`tile_work`).
 
 The compiler writes each task's ``cost`` (``{"tile": Work, "fixed": Work}``) and the
 runtime's constants into ``model.json``; :func:`task_costs` reads them back.
@@ -26,7 +28,7 @@ import functools
 import json
 from importlib import resources
 
-from .kernel_cost import Features, kernel_features
+from .kernel_cost import Features, kernel_features, memcpy_accesses
 from .model import Work
 
 #: The calibration file shipped in this package.
@@ -247,8 +249,9 @@ def tile_work(func, plan, placement: dict | None = None, *, model: KernelModel |
     Returns
     -------
     Work
-        Instructions from the kernel model, NVM accesses counted from the TIR, and the
-        executor's per-batch work shared among the batch's tiles.
+        Instructions from the kernel model, NVM accesses counted from the TIR (those of a
+        tiled copy loop per batch, :func:`_tiled_copies`), and the executor's per-batch
+        work shared among the batch's tiles.
     """
     model = model or kernel_model()
     runtime = runtime or runtime_costs()
@@ -262,12 +265,37 @@ def tile_work(func, plan, placement: dict | None = None, *, model: KernelModel |
                                       kernel_family(kernel, features))
     work = Work(instructions, per_tile.nvm_loads, per_tile.nvm_stores,
                 per_tile.nvm_load_bytes, per_tile.nvm_store_bytes)
+    work = work + _tiled_copies(features, plan) * (1.0 / tiles)
     if getattr(plan, "chunks", 1) > 1:
         # A chunk of a split reduction passes its running sum through an NVM slot: all
         # but the first chunk of an element load it, all but the last store it.
         share = (plan.chunks - 1) / plan.chunks
         work = work + Work(0.0, share, share, 4 * share, 4 * share)
     return work + runtime.tile_overhead * (1.0 / max(1, int(plan.tiles_per_commit)))
+
+
+def _tiled_copies(features: Features, plan) -> Work:
+    """The NVM accesses that a copy loop cut into tiles makes beyond what
+    :func:`.kernel_cost.kernel_features` counted (one ``memcpy`` from a word boundary).
+
+    Each batch of ``tiles_per_commit`` tiles is a call of its own, so a ``memcpy`` of its
+    own from where the batch starts: a batch that starts or ends inside a word copies a
+    halfword and a byte there (:func:`.kernel_cost.memcpy_accesses`).
+    """
+    extra = Work()
+    if int(plan.depth) != 1:
+        return extra
+    batch = max(1, int(plan.tiles_per_commit))
+    for copy in features.copies:
+        if not copy.outermost or copy.extent != int(plan.extent):
+            continue
+        batches = sum(memcpy_accesses(begin * copy.size,
+                                      (min(copy.extent, begin + batch) - begin) * copy.size)
+                      for begin in range(0, copy.extent, batch))
+        delta = copy.runs * (batches - memcpy_accesses(0, copy.extent * copy.size))
+        extra = extra + Work(0.0, delta if copy.nvm_src else 0.0,
+                             delta if copy.nvm_dst else 0.0)
+    return extra
 
 
 def task_cost_dict(tile: Work, runtime: RuntimeCosts | None = None) -> dict:

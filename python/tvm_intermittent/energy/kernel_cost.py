@@ -17,6 +17,12 @@ so a subexpression is counted once per statement; index arithmetic is counted ap
 (``index``), since GCC strength-reduces most of it into pointer increments. How many
 instructions each kind costs is the calibration's business (:mod:`.costs`); this module
 only counts.
+
+NVM accesses (``Features.nvm_loads``/``nvm_stores``) are counted as the firmware makes
+them, which is not always one per element: GCC merges four consecutive int8 stores of a
+basic block into one word store, and turns a copy loop into ``memcpy``, which copies words
+(``_Counter._merge_stores``, ``_Counter._copy_loop``). A board charges NVM per access, so
+these are what its energy depends on; the bytes stay the bytes.
 """
 
 from __future__ import annotations
@@ -66,12 +72,41 @@ class Features:
     nvm_store_bytes: float = 0.0
     estimated_guards: int = 0
     nest_depth: int = 0
+    copies: tuple = ()
+
+    @property
+    def nvm_caveats(self) -> list[str]:
+        """Where the NVM accesses rest on an assumption rather than an exact rule."""
+        inner = sum(1 for c in self.copies if not c.outermost)
+        if not inner:
+            return []
+        return [f"{inner} copy loop(s) inside a tile counted as memcpy from a word boundary "
+                "(up to 4 more NVM accesses per run if a run starts inside a word)"]
 
     def scaled(self, factor: float) -> "Features":
         return Features({k: v * factor for k, v in self.counts.items()},
                         self.nvm_loads * factor, self.nvm_stores * factor,
                         self.nvm_load_bytes * factor, self.nvm_store_bytes * factor,
-                        self.estimated_guards, self.nest_depth)
+                        self.estimated_guards, self.nest_depth, self.copies)
+
+
+@dataclasses.dataclass(frozen=True)
+class CopyLoop:
+    """A loop that GCC compiles into a call of ``memcpy`` (see ``_Counter._copy_loop``).
+
+    Its NVM accesses in :class:`Features` are those of ``runs`` calls that each copy
+    ``extent x size`` bytes from a word boundary. When the loop is the kernel's outermost
+    and is cut into tiles, each batch of tiles is its own ``memcpy`` from wherever the batch
+    starts; :func:`~.costs.tile_work`, which knows the batches, counts them
+    (:func:`memcpy_accesses`).
+    """
+
+    outermost: bool
+    extent: int
+    size: int
+    runs: float
+    nvm_dst: bool
+    nvm_src: bool
 
 
 def _dtype(expr) -> str:
@@ -207,6 +242,7 @@ class _Counter:
         self._fractions: dict = {}
         self._seen: set = set()
         self.nest_depth = 0
+        self.copies: list = []
 
     # ---- how often a node runs -------------------------------------------------------
 
@@ -262,6 +298,7 @@ class _Counter:
         if kind == "SeqStmt":
             for child in node.seq:
                 self.stmt(child, domain)
+            self._merge_stores(node.seq, domain)
         elif kind == "For":
             extent = int(node.extent)
             runs = domain.trips() * self.fraction(domain)
@@ -271,6 +308,7 @@ class _Counter:
                             domain.guards, domain.binds)
             self.nest_depth = max(self.nest_depth, len(inner.loops))
             self._block(node.body, inner)
+            self._copy_loop(node, runs, domain.binds, not domain.loops)
         elif kind == "IfThenElse":
             runs = domain.trips() * self.fraction(domain)
             self.counts["branch"] += runs
@@ -309,6 +347,92 @@ class _Counter:
             self.expr_tree(node.condition, runs, domain, False)
             self.stmt(node.body, domain)
         # DeclBuffer, AllocBuffer, AssertStmt: no code
+
+    # ---- NVM accesses as GCC makes them -----------------------------------------------
+
+    def _merge_stores(self, seq, domain: _Domain):
+        """Count the narrow NVM stores of one straight-line block as the word stores GCC
+        merges them into.
+
+        GCC's store merging (on at -O2; the Cortex-M4 stores unaligned words) turns stores
+        of four consecutive bytes of one buffer in one basic block into one word store:
+        the four or eight int8 outputs of a channel block that the kernels write one by
+        one are one or two ``str``; a block of two stays two ``strb``
+        (:func:`merged_stores`). The stores of a run may be separated by ``Bind``
+        statements and by stores to other buffers (every pointer of a kernel is
+        ``restrict``), not by a loop, a branch or a call, which end the block, nor by a
+        value that GCC computes with branches or a library call (:func:`_splits_block`:
+        the 64-bit requantization of a float-scaled convolution stores byte by byte).
+        """
+        runs = domain.trips() * self.fraction(domain)
+        if runs == 0:
+            return
+        open_runs: dict = {}  # buffer -> (indices of the last store, elements so far)
+
+        def close(buffer):
+            elements = open_runs.pop(buffer)[1]
+            size = self.places[buffer][1]
+            saved = elements - merged_stores(elements, size)
+            self.nvm["stores"] -= saved * runs
+
+        for child in seq:
+            kind = type(child).__name__
+            if kind in ("Bind", "BufferStore") and _splits_block(child.value):
+                for buffer in list(open_runs):  # the value's branches end the block
+                    close(buffer)
+            if kind == "Bind":
+                continue
+            if kind != "BufferStore":
+                for buffer in list(open_runs):
+                    close(buffer)
+                continue
+            place, size = self.places.get(child.buffer, (SRAM, 4))
+            if place != NVM or size >= 4:
+                continue
+            last = open_runs.get(child.buffer)
+            if last is not None and _next_element(last[0], child.indices, domain.binds):
+                open_runs[child.buffer] = (child.indices, last[1] + 1)
+                continue
+            if last is not None:
+                close(child.buffer)
+            open_runs[child.buffer] = (child.indices, 1)
+        for buffer in list(open_runs):
+            close(buffer)
+
+    def _copy_loop(self, loop, runs: float, binds: dict, outermost: bool):
+        """Count a copy loop as the ``memcpy`` GCC turns it into.
+
+        A loop whose whole body is ``dst[i] = src[i]`` over contiguous elements of one
+        type is replaced by a call of ``memcpy`` (GCC's loop distribution, on at -O2), and
+        newlib's ``memcpy`` for the Cortex-M4 copies words between the first and the last
+        word boundary and a halfword and a byte at either end (:func:`memcpy_accesses`).
+        Here each run copies from a word boundary (tensors of the arena start on one); a
+        tiled copy's batches start anywhere, which :func:`~.costs.tile_work` counts.
+        """
+        body = loop.body
+        while type(body).__name__ == "AttrStmt":
+            body = body.body
+        if type(body).__name__ != "BufferStore" or runs == 0:
+            return
+        value = body.value
+        if type(value).__name__ not in ("BufferLoad", "TensorLoad") or (
+                str(value.source.ty.dtype) != str(body.buffer.ty.dtype)):
+            return
+        dst, dst_size = self.places.get(body.buffer, (SRAM, 1))
+        src, src_size = self.places.get(value.source, (SRAM, 1))
+        var = loop.loop_var
+        if dst_size != src_size or not (_unit_stride(body.indices, var, binds)
+                                        and _unit_stride(value.indices, var, binds)):
+            return
+        extent = int(loop.extent)
+        accesses = memcpy_accesses(0, extent * dst_size)
+        if dst == NVM:
+            self.nvm["stores"] += (accesses - extent) * runs
+        if src == NVM:
+            self.nvm["loads"] += (accesses - extent) * runs
+        if NVM in (dst, src):
+            self.copies.append(CopyLoop(outermost, extent, dst_size, runs, dst == NVM,
+                                        src == NVM))
 
     def _block(self, node, domain: _Domain):
         """A loop body or branch: a straight-line block with its own common subexpressions."""
@@ -413,6 +537,105 @@ class _Counter:
                 self.expr(arg, runs, domain, index)
 
 
+def merged_stores(elements: int, size: int) -> int:
+    """Stores GCC makes of ``elements`` consecutive elements of ``size`` bytes written in one
+    basic block: a word store per four bytes, and the elements left over one by one (GCC
+    merges no pair of int8 into a halfword: the measured firmware keeps two ``strb``)."""
+    nbytes = elements * size
+    return nbytes // 4 + (nbytes % 4) // size
+
+
+def _splits_block(expr) -> bool:
+    """Whether GCC compiles ``expr`` with branches or a call, so that what is stored before
+    and after it is in different basic blocks: a 64-bit shift by a variable amount (Thumb-2
+    has no such instruction; GCC branches on the amount), a 64-bit division that is not a
+    shift (``__aeabi_ldivmod``), or a call of a function that is not an inline helper of
+    ``intm_kernel_ops.h`` (libm)."""
+    kind = type(expr).__name__
+    if kind == "Call":
+        op = str(expr.op.name).rsplit(".", 1)[-1]
+        args = list(expr.args)
+        if op in ("shift_left", "shift_right") and _dtype(expr) in ("int64", "uint64") and \
+                not isinstance(args[1], tirx.IntImm):
+            return True
+        if op in ("call_extern", "call_pure_extern"):
+            if not str(args[0].value).startswith("intm_"):
+                return True
+            args = args[1:]
+        return any(_splits_block(a) for a in args if hasattr(a, "ty"))
+    if kind in ("LShift", "RShift") and _dtype(expr) in ("int64", "uint64") and \
+            not isinstance(expr.b, tirx.IntImm):
+        return True
+    if kind in ("Div", "Mod", "FloorDiv", "FloorMod") and _dtype(expr) in ("int64", "uint64"):
+        divisor = expr.b
+        if not (isinstance(divisor, tirx.IntImm) and int(divisor.value) > 0
+                and int(divisor.value) & (int(divisor.value) - 1) == 0):
+            return True
+    for field in ("a", "b", "value", "condition", "true_value", "false_value"):
+        child = getattr(expr, field, None)
+        if child is not None and hasattr(child, "ty") and _splits_block(child):
+            return True
+    return False
+
+
+def _halfword_and_byte(nbytes: int) -> int:
+    """Accesses of ``memcpy`` for fewer than four bytes: a halfword, then a byte."""
+    return nbytes // 2 + nbytes % 2
+
+
+def memcpy_accesses(offset: int, nbytes: int) -> int:
+    """Loads (and as many stores) of newlib's ``memcpy`` of ``nbytes`` whose destination is
+    ``offset`` bytes past a word boundary (the source equally placed): a halfword and a
+    byte up to the first boundary, words, a halfword and a byte after the last."""
+    head = min((-offset) % 4, nbytes)
+    rest = nbytes - head
+    return _halfword_and_byte(head) + rest // 4 + _halfword_and_byte(rest % 4)
+
+
+#: Points at which two index expressions are compared (an affine index that agrees at
+#: this many random points agrees everywhere; a wrong "equal" would need a polynomial
+#: coincidence at every one of them).
+_PROBES = 16
+
+
+def _step(before, after, binds, var=None) -> np.ndarray | None:
+    """``after - before`` at random points of the loop variables both read (with ``var``
+    one greater in ``after`` when given); None when an index reads memory."""
+    free = set()
+    _free_vars(before, binds, free)
+    _free_vars(after, binds, free)
+    rng = np.random.default_rng(1)
+    axes = {v: rng.integers(0, 1 << 12, size=_PROBES) for v in free}
+    try:
+        first = _Evaluator(axes, binds)(before)
+        if var is not None:
+            axes = {**axes, var: axes.get(var, np.zeros(_PROBES, np.int64)) + 1}
+        second = _Evaluator(axes, binds)(after)
+    except _NotEvaluable:
+        return None
+    return np.broadcast_to(np.asarray(second) - np.asarray(first), (_PROBES,))
+
+
+def _next_element(previous, indices, binds) -> bool:
+    """Whether ``indices`` address the element right after ``previous`` (same buffer)."""
+    if len(previous) != len(indices) or not indices:
+        return False
+    steps = [_step(a, b, binds) for a, b in zip(previous, indices)]
+    if any(s is None for s in steps):
+        return False
+    return all(not s.any() for s in steps[:-1]) and bool(np.all(steps[-1] == 1))
+
+
+def _unit_stride(indices, var, binds) -> bool:
+    """Whether ``indices`` move by exactly one element when ``var`` grows by one."""
+    if not indices:
+        return False
+    steps = [_step(i, i, binds, var) for i in indices]
+    if any(s is None for s in steps):
+        return False
+    return all(not s.any() for s in steps[:-1]) and bool(np.all(steps[-1] == 1))
+
+
 def _op_kind(node, kind: str, dtype: str, is_float: bool) -> str:
     """The feature an arithmetic node counts into."""
     wide = dtype in ("int64", "uint64")
@@ -467,4 +690,4 @@ def kernel_features(func: tirx.PrimFunc, placement: dict | None = None) -> Featu
     counter.stmt(func.body, _Domain())
     return Features(dict(counter.counts), counter.nvm["loads"], counter.nvm["stores"],
                     counter.nvm["load_bytes"], counter.nvm["store_bytes"], counter.estimated,
-                    counter.nest_depth)
+                    counter.nest_depth, tuple(counter.copies))
