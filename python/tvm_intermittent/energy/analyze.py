@@ -32,57 +32,18 @@ SWEEP_FACTORS = tuple(2 ** (k / 2) for k in range(0, 21))
 # ---- Environments -----------------------------------------------------------------------
 
 
-@dataclasses.dataclass(frozen=True)
-class CapacitorEnvironment:
-    """A board's capacitor charged by constant harvested power or a trace.
-
-    The stand-in for ``sim.environments.PowerEnvironment`` where the named presets are not
-    installed: the same ``schedule(board)`` and ``capacitor_f`` (None: the board's).
-    """
-
-    name: str = "capacitor"
-    capacitor_f: float | None = None
-    harvest_w: float | None = None
-    trace: str | None = None
-
-    def schedule(self, board):
-        from ..sim.power import Capacitor  # pylint: disable=import-outside-toplevel
-
-        return Capacitor(load_board(board), capacitor_f=self.capacitor_f,
-                         harvest_w=self.harvest_w, trace=self.trace)
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-
 def environment_from_args(board, power_env=None, capacitor=None, harvest=None, trace=None):
-    """The power environment the command line describes.
-
-    ``sim.environments.from_args`` where it exists (named presets, ``--power-env``);
-    otherwise a :class:`CapacitorEnvironment` from the capacitor, harvester and trace
-    options (the board's own where not given), and a named environment is refused.
-    """
-    from ..sim import power  # pylint: disable=import-outside-toplevel
+    """The power environment the command line describes (``sim.environments.from_args``:
+    a named preset, or the board's capacitor with the given capacitor, harvest or trace)."""
+    from ..sim import environments, power  # pylint: disable=import-outside-toplevel
 
     capacitor = power.parse_capacitance(capacitor) if capacitor is not None else None
     harvest = power.parse_power(harvest) if harvest is not None else None
     if power_env is not None and (capacitor is not None or harvest is not None
                                   or trace is not None):
         raise InputError("give either --power-env or --capacitor/--harvest/--trace, not both")
-    try:
-        from ..sim import environments  # pylint: disable=import-outside-toplevel
-    except ImportError:
-        environments = None
-    if environments is not None:
-        return environments.from_args(load_board(board), power_env=power_env,
-                                      capacitor=capacitor, harvest=harvest, trace=trace)
-    if power_env is not None:
-        raise InputError(f"--power-env {power_env}: this installation has no named power "
-                         "environments (sim.environments); give --capacitor and --harvest")
-    environment = CapacitorEnvironment(capacitor_f=capacitor, harvest_w=harvest,
-                                       trace=None if trace is None else str(trace))
-    environment.schedule(board)  # refuses a bad trace or a capacitor of no instruction now
-    return environment
+    return environments.from_args(load_board(board), power_env=power_env,
+                                  capacitor=capacitor, harvest=harvest, trace=trace)
 
 
 def with_capacitor(environment, capacitor_f: float):
@@ -467,7 +428,7 @@ def sweep_capacitors(low: float, high: float, count: int = 15) -> list:
     return [low * math.exp(step * k) for k in range(count)]
 
 
-__all__ = ["Analysis", "CapacitorEnvironment", "analyze", "build_options", "capacitor_of",
+__all__ = ["Analysis", "analyze", "build_options", "capacitor_of",
            "sizing_capacitor",
            "environment_from_args", "latency_sweep", "memory_fit",
            "plot_latency", "render", "smallest_schedulable_capacitor", "sweep_capacitors",

@@ -475,15 +475,12 @@ def charge(board: Board, schedule, work: Work) -> float:
 
     What the simulator's plugin charges: an instruction each, and each NVM access the
     schedule's ``nvm_load_cost`` / ``nvm_store_cost`` (the energy model's
-    :func:`.model.access_costs` for a capacitor, 0 for schedules that know no energy); a
-    schedule that charges bytes stored instead (``nvm_cost``, per byte) charges those. An
-    environment that says neither is charged :func:`.model.instruction_equivalents`.
+    :func:`.model.access_costs` for a capacitor, 0 for schedules that know no energy). An
+    object that is no schedule is charged :func:`.model.instruction_equivalents`.
     """
     if hasattr(schedule, "nvm_store_cost"):
         return (work.instructions + work.nvm_loads * float(schedule.nvm_load_cost)
                 + work.nvm_stores * float(schedule.nvm_store_cost))
-    if hasattr(schedule, "nvm_cost"):
-        return work.instructions + float(schedule.nvm_cost or 0.0) * work.nvm_store_bytes
     return instruction_equivalents(board, work)
 
 
