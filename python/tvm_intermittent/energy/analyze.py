@@ -33,15 +33,11 @@ SWEEP_FACTORS = tuple(2 ** (k / 2) for k in range(0, 21))
 
 
 def environment_from_args(board, power_env=None, capacitor=None, harvest=None, trace=None):
-    """The power environment the command line describes (``sim.environments.from_args``:
-    a named preset, or the board's capacitor with the given capacitor, harvest or trace)."""
-    from ..sim import environments, power  # pylint: disable=import-outside-toplevel
+    """The power environment the command line describes (``sim.environments.from_args``,
+    which parses the options and refuses contradictory ones: a named preset, or the
+    board's capacitor with the given capacitor, harvest or trace)."""
+    from ..sim import environments  # pylint: disable=import-outside-toplevel
 
-    capacitor = power.parse_capacitance(capacitor) if capacitor is not None else None
-    harvest = power.parse_power(harvest) if harvest is not None else None
-    if power_env is not None and (capacitor is not None or harvest is not None
-                                  or trace is not None):
-        raise InputError("give either --power-env or --capacitor/--harvest/--trace, not both")
     return environments.from_args(load_board(board), power_env=power_env,
                                   capacitor=capacitor, harvest=harvest, trace=trace)
 

@@ -22,7 +22,7 @@ import dataclasses
 import json
 from pathlib import Path
 
-from ..errors import DoesNotFitError, InputError, ToolchainError
+from ..errors import DoesNotFitError, InputError
 
 #: The prefix that names a zoo model on the command line (``zoo:kws``).
 ZOO_PREFIX = "zoo:"
@@ -265,13 +265,9 @@ _POWER_CYCLE = "does not fit the power cycle budget"
 
 
 def predictor():
-    """:func:`tvm_intermittent.energy.predict.predict`, or a clear error where it is missing."""
-    try:
-        from .predict import predict  # pylint: disable=import-outside-toplevel
-    except ImportError as err:
-        raise ToolchainError("selecting by deadline needs the latency predictor "
-                             "(tvm_intermittent.energy.predict), which this installation "
-                             "lacks") from err
+    """:func:`tvm_intermittent.energy.predict.predict`, the default predictor."""
+    from .predict import predict  # pylint: disable=import-outside-toplevel
+
     return predict
 
 
