@@ -135,9 +135,8 @@ def measure_costs(project_dir, inputs, *, timeout: float = 600.0) -> Costs:
     third and of the fourth batch (both slots of the record sealed, as in every later boot),
     measure what a resumed boot pays before its first tile: startup up to the restore
     function (``boot``) and from there to the first tile (``restore``), their mean.
-    With the plugin's per-task traffic (``RunResult.traffic_by_task``, where the simulator
-    counts it) the NVM accesses of each task's tiles are added; without it, the work is
-    instructions only.
+    The NVM accesses of each task's tiles and of each phase come from the plugin's traffic
+    of the same run (``RunResult.traffic_by_task``, ``traffic_by_phase``).
 
     Parameters
     ----------
@@ -172,29 +171,23 @@ def measure_costs(project_dir, inputs, *, timeout: float = 600.0) -> Costs:
     entries = spans["entries"]
     resumes = [_resumed_boot(project, inputs, entries, k, timeout)
                for k in sorted({min(2, len(entries) - 1), min(3, len(entries) - 1)})]
-    point, restore_at, task_at, resumed = resumes[0]
+    point, _, _, resumed = resumes[0]
     boot_instructions = sum(r[1] - r[0] for r in resumes) / len(resumes)
     restore_instructions = sum(r[2] - r[1] for r in resumes) / len(resumes)
-    by_task = getattr(run, "traffic_by_task", None)
-    stored = None if by_task else _stored_bytes(project, inputs, spans, point, task_at, timeout)
     measured = []
     for index, task in enumerate(tasks):
         tiles = int(task["tiles"])
         tile_instructions = sum(spans["batches"][index]) / tiles
         fixed = spans["fixed"][index] - commit  # the commit before the first batch
-        if by_task:
-            tile = dataclasses.replace(by_task[index] * (1.0 / tiles),
-                                       instructions=tile_instructions)
-        else:
-            own = stored["tasks"][index] - len(spans["batches"][index]) * stored["commit"]
-            tile = Work(instructions=tile_instructions, nvm_store_bytes=max(own, 0) / tiles)
+        tile = dataclasses.replace(run.traffic_by_task[index] * (1.0 / tiles),
+                                   instructions=tile_instructions)
         per = max(1, int(task["tiles_per_commit"]))
         counts = [min(per, tiles - first) for first in range(0, tiles, per)]
         if len(counts) != len(spans["batches"][index]):
             raise PredictionError(f"task {index} ran {len(spans['batches'][index])} batches, "
                                   f"model.json promises {len(counts)}; compile it again")
         # Each batch's own instructions; its NVM traffic in proportion to its tiles (the
-        # simulator counts NVM bytes per boot, not per batch: the task's mean per tile).
+        # plugin counts traffic per task, not per batch: the task's mean per tile).
         batches = tuple(dataclasses.replace(tile * count, instructions=float(span))
                         for count, span in zip(counts, spans["batches"][index]))
         measured.append(MeasuredTask(index, task["kernel"], tiles, per, tile,
@@ -202,53 +195,20 @@ def measure_costs(project_dir, inputs, *, timeout: float = 600.0) -> Costs:
     in_bytes = sum(_nbytes(t) for t in manifest["inputs"]) or 1
     out_bytes = sum(_nbytes(t) for t in manifest["outputs"]) or 1
     output = spans["output"] + spans["transitions"][-1] - commit
-    if by_task:  # the plugin's per-phase traffic: one boot, restore, input, output each
-        def phase(name, instructions, count=1):
-            return _phase_work(run, name, Work(instructions=instructions), count)
-    else:
-        def phase(name, instructions, count=1):
-            return Work(instructions=instructions, nvm_store_bytes=stored[name] / count)
+    def phase(name, instructions, count=1):  # the plugin's traffic of a phase, per count
+        return _phase_work(run, name, Work(instructions=instructions), count)
+
     runtime = MeasuredRuntime(
         boot=phase("boot", boot_instructions),
-        restore=(_resumed_restore(run, resumed, restore_instructions) if by_task
-                 else phase("restore", restore_instructions)),
-        fresh_restore=(_phase_work(run, "restore", Work(instructions=spans["read_at"]
-                                                        - spans["restore_at"]), 1)
-                       if by_task else Work(instructions=spans["read_at"] - spans["restore_at"],
-                                            nvm_store_bytes=stored["fresh_restore"])),
-        commit=(_phase_work(run, "commit", Work(instructions=commit), len(run.commits))
-                if by_task else phase("commit", commit)),
+        restore=_resumed_restore(run, resumed, restore_instructions),
+        fresh_restore=phase("restore", spans["read_at"] - spans["restore_at"]),
+        commit=phase("commit", commit, len(run.commits)),
         input_per_byte=phase("input", spans["input"] / in_bytes, in_bytes),
         output_per_byte=phase("output", output / out_bytes, out_bytes),
         sources={"project": str(project), "continuous_instructions": run.instructions_total,
                  "resumed_boot_at": point,
-                 "nvm": "per-task and per-phase traffic of the continuous run" if by_task
-                        else "bytes stored into NVM up to each task's start (one run each)"})
+                 "nvm": "per-task and per-phase traffic of the continuous run"})
     return Costs(tuple(measured), runtime, "measured")
-
-
-def _stored_bytes(project, inputs, spans, point, task_at, timeout) -> dict:
-    """Bytes stored into NVM by each stretch of a continuous run, where the simulator counts
-    NVM traffic per boot only: one run per task start, stopped by a power failure there
-    (boot 1's bytes are everything stored before it), and one through a resumed boot."""
-    from .. import sim  # pylint: disable=import-outside-toplevel
-
-    def before(k):
-        result = sim.run(project, inputs, timeout=timeout, kind="qemu",
-                         power=sim.power.FailAt(k), max_boots=1)
-        return result.per_boot_nvm_bytes[0]
-
-    starts = spans["task_first"] + [spans["write_at"]]
-    at = {k: before(k) for k in {spans["read_at"], spans["first_commit"], *starts}}
-    total = sim.run(project, inputs, timeout=timeout, kind="qemu").nvm_bytes_written
-    resumed = sim.run(project, inputs, timeout=timeout, kind="qemu", max_boots=2,
-                      power=sim.power.FailAtEach((point, task_at)))
-    return {"boot": 0, "restore": resumed.per_boot_nvm_bytes[1],
-            "fresh_restore": at[spans["read_at"]],
-            "input": at[spans["first_commit"]] - at[spans["read_at"]],
-            "commit": at[starts[0]] - at[spans["first_commit"]],
-            "tasks": [at[b] - at[a] for a, b in zip(starts, starts[1:])],
-            "output": total - at[spans["write_at"]]}
 
 
 def _resumed_boot(project, inputs, entries, k: int, timeout: float) -> tuple:
