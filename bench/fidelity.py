@@ -43,7 +43,12 @@ from tvm_intermittent.energy.analyze import (
     sizing_capacitor,
     sweep_capacitors,
 )
-from tvm_intermittent.energy.predict import _schedule_of, measure_costs, predict
+from tvm_intermittent.energy.predict import (
+    _schedule_of,
+    error_interval,
+    measure_costs,
+    predict,
+)
 from tvm_intermittent.errors import IntermittentError
 
 MODELS = "kws,resnet8,vww,micro_speech,ad"
@@ -74,6 +79,8 @@ def bench_one(model: str, board_name: str, spec: str, costs_kind: str, workdir: 
     costs = measure_costs(project, inputs) if costs_kind == "measured" else None
     prediction = predict(artifact.manifest(), board, env, costs=costs)
     predict_s = time.perf_counter() - started
+    interval = (error_interval(artifact.manifest(), board, env) if costs_kind == "calibrated"
+                else None)
     measured = sim.measure_intermittent(project, inputs, _schedule_of(env, board), board=board,
                                         mode="tiles", timeout=1800)
     row |= {"predicted_boots": prediction.boots, "measured_boots": measured.boots,
@@ -81,29 +88,53 @@ def bench_one(model: str, board_name: str, spec: str, costs_kind: str, workdir: 
             "measured_latency_s": measured.latency_seconds if measured.finished else None,
             "predicted_finished": prediction.finished, "measured_finished": measured.finished,
             "outputs_match": measured.outputs_match, "predict_s": predict_s}
+    if interval is not None:
+        row["interval"] = interval.to_dict()
     if prediction.finished and measured.finished:
         row["latency_error"] = ((prediction.latency_seconds - measured.latency_seconds)
                                 / measured.latency_seconds)
         row["boots_error"] = (prediction.boots - measured.boots) / measured.boots
+        if interval is not None:
+            # The rule (docs/energy.md): a single figure away from a boot step; near one,
+            # the range of the step's sides, 0 inside it, else the distance to its nearest end.
+            row["step_rule_error"] = (interval.distance(measured.latency_seconds)
+                                      if interval.near_step else row["latency_error"])
     return row
 
 
+def _side(side: dict) -> str:
+    if not side["finished"]:
+        return f"{side['boots']} boots, does not finish"
+    return f"{side['boots']}: {side['latency_seconds']:.4g} s ({100 * side['probability']:.0f}%)"
+
+
 def markdown(rows: list, costs_kind: str) -> str:
-    lines = [f"Costs: {costs_kind}.", "",
-             "| model | board | environment | boots pred | boots meas | boots err | "
-             "latency pred (s) | latency meas (s) | latency err |",
-             "|---|---|---|---:|---:|---:|---:|---:|---:|"]
+    intervals = any("interval" in r for r in rows)
+    head = ("| model | board | environment | boots pred | boots meas | boots err | "
+            "latency pred (s) | latency meas (s) | latency err |")
+    rule = "|---|---|---|---:|---:|---:|---:|---:|---:|"
+    if intervals:
+        head += " model error | latency within it (s) | boot step: sides | step-rule err |"
+        rule += "---:|---|---|---:|"
+    lines = [f"Costs: {costs_kind}.", "", head, rule]
+    fmt = (lambda v: "-" if v is None else f"{v:.4g}")
+    err = (lambda v: "-" if v is None else f"{100 * v:+.2f}%")
     for r in rows:
         if "error" in r:
             lines.append(f"| {r['model']} | {r['board']} | {r['environment']} | "
-                         f"{r['error']} ||||||")
+                         f"{r['error']} ||||||" + ("||||" if intervals else ""))
             continue
-        fmt = (lambda v: "-" if v is None else f"{v:.4g}")
-        err = (lambda v: "-" if v is None else f"{100 * v:+.2f}%")
-        lines.append(f"| {r['model']} | {r['board']} | {r['environment']} | "
-                     f"{r['predicted_boots']} | {r['measured_boots']} | "
-                     f"{err(r.get('boots_error'))} | {fmt(r['predicted_latency_s'])} | "
-                     f"{fmt(r['measured_latency_s'])} | {err(r.get('latency_error'))} |")
+        line = (f"| {r['model']} | {r['board']} | {r['environment']} | "
+                f"{r['predicted_boots']} | {r['measured_boots']} | "
+                f"{err(r.get('boots_error'))} | {fmt(r['predicted_latency_s'])} | "
+                f"{fmt(r['measured_latency_s'])} | {err(r.get('latency_error'))} |")
+        if intervals:
+            i = r.get("interval") or {}
+            step = (" / ".join(_side(s) for s in i["sides"]) if i.get("near_step") else "-")
+            line += (f" {100 * i.get('error', 0):.1f}% | {fmt(i.get('latency_low_s'))} to "
+                     f"{fmt(i.get('latency_high_s'))} | {step} | "
+                     f"{err(r.get('step_rule_error'))} |")
+        lines.append(line)
     lines += ["", summary(rows)]
     return "\n".join(lines) + "\n"
 
@@ -116,10 +147,30 @@ def summary(rows: list) -> str:
     boots = [abs(r["boots_error"]) for r in both]
     disagree = [r for r in rows if "error" not in r
                 and r["predicted_finished"] != r["measured_finished"]]
-    return (f"{len(both)} configurations: latency error median "
+    text = (f"{len(both)} configurations: latency error median "
             f"{100 * statistics.median(lat):.2f}%, worst {100 * max(lat):.2f}%; boots error median "
             f"{100 * statistics.median(boots):.2f}%, worst {100 * max(boots):.2f}%; "
             f"{len(disagree)} where prediction and measurement disagree on finishing.")
+    judged = [r for r in both if r.get("step_rule_error") is not None]
+    if judged:
+        away = [abs(r["latency_error"]) for r in judged if not r["interval"]["near_step"]]
+        near = [r for r in judged if r["interval"]["near_step"]]
+        rule = [abs(r["step_rule_error"]) for r in judged]
+        text += (f" Step rule (the figure held to the targets): latency error median "
+                 f"{100 * statistics.median(rule):.2f}%, worst {100 * max(rule):.2f}%. "
+                 f"{len(near)} configurations near a boot step: the measurement inside the "
+                 f"sides' range in {sum(1 for r in near if r['step_rule_error'] == 0)}, on "
+                 f"the side predicted more likely in "
+                 f"{sum(1 for r in near if _on_likely_side(r))}; away from steps "
+                 f"({len(away)}), point error median "
+                 f"{100 * statistics.median(away) if away else 0:.2f}%, worst "
+                 f"{100 * max(away, default=0):.2f}%.")
+    return text
+
+
+def _on_likely_side(row: dict) -> bool:
+    interval = row["interval"]
+    return interval["sides"][interval["likely"]]["boots"] == row["measured_boots"]
 
 
 def plot(models, board_name: str, low: str, high: str, harvest: str, costs_kind: str,

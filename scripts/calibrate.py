@@ -105,12 +105,30 @@ def _tflite_cases() -> dict:
         "conv3x3_c16_32_s2": _conv(hw=(8, 8), cin=16, cout=32, stride=(2, 2)),
         "conv3x3_c32_same": _conv(hw=(5, 5), cin=32, cout=32),
         "conv1x1_c16_32_s2": _conv(hw=(8, 8), cin=16, cout=32, kernel=(1, 1), stride=(2, 2)),
+        "conv1x1_c128": _conv(hw=(4, 3), cin=128, cout=128, kernel=(1, 1)),
+        "conv1x1_c96_128": _conv(hw=(3, 3), cin=96, cout=128, kernel=(1, 1)),
         "conv8x4_c1_s2": _conv(hw=(30, 12), cin=1, cout=32, kernel=(8, 4), stride=(2, 2)),
         "conv6x6_c1_s2": _conv(hw=(24, 20), cin=1, cout=8, kernel=(6, 6), stride=(2, 2)),
         "conv7x3_c2": _conv(hw=(14, 8), cin=2, cout=16, kernel=(7, 3)),
         "conv9x7_c1_s2": _conv(hw=(30, 24), cin=1, cout=8, kernel=(9, 7), stride=(2, 2)),
         "conv11x6_c1_s21": _conv(hw=(25, 20), cin=1, cout=4, kernel=(11, 6), stride=(2, 1)),
         "conv5x5_c3": _conv(hw=(12, 12), cin=3, cout=8, kernel=(5, 5)),
+        # One input channel under a large window, padded: the nest keeps its tap loops,
+        # and most outputs at a border test every tap.
+        "conv8x10_c1_s2": _conv(hw=(36, 30), cin=1, cout=8, kernel=(8, 10), stride=(2, 2)),
+        "conv12x8_c1_s2": _conv(hw=(40, 28), cin=1, cout=4, kernel=(12, 8), stride=(2, 2)),
+        "conv10x6_c1": _conv(hw=(22, 18), cin=1, cout=4, kernel=(10, 6)),
+        "conv7x9_c1_s2": _conv(hw=(28, 34), cin=1, cout=12, kernel=(7, 9), stride=(2, 2)),
+        "conv9x9_c2_s2": _conv(hw=(20, 20), cin=2, cout=8, kernel=(9, 9), stride=(2, 2)),
+        # The same with input zero point 0: a padded tap adds nothing, so the border test
+        # guards the taps' accumulation with no else (GCC keeps fewer values in registers).
+        "conv8x10_c1_s2_z0": _conv(hw=(36, 30), cin=1, cout=8, kernel=(8, 10), stride=(2, 2),
+                                   in_zp=0),
+        "conv12x8_c1_s2_z0": _conv(hw=(40, 28), cin=1, cout=4, kernel=(12, 8), stride=(2, 2),
+                                   in_zp=0),
+        "conv7x9_c1_s2_z0": _conv(hw=(28, 34), cin=1, cout=12, kernel=(7, 9), stride=(2, 2),
+                                  in_zp=0),
+        "conv10x6_c1_z0": _conv(hw=(22, 18), cin=1, cout=4, kernel=(10, 6), in_zp=0),
         "conv5x5_c6_s2": _conv(hw=(14, 14), cin=6, cout=4, kernel=(5, 5), stride=(2, 2)),
         "dwconv3x3_c8": _conv(hw=(9, 7), cin=8, depthwise=True),
         "dwconv3x3_c16_s2": _conv(hw=(10, 10), cin=16, depthwise=True, stride=(2, 2)),
@@ -127,6 +145,8 @@ def _tflite_cases() -> dict:
         "fc_100x10_relu": lambda: tm.fully_connected(batch=1, depth=100, units=10,
                                                      activation=tm.RELU),
         "fc_640x128": lambda: tm.fully_connected(batch=1, depth=640, units=128),
+        "fc_1200x4": lambda: tm.fully_connected(batch=1, depth=1200, units=4),
+        "fc_2000x4": lambda: tm.fully_connected(batch=1, depth=2000, units=4, in_zp=-128),
         "avgpool_3x3": lambda: tm.pool("AVERAGE_POOL_2D"),
         "avgpool_global": lambda: tm.pool("AVERAGE_POOL_2D", hw=(6, 5), channels=32,
                                           size=(6, 5), stride=(1, 1), padding=tm.VALID),
@@ -216,6 +236,7 @@ def measure(name: str, factory, capacitor_f, tmp: Path) -> dict:
                      "batches": len(starts[i]), "commits": commits,
                      "features": task["cost"]["features"],
                      "nest_depth": task["cost"]["nest_depth"],
+                     "registers": task["cost"].get("registers", 0),
                      "nvm_store_bytes_predicted": task["cost"]["tile"]["nvm_store_bytes"]
                      * task["tiles"],
                      **_nvm_accesses(task, run.traffic_by_task.get(i, Work())),
@@ -305,7 +326,7 @@ def fit(rows: list[dict]) -> dict:
     members = {}
     for i, row in enumerate(rows):
         row["family"] = costs.kernel_family(row["kernel"], Features(
-            row["features"], nest_depth=row["nest_depth"]))
+            row["features"], nest_depth=row["nest_depth"], registers=row.get("registers", 0)))
         members.setdefault(row["family"], []).append(i)
     families, predicted = {}, kernel_part + overhead
     for family, index in sorted(members.items()):
@@ -329,6 +350,7 @@ def fit(rows: list[dict]) -> dict:
     calls = [coef[k] for k in kinds if k.startswith("call:") and coef[k] > 0]
     errors = np.abs([r["error"] for r in rows])
     return {
+        "error_spread": round(error_spread(rows), 4),
         "coefficients": {k: round(coef[k], 4) for k in kinds},
         "per_batch": round(coef[BATCH], 4),
         "per_task": round(coef[FIXED], 4),
@@ -337,6 +359,16 @@ def fit(rows: list[dict]) -> dict:
         "median_abs_error": round(float(np.median(errors)), 4),
         "max_abs_error": round(float(np.max(errors)), 4),
     }
+
+
+def error_spread(rows: list[dict]) -> float:
+    """The cost model's relative error of one kernel family's instructions, as a spread:
+    the root mean square of the tasks' relative residuals, each weighted by its measured
+    instructions (a task of 50 instructions says little about a model's total).
+    :func:`tvm_intermittent.energy.costs.model_error` turns it into a model's."""
+    measured = np.array([r["measured"] for r in rows], dtype=float)
+    errors = np.array([r["error"] for r in rows], dtype=float)
+    return float(np.sqrt(np.sum(measured * errors ** 2) / np.sum(measured)))
 
 
 def _line(points) -> tuple[float, float]:
@@ -419,7 +451,8 @@ def calibrate(names: list[str], capacitors, log=print, rows_path: Path | None = 
                          "plugin's per-task counts in checks.nvm_accesses",
         })
     return {"runtime": runtime.to_dict(),
-            "kernel": {k: kernel[k] for k in ("coefficients", "default_call", "families")},
+            "kernel": {k: kernel[k] for k in ("coefficients", "default_call", "families",
+                                              "error_spread")},
             "fit": {**{k: kernel[k] for k in ("median_abs_error", "max_abs_error",
                                               "per_batch", "per_task")},
                     "models": len({(r["model"]) for r in rows}), "rows": len(rows),

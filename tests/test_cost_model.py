@@ -284,7 +284,7 @@ def test_calibrate_script_runs_its_quick_subset(tmp_path):
 #: and the model's total. micro_speech's first convolution (10x8 taps, one input channel)
 #: is the model's outlier, under-predicted by about 11 %.
 TASK_TOLERANCE = 0.35
-MODEL_TOLERANCE = {"kws": 0.06, "ad": 0.04, "micro_speech": 0.13}
+MODEL_TOLERANCE = {"kws": 0.015, "ad": 0.025, "micro_speech": 0.05}
 
 
 @pytest.mark.qemu
@@ -357,3 +357,60 @@ def test_a_cost_that_is_estimated_says_why(tmp_path):
     assert manifests["conv"]["tasks"][0]["cost"]["estimated"] == []
     (why,) = manifests["softmax"]["tasks"][0]["cost"]["estimated"]
     assert "guard(s) read memory" in why
+
+
+def _single_channel_conv(in_zp):
+    """One input channel under a 9x8 window, stride 2, padded: a shape no calibration model
+    has (they have 8x10, 12x8, 7x9 and 10x6). With input zero point 0 a padded tap adds
+    nothing, so each border tap's accumulation is guarded by an ``if`` without ``else``."""
+    return tm.conv2d(hw=(30, 26), cin=1, cout=8, kernel=(9, 8), stride=(2, 2), in_zp=in_zp)
+
+
+def _conv_manifest(tmp_path, in_zp, name):
+    model, inputs = _single_channel_conv(in_zp)
+    path = tmp_path / f"{name}.tflite"
+    path.write_bytes(model)
+    project = ti.build(path, "intermittent/qemu-an386", name=name).export(tmp_path / name)
+    return project, json.loads((project / "model.json").read_text()), inputs
+
+
+ONE_SIDED = ("load_reg_cond", "store_reg_cond")
+
+
+def test_one_sided_border_taps_are_counted_apart(tmp_path):
+    """Accumulators updated only where a tap is inside the input are their own kind; a
+    border that adds the zero point on the other side (an ``else``) is not one-sided."""
+    _, one_sided, _ = _conv_manifest(tmp_path, 0, "zp0")
+    _, two_sided, _ = _conv_manifest(tmp_path, -3, "zp3")
+    [conv] = one_sided["tasks"]
+    assert conv["cost"]["features"]["load_reg_cond"] > 0
+    assert conv["cost"]["features"]["store_reg_cond"] == conv["cost"]["features"][
+        "load_reg_cond"]
+    assert conv["cost"]["registers"] == 4  # four accumulators of a channel block
+    assert not any(k in two_sided["tasks"][0]["cost"]["features"] for k in ONE_SIDED)
+
+
+@pytest.mark.qemu
+def test_single_channel_large_kernel_conv_against_qemu(tmp_path):
+    """Out of sample, against QEMU: the convolution's instructions within 10 % (the
+    calibration's own residuals for this class of nest reach 8 to 10 %; this shape measured
+    -7.7 % on 2026-12-01), and without the one-sided accumulators' own cost (charged as
+    plain register accesses) more than 15 % low (-24 %), so the construct is what makes the
+    prediction hold."""
+    project, manifest, inputs = _conv_manifest(tmp_path, 0, "conv9x8")
+    runtime = costs.RuntimeCosts.from_dict(manifest["runtime_costs"])
+    [cost] = costs.task_costs(manifest)
+    measured = profile(project, inputs).rows[1].instructions
+    predicted = cost.work(runtime).instructions
+    assert abs(predicted / measured - 1) < 0.10, (predicted, measured)
+
+    task = manifest["tasks"][0]
+    model = costs.kernel_model()
+    counts = dict(task["cost"]["features"])
+    family = costs.task_family(task)
+    with_kind = model.instructions(costs.Features(counts), family)
+    for kind in ONE_SIDED:  # what the counter said before it told them apart
+        plain = kind.replace("_cond", "")
+        counts[plain] = counts.get(plain, 0.0) + counts.pop(kind)
+    without = model.instructions(costs.Features(counts), family)
+    assert (predicted - (with_kind - without)) / measured - 1 < -0.15

@@ -22,6 +22,7 @@ from tvm_intermittent.energy.predict import (
     MeasuredRuntime,
     MeasuredTask,
     PredictionError,
+    error_interval,
     measure_costs,
     predict,
 )
@@ -244,3 +245,72 @@ def test_prediction_matches_qemu_under_random_budgets(kws):
     assert prediction.boots == pytest.approx(measured.boots, rel=0.01)
     assert prediction.executed.instructions == pytest.approx(measured.instructions_total,
                                                              rel=0.01)
+
+
+def _near_step_costs():
+    """One batch of 2 tiles of 20 (``_costs`` with 2 tiles, 2 per commit)."""
+    costs = _costs()
+    task = dataclasses.replace(costs.tasks[0], tiles=2)
+    return _manifest([("conv", 2, 2)]), dataclasses.replace(costs, tasks=(task,))
+
+
+def test_a_prediction_near_a_boot_step_reports_both_sides():
+    """boot+restore 15, input+commit 15, the batch 40 f + 5 (f: the kernels' true
+    instructions over the predicted), output 10; 90 per boot. One boot holds it all while
+    30 + 40 f + 5 + 10 <= 90, i.e. f <= 1.125: 85 instructions at f = 1. Above, boot 1
+    fails in the output after 90 and boot 2 pays 15 + 10: 115 instructions at f = 1.2.
+    With an error of 0.2 the step (1.125) is within it: sides [0.8, 1.125) and
+    [1.125, 1.2], of probability (Phi(0.625) - Phi(-1)) and (Phi(1) - Phi(0.625)) under a
+    normal error, normalised over the band: 0.843 and 0.157."""
+    manifest, costs = _near_step_costs()
+    nominal = predict(manifest, BOARD, sim.power.Periodic(90), costs=costs)
+    assert nominal.boots == 1  # the single figure says one boot
+    interval = error_interval(manifest, BOARD, sim.power.Periodic(90), costs=costs, error=0.2)
+    assert interval.near_step
+    low, high = interval.sides
+    assert (low.boots, high.boots) == (1, 2)
+    assert low.low == pytest.approx(0.8) and high.high == pytest.approx(1.2)
+    assert low.high == high.low == pytest.approx(1.125, abs=1e-3)
+    assert low.latency_seconds == pytest.approx(85 / BOARD.clock_hz)
+    assert high.latency_seconds == pytest.approx(115 / BOARD.clock_hz)
+    assert (low.probability, high.probability) == (pytest.approx(0.843, abs=2e-3),
+                                                   pytest.approx(0.157, abs=2e-3))
+    assert interval.likely == 0
+    assert interval.latency_low_s == pytest.approx(77 / BOARD.clock_hz)  # 40 x 0.8
+    assert interval.latency_high_s == pytest.approx(115 / BOARD.clock_hz)
+    assert interval.contains(100 / BOARD.clock_hz) and not interval.contains(
+        120 / BOARD.clock_hz)
+    assert interval.distance(120 / BOARD.clock_hz) == pytest.approx(-5 / 120)
+    assert interval.to_dict()["sides"][1]["boots"] == 2
+
+
+def test_far_from_a_step_the_error_moves_only_the_latency():
+    """At 200 per boot the whole inference (at most 85 + 8 at f = 1.2) fits one charge: one
+    side, latency between 77 and 93 instructions (the batch's 40 scaled by 0.8 and 1.2)."""
+    manifest, costs = _near_step_costs()
+    interval = error_interval(manifest, BOARD, sim.power.Periodic(200), costs=costs, error=0.2)
+    assert not interval.near_step and interval.likely == 0
+    [side] = interval.sides
+    assert side.boots == 1 and side.probability == pytest.approx(1.0)
+    assert interval.latency_low_s == pytest.approx(77 / BOARD.clock_hz)
+    assert interval.latency_high_s == pytest.approx(93 / BOARD.clock_hz)
+
+
+def test_analyze_says_so_near_a_step():
+    """The console text names both sides, their boots and latency, and the likelier one;
+    the JSON carries the interval."""
+    from tvm_intermittent.energy.analyze import Analysis, render
+
+    manifest, costs = _near_step_costs()
+    prediction = predict(manifest, BOARD, sim.power.Periodic(90), costs=costs)
+    interval = error_interval(manifest, BOARD, sim.power.Periodic(90), costs=costs, error=0.2)
+    memory = {"fits": True, "problems": [], "weight_bytes": 0, "sram_bytes": 0,
+              "sram_available": 1, "arena_bytes": 0, "nvm_available": 1}
+    analysis = Analysis(prediction, memory, [], interval)
+    text = render(analysis)
+    step = next(line for line in text.splitlines() if "BOOT STEP" in line)
+    assert "1 boots" in step and "2 boots" in step and "more likely" in step
+    assert step.index("more likely") < step.index("2 boots")  # the one-boot side is
+    assert "+/-20.0 %" in text
+    data = analysis.to_dict()["interval"]
+    assert data["near_step"] and [s["boots"] for s in data["sides"]] == [1, 2]

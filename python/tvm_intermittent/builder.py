@@ -102,6 +102,7 @@ class Artifact:
                        "cost": {**task_cost_dict(self.tile_costs[k], runtime),
                                 "features": _rounded(self.features[k].counts),
                                 "nest_depth": self.features[k].nest_depth,
+                                "registers": self.features[k].registers,
                                 "estimated": self.cost_caveats.get(k, [])}}
                       for k in self.tasks],
             "tiling": self.tiling.to_dict(),

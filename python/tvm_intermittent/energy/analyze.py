@@ -22,7 +22,7 @@ import math
 
 from ..board import Board, list_boards, load_board
 from ..errors import InputError
-from .predict import Prediction, charge, predict
+from .predict import ErrorInterval, Prediction, charge, error_interval, predict
 
 #: Capacitors the deadline fix and the plot sweep, as multiples of the smallest that makes
 #: the model schedulable (a geometric series: latency changes slowly with size).
@@ -128,6 +128,9 @@ class Analysis:
     prediction: Prediction
     memory: dict
     fixes: list
+    #: The prediction within the cost model's error (:func:`.predict.error_interval`);
+    #: None for measured costs, which have no such error.
+    interval: ErrorInterval | None = None
 
     @property
     def ok(self) -> bool:
@@ -137,7 +140,8 @@ class Analysis:
 
     def to_dict(self) -> dict:
         return {"prediction": self.prediction.to_dict(), "memory": self.memory,
-                "fixes": self.fixes, "ok": self.ok}
+                "fixes": self.fixes, "ok": self.ok,
+                "interval": self.interval.to_dict() if self.interval else None}
 
     def render(self) -> str:
         return render(self)
@@ -159,7 +163,10 @@ def analyze(manifest: dict, board, environment, *, costs=None, deadline_s=None,
     """
     board = load_board(board)
     prediction = predict(manifest, board, environment, costs=costs, deadline_s=deadline_s)
-    analysis = Analysis(prediction, memory_fit(manifest, board), [])
+    interval = None
+    if prediction.source == "calibrated":
+        interval = error_interval(manifest, board, environment, costs=costs)
+    analysis = Analysis(prediction, memory_fit(manifest, board), [], interval)
     if fixes and not analysis.ok:
         costs = costs if costs is not None else _costs_of(manifest, board)
         analysis.fixes = (_capacitor_fixes(manifest, board, environment, costs, prediction)
@@ -373,6 +380,7 @@ def render(analysis: Analysis) -> str:
         ("latency", _seconds(p.latency_seconds)),
         ("energy", _joules(p.energy_j)),
     ]
+    rows += _interval_rows(analysis.interval)
     if p.deadline_s is not None:
         rows.append(("deadline", f"{p.deadline_s:g} s: " + ("met" if p.meets_deadline
                                                              else "MISSED")))
@@ -384,6 +392,28 @@ def render(analysis: Analysis) -> str:
     elif not analysis.ok:
         lines.append("fixes: none found (no larger capacitor, batch or shipped board helps)")
     return "\n".join(lines)
+
+
+def _interval_rows(interval: ErrorInterval | None) -> list:
+    """The lines that say what the cost model's error does to the prediction."""
+    if interval is None:
+        return []
+    span = (f"latency {_seconds(interval.latency_low_s)} to "
+            f"{_seconds(interval.latency_high_s)}" if interval.latency_high_s is not None
+            else "does not finish at its upper end")
+    rows = [("model error", f"+/-{100 * interval.error:.1f} % on the kernels' instructions "
+                            f"(from the calibration): {span}")]
+    if interval.near_step:
+        sides = []
+        for number, side in enumerate(interval.sides):
+            result = (f"{side.boots} boots, {_seconds(side.latency_seconds)}" if side.finished
+                      else f"does not finish ({side.boots} boots)")
+            sides.append(f"{result} if the work is {100 * (side.low - 1):+.1f} % to "
+                         f"{100 * (side.high - 1):+.1f} % of the prediction "
+                         f"({100 * side.probability:.0f} %"
+                         + (", more likely)" if number == interval.likely else ")"))
+        rows.append(("BOOT STEP", "the error spans a step: " + "; or ".join(sides)))
+    return rows
 
 
 def plot_latency(series: dict, path, title: str = "") -> None:

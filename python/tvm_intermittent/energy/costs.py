@@ -102,7 +102,8 @@ def kernel_family(kernel: str | None, features: Features) -> str | None:
         return None
     base = kernel.rstrip("0123456789") or kernel
     dsp = "/dsp" if features.counts.get("call:intm_smlad") else ""
-    return f"{base}{dsp}/{features.nest_depth}"
+    regs = f"/r{features.registers}" if features.registers else ""
+    return f"{base}{dsp}/{features.nest_depth}{regs}"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -125,6 +126,9 @@ class KernelModel:
     coefficients: dict
     default_call: float = 0.0
     families: dict = dataclasses.field(default_factory=dict)
+    #: Relative error of a family's instructions (``scripts/calibrate.py``'s
+    #: ``error_spread``: the instruction-weighted RMS of the calibration residuals).
+    error_spread: float = 0.0
 
     def shared(self, features: Features) -> float:
         """Instructions by the coefficients shared by every kernel."""
@@ -213,7 +217,37 @@ def kernel_model(isa: str = "arm") -> KernelModel:
     """The fitted instructions per executed node of ``isa``."""
     fit = calibration(isa)["kernel"]
     return KernelModel(dict(fit["coefficients"]), float(fit.get("default_call", 0.0)),
-                       dict(fit.get("families", {})))
+                       dict(fit.get("families", {})), float(fit.get("error_spread", 0.0)))
+
+
+def task_family(task: dict) -> str | None:
+    """The kernel family (:func:`kernel_family`) of a task of ``model.json``."""
+    cost = task.get("cost", {})
+    return kernel_family(task.get("kernel"), Features(
+        dict(cost.get("features", {})), nest_depth=int(cost.get("nest_depth", 0)),
+        registers=int(cost.get("registers", 0))))
+
+
+def model_error(manifest: dict, isa: str = "arm") -> float:
+    """The relative error to expect of a model's predicted kernel instructions.
+
+    The calibration states the error of one family's instructions (``error_spread``).
+    Tasks of one family share it (GCC compiles their nests alike, so their errors have
+    the same sign: kws's four pointwise convolutions were all 7 % high before the
+    families were split by register count), and families err independently, so a model's
+    error is ``spread x sqrt(sum of each family's instructions squared) / instructions``:
+    the spread itself for a model that is one family (micro_speech), less for one whose
+    work is spread over many.
+    """
+    spread = kernel_model(isa).error_spread
+    shares: dict = {}
+    for task, cost in zip(manifest.get("tasks", []), task_costs(manifest)):
+        family = task_family(task)
+        shares[family] = shares.get(family, 0.0) + cost.work().instructions
+    total = sum(shares.values())
+    if not total:
+        return 0.0
+    return spread * sum(v * v for v in shares.values()) ** 0.5 / total
 
 
 def tile_counts(depth: int) -> dict:

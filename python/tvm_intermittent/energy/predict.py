@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import re
 from importlib import resources
 from pathlib import Path
@@ -589,6 +590,164 @@ def predict(manifest: dict, board, environment, *, costs: Costs | None = None,
         latency_seconds=active + recharge if finished else None,
         energy_j=energy_j(board, executed), schedulable=not blocking, blocking=blocking,
         deadline_s=deadline_s)
+
+
+# ---- The cost model's error: both sides of a boot step -----------------------------------
+
+
+@dataclasses.dataclass
+class Side:
+    """One outcome within the cost model's error: ``boots`` and ``latency_seconds`` (None:
+    does not finish) while the kernels' true instructions are between ``low`` and
+    ``high`` times the predicted, which happens with ``probability``."""
+
+    boots: int
+    finished: bool
+    latency_seconds: float | None
+    low: float
+    high: float
+    probability: float
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+@dataclasses.dataclass
+class ErrorInterval:
+    """What the prediction becomes when the kernels' instructions are off by the cost
+    model's stated error (:func:`.costs.model_error`) either way.
+
+    ``sides`` are the outcomes (boots, finished) met from ``1 - error`` to ``1 + error``
+    times the predicted instructions, in that order: one when no boot step lies within
+    the error, else the step's two sides (three when steps lie on both sides of the
+    prediction; where several lie on one side, that side holds the boots at its end).
+    ``likely`` is the index of the side with the most probability under a normal error of
+    standard deviation ``error``. ``latency_low_s`` and ``latency_high_s`` are the least
+    and the most latency within the error (None: some side does not finish).
+    """
+
+    error: float
+    sides: list
+    likely: int
+    latency_low_s: float | None
+    latency_high_s: float | None
+
+    @property
+    def near_step(self) -> bool:
+        return len(self.sides) > 1
+
+    def contains(self, latency_s: float) -> bool:
+        """Whether ``latency_s`` lies within the error's latency range."""
+        return (self.latency_low_s is not None and self.latency_high_s is not None
+                and self.latency_low_s <= latency_s <= self.latency_high_s)
+
+    def distance(self, latency_s: float) -> float | None:
+        """Relative distance of ``latency_s`` from the latency range (0 inside it):
+        ``(nearest end - latency_s) / latency_s``, signed like a prediction error."""
+        if self.latency_low_s is None or self.latency_high_s is None:
+            return None
+        if latency_s < self.latency_low_s:
+            return (self.latency_low_s - latency_s) / latency_s
+        if latency_s > self.latency_high_s:
+            return (self.latency_high_s - latency_s) / latency_s
+        return 0.0
+
+    def to_dict(self) -> dict:
+        return {"error": self.error, "near_step": self.near_step, "likely": self.likely,
+                "latency_low_s": self.latency_low_s, "latency_high_s": self.latency_high_s,
+                "sides": [s.to_dict() for s in self.sides]}
+
+
+def scaled_costs(costs: Costs, factor: float) -> Costs:
+    """``costs`` with every task's instructions (its tiles' and its fixed part) times
+    ``factor``; NVM accesses and the runtime's measured constants as they are."""
+    def scale(work: Work) -> Work:
+        return dataclasses.replace(work, instructions=work.instructions * factor)
+
+    tasks = []
+    for task in costs.tasks:
+        changes = {"tile": scale(task.tile), "fixed": scale(task.fixed)}
+        if getattr(task, "batches", ()):
+            changes["batches"] = tuple(scale(b) for b in task.batches)
+        tasks.append(dataclasses.replace(task, **changes))
+    return dataclasses.replace(costs, tasks=tuple(tasks))
+
+
+def _normal_cdf(x: float) -> float:
+    return 0.5 * (1.0 + math.erf(x / math.sqrt(2.0)))
+
+
+def error_interval(manifest: dict, board, environment, *, costs: Costs | None = None,
+                   error: float | None = None, max_boots: int = DEFAULT_MAX_BOOTS,
+                   tolerance: float = 1e-4) -> ErrorInterval:
+    """The prediction at the two ends of the cost model's error, and the boot steps
+    between them.
+
+    Latency is a step function of energy: one boot more adds a whole recharge. Where the
+    predicted work is within the model's error of a whole number of charges, the true
+    inference may fall on either side of the step, and a single figure is as likely to be
+    wrong by a recharge as right. This predicts at ``1 - error``, 1 and ``1 + error``
+    times the kernels' instructions, bisects (to ``tolerance``) for the factor where the
+    boots change between them, and gives each side's boots, latency and probability.
+
+    Parameters
+    ----------
+    manifest, board, environment, costs, max_boots
+        As for :func:`predict` (default costs: the calibrated ones).
+    error : float, optional
+        The relative error of the kernels' instructions (default: the calibration's, for
+        this model, :func:`.costs.model_error`).
+    """
+    board = load_board(board)
+    costs = calibrated_costs(manifest, board) if costs is None else costs
+    if error is None:
+        from . import costs as cost_model  # pylint: disable=import-outside-toplevel
+
+        error = cost_model.model_error(manifest, board.isa)
+    error = max(0.0, min(float(error), 0.99))
+    cache: dict = {}
+
+    def outcome(factor: float) -> Prediction:
+        if factor not in cache:
+            cache[factor] = predict(manifest, board, environment,
+                                    costs=scaled_costs(costs, factor), max_boots=max_boots)
+        return cache[factor]
+
+    def key(factor: float) -> tuple:
+        return (outcome(factor).finished, outcome(factor).boots)
+
+    def boundary(a: float, b: float) -> float:
+        """The factor, within ``tolerance``, where the outcome stops being key(a)."""
+        while b - a > tolerance:
+            mid = 0.5 * (a + b)
+            a, b = (mid, b) if key(mid) == key(a) else (a, mid)
+        return b
+
+    low, high = 1.0 - error, 1.0 + error
+    cuts, representatives = [low], [1.0]
+    if key(low) != key(1.0):
+        cuts.append(boundary(low, 1.0))
+        representatives.insert(0, low)
+    if key(high) != key(1.0):
+        cuts.append(boundary(1.0, high))
+        representatives.append(high)
+    cuts.append(high)
+    spread = error or 1.0
+    sides = []
+    for at, start, stop in zip(representatives, cuts, cuts[1:]):
+        p = outcome(at)
+        sides.append(Side(p.boots, p.finished, p.latency_seconds if p.finished else None,
+                          start, stop, _normal_cdf((stop - 1.0) / spread)
+                          - _normal_cdf((start - 1.0) / spread)))
+    total = sum(s.probability for s in sides) or 1.0
+    for side in sides:
+        side.probability /= total
+    latencies = [outcome(f).latency_seconds if outcome(f).finished else None
+                 for f in (low, 1.0, high)]
+    finished = [v for v in latencies if v is not None]
+    return ErrorInterval(error, sides, max(range(len(sides)), key=lambda i: sides[i].probability),
+                         min(finished) if finished else None,
+                         max(finished) if len(finished) == len(latencies) else None)
 
 
 def _operators(manifest, costs, board, schedule, worst, budget, failures) -> list:
