@@ -37,14 +37,25 @@ from .integer_kernels import (KERNEL_ATTRS, _I32, _arg, _bind, _helper, _i32, _l
 
 #: Runs of at most this many words are unrolled; longer ones loop (code size).
 UNROLL_WORDS = 4
+#: Border columns given a branch of their own (constant segments); beyond, tap by tap.
+MAX_EDGE_COLUMNS = 6
+
+
+#: Longest row (bytes) taken when the channels come in quads: ResNet-8's 3 x 3 over 16
+#: channels (48) ran 5% faster than the channel-quad taps, its 3 x 3 over 32 and 64 channels
+#: (96, 192) 5-9% slower (``bench/README.md``, "Convolution and fully connected kernels").
+MAX_QUAD_ROW = 48
 
 
 def applies(*, weight, dilation, in_dtype, dsp: bool) -> bool:
     """Whether :func:`build` takes this (non-depthwise, OHWI) convolution: int8 input on a
-    DSP board, rows contiguous (not dilated along x), and at least one word per row."""
+    DSP board, rows contiguous (not dilated along x), at least one word per row, and
+    either channels not in quads (no other SMLAD path) or rows of at most
+    :data:`MAX_QUAD_ROW` bytes."""
     _, _, k_w, in_c = weight.shape
+    run = k_w * in_c
     return (dsp and in_dtype == "int8" and (int(dilation[1]) == 1 or k_w == 1)
-            and k_w * in_c >= 4)
+            and run >= 4 and (in_c % 4 != 0 or run <= MAX_QUAD_ROW))
 
 
 def _halves(word_value):
@@ -64,7 +75,8 @@ def build(*, in_shape, weight, out_shape, strides, padding, dilation, input_zero
     (s_h, s_w), (d_h, _) = strides, dilation
     top, left, _, _ = padding
     run = k_w * in_c
-    words, tail = divmod(run, 4)
+    # Output columns whose window crosses the left or right edge.
+    edge = [c for c in range(out_w) if not 0 <= c * s_w - left <= in_w - k_w]
     block = channel_block(out_c)
     zp = int(input_zero_point)
     # Four zero points, as SXTB16 would unpack them: (zp, zp) in both halves.
@@ -87,14 +99,15 @@ def build(*, in_shape, weight, out_shape, strides, padding, dilation, input_zero
                 for j in range(block):
                     T.buffer_store(acc[j], b[channels[j]], [0])
 
-                def mac_words(f_y, halves_at, count):
-                    """Per word of the row: the input's halves (``halves_at(i)``), then per
-                    channel one weight word and two SMLADs."""
-                    def step(i):
-                        even, odd = halves_at(i)
+                def mac_words(f_y, halves_at, first, count):
+                    """Per word of the row from byte ``first`` on: the input's halves
+                    (``halves_at(offset)``), then per channel one weight word and two
+                    SMLADs."""
+                    def step(offset):
+                        even, odd = halves_at(offset)
                         for j in range(block):
                             weights4 = _bind("weights4", _helper(
-                                "intm_load_s8x4", tirx.address_of(w[channels[j], f_y, i * 4])))
+                                "intm_load_s8x4", tirx.address_of(w[channels[j], f_y, offset])))
                             inner = _helper("intm_smlad", odd,
                                             _helper("intm_sxtb16_ror8", weights4), acc[j][0])
                             T.buffer_store(acc[j], _helper(
@@ -102,10 +115,10 @@ def build(*, in_shape, weight, out_shape, strides, padding, dilation, input_zero
                                 [0])
                     if count <= UNROLL_WORDS:
                         for i in range(count):
-                            step(i)
+                            step(first + i * 4)
                     else:
                         with _loop("in_word", count) as i:
-                            step(i)
+                            step(first + i * 4)
 
                 def mac_bytes(f_y, value_at, first, count):
                     for k in range(first, first + count):
@@ -114,19 +127,37 @@ def build(*, in_shape, weight, out_shape, strides, padding, dilation, input_zero
                             T.buffer_store(acc[j], acc[j][0] + value
                                            * w[channels[j], f_y, k].astype(_I32), [0])
 
-                def row_inside(f_y, in_y):
-                    def halves_at(i):
-                        return _halves(_bind("input4", _helper("intm_load_s8x4", tirx.address_of(
-                            x[n, in_y, x0 * in_c + i * 4]))))
-                    mac_words(f_y, halves_at, words)
-                    mac_bytes(f_y, lambda k: x[n, in_y, x0 * in_c + k].astype(_I32),
-                              words * 4, tail)
+                def segment(f_y, in_y, lo, hi, x_start=None):
+                    """Bytes ``[lo, hi)`` of filter row ``f_y`` against the input row
+                    ``in_y`` from pixel ``x_start``, or, with ``in_y`` None, against the zero
+                    point (a tap outside the image: TFLM adds nothing, so the fold is undone
+                    by ``+ zp * w``)."""
+                    words, tail = divmod(hi - lo, 4)
+                    if in_y is None:
+                        if zp != 0:
+                            mac_words(f_y, lambda offset: (zp_halves, zp_halves), lo, words)
+                            mac_bytes(f_y, lambda k: _i32(zp), lo + words * 4, tail)
+                        return
+                    base = (x0 if x_start is None else x_start) * in_c
 
-                def row_outside(f_y):
-                    """A row above or below the image: TFLM adds nothing, so undo the fold
-                    (``+ zp * w`` over the row's weights)."""
-                    mac_words(f_y, lambda i: (zp_halves, zp_halves), words)
-                    mac_bytes(f_y, lambda k: _i32(zp), words * 4, tail)
+                    def halves_at(offset):
+                        return _halves(_bind("input4", _helper("intm_load_s8x4", tirx.address_of(
+                            x[n, in_y, base + offset]))))
+                    mac_words(f_y, halves_at, lo, words)
+                    mac_bytes(f_y, lambda k: x[n, in_y, base + k].astype(_I32), lo + words * 4,
+                              tail)
+
+                def row_at_column(f_y, in_y, column):
+                    """A row across the left or right edge at a known output column: the
+                    taps inside the image and those outside are two or three segments."""
+                    start = column * s_w - left
+                    k_lo, k_hi = max(0, -start), max(0, min(k_w, in_w - start))
+                    if k_hi <= k_lo:
+                        segment(f_y, None, 0, run)
+                        return
+                    segment(f_y, None, 0, k_lo * in_c)
+                    segment(f_y, in_y, k_lo * in_c, k_hi * in_c, x_start=_i32(start))
+                    segment(f_y, None, k_hi * in_c, run)
 
                 def row_crossing(f_y, in_y):
                     """A row across the left or right edge: tap by tap."""
@@ -134,11 +165,10 @@ def build(*, in_shape, weight, out_shape, strides, padding, dilation, input_zero
                         in_x = x0 + f_x
                         with T.If(tirx.all(in_x >= 0, in_x < in_w)):
                             with T.Then():
-                                mac_bytes(f_y, lambda k: x[n, in_y, x0 * in_c + k].astype(_I32),
-                                          f_x * in_c, in_c)
+                                segment(f_y, in_y, f_x * in_c, (f_x + 1) * in_c)
                             if zp != 0:
                                 with T.Else():
-                                    mac_bytes(f_y, lambda k: _i32(zp), f_x * in_c, in_c)
+                                    segment(f_y, None, f_x * in_c, (f_x + 1) * in_c)
                     if k_w <= 8:
                         for f_x in range(k_w):
                             tap(f_x)
@@ -146,25 +176,45 @@ def build(*, in_shape, weight, out_shape, strides, padding, dilation, input_zero
                         with _loop("filter_x", k_w) as f_x:
                             tap(f_x)
 
+                def rows(row):
+                    """Each filter row tested once: inside the image ``row(f_y, in_y)``,
+                    above or below it the zero-point segment."""
+                    with _loop("filter_y", k_h) as f_y:
+                        in_y = _bind("in_y", y0 + f_y * d_h)
+                        with T.If(tirx.all(in_y >= 0, in_y < in_h)):
+                            with T.Then():
+                                row(f_y, in_y)
+                            if zp != 0:
+                                with T.Else():
+                                    segment(f_y, None, 0, run)
+
+                def border_columns(remaining):
+                    """One specialised branch per border column, nested as else-ifs."""
+                    if not remaining:
+                        rows(row_crossing)
+                        return
+                    column = remaining[0]
+                    with T.If(out_x == column):
+                        with T.Then():
+                            rows(lambda f_y, in_y, c=column: row_at_column(f_y, in_y, c))
+                        with T.Else():
+                            border_columns(remaining[1:])
+
                 x_inside = tirx.all(x0 >= 0, x0 + (k_w - 1) < in_w)
                 window_inside = tirx.all(y0 >= 0, y0 + (k_h - 1) * d_h < in_h, x_inside)
                 with T.If(window_inside):
                     with T.Then():
                         with _loop("filter_y", k_h) as f_y:
-                            row_inside(f_y, y0 + f_y * d_h)
+                            segment(f_y, y0 + f_y * d_h, 0, run)
                     with T.Else():
-                        with _loop("filter_y", k_h) as f_y:
-                            in_y = _bind("in_y", y0 + f_y * d_h)
-                            with T.If(tirx.all(in_y >= 0, in_y < in_h)):
-                                with T.Then():
-                                    with T.If(x_inside):
-                                        with T.Then():
-                                            row_inside(f_y, in_y)
-                                        with T.Else():
-                                            row_crossing(f_y, in_y)
-                                if zp != 0:
-                                    with T.Else():
-                                        row_outside(f_y)
+                        with T.If(x_inside):
+                            with T.Then():
+                                rows(lambda f_y, in_y: segment(f_y, in_y, 0, run))
+                            with T.Else():
+                                if len(edge) <= MAX_EDGE_COLUMNS:
+                                    border_columns(edge)
+                                else:
+                                    rows(row_crossing)
                 for j in range(block):
                     _store_output(out, [n, out_y, out_x, channels[j]],
                                   requant.emit(acc[j][0], channels[j], tables, _bind),
