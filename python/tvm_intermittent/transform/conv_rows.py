@@ -121,18 +121,18 @@ def build(*, in_shape, weight, out_shape, strides, padding, dilation, input_zero
                             step(first + i * 4)
 
                 def mac_bytes(f_y, value_at, first, count):
-                    for k in range(first, first + count):
+                    for k in (first + i for i in range(count)):
                         value = _bind("value", value_at(k))
                         for j in range(block):
                             T.buffer_store(acc[j], acc[j][0] + value
                                            * w[channels[j], f_y, k].astype(_I32), [0])
 
-                def segment(f_y, in_y, lo, hi, x_start=None):
-                    """Bytes ``[lo, hi)`` of filter row ``f_y`` against the input row
-                    ``in_y`` from pixel ``x_start``, or, with ``in_y`` None, against the zero
-                    point (a tap outside the image: TFLM adds nothing, so the fold is undone
-                    by ``+ zp * w``)."""
-                    words, tail = divmod(hi - lo, 4)
+                def segment(f_y, in_y, lo, length, x_start=None):
+                    """``length`` bytes from byte ``lo`` (which may be a loop expression) of
+                    filter row ``f_y`` against the input row ``in_y`` from pixel ``x_start``,
+                    or, with ``in_y`` None, against the zero point (a tap outside the image:
+                    TFLM adds nothing, so the fold is undone by ``+ zp * w``)."""
+                    words, tail = divmod(length, 4)
                     if in_y is None:
                         if zp != 0:
                             mac_words(f_y, lambda offset: (zp_halves, zp_halves), lo, words)
@@ -156,8 +156,8 @@ def build(*, in_shape, weight, out_shape, strides, padding, dilation, input_zero
                         segment(f_y, None, 0, run)
                         return
                     segment(f_y, None, 0, k_lo * in_c)
-                    segment(f_y, in_y, k_lo * in_c, k_hi * in_c, x_start=_i32(start))
-                    segment(f_y, None, k_hi * in_c, run)
+                    segment(f_y, in_y, k_lo * in_c, (k_hi - k_lo) * in_c, x_start=_i32(start))
+                    segment(f_y, None, k_hi * in_c, run - k_hi * in_c)
 
                 def row_crossing(f_y, in_y):
                     """A row across the left or right edge: tap by tap."""
@@ -165,10 +165,10 @@ def build(*, in_shape, weight, out_shape, strides, padding, dilation, input_zero
                         in_x = x0 + f_x
                         with T.If(tirx.all(in_x >= 0, in_x < in_w)):
                             with T.Then():
-                                segment(f_y, in_y, f_x * in_c, (f_x + 1) * in_c)
+                                segment(f_y, in_y, f_x * in_c, in_c)
                             if zp != 0:
                                 with T.Else():
-                                    segment(f_y, None, f_x * in_c, (f_x + 1) * in_c)
+                                    segment(f_y, None, f_x * in_c, in_c)
                     if k_w <= 8:
                         for f_x in range(k_w):
                             tap(f_x)
