@@ -36,9 +36,9 @@ from .integer_kernels import (KERNEL_ATTRS, _I32, _arg, _bind, _helper, _i32, _l
                               _private, _requant_args, _store_output, channel_block)
 
 #: Runs of at most this many words are unrolled; longer ones loop (code size).
-UNROLL_WORDS = 4
+UNROLL_WORDS = 2
 #: Border columns given a branch of their own (constant segments); beyond, tap by tap.
-MAX_EDGE_COLUMNS = 6
+MAX_EDGE_COLUMNS = 2
 
 
 #: Longest row (bytes) taken when the channels come in quads: ResNet-8's 3 x 3 over 16
