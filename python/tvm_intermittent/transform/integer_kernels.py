@@ -17,7 +17,10 @@ TIR statements instead, shaped like TFLM's reference kernels plus register block
   back that tap's share of the folded correction (``zp * w`` over the tap's weights, from a
   per-tap table when the tap has many);
 - small windows of few channels (depthwise, first layers) unrolled into straight-line code;
-- the requantization of :class:`~.fixed_point.Requantization`.
+- the requantization of :class:`~.fixed_point.Requantization`;
+- on DSP boards, SMLAD over four input channels per step, and for padded convolutions with
+  short rows or channels not in quads (first layers) over contiguous filter rows
+  (:mod:`.conv_rows`).
 
 What is worth doing was measured on QEMU with the zoo models (``bench/README.md``); some
 plausible variants were slower and are not here (unrolling the pixel-pair loop over input
