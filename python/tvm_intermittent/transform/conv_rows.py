@@ -43,10 +43,11 @@ PAIRS = True
 MAX_EDGE_COLUMNS = 4
 
 
-#: Longest row (bytes) taken when the channels come in quads: ResNet-8's 3 x 3 over 16
-#: channels (48) ran 5% faster than the channel-quad taps, its 3 x 3 over 32 and 64 channels
-#: (96, 192) 5-9% slower (``bench/README.md``, "Convolution and fully connected kernels").
-MAX_QUAD_ROW = 48
+#: Longest row (bytes) taken when the channels come in quads: ResNet-8's 3 x 3 over 16 and
+#: 32 channels (rows of 48 and 96 bytes) ran 3-6% faster than the channel-quad taps, its
+#: 3 x 3 over 64 channels at 8 x 8 (192, most windows at the border) 9% slower
+#: (``bench/README.md``, "Convolution and fully connected kernels").
+MAX_QUAD_ROW = 96
 
 
 def applies(*, weight, dilation, in_dtype, dsp: bool) -> bool:
@@ -230,10 +231,6 @@ def build(*, in_shape, weight, out_shape, strides, padding, dilation, input_zero
                                 else:
                                     rows(row_crossing)
 
-                    if pairs:  # the pair's fast path took the windows inside the image
-                        border()
-                        store(acc, out_x)
-                        return
                     window_inside = tirx.all(y0 >= 0, y0 + (k_h - 1) * d_h < in_h, x_inside)
                     with T.If(window_inside):
                         with T.Then():
