@@ -33,7 +33,7 @@ from tvm.script.ir_builder import IRBuilder
 from tvm.script.ir_builder import tirx as T
 
 from .integer_kernels import (KERNEL_ATTRS, _I32, _arg, _bind, _helper, _i32, _local, _loop,
-                              _private, _requant_args, _store_output, channel_block)
+                              _private, _requant_args, _store_outputs_looped, channel_block)
 
 #: Runs of at most this many words are unrolled; longer ones loop (code size).
 UNROLL_WORDS = 2
@@ -109,10 +109,12 @@ def build(*, in_shape, weight, out_shape, strides, padding, dilation, input_zero
                         T.buffer_store(acc[j], b[channels[j]], [0])
 
                 def store(acc, out_x):
-                    for j in range(block):
-                        _store_output(out, [n, out_y, out_x, channels[j]],
-                                      requant.emit(acc[j][0], channels[j], tables, _bind),
-                                      output_zero_point, clamp, out_dtype)
+                    """The block's outputs, requantized in a loop (flash, see
+                    ``integer_kernels._store_outputs_looped``)."""
+                    _store_outputs_looped(out, [a[0] for a in acc],
+                                          lambda j: [n, out_y, out_x, cb * block + j],
+                                          lambda j: cb * block + j, requant, tables,
+                                          output_zero_point, clamp, out_dtype)
 
                 def one_pixel(out_x, acc):
                     """One output pixel, its border tested row by row."""
