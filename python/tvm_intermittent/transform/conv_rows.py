@@ -8,21 +8,23 @@ first layer over one or three input channels without SMLAD; pairing along the ru
 serves every channel count: micro_speech's 10 x 8 window over one channel is ten runs of
 eight bytes, two words each, ResNet-8's 3 x 3 over three channels three runs of nine.
 
-Per run, one input word is loaded and unpacked by ``SXTB16`` into its even and odd bytes
-as halves, and per output channel of the block one weight word (the same bytes of the
-OHWI row, so already in the order the loop reads them: no rearranged copy, no growth in
-flash) is unpacked alike and fed to two SMLADs. A run's last ``len % 4`` bytes are plain
-multiply-accumulates.
+Per word of a run, the input words of two neighbouring output pixels are loaded and
+unpacked by ``SXTB16`` into their even and odd bytes as halves, and per output channel of
+the block one weight word (the same bytes of the OHWI row, so already in the order the
+loop reads them: no rearranged copy, no growth in flash) is unpacked once for both pixels
+and fed to four SMLADs. A run's last ``len % 4`` bytes are plain multiply-accumulates.
 
-The border is split from the interior: a window inside the image runs the rows without a
-test. A border window tests each filter row once: a row inside the image runs as in the
+The border is split from the interior: a pair of windows inside the image runs the rows
+without a test; otherwise each pixel runs alone, again without a test when its window is
+inside. A border window tests each filter row once: a row inside the image runs as in the
 interior; a row above or below it adds, for TFLM's "nothing" (the zero point folded into
-the bias is undone), the run against a constant word of four zero points; only a row that
-crosses the left or right edge is taken tap by tap.
+the bias is undone), the run against a constant word of four zero points; a row that
+crosses the left or right edge is cut into constant segments at up to
+:data:`MAX_EDGE_COLUMNS` border columns, and taken tap by tap elsewhere.
 
-The loops ``batch``/``out_y``/``out_x``/``channel_block`` are perfectly nested and each
-iteration writes its own block of output channels, so the intermittent tiling cuts them as
-it cuts the other convolutions.
+The loops ``batch``/``out_y``/``pixel_pair`` (``out_x`` for rows of odd width)/
+``channel_block`` are perfectly nested and each iteration writes its own pixels' block of
+output channels, so the intermittent tiling cuts them as it cuts the other convolutions.
 """
 
 from __future__ import annotations
@@ -42,12 +44,11 @@ UNROLL_WORDS = 2
 PAIRS = True
 #: Multiply-accumulates per output from which a block's requantization runs in a loop:
 #: first layers (27 and 40 per output in ResNet-8, VWW and keyword spotting) ran 7-11%
-#: slower with it, the others 1-3% (for 2.5 KB less text in ResNet-8).
+#: slower with it, the others 1-3% (for 2.2 KB less text in ResNet-8).
 LOOPED_STORE_MACS = 64
 #: Border columns given a branch of their own (constant segments); beyond, tap by tap.
-MAX_EDGE_COLUMNS = 4
-
-
+#: Four (micro_speech's) ran its convolution 8% faster for 960 B more flash.
+MAX_EDGE_COLUMNS = 2
 #: Longest row (bytes) taken when the channels come in quads: ResNet-8's 3 x 3 over 16 and
 #: 32 channels (rows of 48 and 96 bytes) ran 3-6% faster than the channel-quad taps, its
 #: 3 x 3 over 64 channels at 8 x 8 (192, most windows at the border) 9% slower
