@@ -56,7 +56,7 @@ INT8 = {
 #: Reductions split into chunks at 3 uF (float and int8).
 SPLIT = {
     "wide_gemm": wide_gemm,
-    "int8_wide_dense": lambda: tm.fully_connected(batch=1, depth=4000, units=4),
+    "int8_wide_dense": lambda: tm.fully_connected(batch=1, depth=12000, units=4),
 }
 CASES = {**onnx_models.CASES, "relu": relu, **INT8, **SPLIT}
 

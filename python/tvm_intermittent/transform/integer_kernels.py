@@ -17,7 +17,10 @@ TIR statements instead, shaped like TFLM's reference kernels plus register block
   back that tap's share of the folded correction (``zp * w`` over the tap's weights, from a
   per-tap table when the tap has many);
 - small windows of few channels (depthwise, first layers) unrolled into straight-line code;
-- the requantization of :class:`~.fixed_point.Requantization`.
+- the requantization of :class:`~.fixed_point.Requantization`;
+- on DSP boards, SMLAD over four input channels per step, and for padded convolutions with
+  short rows or channels not in quads (first layers) over contiguous filter rows
+  (:mod:`.conv_rows`).
 
 What is worth doing was measured on QEMU with the zoo models (``bench/README.md``); some
 plausible variants were slower and are not here (unrolling the pixel-pair loop over input
@@ -115,6 +118,21 @@ def _store_output(out, index, value, output_zero_point, clamp, dtype):
     T.buffer_store(out, value.astype(dtype), index)
 
 
+def _store_outputs_looped(out, values, index_at, channel_at, requant, tables,
+                          output_zero_point, clamp, dtype):
+    """Requantize and store a block of accumulators through one loop over the block instead
+    of one inline requantization each: the values go through a small local array (a store
+    and a load each), the requantization's code appears once. ``index_at(j)`` and
+    ``channel_at(j)`` give output ``j``'s index and channel for the loop variable ``j``."""
+    sums = T.alloc_buffer((len(values),), _I32, scope="local")
+    IRBuilder.name("sums", sums)
+    for j, value in enumerate(values):
+        T.buffer_store(sums, value, [j])
+    with _loop("out_channel", len(values)) as j:
+        _store_output(out, index_at(j), requant.emit(sums[j], channel_at(j), tables, _bind),
+                      output_zero_point, clamp, dtype)
+
+
 def _requant_args(requant: Requantization, channels: int):
     return [_arg(name, (channels,), _I32) for name in requant.table_names()]
 
@@ -171,14 +189,23 @@ def conv2d_nhwc(*, in_shape, weight, bias, strides, padding, dilation, input_zer
     constants = [weight, folded] + ([taps] if tap_table else []) + requant.tables()
     macs = batch * out_h * out_w * out_c * k_h * k_w * (1 if depthwise else in_c)
     if not depthwise and not any(padding) and out_h * out_w > 1:
-        build = (_conv2d_pointwise_dsp
-                 if _pointwise_dsp_applies(weight, in_shape, strides, in_dtype)
-                 else _conv2d_pixel_pairs)
-        func = build(
+        # Pointwise layers too: two pixels share each unpacked weight word (measured faster
+        # than one pixel per step once the kernels are compiled without pre-RA scheduling,
+        # see intm_kernel_ops.h).
+        func = _conv2d_pixel_pairs(
             in_shape=in_shape, weight=weight, out_shape=(batch, out_h, out_w, out_c),
             strides=strides, dilation=dilation, output_zero_point=output_zero_point,
             requant=requant, clamp=clamp, in_dtype=in_dtype, out_dtype=out_dtype)
         return _with_macs(func, macs), constants
+    if not depthwise and _rows_dsp_applies(weight, dilation, in_dtype):
+        from . import conv_rows  # pylint: disable=import-outside-toplevel (it imports us)
+
+        func = conv_rows.build(
+            in_shape=in_shape, weight=weight, out_shape=(batch, out_h, out_w, out_c),
+            strides=strides, padding=padding, dilation=dilation,
+            input_zero_point=input_zero_point, output_zero_point=output_zero_point,
+            requant=requant, clamp=clamp, out_dtype=out_dtype)
+        return _with_macs(func, macs), [weight, folded] + requant.tables()
     # Unrolled taps need no loop counters; worth it where a tap has little work.
     unroll = k_h * k_w <= 49 and (depthwise or in_c <= 4)
     # A tap over input channels in quads: one SMLAD per two multiply-accumulates.
@@ -379,6 +406,14 @@ def dense(*, in_shape, weight, bias, input_zero_point, output_zero_point,
         block = 1
     constants = [weight, folded] + requant.tables()
     macs = rows * units * depth
+    from . import dense_dsp  # pylint: disable=import-outside-toplevel (it imports us)
+
+    if dense_dsp.applies(units=units, depth=depth, rows=rows, in_dtype=in_dtype,
+                         dsp=_dsp_available()):
+        func = dense_dsp.build(in_shape=in_shape, units=units,
+                               output_zero_point=output_zero_point, requant=requant,
+                               clamp=clamp, out_dtype=out_dtype)
+        return _with_macs(func, macs), [dense_dsp.interleave(weight), folded] + requant.tables()
     if rows * (units // channel_block(units)) > 1 and _dense_dsp_applies(depth, in_dtype):
         # Rows are pixels of a 1x1 convolution whose input channels are the features: the
         # same SMLAD kernel, the same constants (weights [N, K] are its [C_OUT, C_IN]).
@@ -401,11 +436,15 @@ def dense(*, in_shape, weight, bias, input_zero_point, output_zero_point,
                 units_ = [ub * block + j for j in range(block)]
                 for j in range(block):
                     T.buffer_store(acc[j], b[units_[j]], [0])
-                with _loop("in_feature", depth) as k:
-                    value = _bind("value", x[row, k].astype(_I32))
-                    for j in range(block):
-                        T.buffer_store(acc[j], acc[j][0] + value * w[units_[j], k].astype(_I32),
-                                       [0])
+                if _dense_dsp_applies(depth, in_dtype):  # one block: SMLAD, still splittable
+                    with _loop("in_quad", depth // 4) as q:
+                        _smlad_quad(acc, lambda j, q=q: w[units_[j], q * 4], x[row, q * 4])
+                else:
+                    with _loop("in_feature", depth) as k:
+                        value = _bind("value", x[row, k].astype(_I32))
+                        for j in range(block):
+                            T.buffer_store(acc[j], acc[j][0]
+                                           + value * w[units_[j], k].astype(_I32), [0])
                 for j in range(block):
                     _store_output(out, [row, units_[j]],
                                   requant.emit(acc[j][0], units_[j], tables,
@@ -484,11 +523,12 @@ def _dsp_available() -> bool:
     return bool(target is not None and target.attrs.get("feature.has_dsp", False))
 
 
-def _pointwise_dsp_applies(weight, in_shape, strides, in_dtype) -> bool:
-    _, k_h, k_w, _ = weight.shape
-    in_c = int(in_shape[-1])
-    return (k_h * k_w == 1 and in_c % 4 == 0 and tuple(strides) == (1, 1)
-            and in_dtype == "int8" and _dsp_available())
+def _rows_dsp_applies(weight, dilation, in_dtype) -> bool:
+    """Whether a padded (non-depthwise) convolution takes :mod:`.conv_rows`."""
+    from . import conv_rows  # pylint: disable=import-outside-toplevel
+
+    return conv_rows.applies(weight=weight, dilation=dilation, in_dtype=in_dtype,
+                             dsp=_dsp_available())
 
 
 def _dense_dsp_applies(depth: int, in_dtype: str) -> bool:
@@ -499,8 +539,10 @@ def _conv2d_pointwise_dsp(*, in_shape, weight, out_shape, strides, dilation,
                           output_zero_point, requant, clamp, in_dtype, out_dtype):
     """A 1x1 stride-1 int8 convolution with the Cortex-M4's SMLAD: per pixel and block of
     output channels, four input channels per step (one input word unpacked once by SXTB16,
-    one weight word per channel, two SMLADs per channel: two multiply-accumulates each)."""
-    del strides, dilation  # 1x1, stride 1 (see _pointwise_dsp_applies)
+    one weight word per channel, two SMLADs per channel: two multiply-accumulates each).
+    Fully connected layers whose units are not in blocks of eight (:mod:`.dense_dsp`) run
+    it, rows as pixels; convolutions take the pixel pairs instead."""
+    del strides, dilation  # 1x1, stride 1
     batch, _, _, in_c = (int(d) for d in in_shape)
     out_c = weight.shape[0]
     pixels = int(out_shape[1]) * int(out_shape[2])
