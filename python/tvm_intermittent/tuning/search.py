@@ -37,7 +37,7 @@ from .local import CandidateBuilder, QemuRunner
 from .log import TuningLog, workload_key
 from .measure import MEASURED_FILE, PROJECT_DIR, measure_artifact, write_measure_spec
 from .objective import candidate_manifest, environment, predicted_seconds
-from .space import candidates, design_space, schedule_for
+from .space import candidates, schedule_for
 from .workload import ModelTasks
 
 #: The latency MetaSchedule records for a candidate whose measurement failed.
@@ -59,6 +59,17 @@ def seeded_inputs(specs: list[dict], seed: int = 0) -> list[np.ndarray]:
         else:
             out.append(rng.standard_normal(spec["shape"]).astype(dtype))
     return out
+
+
+@dataclasses.dataclass(frozen=True)
+class TaskContext:
+    """What the cost models' ``update`` and ``predict`` read of MetaSchedule's TuneContext:
+    the workload, the target and the task's name. A TuneContext itself is not made: its
+    constructor imports every tensor intrinsic TVM has (about a minute on this machine)."""
+
+    mod: object
+    target: object
+    task_name: str
 
 
 @dataclasses.dataclass
@@ -117,13 +128,15 @@ class TuneResult:
                 f"{'instr tun':>11} {'trials':>6}")
         lines = [head]
         for r in self.rows:
+            tuned_instructions = ("-" if r.instructions_tuned is None
+                                  else f"{r.instructions_tuned:,}")
             lines.append(
                 f"{r.kernel[:28]:<28} {_knobs_text(r.default):<22} "
                 f"{_knobs_text(r.tuned) if r.tuned else '(default)':<22} "
                 f"{_s(r.predicted_default_s):>9} {_s(r.predicted_tuned_s):>9} "
                 f"{_s(r.measured_default_s):>9} {_s(r.measured_tuned_s):>9} "
                 f"{r.instructions_default:>11,} "
-                f"{r.instructions_tuned if r.instructions_tuned is None else f'{r.instructions_tuned:,}'!s:>11} "
+                f"{tuned_instructions:>11} "
                 f"{r.trials:>6}")
         total = (f"end to end on {self.board} under {self.power_env}: default "
                  f"{_s(self.default['run_secs'][0])} s")
@@ -171,9 +184,11 @@ class Tuner:
 
         self.board = load_board(board)
         self.env = environment(power_env)
-        self.log = TuningLog(log, create=True)
+        TuningLog.check_path(log)
         self.target = tvm.target.Target("intermittent/" + self.board.name)
-        self.prepared = builder.prepare(model, self.target, power_env=self.env.build_power_env())
+        self.prepared = builder.prepare(model, self.target, board=self.board,
+                                        power_env=self.env.build_power_env())
+        self.log = TuningLog(log, create=True)  # once the model compiles: nothing half-made
         self.model = ModelTasks.of(self.prepared)
         self.inputs = (list(inputs) if inputs is not None
                        else seeded_inputs(self.model.manifest["inputs"]))
@@ -187,11 +202,8 @@ class Tuner:
                                         self.workdir)
         self.runner = runner if runner is not None else QemuRunner(workers)
         self.workers = max(1, int(workers))
-        self.contexts = {t.kernel: ms.TuneContext(
-            t.mod, target=self.target, task_name=t.kernel,
-            space_generator=design_space(t, self.board, self.env,
-                                         static_scratch=self.model.static_scratch))
-            for t in self.model.tasks}
+        self.contexts = {t.kernel: TaskContext(t.mod, self.target, t.kernel)
+                         for t in self.model.tasks}
         self.errors: list[str] = []
 
     # ---- measurements of whole builds ---------------------------------------------------
