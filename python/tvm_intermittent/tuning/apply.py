@@ -48,10 +48,13 @@ class Applied:
     untuned: dict  # kernel -> why
     skipped: list  # {"operator", "knobs", "reason"}
     notices: list
+    #: kernel -> [{"knobs", "seconds", "ranked_by"}] of the records that fit, best first.
+    ranking: dict = dataclasses.field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return {"log": self.log, "board": self.board, "power_env": self.power_env,
-                "tuned": self.tuned, "untuned": self.untuned, "skipped": self.skipped}
+                "tuned": self.tuned, "untuned": self.untuned, "skipped": self.skipped,
+                "ranking": self.ranking}
 
 
 def build_environment(prepared) -> TuningEnvironment:
@@ -97,7 +100,7 @@ def apply_log(prepared, log) -> Applied:
     defaults = [e for e in database.measurements(kind="default", board=board.name,
                                                  power_env=env.name)
                 if e.get("model_hash") == model.manifest["model_hash"]]
-    notices, overrides, tuned, untuned, skipped = [], {}, {}, {}, []
+    notices, overrides, tuned, untuned, skipped, ranking = [], {}, {}, {}, [], {}
     for task in model.tasks:
         records = database.records(task)
         if not records:
@@ -145,7 +148,10 @@ def apply_log(prepared, log) -> Applied:
                                    f"board {board.name} under {env.name}; tiled by the "
                                    "analytic rule"))
             continue
-        seconds, knobs, candidate, how = min(ranked, key=lambda r: r[0])
+        ranked.sort(key=lambda r: r[0])
+        ranking[task.kernel] = [{"knobs": k.to_dict(), "seconds": sec, "ranked_by": h}
+                                for sec, k, _, h in ranked]
+        seconds, knobs, candidate, how = ranked[0]
         baseline = (defaults[-1]["run_secs"][0] if how == "measured" and defaults
                     else default_predicted)
         if not seconds < baseline:
@@ -160,4 +166,4 @@ def apply_log(prepared, log) -> Applied:
                               "default_seconds": baseline,
                               "measured_on": sorted({e["board"] for e in sidecar.get(knobs, [])})}
     return Applied(str(Path(log)), board.name, env.name, overrides, tuned, untuned, skipped,
-                   notices)
+                   notices, ranking)

@@ -61,15 +61,24 @@ def seeded_inputs(specs: list[dict], seed: int = 0) -> list[np.ndarray]:
     return out
 
 
-@dataclasses.dataclass(frozen=True)
-class TaskContext:
-    """What the cost models' ``update`` and ``predict`` read of MetaSchedule's TuneContext:
-    the workload, the target and the task's name. A TuneContext itself is not made: its
-    constructor imports every tensor intrinsic TVM has (about a minute on this machine)."""
+def tune_context(mod, target, task_name: str):
+    """MetaSchedule's TuneContext of one task, for the cost models' ``predict`` and
+    ``update`` (which the FFI hands a real TuneContext only).
 
-    mod: object
-    target: object
-    task_name: str
+    ``TuneContext(...)`` itself first imports every tensor intrinsic TVM has (about a minute
+    here, for GPU intrinsics no candidate uses), so the context is made with its FFI
+    constructor directly, as ``TuneContext.__init__`` ends, with no space generator or
+    search strategy: the search is this module's.
+    """
+    # pylint: disable=import-outside-toplevel,protected-access
+    from tvm.s_tir.meta_schedule import _ffi_api
+    from tvm.s_tir.meta_schedule.logging import get_logger, get_logging_func
+
+    context = ms.TuneContext.__new__(ms.TuneContext)
+    context.__init_handle_by_constructor__(
+        _ffi_api.TuneContext, mod, target, None, None, task_name, 1, -1,
+        get_logging_func(get_logger(__name__)))
+    return context
 
 
 @dataclasses.dataclass
@@ -202,7 +211,7 @@ class Tuner:
                                         self.workdir)
         self.runner = runner if runner is not None else QemuRunner(workers)
         self.workers = max(1, int(workers))
-        self.contexts = {t.kernel: TaskContext(t.mod, self.target, t.kernel)
+        self.contexts = {t.kernel: tune_context(t.mod, self.target, t.kernel)
                          for t in self.model.tasks}
         self.errors: list[str] = []
 
