@@ -1,7 +1,7 @@
 """``tune``: search each operator's tiling on QEMU for a board and power environment.
 
-``tvm-intermittent tune MODEL --board B --trials N --log DB [--power-env E] [--workers K]
-[--cost-model analytic|xgb] [--rpc-tracker HOST:PORT --rpc-key KEY]``. Candidates are
+``tvm-intermittent tune MODEL --board B --trials N --log DB [--power-env E | --capacitor C]
+[--workers K] [--cost-model analytic|xgb] [--rpc-tracker HOST:PORT --rpc-key KEY]``. Candidates are
 measured by local QEMU workers, or by the measurement servers registered under ``KEY`` at a
 TVM RPC tracker (``tuning.rpc``). The log is a directory (:mod:`..tuning.log`); a second
 run with the same log continues where the first stopped and measures nothing twice. The
@@ -30,6 +30,9 @@ def add_parser(sub, common) -> None:
     p.add_argument("--power-env", metavar="E",
                    help="power environment to tune for: a preset of `tvm-intermittent "
                         "power-envs`, or continuous (default: board)")
+    p.add_argument("--capacitor", metavar="C",
+                   help="instead of --power-env: this capacitor (e.g. 100uF) with the board's "
+                        "voltages and harvester, as `compile --capacitor` sizes tiles for")
     p.add_argument("--workers", type=int, default=1, metavar="K",
                    help="candidates measured at once on local QEMU (default 1)")
     p.add_argument("--cost-model", choices=["analytic", "xgb"],
@@ -81,7 +84,7 @@ def cmd_tune(args, env) -> int:
 
     _check_options(args)
     board = load_board(args.board)
-    environment(args.power_env)  # fail fast on an unknown name
+    environment(args.power_env, args.capacitor)  # fail fast on an unknown name
     TuningLog.check_path(args.log)
     shapes = _parse_shapes(args.shape) or None
     model = args.model
@@ -92,6 +95,7 @@ def cmd_tune(args, env) -> int:
     runner = _runner(args)
     with env.step(f"preparing {args.model} for {board.name}"):
         tuner = Tuner(model, board=board, log=args.log, power_env=args.power_env,
+                      capacitor=args.capacitor,
                       workers=args.workers, cost_model=args.cost_model, runner=runner)
     bar = None
     if env.show_progress:
@@ -106,8 +110,8 @@ def cmd_tune(args, env) -> int:
             bar.close()
     for error in result.errors:
         print(f"notice: candidate failed: {error}", file=env.stderr)
+    how = (f" --power-env {args.power_env}" if args.power_env not in (None, "continuous")
+           else f" --capacitor {args.capacitor}" if args.capacitor else "")
     _emit(env, args, result.to_dict(), result.table() + "\napply it with `tvm-intermittent "
-          f"compile {args.model} --board {board.name} --tuning-log {args.log}"
-          + (f" --power-env {result.power_env}`" if result.power_env not in ("board", "continuous")
-             else "`"))
+          f"compile {args.model} --board {board.name} --tuning-log {args.log}{how}`")
     return ExitStatus.OK

@@ -63,10 +63,7 @@ def build_environment(prepared) -> TuningEnvironment:
         return TuningEnvironment(prepared.power_env.name, prepared.power_env)
     if prepared.capacitor_f is None:
         return environment("board")
-    from ..sim import environments  # pylint: disable=import-outside-toplevel
-
-    custom = environments.from_args(capacitor=prepared.capacitor_f)
-    return TuningEnvironment(f"capacitor-{prepared.capacitor_f:g}F", custom)
+    return environment(capacitor=prepared.capacitor_f)
 
 
 def _measured_tile(entry: dict | None, task, plan) -> object:

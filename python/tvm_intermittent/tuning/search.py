@@ -185,18 +185,18 @@ def _task_instructions(measured: dict, indices) -> int:
 class Tuner:
     """One tuning run of a model on a board under an environment (see :func:`tune`)."""
 
-    def __init__(self, model, *, board, log, power_env=None, workers: int = 1,
+    def __init__(self, model, *, board, log, power_env=None, capacitor=None, workers: int = 1,
                  cost_model: str | None = None, runner=None, inputs=None, workdir=None):
         # pylint: disable=import-outside-toplevel
         from .. import builder
         from . import cost_model_for, default_cost_model
 
         self.board = load_board(board)
-        self.env = environment(power_env)
+        self.env = environment(power_env, capacitor)
         TuningLog.check_path(log)
         self.target = tvm.target.Target("intermittent/" + self.board.name)
         self.prepared = builder.prepare(model, self.target, board=self.board,
-                                        power_env=self.env.build_power_env())
+                                        **self.env.build_options())
         self.log = TuningLog(log, create=True)  # once the model compiles: nothing half-made
         self.model = ModelTasks.of(self.prepared)
         self.inputs = (list(inputs) if inputs is not None
@@ -239,7 +239,7 @@ class Tuner:
         artifact = assemble(self.prepared, plans) if plans else self.model.artifact
         directory = self.workdir / kind
         artifact.export(directory / PROJECT_DIR, overwrite=True)
-        write_measure_spec(directory, board=self.board.name, power_env=self.env.name,
+        write_measure_spec(directory, board=self.board.name, environment=self.env,
                            inputs=self.inputs, kernel="*", knobs={}, indices=[])
         measured = measure_artifact(directory)
         entry = {**measured, "model_hash": self.model_hash, "overrides": key}
@@ -381,7 +381,7 @@ class Tuner:
                           rows, default, tuned, list(self.errors))
 
 
-def tune(model, *, board, trials: int, log, power_env=None, workers: int = 1,
+def tune(model, *, board, trials: int, log, power_env=None, capacitor=None, workers: int = 1,
          cost_model: str | None = None, runner=None, inputs=None, progress=None,
          workdir=None) -> TuneResult:
     """Tune the tiling of ``model`` for ``board`` under ``power_env``.
@@ -397,6 +397,8 @@ def tune(model, *, board, trials: int, log, power_env=None, workers: int = 1,
         The tuning log directory (created when missing, :mod:`.log`).
     power_env : str, optional
         ``continuous`` or a ``sim.environments`` preset (default ``board``).
+    capacitor : str or float, optional
+        Instead of ``power_env``: a capacitor with the board's voltages and harvester.
     workers : int
         Candidates measured at once (local QEMU workers).
     cost_model : str, optional
@@ -411,7 +413,8 @@ def tune(model, *, board, trials: int, log, power_env=None, workers: int = 1,
     workdir : str or Path, optional
         Where candidates are built (default: a temporary directory).
     """
-    tuner = Tuner(model, board=board, log=log, power_env=power_env, workers=workers,
+    tuner = Tuner(model, board=board, log=log, power_env=power_env, capacitor=capacitor,
+                  workers=workers,
                   cost_model=cost_model, runner=runner, inputs=inputs, workdir=workdir)
     return tuner.run(trials, progress)
 
