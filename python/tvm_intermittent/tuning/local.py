@@ -65,7 +65,7 @@ class CandidateBuilder(ms.builder.PyBuilder):
             shutil.rmtree(directory)
         directory.mkdir(parents=True)
         artifact.export(directory / PROJECT_DIR)
-        write_measure_spec(directory, board=self.board.name, power_env=self.environment.name,
+        write_measure_spec(directory, board=self.board.name, environment=self.environment,
                            inputs=self.inputs, kernel=task.kernel, knobs=knobs.to_dict(),
                            indices=task.indices)
         return str(directory)

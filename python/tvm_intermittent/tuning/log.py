@@ -56,22 +56,39 @@ class TuningLog:
 
     def __init__(self, path, *, create: bool = False):
         self.path = Path(path)
-        if self.path.exists() and not self.path.is_dir():
-            raise InputError(f"tuning log {str(self.path)!r} is a file; a tuning log is a "
-                             "directory (tvm-intermittent tune --log DIR makes one)")
+        self.check_path(self.path, create=create)
         if not self.path.exists():
-            if not create:
-                raise InputError(f"tuning log {str(self.path)!r} does not exist; make one "
-                                 "with `tvm-intermittent tune MODEL --log DIR`")
             self.path.mkdir(parents=True)
-        elif any(self.path.iterdir()) and not (self.path / RECORDS).exists():
-            raise InputError(f"{str(self.path)!r} is not a tuning log (no {RECORDS}); give "
-                             "the directory `tvm-intermittent tune --log` wrote, or a new one")
         try:
             self.database = ms.database.JSONDatabase(work_dir=str(self.path))
         except Exception as err:  # pylint: disable=broad-except
             raise InputError(f"tuning log {str(self.path)!r} is damaged: {err}") from None
         self._entries = self._read_sidecar()
+
+    @staticmethod
+    def check_path(path, *, create: bool = True) -> None:
+        """Refuse a path that cannot be a tuning log, before anything is written.
+
+        Raises
+        ------
+        InputError
+            A file; a directory with files but no database; a missing directory when not
+            ``create``.
+        """
+        path = Path(path)
+        if path.exists() and not path.is_dir():
+            raise InputError(f"tuning log {str(path)!r} is a file; a tuning log is a "
+                             "directory (tvm-intermittent tune --log DIR makes one)")
+        if not path.exists():
+            if not create:
+                raise InputError(f"tuning log {str(path)!r} does not exist; make one with "
+                                 "`tvm-intermittent tune MODEL --log DIR`")
+            if not path.parent.is_dir():
+                raise InputError(f"tuning log {str(path)!r}: its parent directory does not "
+                                 "exist")
+        elif any(path.iterdir()) and not (path / RECORDS).exists():
+            raise InputError(f"{str(path)!r} is not a tuning log (no {RECORDS}); give the "
+                             "directory `tvm-intermittent tune --log` wrote, or a new one")
 
     # ---- the sidecar -------------------------------------------------------------------
 

@@ -35,12 +35,14 @@ INPUTS_FILE = "inputs.npz"
 PROJECT_DIR = "project"
 
 
-def write_measure_spec(directory, *, board: str, power_env: str, inputs, kernel: str,
+def write_measure_spec(directory, *, board: str, environment, inputs, kernel: str,
                        knobs: dict, indices: list, timeout: float = 600.0) -> Path:
-    """Write ``measure.json`` and ``inputs.npz`` beside an exported ``project/``."""
+    """Write ``measure.json`` and ``inputs.npz`` beside an exported ``project/``
+    (``environment``: a :class:`.objective.TuningEnvironment`)."""
     directory = Path(directory)
     np.savez(directory / INPUTS_FILE, *[np.asarray(x) for x in inputs])
-    spec = {"board": board, "power_env": power_env, "inputs": INPUTS_FILE,
+    spec = {"board": board, "power_env": environment.name,
+            "capacitor_f": environment.capacitor_f, "inputs": INPUTS_FILE,
             "kernel": kernel, "knobs": dict(knobs), "tasks": list(indices),
             "timeout": float(timeout)}
     (directory / MEASURE_FILE).write_text(json.dumps(spec, indent=2) + "\n")
@@ -94,7 +96,8 @@ def measure_artifact(path) -> dict:
         raise InputError(f"{str(directory)!r} is not a tuning candidate's artifact "
                          f"({type(err).__name__}: {err})") from err
     board = load_board(spec["board"])
-    env = environment(spec["power_env"])
+    env = (environment(capacitor=spec["capacitor_f"]) if spec.get("capacitor_f") is not None
+           else environment(spec["power_env"]))
     project = directory / PROJECT_DIR
     timeout = float(spec.get("timeout", 600.0))
     steady = sim.run(project, inputs, timeout=timeout)

@@ -1,7 +1,8 @@
 """What the tuner minimises: end-to-end latency of one inference under a power environment.
 
-The environment is a ``sim.environments`` preset, or ``continuous``: no power failure at
-all, the special case where the tuner looks for the fastest tiling on a device that never
+The environment is a ``sim.environments`` preset, a capacitor with the board's voltages and
+harvester (as ``compile --capacitor`` sizes tiles for and ``run --power capacitor`` runs
+under), or ``continuous``: no power failure at all, the special case where the tuner looks for the fastest tiling on a device that never
 loses power (tiles are still sized so that the firmware also runs on the board's own
 capacitor). :func:`environment` is the one place that name is resolved; the predicted
 objective comes from :func:`..energy.predict.predict` with the same schedule the measured
@@ -27,49 +28,69 @@ class TuningEnvironment:
     Attributes
     ----------
     name : str
-        ``continuous`` or a preset name (``tvm-intermittent power-envs``).
+        ``continuous``, a preset name (``tvm-intermittent power-envs``) or
+        ``capacitor-<farads>F``.
     preset : PowerEnvironment or None
-        The preset (None: continuous power).
+        The preset.
+    capacitor_f : float or None
+        The capacitor, when the environment is one (no preset).
     """
 
     name: str
     preset: object = None
+    capacitor_f: float | None = None
 
     @property
     def continuous(self) -> bool:
-        return self.preset is None
+        return self.preset is None and self.capacitor_f is None
 
     def schedule(self, board):
         """The per-run power schedule on ``board`` (``NoFailures`` for continuous power)."""
-        from ..sim.power import NoFailures  # pylint: disable=import-outside-toplevel
+        # pylint: disable=import-outside-toplevel
+        from ..sim.power import Capacitor, NoFailures
 
-        return NoFailures() if self.preset is None else self.preset.schedule(load_board(board))
+        board = load_board(board)
+        if self.capacitor_f is not None:
+            return Capacitor(board, capacitor_f=self.capacitor_f)
+        return NoFailures() if self.preset is None else self.preset.schedule(board)
 
-    def build_power_env(self):
-        """What ``build(power_env=...)`` takes to size tiles: the preset, or None (the
-        board's own capacitor) for continuous power."""
-        return self.preset
+    def build_options(self) -> dict:
+        """What ``build`` takes to size tiles for this environment: ``power_env`` or
+        ``capacitor_f`` (neither for continuous power: the board's own capacitor)."""
+        if self.capacitor_f is not None:
+            return {"capacitor_f": self.capacitor_f}
+        return {"power_env": self.preset} if self.preset is not None else {}
 
     def tile_budget(self, board: Board) -> int:
         """The power cycle budget, in the tiler's instructions, one batch must fit."""
+        if self.capacitor_f is not None:
+            return board.tile_budget(self.capacitor_f)
         if self.preset is None:
             return board.tile_budget()
         return self.preset.tile_budget(board)
 
     def to_dict(self) -> dict:
-        return {"name": self.name}
+        return {"name": self.name, "capacitor_f": self.capacitor_f}
 
 
-def environment(name: str | None) -> TuningEnvironment:
-    """The tuning environment called ``name`` (None: the board's own, preset ``board``).
+def environment(name: str | None = None, capacitor=None) -> TuningEnvironment:
+    """The tuning environment called ``name``, or of ``capacitor`` (farads or ``"100uF"``);
+    neither: the board's own (preset ``board``).
 
     Raises
     ------
     InputError
-        For an unknown name, listing the known ones.
+        For an unknown name (listing the known ones), a bad capacitance, or both given.
     """
-    from ..sim import environments  # pylint: disable=import-outside-toplevel
+    # pylint: disable=import-outside-toplevel
+    from ..sim import environments
+    from ..sim.power import parse_capacitance
 
+    if capacitor is not None:
+        if name is not None:
+            raise InputError("--power-env and --capacitor both set the capacitor; give one")
+        farads = parse_capacitance(capacitor) if isinstance(capacitor, str) else float(capacitor)
+        return TuningEnvironment(f"capacitor-{farads:g}F", None, farads)
     if name is None:
         name = "board"
     if str(name).lower() == CONTINUOUS:

@@ -37,7 +37,7 @@ from .local import CandidateBuilder, QemuRunner
 from .log import TuningLog, workload_key
 from .measure import MEASURED_FILE, PROJECT_DIR, measure_artifact, write_measure_spec
 from .objective import candidate_manifest, environment, predicted_seconds
-from .space import candidates, design_space, schedule_for
+from .space import candidates, schedule_for
 from .workload import ModelTasks
 
 #: The latency MetaSchedule records for a candidate whose measurement failed.
@@ -59,6 +59,26 @@ def seeded_inputs(specs: list[dict], seed: int = 0) -> list[np.ndarray]:
         else:
             out.append(rng.standard_normal(spec["shape"]).astype(dtype))
     return out
+
+
+def tune_context(mod, target, task_name: str):
+    """MetaSchedule's TuneContext of one task, for the cost models' ``predict`` and
+    ``update`` (which the FFI hands a real TuneContext only).
+
+    ``TuneContext(...)`` itself first imports every tensor intrinsic TVM has (about a minute
+    here, for GPU intrinsics no candidate uses), so the context is made with its FFI
+    constructor directly, as ``TuneContext.__init__`` ends, with no space generator or
+    search strategy: the search is this module's.
+    """
+    # pylint: disable=import-outside-toplevel,protected-access
+    from tvm.s_tir.meta_schedule import _ffi_api
+    from tvm.s_tir.meta_schedule.logging import get_logger, get_logging_func
+
+    context = ms.TuneContext.__new__(ms.TuneContext)
+    context.__init_handle_by_constructor__(
+        _ffi_api.TuneContext, mod, target, None, None, task_name, 1, -1,
+        get_logging_func(get_logger(__name__)))
+    return context
 
 
 @dataclasses.dataclass
@@ -117,13 +137,15 @@ class TuneResult:
                 f"{'instr tun':>11} {'trials':>6}")
         lines = [head]
         for r in self.rows:
+            tuned_instructions = ("-" if r.instructions_tuned is None
+                                  else f"{r.instructions_tuned:,}")
             lines.append(
                 f"{r.kernel[:28]:<28} {_knobs_text(r.default):<22} "
                 f"{_knobs_text(r.tuned) if r.tuned else '(default)':<22} "
                 f"{_s(r.predicted_default_s):>9} {_s(r.predicted_tuned_s):>9} "
                 f"{_s(r.measured_default_s):>9} {_s(r.measured_tuned_s):>9} "
                 f"{r.instructions_default:>11,} "
-                f"{r.instructions_tuned if r.instructions_tuned is None else f'{r.instructions_tuned:,}'!s:>11} "
+                f"{tuned_instructions:>11} "
                 f"{r.trials:>6}")
         total = (f"end to end on {self.board} under {self.power_env}: default "
                  f"{_s(self.default['run_secs'][0])} s")
@@ -163,17 +185,19 @@ def _task_instructions(measured: dict, indices) -> int:
 class Tuner:
     """One tuning run of a model on a board under an environment (see :func:`tune`)."""
 
-    def __init__(self, model, *, board, log, power_env=None, workers: int = 1,
+    def __init__(self, model, *, board, log, power_env=None, capacitor=None, workers: int = 1,
                  cost_model: str | None = None, runner=None, inputs=None, workdir=None):
         # pylint: disable=import-outside-toplevel
         from .. import builder
         from . import cost_model_for, default_cost_model
 
         self.board = load_board(board)
-        self.env = environment(power_env)
-        self.log = TuningLog(log, create=True)
+        self.env = environment(power_env, capacitor)
+        TuningLog.check_path(log)
         self.target = tvm.target.Target("intermittent/" + self.board.name)
-        self.prepared = builder.prepare(model, self.target, power_env=self.env.build_power_env())
+        self.prepared = builder.prepare(model, self.target, board=self.board,
+                                        **self.env.build_options())
+        self.log = TuningLog(log, create=True)  # once the model compiles: nothing half-made
         self.model = ModelTasks.of(self.prepared)
         self.inputs = (list(inputs) if inputs is not None
                        else seeded_inputs(self.model.manifest["inputs"]))
@@ -187,11 +211,8 @@ class Tuner:
                                         self.workdir)
         self.runner = runner if runner is not None else QemuRunner(workers)
         self.workers = max(1, int(workers))
-        self.contexts = {t.kernel: ms.TuneContext(
-            t.mod, target=self.target, task_name=t.kernel,
-            space_generator=design_space(t, self.board, self.env,
-                                         static_scratch=self.model.static_scratch))
-            for t in self.model.tasks}
+        self.contexts = {t.kernel: tune_context(t.mod, self.target, t.kernel)
+                         for t in self.model.tasks}
         self.errors: list[str] = []
 
     # ---- measurements of whole builds ---------------------------------------------------
@@ -218,7 +239,7 @@ class Tuner:
         artifact = assemble(self.prepared, plans) if plans else self.model.artifact
         directory = self.workdir / kind
         artifact.export(directory / PROJECT_DIR, overwrite=True)
-        write_measure_spec(directory, board=self.board.name, power_env=self.env.name,
+        write_measure_spec(directory, board=self.board.name, environment=self.env,
                            inputs=self.inputs, kernel="*", knobs={}, indices=[])
         measured = measure_artifact(directory)
         entry = {**measured, "model_hash": self.model_hash, "overrides": key}
@@ -360,7 +381,7 @@ class Tuner:
                           rows, default, tuned, list(self.errors))
 
 
-def tune(model, *, board, trials: int, log, power_env=None, workers: int = 1,
+def tune(model, *, board, trials: int, log, power_env=None, capacitor=None, workers: int = 1,
          cost_model: str | None = None, runner=None, inputs=None, progress=None,
          workdir=None) -> TuneResult:
     """Tune the tiling of ``model`` for ``board`` under ``power_env``.
@@ -376,6 +397,8 @@ def tune(model, *, board, trials: int, log, power_env=None, workers: int = 1,
         The tuning log directory (created when missing, :mod:`.log`).
     power_env : str, optional
         ``continuous`` or a ``sim.environments`` preset (default ``board``).
+    capacitor : str or float, optional
+        Instead of ``power_env``: a capacitor with the board's voltages and harvester.
     workers : int
         Candidates measured at once (local QEMU workers).
     cost_model : str, optional
@@ -390,7 +413,8 @@ def tune(model, *, board, trials: int, log, power_env=None, workers: int = 1,
     workdir : str or Path, optional
         Where candidates are built (default: a temporary directory).
     """
-    tuner = Tuner(model, board=board, log=log, power_env=power_env, workers=workers,
+    tuner = Tuner(model, board=board, log=log, power_env=power_env, capacitor=capacitor,
+                  workers=workers,
                   cost_model=cost_model, runner=runner, inputs=inputs, workdir=workdir)
     return tuner.run(trials, progress)
 
