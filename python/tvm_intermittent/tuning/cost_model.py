@@ -192,6 +192,7 @@ class IntermittentCostModel(ms.cost_model.PyCostModel):
         self.known: dict[tuple, Work] = {}
         self._boosters = None
         self._noted = False
+        self._noted_update = False
 
     # ---- learning ------------------------------------------------------------------------
 
@@ -348,6 +349,12 @@ class IntermittentCostModel(ms.cost_model.PyCostModel):
         the per-task counts come from each candidate's ``measured.json`` under
         ``artifacts`` (run times alone say too little of a tile)."""
         if self.artifacts is None or self.model is None:
+            if not self._noted_update:
+                logger.warning("cost model: update() got run times only and no artifacts "
+                               "directory to read per-task counts from, so it learns nothing "
+                               "from them; pass artifacts= (the builder's root) or call "
+                               "observe(task, knobs, measured)")
+                self._noted_update = True
             return
         from .local import candidate_dir  # pylint: disable=import-outside-toplevel
         from .measure import MEASURED_FILE  # pylint: disable=import-outside-toplevel
