@@ -48,6 +48,25 @@ class Candidate:
     batch_limit: int | None
 
 
+#: ``(workload hash, depth, split, chunks) -> problem or ""``: the check reads the kernel's
+#: TIR and the plan's depth and chunks only (not its batch, not the board), and takes
+#: seconds on large kernels.
+_IDEMPOTENCE: dict = {}
+
+
+def _idempotence_problem(task, knobs: Knobs, func, plan: TilePlan) -> str:
+    from .log import workload_key  # pylint: disable=import-outside-toplevel
+
+    key = (workload_key(task.mod), knobs.depth, knobs.split, knobs.chunks)
+    if key not in _IDEMPOTENCE:
+        try:
+            check_idempotence(func, task.kernel, plan)
+            _IDEMPOTENCE[key] = ""
+        except IdempotenceError as err:
+            _IDEMPOTENCE[key] = str(err)
+    return _IDEMPOTENCE[key]
+
+
 def check_candidate(task, knobs: Knobs, board, env, *, static_scratch: int = 0,
                     measured_tile: Work | None = None) -> Candidate:
     """The candidate ``knobs`` make of ``task`` on ``board`` under ``env``, or the reason it
@@ -75,14 +94,23 @@ def check_candidate(task, knobs: Knobs, board, env, *, static_scratch: int = 0,
     # pylint: disable=import-outside-toplevel
     from ..builder import RUNTIME_SRAM_BYTES, STACK_RESERVE_BYTES
 
-    plan = plan_of(knobs, task.func, task.kernel, usable=task.usable, features=task.features,
-                   placement=task.placement or None)
+    from .describe import features_of  # pylint: disable=import-outside-toplevel
+
+    features = features_of(task, knobs)
     func = tiled_func(task.func, knobs)
-    try:
-        check_idempotence(func, task.kernel, plan)
-    except IdempotenceError as err:
+    tile = None
+
+    def cost(tiled, plan):
+        nonlocal tile
+        tile = tile_work(tiled, plan, task.placement or None, features=features,
+                         kernel=task.kernel)
+        return max(1, int(round(tile.instructions)))
+
+    plan = plan_of(knobs, task.func, task.kernel, usable=task.usable, tile_cost=cost)
+    problem = _idempotence_problem(task, knobs, func, plan)
+    if problem:
         raise CandidateError(f"operator {task.kernel}: {knobs.describe()} is not idempotent: "
-                             f"{err}") from None
+                             f"{problem}")
     need = STACK_RESERVE_BYTES + RUNTIME_SRAM_BYTES + static_scratch + stack_scratch_bytes(
         func, task.kernel)
     if need > board.sram_bytes:
@@ -90,7 +118,6 @@ def check_candidate(task, knobs: Knobs, board, env, *, static_scratch: int = 0,
                              f"of SRAM, board {board.name} has {board.sram_bytes:,}")
     budget = env.tile_budget(board)
     sizing = _sizing(budget, board, TilingPolicy(margin=TUNING_MARGIN))
-    tile = tile_work(func, plan, task.placement or None, kernel=task.kernel)
     batch = sizing.cost(tile * plan.tiles_per_commit)
     if measured_tile is not None:
         batch = max(batch, sizing.cost(measured_tile * plan.tiles_per_commit))

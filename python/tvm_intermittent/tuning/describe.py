@@ -27,6 +27,22 @@ def _tiled_features(knobs: Knobs, task) -> Features:
     return kernel_features(tiled_func(task.func, knobs), task.placement or None)
 
 
+def features_of(task, knobs: Knobs) -> Features:
+    """Executed counts of ``task``'s kernel as ``knobs`` cut it (a split adds a loop and a
+    bind; without one, the kernel's own), computed once per kernel and split."""
+    if not knobs.split:
+        return task.features
+    return _tiled_features(Knobs(knobs.depth, knobs.split), task)
+
+
+def _tile_instructions(task, knobs: Knobs, func, plan) -> int:
+    from ..energy.costs import tile_work  # pylint: disable=import-outside-toplevel
+
+    work = tile_work(func, plan, task.placement or None, features=features_of(task, knobs),
+                     kernel=task.kernel)
+    return max(1, int(round(work.instructions)))
+
+
 def describe(candidate_or_sch, task) -> tuple[Features, TilePlan]:
     """The executed counts of the candidate's kernel and the plan that cuts it.
 
@@ -50,7 +66,5 @@ def describe(candidate_or_sch, task) -> tuple[Features, TilePlan]:
     """
     knobs = _knobs(candidate_or_sch)
     plan = plan_of(knobs, task.func, task.kernel, usable=task.usable,
-                   features=task.features, placement=task.placement or None)
-    features = (task.features if not knobs.split
-                else _tiled_features(knobs, task))
-    return features, plan
+                   tile_cost=lambda func, p: _tile_instructions(task, knobs, func, p))
+    return features_of(task, knobs), plan
