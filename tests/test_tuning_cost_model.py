@@ -19,13 +19,12 @@ import pytest
 from tvm.s_tir import meta_schedule as ms
 
 from tvm_intermittent.errors import InputError
-from tvm_intermittent.sim.environments import PowerEnvironment
 from tvm_intermittent.tuning import describe
 from tvm_intermittent.tuning.cost_model import IntermittentCostModel, make_cost_model
 from tvm_intermittent.tuning.knobs import tiled_func
 from tvm_intermittent.tuning.local import candidate_dir
 from tvm_intermittent.tuning.measure import measure_artifact
-from tvm_intermittent.tuning.objective import TuningEnvironment
+from tvm_intermittent.tuning.objective import TuningEnvironment, environment
 from tvm_intermittent.tuning.space import schedule_for
 
 import tuning_candidates
@@ -100,15 +99,14 @@ def test_predicted_failures_and_latency_follow_the_measurement(measured):
         assert prediction.latency_seconds == pytest.approx(result["run_secs"][0], rel=0.02)
 
 
-def _capacitor_env(board, farads: float) -> TuningEnvironment:
-    preset = PowerEnvironment(f"test-{farads:g}F", "a test capacitor", capacitor_f=farads)
-    return TuningEnvironment(preset.name, preset)
+def _capacitor_env(farads: float) -> TuningEnvironment:
+    return environment(capacitor=farads)
 
 
 @pytest.mark.qemu
 def test_a_smaller_capacitor_predicts_more_reexecution(measured):
     model = _trained(measured)
-    task, board = measured["task"], measured["board"]
+    task = measured["task"]
     # The candidate with the smallest batches, which fits every capacitor below.
     knobs = min(measured["knobs"], key=lambda k: describe(k, task)[1].tile_instructions
                 * k.tiles_per_commit)
@@ -116,7 +114,7 @@ def test_a_smaller_capacitor_predicts_more_reexecution(measured):
     runs = {}
     for farads in (100e-6, 40e-6, 20e-6):
         runs[farads] = model.predict_run(task, plan, features=features, knobs=knobs,
-                                         environment=_capacitor_env(board, farads))
+                                         environment=_capacitor_env(farads))
     continuous = model.predict_run(task, plan, features=features, knobs=knobs,
                                    environment=TuningEnvironment("continuous"))
     assert continuous.failures == 0

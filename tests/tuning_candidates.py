@@ -33,7 +33,7 @@ def prepare(model, board: str, power_env: str):
 
     the_board, env = load_board(board), environment(power_env)
     prepared = builder.prepare(model, tvm.target.Target("intermittent/" + the_board.name),
-                               power_env=env.build_power_env())
+                               board=the_board, **env.build_options())
     return ModelTasks.of(prepared), the_board, env
 
 

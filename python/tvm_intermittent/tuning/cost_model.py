@@ -322,9 +322,15 @@ class IntermittentCostModel(ms.cost_model.PyCostModel):
 
     def predict_plan(self, task, plan, *, features=None, knobs: Knobs | None = None,
                      board=None, environment=None) -> float:
-        """Predicted end-to-end latency (seconds) with ``task`` cut by ``plan``; inf when the
-        simulated firmware never finishes. ``board`` and ``environment`` re-rank a record
-        for another board of the same ISA without measuring it there."""
+        """Predicted end-to-end latency (seconds) with ``task`` cut by ``plan`` (of the
+        kernel as ``knobs`` cut it, when they split a loop); inf when the simulated firmware
+        never finishes.
+
+        To rank records for another board of the same ISA without measuring there, make
+        the model for that board (its ``ModelTasks``, whose default plans are that board's)
+        and train it on the other board's measurements (:meth:`observe`, :meth:`fit_log`):
+        the learned counts are the ISA's. ``board`` and ``environment`` change only how
+        the work is charged (another profile, capacitor or harvester)."""
         prediction = self.predict_run(task, plan, features=features, knobs=knobs,
                                       board=board, environment=environment)
         return prediction.latency_seconds if prediction.finished else float("inf")
