@@ -253,6 +253,11 @@ class _RemoteFuture(ms.runner.PyRunnerFuture):
             measured = self.future.result()
         except IntermittentError as err:
             return ms.runner.RunnerResult(None, f"RPCMeasureRunner: {err}")
+        except (RuntimeError, OSError, ValueError) as err:
+            # A connection that broke, or a reply that is no measurement: this candidate's
+            # error, as LocalRunner reports its worker's, and the tuning goes on.
+            return ms.runner.RunnerResult(
+                None, f"RPCMeasureRunner: {type(err).__name__}: {err}")
         return ms.runner.RunnerResult([float(s) for s in measured["run_secs"]], None)
 
 
