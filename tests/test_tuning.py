@@ -200,6 +200,26 @@ def test_a_rerun_measures_nothing_already_measured(tuned, conv_model, monkeypatc
 
 
 @pytest.mark.qemu
+def test_a_log_cut_short_by_an_interrupted_write_still_opens(tuned, tmp_path, caplog):
+    """MetaSchedule's loader refuses a database whose last line is cut short; the log drops
+    that line, says so, and keeps every whole record."""
+    import shutil  # pylint: disable=import-outside-toplevel
+
+    log, _ = tuned
+    copy = tmp_path / "log"
+    shutil.copytree(log, copy)
+    records = copy / "database_tuning_record.json"
+    whole = records.read_text()
+    records.write_text(whole + whole.splitlines()[-1][:40])
+    (copy / "measurements.jsonl").open("a").write('{"kind": "rec')
+    opened = TuningLog(copy)
+    assert len(opened.database) == len(whole.splitlines())
+    assert records.read_text() == whole
+    assert len(opened.measurements()) == len(TuningLog(log).measurements())
+    assert "cut short by an interrupted write" in caplog.text
+
+
+@pytest.mark.qemu
 def test_reuse_on_another_cortex_m4_board_without_measuring(tuned, conv_model, monkeypatch):
     """The qemu-an386 log on apollo4-mram: every record that fits re-ranked by the cost
     model, nothing measured; the best is applied only where it beats the analytic rule on
