@@ -34,9 +34,7 @@ import tvm_intermittent as ti
 from tvm_intermittent import sim, zoo
 from tvm_intermittent.energy.model import seconds
 from tvm_intermittent.energy.predict import predict
-from tvm_intermittent.tuning import Knobs
 from tvm_intermittent.tuning.constraints import check_candidate
-from tvm_intermittent.tuning.log import TuningLog
 from tvm_intermittent.tuning.objective import candidate_manifest
 from tvm_intermittent.tuning.search import Tuner
 

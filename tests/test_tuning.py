@@ -30,7 +30,8 @@ from tvm_intermittent.tuning.knobs import tiled_func
 from tvm_intermittent.tuning.log import TuningLog
 from tvm_intermittent.tuning.objective import TuningEnvironment
 from tvm_intermittent.sim import environments
-from tvm_intermittent.tuning.space import RejectInvalid, candidates, schedule_for
+from tvm_intermittent.tuning.space import (RejectInvalid, candidates, design_space,
+                                           schedule_for)
 
 import tflite_models
 
@@ -100,6 +101,29 @@ def test_candidates_over_one_charge_are_rejected_before_measurement(model_tasks)
     built = local.CandidateBuilder(model_tasks, board, tiny, [], "/nonexistent").build(
         [tvm.s_tir.meta_schedule.builder.BuilderInput(sch.mod, tvm.target.Target("c"))])
     assert built[0].artifact_path is None and "per commit batch" in built[0].error_msg
+
+
+def test_the_design_space_samples_the_knobs_and_rejects_invalid_ones(model_tasks):
+    """As a MetaSchedule space generator: random decisions over the knob lists, and its
+    postprocessor agrees with the constraints on every sample."""
+    task = model_tasks.tasks[0]
+    board, env = ti.load_board(BOARD), environment("board")
+    space = design_space(task, board, env)
+    space._initialize_with_tune_context(  # pylint: disable=protected-access
+        search.tune_context(task.mod, tvm.target.Target("c"), task.kernel))
+    postproc = space.postprocs[0]
+    verdicts = set()
+    for _ in range(24):
+        (sch,) = space.generate_design_space(task.mod)
+        knobs = knobs_of(sch)
+        try:
+            check_candidate(task, knobs, board, env)
+            valid = True
+        except CandidateError:
+            valid = False
+        assert postproc.apply(sch) == valid
+        verdicts.add(valid)
+    assert verdicts == {True, False}  # both kinds were drawn
 
 
 # ---- measured tuning (QEMU) -------------------------------------------------------------

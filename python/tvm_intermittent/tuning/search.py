@@ -29,14 +29,14 @@ import tvm
 from tvm.s_tir import meta_schedule as ms
 
 from ..board import load_board
-from ..errors import InputError, IntermittentError
+from ..errors import InputError
 from .analytic_model import AnalyticModel
 from .constraints import check_candidate
 from .knobs import CandidateError, Knobs
 from .local import CandidateBuilder, QemuRunner
 from .log import TuningLog, workload_key
 from .measure import MEASURED_FILE, PROJECT_DIR, measure_artifact, write_measure_spec
-from .objective import candidate_manifest, environment, predicted_seconds
+from .objective import environment, predicted_seconds
 from .space import candidates, schedule_for
 from .workload import ModelTasks
 
@@ -419,5 +419,5 @@ def tune(model, *, board, trials: int, log, power_env=None, capacitor=None, work
     return tuner.run(trials, progress)
 
 
-__all__ = ["FAILED_SECONDS", "IntermittentError", "OperatorRow", "TuneResult", "Tuner",
-           "candidate_manifest", "seeded_inputs", "tune"]
+__all__ = ["FAILED_SECONDS", "OperatorRow", "TuneResult", "Tuner", "seeded_inputs", "tune",
+           "tune_context"]
