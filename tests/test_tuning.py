@@ -171,6 +171,30 @@ def test_the_log_round_trip_applies_the_best_record(tuned, conv_model):
 
 
 @pytest.mark.qemu
+def test_a_combination_measured_slower_as_a_whole_is_not_applied(tuned, conv_model, tmp_path):
+    """Records measured one operator at a time need not add up; when the log holds a
+    measurement of the chosen combination that is no faster than the default build (here
+    appended by hand to a copy of the log), the analytic tiling is kept, with a notice."""
+    import shutil  # pylint: disable=import-outside-toplevel
+
+    log, result = tuned
+    copy = tmp_path / "log"
+    shutil.copytree(log, copy)
+    chosen = ti.build(conv_model[0], "intermittent/" + BOARD, tuning_log=copy)
+    knobs = {k: v["knobs"] for k, v in chosen.manifest()["tuning"]["tuned"].items()}
+    assert knobs
+    slower = dict(result.tuned or result.default, overrides=knobs,
+                  run_secs=[result.default["run_secs"][0] * 1.01])
+    TuningLog(copy).add_measurement("tuned", {k: v for k, v in slower.items() if k != "kind"})
+    kept = ti.build(conv_model[0], "intermittent/" + BOARD, tuning_log=copy)
+    tuning = kept.manifest()["tuning"]
+    assert tuning["tuned"] == {}
+    assert set(tuning["untuned"].values()) == {"the tuned build was no faster as a whole"}
+    assert kept.tiles["conv2d_s8"] == builder.assemble(
+        builder.prepare(conv_model[0], "intermittent/" + BOARD)).tiles["conv2d_s8"]
+
+
+@pytest.mark.qemu
 def test_a_tuned_build_under_random_failures_gives_the_reference_outputs(conv_model,
                                                                         model_tasks):
     """A tuned plan with a split loop, under seeded random power failures that strike its

@@ -15,7 +15,8 @@ QEMU measured where it measured the record on a board of the same ISA), and one 
 not fit is skipped with a notice naming the operator and the reason, never applied. The
 best record that fits is applied when it beats the default (the analytic rule's plan,
 measured or predicted the same way); a kernel left with its default gets a notice that says
-why. ``model.json``'s ``tuning`` records the log, each tuned operator and its knobs.
+why. Where the log measured the chosen combination as a whole on this board under this
+environment and it was no faster than the default build, every kernel keeps the default. ``model.json``'s ``tuning`` records the log, each tuned operator and its knobs.
 """
 
 from __future__ import annotations
@@ -162,5 +163,35 @@ def apply_log(prepared, log) -> Applied:
         tuned[task.kernel] = {"knobs": knobs.to_dict(), "ranked_by": how, "seconds": seconds,
                               "default_seconds": baseline,
                               "measured_on": sorted({e["board"] for e in sidecar.get(knobs, [])})}
+    _check_whole(database, model, board, env, defaults, overrides, tuned, untuned, notices,
+                 log)
     return Applied(str(Path(log)), board.name, env.name, overrides, tuned, untuned, skipped,
                    notices, ranking)
+
+
+def _check_whole(database, model, board, env, defaults, overrides, tuned, untuned, notices,
+                 log) -> None:
+    """Keep the analytic tiling everywhere when the log measured this very combination of
+    records on this board under this environment as a whole and it was not faster than the
+    default build: records measured one operator at a time need not add up (a failure falls
+    elsewhere in the model)."""
+    chosen = {k: v["knobs"] for k, v in sorted(tuned.items())}
+    if not chosen or not defaults:
+        return
+    wholes = [e for e in database.measurements(kind="tuned", board=board.name,
+                                               power_env=env.name)
+              if e.get("model_hash") == model.manifest["model_hash"]
+              and e.get("overrides") == chosen]
+    if not wholes:
+        return
+    whole, default = wholes[-1]["run_secs"][0], defaults[-1]["run_secs"][0]
+    if whole < default:
+        return
+    for kernel in list(tuned):
+        del tuned[kernel]
+        overrides.pop(kernel, None)
+        untuned[kernel] = "the tuned build was no faster as a whole"
+        report(notices, Notice(kernel, UNTUNED, f"tuning log {log} measured the build with "
+                               f"its best records ({whole:.4g} s) no faster than the analytic "
+                               f"rule's ({default:.4g} s) on board {board.name} under "
+                               f"{env.name}; kept the analytic tiling"))
