@@ -15,8 +15,10 @@ QEMU measured where it measured the record on a board of the same ISA), and one 
 not fit is skipped with a notice naming the operator and the reason, never applied. The
 best record that fits is applied when it beats the default (the analytic rule's plan,
 measured or predicted the same way); a kernel left with its default gets a notice that says
-why. Where the log measured the chosen combination as a whole on this board under this
-environment and it was no faster than the default build, every kernel keeps the default. ``model.json``'s ``tuning`` records the log, each tuned operator and its knobs.
+why. Where the log measured whole tuned builds on this board under this environment, only
+the records of the fastest one are applied, and none when it was no faster than the default
+build (records measured one operator at a time need not add up). ``model.json``'s
+``tuning`` records the log, each tuned operator and its knobs.
 """
 
 from __future__ import annotations
@@ -163,35 +165,47 @@ def apply_log(prepared, log) -> Applied:
         tuned[task.kernel] = {"knobs": knobs.to_dict(), "ranked_by": how, "seconds": seconds,
                               "default_seconds": baseline,
                               "measured_on": sorted({e["board"] for e in sidecar.get(knobs, [])})}
-    _check_whole(database, model, board, env, defaults, overrides, tuned, untuned, notices,
-                 log)
+    _by_whole_builds(database, model, board, env, defaults, overrides, tuned, untuned,
+                     notices, log)
     return Applied(str(Path(log)), board.name, env.name, overrides, tuned, untuned, skipped,
                    notices, ranking)
 
 
-def _check_whole(database, model, board, env, defaults, overrides, tuned, untuned, notices,
-                 log) -> None:
-    """Keep the analytic tiling everywhere when the log measured this very combination of
-    records on this board under this environment as a whole and it was not faster than the
-    default build: records measured one operator at a time need not add up (a failure falls
-    elsewhere in the model)."""
-    chosen = {k: v["knobs"] for k, v in sorted(tuned.items())}
-    if not chosen or not defaults:
-        return
+def _by_whole_builds(database, model, board, env, defaults, overrides, tuned, untuned,
+                     notices, log) -> None:
+    """Where the log measured whole tuned builds of this model on this board under this
+    environment (``tune`` measures the combination of every operator's best record, and the
+    best alone when that is no faster), apply the fastest of them if it beats the default
+    build, else none: records measured one operator at a time need not add up."""
     wholes = [e for e in database.measurements(kind="tuned", board=board.name,
                                                power_env=env.name)
-              if e.get("model_hash") == model.manifest["model_hash"]
-              and e.get("overrides") == chosen]
-    if not wholes:
+              if e.get("model_hash") == model.manifest["model_hash"]]
+    if not wholes or not defaults:
         return
-    whole, default = wholes[-1]["run_secs"][0], defaults[-1]["run_secs"][0]
-    if whole < default:
-        return
+    fastest = min(wholes, key=lambda e: e["run_secs"][0])
+    whole, default = fastest["run_secs"][0], defaults[-1]["run_secs"][0]
+    keep = ({k: Knobs.from_dict(v) for k, v in fastest["overrides"].items()}
+            if whole < default else {})
+    made = {}
+    for kernel, knobs in keep.items():  # the whole build's records, re-checked here
+        try:
+            made[kernel] = check_candidate(model.task(kernel), knobs, board, env,
+                                           static_scratch=model.static_scratch)
+        except (CandidateError, KeyError):
+            return  # that build cannot be made here: judge by its parts, as without it
+    for kernel, knobs in keep.items():
+        overrides[kernel] = (made[kernel].func, made[kernel].plan)
+        tuned[kernel] = {"knobs": knobs.to_dict(), "ranked_by": "measured as a whole",
+                         "seconds": whole, "default_seconds": default,
+                         "measured_on": [board.name]}
+        untuned.pop(kernel, None)
     for kernel in list(tuned):
+        if kernel in keep:
+            continue
         del tuned[kernel]
         overrides.pop(kernel, None)
-        untuned[kernel] = "the tuned build was no faster as a whole"
-        report(notices, Notice(kernel, UNTUNED, f"tuning log {log} measured the build with "
-                               f"its best records ({whole:.4g} s) no faster than the analytic "
-                               f"rule's ({default:.4g} s) on board {board.name} under "
-                               f"{env.name}; kept the analytic tiling"))
+        untuned[kernel] = "the tuned build measured fastest as a whole keeps its default"
+        report(notices, Notice(kernel, UNTUNED, f"the fastest tuned build tuning log {log} "
+                               f"measured as a whole on board {board.name} under {env.name} "
+                               f"({whole:.4g} s, the analytic rule's {default:.4g} s) keeps "
+                               "this operator's analytic tiling; kept it"))
