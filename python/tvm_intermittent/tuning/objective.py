@@ -5,9 +5,9 @@ harvester (as ``compile --capacitor`` sizes tiles for and ``run --power capacito
 under), or ``continuous``: no power failure at all, the special case where the tuner looks
 for the fastest tiling on a device that never loses power (tiles are still sized so that
 the firmware also runs on the board's own capacitor). :func:`environment` is the one place
-that name is resolved; the predicted objective comes from :func:`..energy.predict.predict` with the same schedule the measured
-runs use (:meth:`TuningEnvironment.schedule`), so a prediction and a measurement differ only
-in where the work comes from.
+that name is resolved; the predicted objective comes from :func:`..energy.predict.predict`
+with the same schedule the measured runs use (:meth:`TuningEnvironment.schedule`), so a
+prediction and a measurement differ only in where the work comes from.
 """
 
 from __future__ import annotations
