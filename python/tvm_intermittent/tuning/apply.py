@@ -62,6 +62,8 @@ class Applied:
 
 def build_environment(prepared) -> TuningEnvironment:
     """The environment a prepared model's tiles are sized for, as the tuner names it."""
+    if prepared.continuous:
+        return environment("continuous")
     if prepared.power_env is not None:
         return TuningEnvironment(prepared.power_env.name, prepared.power_env)
     if prepared.capacitor_f is None:
