@@ -168,6 +168,8 @@ def test_the_log_round_trip_applies_the_best_record(tuned, conv_model):
     tuning = artifact.manifest()["tuning"]
     assert tuning["log"] == str(log) and tuning["tuned"]["conv2d_s8"]["knobs"] == best["knobs"]
     assert tuning["tuned"]["conv2d_s8"]["ranked_by"] == "measured as a whole"
+    renamed = ti.build(conv_model[0], "intermittent/" + BOARD, tuning_log=log, name="other")
+    assert renamed.manifest()["tuning"]["tuned"] == tuning["tuned"]  # the network, not its name
 
 
 @pytest.mark.qemu

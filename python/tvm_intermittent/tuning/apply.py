@@ -30,7 +30,7 @@ from ..transform.notices import Notice, report
 from .analytic_model import AnalyticModel
 from .constraints import check_candidate
 from .knobs import CandidateError, Knobs
-from .log import TuningLog, workload_key
+from .log import TuningLog, model_key, workload_key
 from .objective import TuningEnvironment, environment, predicted_seconds
 from .workload import ModelTasks
 
@@ -101,7 +101,7 @@ def apply_log(prepared, log) -> Applied:
     default_predicted = predicted_seconds(model.manifest, board, env)
     defaults = [e for e in database.measurements(kind="default", board=board.name,
                                                  power_env=env.name)
-                if e.get("model_hash") == model.manifest["model_hash"]]
+                if e.get("model_hash") == model_key(model)]
     notices, overrides, tuned, untuned, skipped, ranking = [], {}, {}, {}, [], {}
     for task in model.tasks:
         records = database.records(task)
@@ -181,7 +181,7 @@ def _by_whole_builds(database, model, board, env, defaults, overrides, tuned, un
     build, else none: records measured one operator at a time need not add up."""
     wholes = [e for e in database.measurements(kind="tuned", board=board.name,
                                                power_env=env.name)
-              if e.get("model_hash") == model.manifest["model_hash"]]
+              if e.get("model_hash") == model_key(model)]
     if not wholes or not defaults:
         return
     fastest = min(wholes, key=lambda e: e["run_secs"][0])

@@ -62,6 +62,17 @@ def _drop_cut_line(path: Path) -> None:
     os.replace(staging, path)  # the file is whole before and after, never half-rewritten
 
 
+def model_key(model) -> str:
+    """The key of a model's whole-build measurements (``default``, ``tuned``): its task
+    table as the workloads of its kernels in order, so that the same network matches
+    whatever it is named and whichever tiles a build gives it."""
+    import hashlib  # pylint: disable=import-outside-toplevel
+
+    keys = {t.kernel: workload_key(t.mod) for t in model.tasks}
+    table = [keys.get(spec["kernel"], spec["kernel"]) for spec in model.manifest["tasks"]]
+    return hashlib.sha1(json.dumps(table).encode()).hexdigest()[:16]
+
+
 def workload_key(mod) -> str:
     """The structural hash of a workload: the sidecar's key for the kernel's TIR."""
     return f"{tvm_ffi.structural_hash(mod) & 0xFFFFFFFFFFFFFFFF:016x}"

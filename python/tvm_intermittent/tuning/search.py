@@ -34,7 +34,7 @@ from .analytic_model import AnalyticModel
 from .constraints import check_candidate
 from .knobs import CandidateError, Knobs
 from .local import CandidateBuilder, QemuRunner
-from .log import TuningLog, workload_key
+from .log import TuningLog, model_key, workload_key
 from .measure import MEASURED_FILE, PROJECT_DIR, measure_artifact, write_measure_spec
 from .objective import environment, predicted_seconds
 from .space import candidates, schedule_for
@@ -222,7 +222,8 @@ class Tuner:
 
     @property
     def model_hash(self) -> str:
-        return self.model.manifest["model_hash"]
+        """The log's key of this model's whole builds (:func:`.log.model_key`)."""
+        return model_key(self.model)
 
     def _whole(self, kind: str, overrides: dict) -> dict:
         """The measurement of the build with ``overrides`` (``kernel -> knobs``), from the
