@@ -1,7 +1,7 @@
 """Tuned tiling against the analytic rule: zoo models, two Cortex-M4 boards, three powers.
 
 Run:  .venv/bin/python bench/tuning_bench.py [--models kws,resnet8] [--trials 16]
-      [--workers 2] [--out tuning_bench.json]
+      [--workers 2] [--settings 100uF,1mF,continuous] [--logs DIR] [--out tuning_bench.json]
 
 For each model and each power setting (a 100 uF and a 1 mF capacitor with the board's
 voltages and harvester, and continuous power), the tiling is tuned on ``qemu-an386`` with
@@ -34,9 +34,7 @@ import tvm_intermittent as ti
 from tvm_intermittent import sim, zoo
 from tvm_intermittent.energy.model import seconds
 from tvm_intermittent.energy.predict import predict
-from tvm_intermittent.tuning import Knobs
 from tvm_intermittent.tuning.constraints import check_candidate
-from tvm_intermittent.tuning.log import TuningLog
 from tvm_intermittent.tuning.objective import candidate_manifest
 from tvm_intermittent.tuning.search import Tuner
 
@@ -78,11 +76,11 @@ def fidelity(tuner: Tuner) -> list[float]:
     return errors
 
 
-def bench_model(name: str, trials: int, workers: int, root: Path) -> list[dict]:
+def bench_model(name: str, trials: int, workers: int, root: Path, settings) -> list[dict]:
     path = zoo.get(name).path
     inputs = [zoo.sample_inputs(name, count=1)[0][0]]
     rows = []
-    for label, capacitor_f in SETTINGS:
+    for label, capacitor_f in [s for s in SETTINGS if s[0] in settings]:
         log = root / f"{name}-{label}"
         started = time.perf_counter()
         tuner = Tuner(path, board=TUNED_ON, log=log, inputs=inputs, workers=workers,
@@ -94,7 +92,8 @@ def bench_model(name: str, trials: int, workers: int, root: Path) -> list[dict]:
         errors = fidelity(tuner) if capacitor_f else []
         print(result.table(), file=sys.stderr, flush=True)
         for board in BOARDS:
-            options = {"capacitor_f": capacitor_f} if capacitor_f else {}
+            options = ({"capacitor_f": capacitor_f} if capacitor_f
+                       else {"power_env": "continuous"})
             analytic = ti.build(path, "intermittent/" + board, name=name, **options)
             tuned = ti.build(path, "intermittent/" + board, name=name, tuning_log=log,
                              **options)
@@ -138,6 +137,8 @@ def main(argv=None) -> int:
     parser.add_argument("--trials", type=int, default=16)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--out", default="tuning_bench.json")
+    parser.add_argument("--settings", default=",".join(s[0] for s in SETTINGS),
+                        help="power settings to run (default: all: 100uF,1mF,continuous)")
     parser.add_argument("--logs", help="keep the tuning logs here (default: a temporary "
                                        "directory)")
     args = parser.parse_args(argv)
@@ -146,7 +147,7 @@ def main(argv=None) -> int:
         root.mkdir(parents=True, exist_ok=True)
         rows = []
         for name in args.models.split(","):
-            rows += bench_model(name, args.trials, args.workers, root)
+            rows += bench_model(name, args.trials, args.workers, root, args.settings.split(","))
     Path(args.out).write_text(json.dumps(rows, indent=2) + "\n")
     print(markdown(rows))
     errors = [r["fidelity_median"] for r in rows if r["fidelity_median"] is not None]

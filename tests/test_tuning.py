@@ -30,7 +30,8 @@ from tvm_intermittent.tuning.knobs import tiled_func
 from tvm_intermittent.tuning.log import TuningLog
 from tvm_intermittent.tuning.objective import TuningEnvironment
 from tvm_intermittent.sim import environments
-from tvm_intermittent.tuning.space import RejectInvalid, candidates, schedule_for
+from tvm_intermittent.tuning.space import (RejectInvalid, candidates, design_space,
+                                           schedule_for)
 
 import tflite_models
 
@@ -102,6 +103,29 @@ def test_candidates_over_one_charge_are_rejected_before_measurement(model_tasks)
     assert built[0].artifact_path is None and "per commit batch" in built[0].error_msg
 
 
+def test_the_design_space_samples_the_knobs_and_rejects_invalid_ones(model_tasks):
+    """As a MetaSchedule space generator: random decisions over the knob lists, and its
+    postprocessor agrees with the constraints on every sample."""
+    task = model_tasks.tasks[0]
+    board, env = ti.load_board(BOARD), environment("board")
+    space = design_space(task, board, env)
+    space._initialize_with_tune_context(  # pylint: disable=protected-access
+        search.tune_context(task.mod, tvm.target.Target("c"), task.kernel))
+    postproc = space.postprocs[0]
+    verdicts = set()
+    for _ in range(24):
+        (sch,) = space.generate_design_space(task.mod)
+        knobs = knobs_of(sch)
+        try:
+            check_candidate(task, knobs, board, env)
+            valid = True
+        except CandidateError:
+            valid = False
+        assert postproc.apply(sch) == valid
+        verdicts.add(valid)
+    assert verdicts == {True, False}  # both kinds were drawn
+
+
 # ---- measured tuning (QEMU) -------------------------------------------------------------
 
 
@@ -143,7 +167,38 @@ def test_the_log_round_trip_applies_the_best_record(tuned, conv_model):
         expected.depth, expected.extent, expected.tiles_per_commit, expected.chunks)
     tuning = artifact.manifest()["tuning"]
     assert tuning["log"] == str(log) and tuning["tuned"]["conv2d_s8"]["knobs"] == best["knobs"]
-    assert tuning["tuned"]["conv2d_s8"]["ranked_by"] == "measured"
+    assert tuning["tuned"]["conv2d_s8"]["ranked_by"] == "measured as a whole"
+    renamed = ti.build(conv_model[0], "intermittent/" + BOARD, tuning_log=log, name="other")
+    assert renamed.manifest()["tuning"]["tuned"] == tuning["tuned"]  # the network, not its name
+
+
+@pytest.mark.qemu
+def test_a_combination_measured_slower_as_a_whole_is_not_applied(tuned, conv_model, tmp_path):
+    """Records measured one operator at a time need not add up; when every whole tuned
+    build the log measured is no faster than the default build (here the tuner's appended by
+    hand, slower, to a copy of the log), the analytic tiling is kept, with a notice."""
+    import shutil  # pylint: disable=import-outside-toplevel
+
+    log, result = tuned
+    copy = tmp_path / "log"
+    shutil.copytree(log, copy)
+    chosen = ti.build(conv_model[0], "intermittent/" + BOARD, tuning_log=copy)
+    knobs = {k: v["knobs"] for k, v in chosen.manifest()["tuning"]["tuned"].items()}
+    assert knobs
+    sidecar = copy / "measurements.jsonl"
+    lines = [json.loads(line) for line in sidecar.read_text().splitlines()]
+    for line in lines:
+        if line["kind"] == "tuned":
+            line["run_secs"] = [result.default["run_secs"][0] * 1.01]
+    sidecar.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    assert any(line["kind"] == "tuned" for line in lines)
+    kept = ti.build(conv_model[0], "intermittent/" + BOARD, tuning_log=copy)
+    tuning = kept.manifest()["tuning"]
+    assert tuning["tuned"] == {}
+    assert set(tuning["untuned"].values()) == {
+        "the tuned build measured fastest as a whole keeps its default"}
+    assert kept.tiles["conv2d_s8"] == builder.assemble(
+        builder.prepare(conv_model[0], "intermittent/" + BOARD)).tiles["conv2d_s8"]
 
 
 @pytest.mark.qemu
@@ -197,6 +252,26 @@ def test_a_rerun_measures_nothing_already_measured(tuned, conv_model, monkeypatc
     assert more.measured == 1 and len(asked) == 1
     assert json.dumps(asked[0], sort_keys=True) not in before
     assert more.trials == 5
+
+
+@pytest.mark.qemu
+def test_a_log_cut_short_by_an_interrupted_write_still_opens(tuned, tmp_path, caplog):
+    """MetaSchedule's loader refuses a database whose last line is cut short; the log drops
+    that line, says so, and keeps every whole record."""
+    import shutil  # pylint: disable=import-outside-toplevel
+
+    log, _ = tuned
+    copy = tmp_path / "log"
+    shutil.copytree(log, copy)
+    records = copy / "database_tuning_record.json"
+    whole = records.read_text()
+    records.write_text(whole + whole.splitlines()[-1][:40])
+    (copy / "measurements.jsonl").open("a").write('{"kind": "rec')
+    opened = TuningLog(copy)
+    assert len(opened.database) == len(whole.splitlines())
+    assert records.read_text() == whole
+    assert len(opened.measurements()) == len(TuningLog(log).measurements())
+    assert "cut short by an interrupted write" in caplog.text
 
 
 @pytest.mark.qemu

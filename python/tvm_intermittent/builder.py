@@ -184,7 +184,9 @@ def build(mod, target="intermittent/qemu-an386", *, board=None, tuning_log=None,
         Capacitor the tiles are sized for (default: the board profile's).
     power_env : str or tvm_intermittent.sim.environments.PowerEnvironment, optional
         Size the tiles for the least budget a boot gets in this power environment (its
-        capacitor, voltages and the harvest while computing) instead of ``capacitor_f``.
+        capacitor, voltages and the harvest while computing) instead of ``capacitor_f``;
+        ``"continuous"``: the tiles for the board's own capacitor, and a tuning log's records
+        ranked for continuous power.
     int8_only : bool
         Refuse (:class:`~.errors.ModelError`) a model that would keep any operator in float
         or any epilogue unfused, naming them and why; by default such a model compiles and
@@ -232,6 +234,8 @@ class Prepared:
     tiling: TilingPolicy
     placements: dict
     started: float
+    #: Built for continuous power (``power_env="continuous"``): what a tuning log ranks for.
+    continuous: bool = False
 
 
 def prepare(mod, target="intermittent/qemu-an386", *, board=None, name: str | None = None,
@@ -263,6 +267,9 @@ def prepare(mod, target="intermittent/qemu-an386", *, board=None, name: str | No
     lowered = {kernel: lower_prim_func(func, kernel) for kernel, func in graph.kernels.items()
                if any(step.kernel == kernel for step in graph.steps)}
     memory = plan_memory(graph)
+    continuous = isinstance(power_env, str) and power_env.lower() == "continuous"
+    if continuous:
+        power_env = None  # no failures to size for: the board's own capacitor
     if power_env is not None:
         from .sim import environments  # pylint: disable=import-outside-toplevel
 
@@ -280,7 +287,7 @@ def prepare(mod, target="intermittent/qemu-an386", *, board=None, name: str | No
     # In the tiler's Cortex-M4 instructions (a 16-bit MSP430 needs several per one of those).
     return Prepared(imported, name or imported.name, the_board, graph, lowered, memory,
                     notices, budget, tile_budget, capacitor_f, power_env,
-                    tiling or TilingPolicy(), _placements(graph, lowered), started)
+                    tiling or TilingPolicy(), _placements(graph, lowered), started, continuous)
 
 
 def assemble(prepared: Prepared, overrides: dict | None = None, *, notices=(),

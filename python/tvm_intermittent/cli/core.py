@@ -66,7 +66,9 @@ def _parser() -> argparse.ArgumentParser:
                         "board's)")
     p.add_argument("--power-env", metavar="NAME",
                    help="size tiles for the least budget a boot gets in this power "
-                        "environment (see `tvm-intermittent power-envs`); not with --capacitor")
+                        "environment (see `tvm-intermittent power-envs`; continuous: the "
+                        "board's capacitor, a tuning log ranked for no failures); not with "
+                        "--capacitor")
     p.add_argument("--int8-only", action="store_true",
                    help="refuse a model that would keep any operator in float or any "
                         "epilogue unfused (exit 2, naming them)")
@@ -241,7 +243,12 @@ def cmd_compile(args, env: Environment) -> int:
     from ..sim.power import parse_capacitance  # pylint: disable=import-outside-toplevel
 
     capacitor = parse_capacitance(args.capacitor) if args.capacitor else None
-    power_env = _power_env_for_tiles(args, board)
+    # continuous: no failures to size tiles for (the board's capacitor's), and a tuning
+    # log's records ranked for continuous power.
+    continuous = (args.power_env or "").lower() == "continuous"
+    if continuous and args.capacitor:
+        raise InputError("--power-env continuous means no capacitor; drop --capacitor")
+    power_env = None if continuous else _power_env_for_tiles(args, board)
     if args.tuning_log is not None:
         if args.deadline is not None:
             raise InputError("--tuning-log and --deadline both choose the tiling; give one")
@@ -255,7 +262,8 @@ def cmd_compile(args, env: Environment) -> int:
             artifact = builder.build(args.model, "intermittent/" + args.board, board=board,
                                      shape_dict=_parse_shapes(args.shape) or None,
                                      capacitor_f=capacitor, int8_only=args.int8_only,
-                                     power_env=power_env, tuning_log=args.tuning_log)
+                                     power_env="continuous" if continuous else power_env,
+                                     tuning_log=args.tuning_log)
     for notice in artifact.notices:  # not progress: shown with --quiet too
         print(f"notice: {notice}", file=env.stderr)
     if power_env is not None and power_env.sizing_note(board):

@@ -110,7 +110,7 @@ def cmd_tune(args, env) -> int:
             bar.close()
     for error in result.errors:
         print(f"notice: candidate failed: {error}", file=env.stderr)
-    how = (f" --power-env {args.power_env}" if args.power_env not in (None, "continuous")
+    how = (f" --power-env {args.power_env}" if args.power_env
            else f" --capacitor {args.capacitor}" if args.capacitor else "")
     _emit(env, args, result.to_dict(), result.table() + "\napply it with `tvm-intermittent "
           f"compile {args.model} --board {board.name} --tuning-log {args.log}{how}`")

@@ -15,7 +15,10 @@ QEMU measured where it measured the record on a board of the same ISA), and one 
 not fit is skipped with a notice naming the operator and the reason, never applied. The
 best record that fits is applied when it beats the default (the analytic rule's plan,
 measured or predicted the same way); a kernel left with its default gets a notice that says
-why. ``model.json``'s ``tuning`` records the log, each tuned operator and its knobs.
+why. Where the log measured whole tuned builds on this board under this environment, only
+the records of the fastest one are applied, and none when it was no faster than the default
+build (records measured one operator at a time need not add up). ``model.json``'s
+``tuning`` records the log, each tuned operator and its knobs.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from ..transform.notices import Notice, report
 from .analytic_model import AnalyticModel
 from .constraints import check_candidate
 from .knobs import CandidateError, Knobs
-from .log import TuningLog, workload_key
+from .log import TuningLog, model_key, workload_key
 from .objective import TuningEnvironment, environment, predicted_seconds
 from .workload import ModelTasks
 
@@ -59,6 +62,8 @@ class Applied:
 
 def build_environment(prepared) -> TuningEnvironment:
     """The environment a prepared model's tiles are sized for, as the tuner names it."""
+    if prepared.continuous:
+        return environment("continuous")
     if prepared.power_env is not None:
         return TuningEnvironment(prepared.power_env.name, prepared.power_env)
     if prepared.capacitor_f is None:
@@ -96,7 +101,7 @@ def apply_log(prepared, log) -> Applied:
     default_predicted = predicted_seconds(model.manifest, board, env)
     defaults = [e for e in database.measurements(kind="default", board=board.name,
                                                  power_env=env.name)
-                if e.get("model_hash") == model.manifest["model_hash"]]
+                if e.get("model_hash") == model_key(model)]
     notices, overrides, tuned, untuned, skipped, ranking = [], {}, {}, {}, [], {}
     for task in model.tasks:
         records = database.records(task)
@@ -162,5 +167,47 @@ def apply_log(prepared, log) -> Applied:
         tuned[task.kernel] = {"knobs": knobs.to_dict(), "ranked_by": how, "seconds": seconds,
                               "default_seconds": baseline,
                               "measured_on": sorted({e["board"] for e in sidecar.get(knobs, [])})}
+    _by_whole_builds(database, model, board, env, defaults, overrides, tuned, untuned,
+                     notices, log)
     return Applied(str(Path(log)), board.name, env.name, overrides, tuned, untuned, skipped,
                    notices, ranking)
+
+
+def _by_whole_builds(database, model, board, env, defaults, overrides, tuned, untuned,
+                     notices, log) -> None:
+    """Where the log measured whole tuned builds of this model on this board under this
+    environment (``tune`` measures the combination of every operator's best record, and the
+    best alone when that is no faster), apply the fastest of them if it beats the default
+    build, else none: records measured one operator at a time need not add up."""
+    wholes = [e for e in database.measurements(kind="tuned", board=board.name,
+                                               power_env=env.name)
+              if e.get("model_hash") == model_key(model)]
+    if not wholes or not defaults:
+        return
+    fastest = min(wholes, key=lambda e: e["run_secs"][0])
+    whole, default = fastest["run_secs"][0], defaults[-1]["run_secs"][0]
+    keep = ({k: Knobs.from_dict(v) for k, v in fastest["overrides"].items()}
+            if whole < default else {})
+    made = {}
+    for kernel, knobs in keep.items():  # the whole build's records, re-checked here
+        try:
+            made[kernel] = check_candidate(model.task(kernel), knobs, board, env,
+                                           static_scratch=model.static_scratch)
+        except (CandidateError, KeyError):
+            return  # that build cannot be made here: judge by its parts, as without it
+    for kernel, knobs in keep.items():
+        overrides[kernel] = (made[kernel].func, made[kernel].plan)
+        tuned[kernel] = {"knobs": knobs.to_dict(), "ranked_by": "measured as a whole",
+                         "seconds": whole, "default_seconds": default,
+                         "measured_on": [board.name]}
+        untuned.pop(kernel, None)
+    for kernel in list(tuned):
+        if kernel in keep:
+            continue
+        del tuned[kernel]
+        overrides.pop(kernel, None)
+        untuned[kernel] = "the tuned build measured fastest as a whole keeps its default"
+        report(notices, Notice(kernel, UNTUNED, f"the fastest tuned build tuning log {log} "
+                               f"measured as a whole on board {board.name} under {env.name} "
+                               f"({whole:.4g} s, the analytic rule's {default:.4g} s) keeps "
+                               "this operator's analytic tiling; kept it"))

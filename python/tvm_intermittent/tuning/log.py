@@ -15,10 +15,14 @@ environment, the knobs and the per-task instructions and NVM traffic; and per mo
 board the measurements of the default and of the tuned build (kind ``default`` and
 ``tuned``), which the operator table reads.
 
-Each sidecar line is written with one ``write`` to a file opened for appending and then
-``fsync``-ed, after the record itself is in the database, so a run stopped at any point
-leaves whole lines only, or a last line without its newline, which loading ignores (a
-record without its sidecar line is measured again by the next run).
+MetaSchedule appends each database line through a C++ stream, which a run killed in the
+middle of a write can leave cut short, and its loader then refuses the whole file ("Unexpected
+end of string"). Opening a log therefore drops a last database line that has no newline (the
+only line an interrupted append can leave) and logs a warning that it did; damage anywhere
+else is refused with the file's name. Each sidecar line is written with one ``write`` to a
+file opened for appending and then ``fsync``-ed, after the record itself is in the database;
+a sidecar line cut short is ignored the same way, and a record without its sidecar line is
+measured again by the next run.
 """
 
 from __future__ import annotations
@@ -37,6 +41,36 @@ from .knobs import CandidateError, Knobs, knobs_of
 SIDECAR = "measurements.jsonl"
 WORKLOADS = "database_workload.json"
 RECORDS = "database_tuning_record.json"
+
+
+def _drop_cut_line(path: Path) -> None:
+    """Remove a last line without its newline from a database file (an append that was cut
+    short), saying so."""
+    from ..transform.notices import LOGGER  # pylint: disable=import-outside-toplevel
+
+    if not path.exists():
+        return
+    data = path.read_bytes()
+    if not data or data.endswith(b"\n"):
+        return
+    keep = data[:data.rfind(b"\n") + 1]
+    LOGGER.warning("tuning log %s: its last line (%d bytes) was cut short by an interrupted "
+                   "write; dropped it (that record will be measured again)", path,
+                   len(data) - len(keep))
+    staging = path.with_name(path.name + ".tmp")
+    staging.write_bytes(keep)
+    os.replace(staging, path)  # the file is whole before and after, never half-rewritten
+
+
+def model_key(model) -> str:
+    """The key of a model's whole-build measurements (``default``, ``tuned``): its task
+    table as the workloads of its kernels in order, so that the same network matches
+    whatever it is named and whichever tiles a build gives it."""
+    import hashlib  # pylint: disable=import-outside-toplevel
+
+    keys = {t.kernel: workload_key(t.mod) for t in model.tasks}
+    table = [keys.get(spec["kernel"], spec["kernel"]) for spec in model.manifest["tasks"]]
+    return hashlib.sha1(json.dumps(table).encode()).hexdigest()[:16]
 
 
 def workload_key(mod) -> str:
@@ -59,10 +93,14 @@ class TuningLog:
         self.check_path(self.path, create=create)
         if not self.path.exists():
             self.path.mkdir(parents=True)
+        for name in (WORKLOADS, RECORDS):
+            _drop_cut_line(self.path / name)
         try:
             self.database = ms.database.JSONDatabase(work_dir=str(self.path))
         except Exception as err:  # pylint: disable=broad-except
-            raise InputError(f"tuning log {str(self.path)!r} is damaged: {err}") from None
+            raise InputError(f"tuning log {str(self.path)!r} is damaged ({err}); remove the "
+                             f"damaged lines of its {WORKLOADS} / {RECORDS}, or tune into a "
+                             "new log") from None
         self._entries = self._read_sidecar()
 
     @staticmethod

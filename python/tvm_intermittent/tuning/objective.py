@@ -2,12 +2,12 @@
 
 The environment is a ``sim.environments`` preset, a capacitor with the board's voltages and
 harvester (as ``compile --capacitor`` sizes tiles for and ``run --power capacitor`` runs
-under), or ``continuous``: no power failure at all, the special case where the tuner looks for the fastest tiling on a device that never
-loses power (tiles are still sized so that the firmware also runs on the board's own
-capacitor). :func:`environment` is the one place that name is resolved; the predicted
-objective comes from :func:`..energy.predict.predict` with the same schedule the measured
-runs use (:meth:`TuningEnvironment.schedule`), so a prediction and a measurement differ only
-in where the work comes from.
+under), or ``continuous``: no power failure at all, the special case where the tuner looks
+for the fastest tiling on a device that never loses power (tiles are still sized so that
+the firmware also runs on the board's own capacitor). :func:`environment` is the one place
+that name is resolved; the predicted objective comes from :func:`..energy.predict.predict`
+with the same schedule the measured runs use (:meth:`TuningEnvironment.schedule`), so a
+prediction and a measurement differ only in where the work comes from.
 """
 
 from __future__ import annotations

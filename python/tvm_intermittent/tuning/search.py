@@ -29,14 +29,14 @@ import tvm
 from tvm.s_tir import meta_schedule as ms
 
 from ..board import load_board
-from ..errors import InputError, IntermittentError
+from ..errors import InputError
 from .analytic_model import AnalyticModel
 from .constraints import check_candidate
 from .knobs import CandidateError, Knobs
 from .local import CandidateBuilder, QemuRunner
-from .log import TuningLog, workload_key
+from .log import TuningLog, model_key, workload_key
 from .measure import MEASURED_FILE, PROJECT_DIR, measure_artifact, write_measure_spec
-from .objective import candidate_manifest, environment, predicted_seconds
+from .objective import environment, predicted_seconds
 from .space import candidates, schedule_for
 from .workload import ModelTasks
 
@@ -117,6 +117,8 @@ class TuneResult:
     default: dict
     tuned: dict | None
     errors: list
+    #: The operators of the tuned build (``tuned``), each with its best record.
+    combined: list = dataclasses.field(default_factory=list)
 
     @property
     def speedup(self) -> float | None:
@@ -150,7 +152,8 @@ class TuneResult:
         total = (f"end to end on {self.board} under {self.power_env}: default "
                  f"{_s(self.default['run_secs'][0])} s")
         if self.tuned:
-            total += (f", tuned {_s(self.tuned['run_secs'][0])} s ({self.speedup:.3f}x; "
+            total += (f", tuned {_s(self.tuned['run_secs'][0])} s with "
+                      f"{', '.join(self.combined)} tuned ({self.speedup:.3f}x; "
                       f"{self.default['instructions']:,} -> {self.tuned['instructions']:,} "
                       f"instructions, {self.default['boots']} -> {self.tuned['boots']} boots)")
         else:
@@ -219,7 +222,8 @@ class Tuner:
 
     @property
     def model_hash(self) -> str:
-        return self.model.manifest["model_hash"]
+        """The log's key of this model's whole builds (:func:`.log.model_key`)."""
+        return model_key(self.model)
 
     def _whole(self, kind: str, overrides: dict) -> dict:
         """The measurement of the build with ``overrides`` (``kernel -> knobs``), from the
@@ -355,9 +359,23 @@ class Tuner:
                 out[task.kernel] = (knobs, entry)
         return out
 
+    def combine(self, default: dict, best: dict) -> tuple[dict, dict | None]:
+        """The records to build together, and that build's measurement: every kernel's best
+        record; where that build is no faster than the default as a whole (records measured
+        one operator at a time need not add up: a failure falls elsewhere), the record with
+        the largest gain alone. Both builds' measurements go to the log, which
+        ``compile --tuning-log`` ranks combinations by."""
+        if not best:
+            return {}, None
+        whole = self._whole("tuned", {k: kn for k, (kn, _) in best.items()})
+        if whole["run_secs"][0] < default["run_secs"][0] or len(best) == 1:
+            return best, whole
+        kernel = min(best, key=lambda k: best[k][1]["run_secs"][0])
+        return {kernel: best[kernel]}, self._whole("tuned", {kernel: best[kernel][0]})
+
     def _result(self, default: dict, count: int, failed: int, seconds: float) -> TuneResult:
         best = self.best()
-        tuned = self._whole("tuned", {k: kn for k, (kn, _) in best.items()}) if best else None
+        chosen, tuned = self.combine(default, best)
         rows = []
         for task in self.model.tasks:
             done = self.log.measured_knobs(task, self.board.name, self.env.name)
@@ -378,7 +396,7 @@ class Tuner:
                     for t in self.model.tasks)
         return TuneResult(self.model.manifest["name"], self.board.name, self.env.name,
                           str(self.log.path), self.cost_kind, total, count, failed, seconds,
-                          rows, default, tuned, list(self.errors))
+                          rows, default, tuned, list(self.errors), sorted(chosen))
 
 
 def tune(model, *, board, trials: int, log, power_env=None, capacitor=None, workers: int = 1,
@@ -419,5 +437,5 @@ def tune(model, *, board, trials: int, log, power_env=None, capacitor=None, work
     return tuner.run(trials, progress)
 
 
-__all__ = ["FAILED_SECONDS", "IntermittentError", "OperatorRow", "TuneResult", "Tuner",
-           "candidate_manifest", "seeded_inputs", "tune"]
+__all__ = ["FAILED_SECONDS", "OperatorRow", "TuneResult", "Tuner", "seeded_inputs", "tune",
+           "tune_context"]
