@@ -27,6 +27,7 @@ from .codegen.c_printer import stack_scratch_bytes, written_parameters
 from .codegen.graph import extract_graph
 from .codegen.memory_plan import plan_memory
 from .codegen.model_source import ModelSources, TensorInfo, emit_model_sources
+from .codegen.idempotence import check_idempotence
 from .codegen.tiling import TilePlan, TilingPolicy, plan_tiles
 from .errors import DoesNotFitError, ModelError
 from .target import board_of
@@ -170,8 +171,12 @@ def build(mod, target="intermittent/qemu-an386", *, board=None, tuning_log=None,
         An ``intermittent/<board>`` tag (see ``tvm-intermittent boards``).
     board : str or Board, optional
         Overrides the board the target names.
-    tuning_log : str, optional
-        A tuning database to apply; tuning is not part of this release, so it must be None.
+    tuning_log : str or os.PathLike, optional
+        A tuning database (the directory ``tvm-intermittent tune --log`` writes): each
+        kernel takes the best of its records that fits this board and power environment
+        (:func:`tvm_intermittent.tuning.apply_log`); a kernel without one keeps the
+        analytic tiling. The artifact's ``notices`` name both kinds, and ``model.json``'s
+        ``tuning`` records which operators are tuned and from which log.
     name : str, optional
         Model name for comments and reports.
     shape_dict : dict, optional
@@ -180,7 +185,9 @@ def build(mod, target="intermittent/qemu-an386", *, board=None, tuning_log=None,
         Capacitor the tiles are sized for (default: the board profile's).
     power_env : str or tvm_intermittent.sim.environments.PowerEnvironment, optional
         Size the tiles for the least budget a boot gets in this power environment (its
-        capacitor, voltages and the harvest while computing) instead of ``capacitor_f``.
+        capacitor, voltages and the harvest while computing) instead of ``capacitor_f``;
+        ``"continuous"``: the tiles for the board's own capacitor, and a tuning log's records
+        ranked for continuous power.
     int8_only : bool
         Refuse (:class:`~.errors.ModelError`) a model that would keep any operator in float
         or any epilogue unfused, naming them and why; by default such a model compiles and
@@ -194,10 +201,52 @@ def build(mod, target="intermittent/qemu-an386", *, board=None, tuning_log=None,
     Artifact
         The generated sources; ``.export(dir)`` writes the C project.
     """
+    prepared = prepare(mod, target, board=board, name=name, shape_dict=shape_dict,
+                       capacitor_f=capacitor_f, int8_only=int8_only, power_env=power_env,
+                       tiling=tiling)
+    if tuning_log is None:
+        return assemble(prepared)
+    from .tuning.apply import apply_log  # pylint: disable=import-outside-toplevel
+
+    applied = apply_log(prepared, tuning_log)
+    return assemble(prepared, applied.overrides, notices=applied.notices,
+                    records={"tuning": applied.to_dict()})
+
+
+@dataclasses.dataclass
+class Prepared:
+    """A model imported, fused and lowered for a board: what every tiling of it shares.
+
+    :func:`build` is :func:`prepare` then :func:`assemble`; the tuner prepares a model once
+    and assembles it once per candidate tiling.
+    """
+
+    imported: object
+    name: str
+    board: Board
+    graph: object
+    lowered: dict
+    memory: object
+    notices: list
+    budget: int
+    tile_budget: int
+    capacitor_f: float | None
+    power_env: object
+    tiling: TilingPolicy
+    placements: dict
+    started: float
+    #: Built for continuous power (``power_env="continuous"``): what a tuning log ranks for.
+    continuous: bool = False
+
+
+def prepare(mod, target="intermittent/qemu-an386", *, board=None, name: str | None = None,
+            shape_dict: dict | None = None, capacitor_f: float | None = None,
+            int8_only: bool = False, power_env=None,
+            tiling: TilingPolicy | None = None) -> Prepared:
+    """Import, fuse and lower ``mod`` and size the power cycle (the parameters of
+    :func:`build`); no tiling yet."""
     from .frontend import ImportedModel, load_model  # pylint: disable=import-outside-toplevel
 
-    if tuning_log is not None:
-        raise ModelError("tuning logs are not supported yet; build without tuning_log")
     started = time.perf_counter()
     the_board = board_of(target, board)
     if isinstance(mod, tvm.IRModule):
@@ -218,7 +267,10 @@ def build(mod, target="intermittent/qemu-an386", *, board=None, tuning_log=None,
     graph = extract_graph(relax_mod)
     lowered = {kernel: lower_prim_func(func, kernel) for kernel, func in graph.kernels.items()
                if any(step.kernel == kernel for step in graph.steps)}
-    plan = plan_memory(graph)
+    memory = plan_memory(graph)
+    continuous = isinstance(power_env, str) and power_env.lower() == "continuous"
+    if continuous:
+        power_env = None  # no failures to size for: the board's own capacitor
     if power_env is not None:
         from .sim import environments  # pylint: disable=import-outside-toplevel
 
@@ -234,20 +286,44 @@ def build(mod, target="intermittent/qemu-an386", *, board=None, tuning_log=None,
         budget, tile_budget = (the_board.power_cycle_budget(capacitor_f),
                                the_board.tile_budget(capacitor_f))
     # In the tiler's Cortex-M4 instructions (a 16-bit MSP430 needs several per one of those).
-    tiling = tiling or TilingPolicy()
-    placements = _placements(graph, lowered)
+    return Prepared(imported, name or imported.name, the_board, graph, lowered, memory,
+                    notices, budget, tile_budget, capacitor_f, power_env,
+                    tiling or TilingPolicy(), _placements(graph, lowered), started, continuous)
+
+
+def assemble(prepared: Prepared, overrides: dict | None = None, *, notices=(),
+             records: dict | None = None) -> Artifact:
+    """Tile every kernel of ``prepared`` and generate the sources.
+
+    Parameters
+    ----------
+    overrides : dict, optional
+        ``kernel -> (tiled PrimFunc, TilePlan)``: kernels cut by a tuned plan instead of the
+        analytic rule (the function is the kernel as the plan cuts it, a split loop
+        included); each plan is checked for idempotence here again.
+    notices : sequence of Notice
+        Added to the artifact's notices (what the tuning log did).
+    records : dict, optional
+        Further facts for ``model.json`` by key.
+    """
+    overrides = overrides or {}
+    lowered = {k: overrides[k][0] if k in overrides else f for k, f in prepared.lowered.items()}
     tiles, scratch, tile_costs, features = _plan_all_tiles(
-        lowered, the_board, tile_budget, tiling, placements)
+        lowered, prepared.board, prepared.tile_budget, prepared.tiling, prepared.placements,
+        {k: plan for k, (_, plan) in overrides.items()})
+    graph, imported = prepared.graph, prepared.imported
     inputs = _match_infos(imported.inputs, graph, graph.inputs)
     outputs = _match_infos(imported.outputs, graph, graph.outputs)
-    sources = emit_model_sources(graph, plan, lowered, name or imported.name, inputs, outputs,
-                                 the_board.name, tiles)
-    _check_memory(sources, scratch, the_board)
-    return Artifact(name or imported.name, the_board, sources, inputs, outputs,
-                    time.perf_counter() - started, imported.format, imported.source, tiles,
-                    budget, [step.kernel for step in graph.steps], notices, capacitor_f,
-                    _kernel_macs(graph.kernels), power_env, tile_costs, features, tiling,
-                    _cost_caveats(features))
+    sources = emit_model_sources(graph, prepared.memory, lowered, prepared.name, inputs,
+                                 outputs, prepared.board.name, tiles)
+    _check_memory(sources, scratch, prepared.board)
+    return Artifact(prepared.name, prepared.board, sources, inputs, outputs,
+                    time.perf_counter() - prepared.started, imported.format, imported.source,
+                    tiles, prepared.budget, [step.kernel for step in graph.steps],
+                    [*prepared.notices, *notices], prepared.capacitor_f,
+                    _kernel_macs(graph.kernels),
+                    prepared.power_env, tile_costs, features, prepared.tiling,
+                    _cost_caveats(features), records=dict(records or {}))
 
 
 def _cost_caveats(features: dict) -> dict[str, list[str]]:
@@ -319,12 +395,14 @@ RUNTIME_SRAM_BYTES = 256
 
 
 def _plan_all_tiles(lowered: dict, board: Board, budget: int, policy: TilingPolicy,
-                    placements: dict):
+                    placements: dict, given: dict | None = None):
     """Tile every kernel; report every operator that does not fit a power cycle at once.
 
-    Returns the tile plans, each kernel's stack scratch bytes (its static scratch arrays
-    are in ``ModelSources.kernel_static_scratch_bytes`` with every other kernel's), the
-    predicted work of one tile of each kernel and each kernel's executed counts.
+    ``given`` maps kernels to the plans to take instead of the analytic rule's (checked for
+    idempotence again). Returns the tile plans, each kernel's stack scratch bytes (its
+    static scratch arrays are in ``ModelSources.kernel_static_scratch_bytes`` with every
+    other kernel's), the predicted work of one tile of each kernel and each kernel's
+    executed counts.
     """
     from .energy.costs import tile_work  # pylint: disable=import-outside-toplevel
     from .energy.kernel_cost import kernel_features  # pylint: disable=import-outside-toplevel
@@ -336,9 +414,13 @@ def _plan_all_tiles(lowered: dict, board: Board, budget: int, policy: TilingPoli
         placement = placements.get(kernel)
         features[kernel] = kernel_features(func, placement)
         try:
-            tiles[kernel] = plan_tiles(func, kernel, written, budget, board.name, board=board,
-                                       policy=policy, placement=placement,
-                                       features=features[kernel])
+            if given and kernel in given:
+                check_idempotence(func, kernel, given[kernel])
+                tiles[kernel] = given[kernel]
+            else:
+                tiles[kernel] = plan_tiles(func, kernel, written, budget, board.name,
+                                           board=board, policy=policy, placement=placement,
+                                           features=features[kernel])
         except DoesNotFitError as err:
             problems.append(str(err))
             continue

@@ -66,13 +66,18 @@ def _parser() -> argparse.ArgumentParser:
                         "board's)")
     p.add_argument("--power-env", metavar="NAME",
                    help="size tiles for the least budget a boot gets in this power "
-                        "environment (see `tvm-intermittent power-envs`); not with --capacitor")
+                        "environment (see `tvm-intermittent power-envs`; continuous: the "
+                        "board's capacitor, a tuning log ranked for no failures); not with "
+                        "--capacitor")
     p.add_argument("--int8-only", action="store_true",
                    help="refuse a model that would keep any operator in float or any "
                         "epilogue unfused (exit 2, naming them)")
     p.add_argument("--deadline", type=float, metavar="S",
                    help="choose the tiling with the lowest predicted latency under the power "
                         "environment, and refuse (exit 2) when none meets S seconds")
+    p.add_argument("--tuning-log", metavar="DB",
+                   help="apply the best records of this tuning log (`tvm-intermittent tune "
+                        "--log`) that fit the board; other operators keep the analytic tiling")
 
     p = common(sub.add_parser("run", help="run a compiled project (or a model) on QEMU"))
     p.add_argument("target", help="a project directory from `compile`, or a model file")
@@ -127,6 +132,10 @@ def _parser() -> argparse.ArgumentParser:
     from .analyze import add_parser as add_analyze  # pylint: disable=import-outside-toplevel
 
     add_analyze(sub, common)
+
+    from .tune import add_parser as add_tune  # pylint: disable=import-outside-toplevel
+
+    add_tune(sub, common)
 
     common(sub.add_parser("boards", help="list the board profiles"))
 
@@ -183,7 +192,7 @@ def program(args, env: Environment) -> int:
     imports TVM: a damaged file is refused in a fraction of a second.
     """
     target = getattr(args, "model", None) or getattr(args, "target", None)
-    if args.command in ("compile", "run") and target and Path(target).suffix.lower() in (
+    if args.command in ("compile", "run", "tune") and target and Path(target).suffix.lower() in (
             ".onnx", ".tflite") and not Path(target).is_dir():
         from ..frontend import check_model_file  # pylint: disable=import-outside-toplevel
 
@@ -192,6 +201,10 @@ def program(args, env: Environment) -> int:
         from .select import cmd_select  # pylint: disable=import-outside-toplevel
 
         return cmd_select(args, env)
+    if args.command == "tune":
+        from .tune import cmd_tune  # pylint: disable=import-outside-toplevel
+
+        return cmd_tune(args, env)
     return {"compile": cmd_compile, "run": cmd_run, "boards": cmd_boards,
             "power-envs": cmd_power_envs, "demo": cmd_demo,
             "analyze": cmd_analyze}[args.command](args, env)
@@ -230,7 +243,18 @@ def cmd_compile(args, env: Environment) -> int:
     from ..sim.power import parse_capacitance  # pylint: disable=import-outside-toplevel
 
     capacitor = parse_capacitance(args.capacitor) if args.capacitor else None
-    power_env = _power_env_for_tiles(args, board)
+    # continuous: no failures to size tiles for (the board's capacitor's), and a tuning
+    # log's records ranked for continuous power.
+    continuous = (args.power_env or "").lower() == "continuous"
+    if continuous and args.capacitor:
+        raise InputError("--power-env continuous means no capacitor; drop --capacitor")
+    power_env = None if continuous else _power_env_for_tiles(args, board)
+    if args.tuning_log is not None:
+        if args.deadline is not None:
+            raise InputError("--tuning-log and --deadline both choose the tiling; give one")
+        from ..tuning.log import TuningLog  # pylint: disable=import-outside-toplevel
+
+        TuningLog.check_path(args.tuning_log, create=False)
     if args.deadline is not None:
         artifact = _compile_for_deadline(args, env, board)
     else:
@@ -238,7 +262,8 @@ def cmd_compile(args, env: Environment) -> int:
             artifact = builder.build(args.model, "intermittent/" + args.board, board=board,
                                      shape_dict=_parse_shapes(args.shape) or None,
                                      capacitor_f=capacitor, int8_only=args.int8_only,
-                                     power_env=power_env)
+                                     power_env="continuous" if continuous else power_env,
+                                     tuning_log=args.tuning_log)
     for notice in artifact.notices:  # not progress: shown with --quiet too
         print(f"notice: {notice}", file=env.stderr)
     if power_env is not None and power_env.sizing_note(board):

@@ -1,0 +1,113 @@
+"""MetaSchedule's builder and runner for tiling candidates: firmware built and run on QEMU.
+
+:class:`CandidateBuilder` turns a scheduled workload (a candidate's trace applied) into the
+firmware of the whole model with that kernel cut by the candidate and every other kernel by
+its default plan, exported with the measurement spec beside it (:mod:`.measure`); it
+refuses a candidate that breaks a hard constraint (:mod:`.constraints`) with the reason as
+its build error, so the candidate is never measured. :class:`QemuRunner` runs artifacts with
+:func:`.measure.measure_artifact` on ``workers`` threads: each measurement is a ``make`` and
+QEMU child process, so threads run them in parallel.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
+from tvm.ir.utils import derived_object
+from tvm.s_tir import meta_schedule as ms
+
+from ..errors import IntermittentError
+from .constraints import check_candidate
+from .knobs import CandidateError, knobs_of
+from .measure import PROJECT_DIR, measure_artifact, write_measure_spec
+
+
+def candidate_dir(root: Path, kernel: str, knobs) -> Path:
+    digest = hashlib.sha1(json.dumps(knobs.to_dict(), sort_keys=True).encode()).hexdigest()[:10]
+    return Path(root) / f"{kernel}-{digest}"
+
+
+@derived_object
+class CandidateBuilder(ms.builder.PyBuilder):
+    """Builds candidates of ``model``'s kernels into artifact directories under ``root``.
+
+    Parameters
+    ----------
+    model : ModelTasks
+    board : Board
+    environment : TuningEnvironment
+    inputs : list of numpy.ndarray
+        The inference every candidate is measured on.
+    root : str or Path
+        Where the artifact directories go.
+    """
+
+    def __init__(self, model, board, environment, inputs, root):
+        super().__init__()
+        self.model, self.board, self.environment = model, board, environment
+        self.inputs, self.root = list(inputs), Path(root)
+
+    def build_one(self, mod) -> str:
+        """Build the candidate ``mod`` (a scheduled workload); its artifact directory."""
+        from ..builder import assemble  # pylint: disable=import-outside-toplevel
+
+        task = self.model.task_of(mod)
+        knobs = knobs_of(mod)
+        candidate = check_candidate(task, knobs, self.board, self.environment,
+                                    static_scratch=self.model.static_scratch)
+        artifact = assemble(self.model.prepared, {task.kernel: (candidate.func, candidate.plan)})
+        directory = candidate_dir(self.root, task.kernel, knobs)
+        if directory.exists():
+            shutil.rmtree(directory)
+        directory.mkdir(parents=True)
+        artifact.export(directory / PROJECT_DIR)
+        write_measure_spec(directory, board=self.board.name, environment=self.environment,
+                           inputs=self.inputs, kernel=task.kernel, knobs=knobs.to_dict(),
+                           indices=task.indices)
+        return str(directory)
+
+    def build(self, build_inputs):
+        results = []
+        for item in build_inputs:
+            try:
+                results.append(ms.builder.BuilderResult(self.build_one(item.mod), None))
+            except (CandidateError, IntermittentError) as err:
+                results.append(ms.builder.BuilderResult(None, str(err)))
+        return results
+
+
+@derived_object
+class _Future(ms.runner.PyRunnerFuture):
+    def __init__(self, future):
+        super().__init__()
+        self.future = future
+
+    def done(self) -> bool:
+        return self.future.done()
+
+    def result(self):
+        try:
+            measured = self.future.result()
+        except IntermittentError as err:
+            return ms.runner.RunnerResult(None, str(err))
+        return ms.runner.RunnerResult(measured["run_secs"], None)
+
+
+@derived_object
+class QemuRunner(ms.runner.PyRunner):
+    """Measures artifacts on QEMU, ``workers`` at a time (:func:`.measure.measure_artifact`);
+    each leaves its full measurement as ``measured.json`` in the artifact directory."""
+
+    def __init__(self, workers: int = 1):
+        super().__init__()
+        self.workers = max(1, int(workers))
+        self.pool = concurrent.futures.ThreadPoolExecutor(self.workers,
+                                                          thread_name_prefix="intm-measure")
+
+    def run(self, runner_inputs):
+        return [_Future(self.pool.submit(measure_artifact, item.artifact_path))
+                for item in runner_inputs]

@@ -1,0 +1,171 @@
+"""Tuning tasks: one per kernel of a model, with the workload MetaSchedule schedules.
+
+The kernels are lowered, block-free TIR (:mod:`..transform.lower`), many of them hand-built
+statements with no blocks at all, so MetaSchedule's loop primitives have nothing to work on.
+The workload of a kernel is therefore its lowered PrimFunc wrapped in one opaque root block
+(:func:`workload_of`): ``tvm.s_tir.Schedule`` accepts it, a trace can sample the tiling knobs
+and annotate that block (:mod:`.space`), and the JSON database keys records by the
+workload's structural hash, which is the kernel's TIR and nothing of the board: a record
+measured on one board matches the same kernel compiled for another.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import tvm
+from tvm import s_tir, tirx
+
+from ..codegen.c_printer import written_parameters
+from ..codegen.tiling import TilePlan, _separable_depth, loop_chain
+from ..energy.kernel_cost import Features
+
+#: Function attribute of a workload: the kernel's name in the model (for reports; the
+#: database matches workloads by structure).
+KERNEL_ATTR = "intermittent.kernel"
+ROOT_BLOCK = "root"
+
+
+def workload_of(func: tirx.PrimFunc, kernel: str) -> tvm.IRModule:
+    """``{"main": func}`` with the body inside an opaque root block named ``root``."""
+    block = s_tir.SBlock([], [], [], ROOT_BLOCK, func.body)
+    realize = s_tir.SBlockRealize([], tirx.const(True, "bool"), block)
+    main = func.with_body(realize).with_attr(KERNEL_ATTR, kernel)
+    return tvm.IRModule({"main": main})
+
+
+def unwrap(mod: tvm.IRModule) -> tirx.PrimFunc:
+    """The kernel of a workload (scheduled or not): the root block's body as the function
+    body again, the annotations dropped."""
+    main = mod["main"]
+    body = main.body
+    return main.with_body(body.block.body if hasattr(body, "block") else body)
+
+
+@dataclasses.dataclass(eq=False)  # hashed by identity: caches key on the task
+class TuningTask:
+    """One kernel to tune.
+
+    Attributes
+    ----------
+    kernel : str
+        Its name in the model.
+    func : tvm.tirx.PrimFunc
+        The kernel as lowered (before any split).
+    mod : tvm.IRModule
+        Its workload (:func:`workload_of`).
+    indices : list of int
+        Positions of its calls in the task table.
+    default : TilePlan
+        The analytic rule's plan for the board and power environment.
+    features : Features
+        Executed counts of the whole kernel (:func:`..energy.kernel_cost.kernel_features`).
+    placement : dict
+        ``parameter -> "nvm" | "flash"``.
+    usable : int
+        Leading loops that give each iteration its own outputs (the deepest tile).
+    extents : list of int
+        Extents of the kernel's loop chain.
+    """
+
+    kernel: str
+    func: tirx.PrimFunc
+    mod: tvm.IRModule
+    indices: list
+    default: TilePlan
+    features: Features
+    placement: dict
+    usable: int
+    extents: list
+
+    @property
+    def macs(self) -> int:
+        from ..transform.integer_kernels import MACS_ATTR  # pylint: disable=C0415
+
+        attrs = self.func.attrs
+        return int(attrs[MACS_ATTR]) if attrs is not None and MACS_ATTR in attrs else 0
+
+
+def extract_tasks(artifact_or_model, board=None, power_env=None) -> list[TuningTask]:
+    """The tuning tasks of a model, in task-table order of their first call.
+
+    Parameters
+    ----------
+    artifact_or_model : Artifact, builder.Prepared, or anything ``build`` takes
+        An artifact or a prepared model (its kernels and default plans), or a model to
+        prepare and tile for ``board`` and ``power_env``.
+    board, power_env : optional
+        As for :func:`tvm_intermittent.build` (only when a model is given).
+    """
+    # pylint: disable=import-outside-toplevel
+    from .. import builder
+
+    prepared = artifact_or_model
+    if not isinstance(prepared, builder.Prepared):
+        if isinstance(prepared, builder.Artifact):
+            raise TypeError("extract_tasks needs the prepared model (builder.prepare) of an "
+                            "artifact: an artifact keeps no lowered kernels")
+        prepared = builder.prepare(prepared, board=board, power_env=power_env)
+    artifact = builder.assemble(prepared)
+    return tasks_of(prepared, artifact)
+
+
+def tasks_of(prepared, artifact) -> list[TuningTask]:
+    """The tuning tasks of a prepared model and its analytic build."""
+    tasks = []
+    for kernel, func in prepared.lowered.items():
+        indices = [i for i, k in enumerate(artifact.tasks) if k == kernel]
+        if not indices:
+            continue
+        chain = loop_chain(func)
+        usable = _separable_depth(func, chain, written_parameters(func))
+        tasks.append(TuningTask(kernel, func, workload_of(func, kernel), indices,
+                                artifact.tiles[kernel], artifact.features[kernel],
+                                prepared.placements.get(kernel) or {}, usable,
+                                [int(loop.extent) for loop in chain]))
+    tasks.sort(key=lambda t: t.indices[0])
+    return tasks
+
+
+@dataclasses.dataclass(eq=False)
+class ModelTasks:
+    """A model prepared for tuning: its analytic build and one task per kernel.
+
+    Attributes
+    ----------
+    prepared : builder.Prepared
+        The imported, lowered model (assembled once per candidate).
+    artifact : builder.Artifact
+        Its build with the analytic tiling (the default plan of every kernel).
+    manifest : dict
+        That build's ``model.json`` (what the predictor reads).
+    tasks : list of TuningTask
+        In task-table order.
+    """
+
+    prepared: object
+    artifact: object
+    manifest: dict
+    tasks: list
+
+    @classmethod
+    def of(cls, prepared) -> "ModelTasks":
+        from .. import builder  # pylint: disable=import-outside-toplevel
+
+        artifact = builder.assemble(prepared)
+        return cls(prepared, artifact, artifact.manifest(), tasks_of(prepared, artifact))
+
+    def task(self, kernel: str) -> TuningTask:
+        for task in self.tasks:
+            if task.kernel == kernel:
+                return task
+        raise KeyError(f"no tuning task for kernel {kernel!r}")
+
+    def task_of(self, mod) -> TuningTask:
+        """The task whose workload ``mod`` (a scheduled one too) is."""
+        main = mod["main"] if hasattr(mod, "functions") else mod
+        return self.task(str(main.attrs[KERNEL_ATTR]))
+
+    @property
+    def static_scratch(self) -> int:
+        return int(self.artifact.sources.kernel_static_scratch_bytes)
