@@ -170,6 +170,16 @@ def conv2d_nhwc(*, in_shape, weight, bias, strides, padding, dilation, input_zer
     taps = (input_zero_point * per_tap).astype(np.int32)  # [KH, KW, C_OUT]
     constants = [weight, folded] + ([taps] if tap_table else []) + requant.tables()
     macs = batch * out_h * out_w * out_c * k_h * k_w * (1 if depthwise else in_c)
+    if depthwise:
+        from . import depthwise_kernels  # it builds on this module's helpers
+
+        if depthwise_kernels.dsp_applies(in_shape=in_shape, multiplier=depthwise_multiplier,
+                                         in_dtype=in_dtype):
+            return depthwise_kernels.depthwise_conv2d_dsp(
+                in_shape=in_shape, weight=weight, folded_bias=folded, strides=strides,
+                padding=padding, dilation=dilation, input_zero_point=input_zero_point,
+                output_zero_point=output_zero_point, requant=requant, clamp=clamp,
+                out_dtype=out_dtype, macs=macs)
     if not depthwise and not any(padding) and out_h * out_w > 1:
         build = (_conv2d_pointwise_dsp
                  if _pointwise_dsp_applies(weight, in_shape, strides, in_dtype)

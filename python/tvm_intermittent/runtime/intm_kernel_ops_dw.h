@@ -1,0 +1,101 @@
+/*
+ * intm_kernel_ops_dw.h - inline helpers of the depthwise, elementwise and boundary
+ * kernels (transform/depthwise_kernels.py, transform/elementwise_kernels.py).
+ *
+ * Each helper has a Cortex-M4 form (one DSP or FPU instruction, under __ARM_FEATURE_DSP or
+ * __ARM_FP) and a portable C form computing the same value, so a host build of the same
+ * kernels gives the same outputs. None of them touches memory other than through its
+ * arguments: a kernel that calls them stays as idempotent as its TIR says.
+ */
+#ifndef INTM_KERNEL_OPS_DW_H_
+#define INTM_KERNEL_OPS_DW_H_
+
+#include <stdint.h>
+#include <string.h>
+
+#if defined(__ARM_FEATURE_DSP)
+#include <arm_acle.h>
+#endif
+
+/* acc + a.lo * b.lo and acc + a.hi * b.hi on signed 16-bit halves: one multiply-accumulate
+ * of one channel each (SMLABB, SMLATT), for depthwise taps whose channels must not be
+ * summed together as SMLAD would. */
+#if defined(__ARM_FEATURE_DSP)
+static inline int32_t intm_smlabb(int32_t a, int32_t b, int32_t acc) {
+  return __smlabb(a, b, acc);
+}
+static inline int32_t intm_smlatt(int32_t a, int32_t b, int32_t acc) {
+  return __smlatt(a, b, acc);
+}
+#else
+static inline int32_t intm_smlabb(int32_t a, int32_t b, int32_t acc) {
+  return acc + (int32_t)(int16_t)a * (int32_t)(int16_t)b;
+}
+static inline int32_t intm_smlatt(int32_t a, int32_t b, int32_t acc) {
+  return acc + (int32_t)(int16_t)(a >> 16) * (int32_t)(int16_t)(b >> 16);
+}
+#endif
+
+/* TFLM's SaturatingRoundingDoublingHighMul of x and a positive multiplier m,
+ * (x * m + 2**30) >> 31, for |x| < 2**30 (the kernels' accumulators stay far below).
+ * SMMULR rounds at bit 32: (2x * m + 2**31) >> 32 is the same integer, in two
+ * instructions (a shift and SMMULR) instead of a 64-bit multiply, add and shift. */
+static inline int32_t intm_high_mul(int32_t x, int32_t m) {
+#if defined(__ARM_FEATURE_DSP)
+  int32_t r;
+  __asm__("smmulr %0, %1, %2" : "=r"(r) : "r"(x * 2), "r"(m));
+  return r;
+#else
+  return (int32_t)(((int64_t)x * 2 * (int64_t)m + ((int64_t)1 << 31)) >> 32);
+#endif
+}
+
+/* x saturated to int8 (SSAT #8); with the shift, (x >> 1) saturated: the halving that
+ * finishes a rounding right shift (see depthwise_kernels.py) in the same instruction. */
+#if defined(__ARM_FEATURE_SAT)
+static inline int32_t intm_ssat8(int32_t x) { return __ssat(x, 8); }
+static inline int32_t intm_ssat8_asr1(int32_t x) {
+  int32_t r;
+  __asm__("ssat %0, #8, %1, asr #1" : "=r"(r) : "r"(x));
+  return r;
+}
+#else
+static inline int32_t intm_ssat8(int32_t x) { return x > 127 ? 127 : (x < -128 ? -128 : x); }
+static inline int32_t intm_ssat8_asr1(int32_t x) { return intm_ssat8(x >> 1); }
+#endif
+
+/* round(q), halves away from zero (C's roundf, TFLite's TfLiteRound), as an int32 saturated
+ * to +-2**24 so that adding a zero point cannot overflow; NaN gives 0.
+ *
+ * With the FPU: t = trunc(q) (VCVT rounds toward zero and saturates), f = q - t is exact
+ * (q and t share their exponent, or t is 0), and trunc(2f) is -1, 0 or 1: exactly the step
+ * that rounding away from zero adds. Where t saturated, f and the step are large but of
+ * q's sign, and the saturating add and SSAT keep the sum at the bound. Five FPU
+ * instructions and no compare; no libm call. The portable form clamps q first, then
+ * takes the same steps in C. */
+static inline int32_t intm_round_away_f32(float q) {
+#if defined(__ARM_FP) && defined(__ARM_FEATURE_DSP)
+  float t_bits, s_bits;
+  int32_t t, step;
+  __asm__("vcvt.s32.f32 %0, %1" : "=t"(t_bits) : "t"(q));
+  memcpy(&t, &t_bits, 4);
+  {
+    float back;
+    __asm__("vcvt.f32.s32 %0, %1" : "=t"(back) : "t"(t_bits));
+    float twice = (q - back) * 2.0f;
+    __asm__("vcvt.s32.f32 %0, %1" : "=t"(s_bits) : "t"(twice));
+  }
+  memcpy(&step, &s_bits, 4);
+  return __ssat(__qadd(t, step), 25);
+#else
+  if (!(q == q)) return 0;
+  if (q > 16777216.0f) q = 16777216.0f;
+  if (q < -16777216.0f) q = -16777216.0f;
+  int32_t t = (int32_t)q;
+  int32_t step = (int32_t)((q - (float)t) * 2.0f);
+  int32_t r = t + step;
+  return r > 16777215 ? 16777215 : (r < -16777216 ? -16777216 : r);
+#endif
+}
+
+#endif /* INTM_KERNEL_OPS_DW_H_ */
