@@ -64,38 +64,52 @@ static inline int32_t intm_ssat8(int32_t x) { return x > 127 ? 127 : (x < -128 ?
 static inline int32_t intm_ssat8_asr1(int32_t x) { return intm_ssat8(x >> 1); }
 #endif
 
-/* round(q), halves away from zero (C's roundf, TFLite's TfLiteRound), as an int32 saturated
- * to +-2**24 so that adding a zero point cannot overflow; NaN gives 0.
+/* TFLM's float QUANTIZE of one element whose quotient q = x / scale is given:
+ * round(q) halves away from zero (TfLiteRound, C's roundf), plus the zero point, saturated
+ * to int8 (intm_quantize_s8) or uint8 (intm_quantize_u8). NaN gives the zero point.
  *
- * With the FPU: t = trunc(q) (VCVT rounds toward zero and saturates), f = q - t is exact
- * (q and t share their exponent, or t is 0), and trunc(2f) is -1, 0 or 1: exactly the step
- * that rounding away from zero adds. Where t saturated, f and the step are large but of
- * q's sign, and the saturating add and SSAT keep the sum at the bound. Five FPU
- * instructions and no compare; no libm call. The portable form clamps q first, then
- * takes the same steps in C. */
-static inline int32_t intm_round_away_f32(float q) {
+ * With the FPU: t = trunc(q) (VCVT rounds toward zero and saturates to int32), f = q - t
+ * is exact (t is 0 or has q's exponent or the one below: Sterbenz), and trunc(2f) is -1,
+ * 0 or 1: exactly the step that rounding away from zero adds to t. Where t saturated,
+ * f and the step are large but of q's sign, and the saturating adds (QADD) keep the sum at
+ * the int32 bound, which SSAT/USAT then clamps like any large value. So: three VCVTs, a
+ * subtraction and a doubling, no compare and no libm call. The portable form clamps q to
+ * +-2**24 first (beyond that every result saturates anyway) and takes the same steps in
+ * C, so a board without the FPU or the host computes the same bytes. */
 #if defined(__ARM_FP) && defined(__ARM_FEATURE_DSP)
-  float t_bits, s_bits;
+static inline int32_t intm_round_away_plus(float q, int32_t zero_point) {
+  float t_bits, back, s_bits;
   int32_t t, step;
   __asm__("vcvt.s32.f32 %0, %1" : "=t"(t_bits) : "t"(q));
+  __asm__("vcvt.f32.s32 %0, %1" : "=t"(back) : "t"(t_bits));
+  float twice = (q - back) * 2.0f;
+  __asm__("vcvt.s32.f32 %0, %1" : "=t"(s_bits) : "t"(twice));
   memcpy(&t, &t_bits, 4);
-  {
-    float back;
-    __asm__("vcvt.f32.s32 %0, %1" : "=t"(back) : "t"(t_bits));
-    float twice = (q - back) * 2.0f;
-    __asm__("vcvt.s32.f32 %0, %1" : "=t"(s_bits) : "t"(twice));
-  }
   memcpy(&step, &s_bits, 4);
-  return __ssat(__qadd(t, step), 25);
+  return __qadd(__qadd(t, step), zero_point);
+}
+static inline int32_t intm_quantize_s8(float q, int32_t zero_point) {
+  return __ssat(intm_round_away_plus(q, zero_point), 8);
+}
+static inline int32_t intm_quantize_u8(float q, int32_t zero_point) {
+  return (int32_t)__usat(intm_round_away_plus(q, zero_point), 8);
+}
 #else
-  if (!(q == q)) return 0;
+static inline int32_t intm_round_away_plus(float q, int32_t zero_point) {
+  if (!(q == q)) return zero_point;
   if (q > 16777216.0f) q = 16777216.0f;
   if (q < -16777216.0f) q = -16777216.0f;
   int32_t t = (int32_t)q;
-  int32_t step = (int32_t)((q - (float)t) * 2.0f);
-  int32_t r = t + step;
-  return r > 16777215 ? 16777215 : (r < -16777216 ? -16777216 : r);
-#endif
+  return t + (int32_t)((q - (float)t) * 2.0f) + zero_point;
 }
+static inline int32_t intm_quantize_s8(float q, int32_t zero_point) {
+  int32_t r = intm_round_away_plus(q, zero_point);
+  return r > 127 ? 127 : (r < -128 ? -128 : r);
+}
+static inline int32_t intm_quantize_u8(float q, int32_t zero_point) {
+  int32_t r = intm_round_away_plus(q, zero_point);
+  return r > 255 ? 255 : (r < 0 ? 0 : r);
+}
+#endif
 
 #endif /* INTM_KERNEL_OPS_DW_H_ */

@@ -435,6 +435,11 @@ def quantize(*, shape, scale: float, zero_point: int, ties_to_even: bool, out_dt
 
     Returns the kernel ``(x, out)``; it has no constants.
     """
+    if not ties_to_even:  # TFLite's rounding: the FPU's conversions (quantize_kernel.py)
+        from .quantize_kernel import quantize_round_away
+
+        return quantize_round_away(shape=shape, scale=scale, zero_point=zero_point,
+                                   out_dtype=out_dtype)
     lo, hi = (-128, 127) if out_dtype == "int8" else (0, 255)
     f32 = "float32"
     with IRBuilder() as builder:

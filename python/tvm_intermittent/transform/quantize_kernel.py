@@ -1,0 +1,54 @@
+"""The float QUANTIZE at a TFLite model's input, with the FPU's conversions.
+
+TFLite Micro quantizes a float input as ``round(x / scale) + zero_point``, saturated to
+the output type, where ``/`` is the float32 division and ``round`` rounds halves away from
+zero (``TfLiteRound``, C's ``roundf``). The kernel of :func:`.integer_kernels.quantize`
+decides the rounding from the truncated quotient and its remainder with float compares
+and selects, about 34 instructions per element on the Cortex-M4. Here that decision is
+``intm_quantize_s8`` / ``intm_quantize_u8`` of ``runtime/intm_kernel_ops_dw.h``: the
+truncation, its remainder doubled and truncated again give the rounded value with three
+VCVTs and no compare (its comment says why that is exact and how it saturates), two
+saturating adds and one SSAT/USAT, so an element costs a load, VDIV, that helper and a
+store.
+
+This is the only kernel of an int8 model that computes in float: its input is float.
+Boards without an FPU compile the helper's portable form, which computes the same values
+(``tests/test_dw_kernels.py`` runs both).
+"""
+
+from __future__ import annotations
+
+from tvm import tirx
+from tvm.script.ir_builder import IRBuilder
+from tvm.script.ir_builder import tirx as T
+
+from .integer_kernels import KERNEL_ATTRS, _arg, _helper, _i32, _loop, _private
+
+
+def quantize_round_away(*, shape, scale: float, zero_point: int, out_dtype: str):
+    """Float32 to int8/uint8, TFLM's rounding (halves away from zero).
+
+    Returns
+    -------
+    (tvm.tirx.PrimFunc, list)
+        The kernel ``(input, output)``; it has no constants.
+    """
+    f32 = "float32"
+    with IRBuilder() as builder:
+        with T.prim_func():
+            T.func_attr(KERNEL_ATTRS)
+            x = _arg("input", shape, f32)
+            out = _arg("output", shape, out_dtype)
+            # A root block, as TVM's own pipelines expect of a one-input kernel whose output
+            # has the input's size (they test such kernels for reshapes).
+            root = T.sblock("root")
+            root.__enter__()
+            loops = [_loop(f"i{axis}", int(extent)) for axis, extent in enumerate(shape)]
+            frames = [loop.__enter__() for loop in loops]
+            helper = "intm_quantize_s8" if out_dtype == "int8" else "intm_quantize_u8"
+            value = _helper(helper, x[frames] / tirx.const(scale, f32), _i32(zero_point))
+            T.buffer_store(out, value.astype(out_dtype), frames)
+            for loop in reversed(loops):
+                loop.__exit__(None, None, None)
+            root.__exit__(None, None, None)
+    return _private(builder.get()), []

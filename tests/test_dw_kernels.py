@@ -1,0 +1,186 @@
+"""The DSP depthwise kernel and the float QUANTIZE kernel against TFLite Micro.
+
+Each case is a one-operator TFLite model (``tflite_models.py``, seeded data) compiled for
+the Cortex-M4 board and run on QEMU; the reference is the ``tflite-micro`` interpreter.
+The cases cover the shape classes the kernels treat differently: stride 1 and 2, padded
+(border split from the interior, zero point added back for padded taps) and unpadded,
+a single interior row (no split), a zero point of 0 (nothing to add back), per-channel
+and per-tensor multipliers, multipliers that shift left (the general requantization), and
+a fused activation's clamp. The channel multiplier 2 and channels not in quads keep the
+portable kernel; their cases check that they do. The host build of the same C must give
+the same bytes, and so must runs under power failures that fall inside the kernel.
+"""
+
+import numpy as np
+import pytest
+
+import tvm_intermittent as ti
+from tvm_intermittent import reference, sim
+from tvm_intermittent.sim import campaign
+
+import tflite_models as tm
+
+pytestmark = pytest.mark.qemu
+
+DSP_MARK = "intm_smlabb("
+
+DEPTHWISE = {
+    "stride1_same": lambda: tm.conv2d(depthwise=True, cin=8, hw=(9, 7), seed=41),
+    "stride2_same": lambda: tm.conv2d(depthwise=True, cin=12, hw=(9, 8), stride=(2, 2),
+                                      seed=42),
+    "stride2_valid": lambda: tm.conv2d(depthwise=True, cin=16, hw=(8, 7), stride=(2, 2),
+                                       padding=tm.VALID, seed=43),
+    "valid_relu6": lambda: tm.conv2d(depthwise=True, cin=8, hw=(6, 6), padding=tm.VALID,
+                                     activation=tm.RELU6, out_scale=0.02, seed=44),
+    "one_interior_row": lambda: tm.conv2d(depthwise=True, cin=8, hw=(3, 3), seed=45),
+    "zero_point_0_dilated": lambda: tm.conv2d(depthwise=True, cin=8, hw=(9, 9), in_zp=0,
+                                              dilation=(2, 2), seed=46),
+    "zero_point_min_relu": lambda: tm.conv2d(depthwise=True, cin=4, hw=(5, 6), in_zp=-128,
+                                             out_zp=-128, activation=tm.RELU, seed=47),
+    "per_tensor": lambda: tm.conv2d(depthwise=True, cin=8, hw=(7, 7), w_scales=[0.01] * 8,
+                                    seed=48),
+    "left_shifts": lambda: tm.conv2d(depthwise=True, cin=8, out_scale=0.05, seed=49,
+                                     w_scales=[1e-12, 1e-7, 0.01, 0.5, 3.0, 80.0, 0.02, 1.0]),
+}
+#: Served by the portable kernel of integer_kernels.py (and still bit-exact).
+PORTABLE = {
+    "multiplier2": lambda: tm.conv2d(depthwise=True, cin=4, multiplier=2, stride=(2, 2),
+                                     seed=50),
+    "channels_not_quads": lambda: tm.conv2d(depthwise=True, cin=6, seed=51),
+}
+
+
+def _build(tmp_path, model, target="intermittent/qemu-an386", **kwargs):
+    path = tmp_path / "op.tflite"
+    path.write_bytes(model)
+    return path, ti.build(path, target, name="op", **kwargs)
+
+
+def _tflm(path, inputs):
+    return reference.run_tflite_micro(path, inputs)
+
+
+def _assert_equal(got, want):
+    for g, w in zip(got, want):
+        np.testing.assert_array_equal(g, w)
+
+
+@pytest.mark.parametrize("case", sorted(DEPTHWISE))
+def test_dsp_depthwise_equals_tflite_micro(tmp_path, case):
+    model, inputs = DEPTHWISE[case]()
+    path, artifact = _build(tmp_path, model)
+    kernels = artifact.sources.files["model/kernels.c"]
+    assert DSP_MARK in kernels, "the DSP depthwise kernel was not chosen"
+    assert "float" not in kernels and "double" not in kernels
+    ours = artifact.run(inputs).outputs
+    _assert_equal(ours, _tflm(path, inputs))
+    assert len(np.unique(ours[0])) > 8, "a nearly constant output would test little"
+
+
+@pytest.mark.parametrize("case", sorted(PORTABLE))
+def test_other_depthwise_keep_the_portable_kernel(tmp_path, case):
+    model, inputs = PORTABLE[case]()
+    path, artifact = _build(tmp_path, model)
+    assert DSP_MARK not in artifact.sources.files["model/kernels.c"]
+    _assert_equal(artifact.run(inputs).outputs, _tflm(path, inputs))
+
+
+def test_dsp_depthwise_is_faster_than_the_portable_kernel(tmp_path, monkeypatch):
+    """The same layer with the DSP kernel and, with the board's DSP extension hidden from
+    the kernel choice, the portable one: the same bytes in fewer instructions."""
+    from tvm_intermittent.transform import depthwise_kernels
+
+    model, inputs = tm.conv2d(depthwise=True, cin=32, hw=(10, 10), seed=52)
+    path, dsp = _build(tmp_path, model)
+    fast = dsp.run(inputs)
+    monkeypatch.setattr(depthwise_kernels, "_dsp_available", lambda: False)
+    portable_dir = tmp_path / "portable"
+    portable_dir.mkdir()
+    _, portable = _build(portable_dir, model)
+    assert DSP_MARK not in portable.sources.files["model/kernels.c"]
+    slow = portable.run(inputs)
+    _assert_equal(fast.outputs, _tflm(path, inputs))
+    _assert_equal(slow.outputs, fast.outputs)
+    assert fast.instructions_total < 0.85 * slow.instructions_total
+
+
+#: Quotients x / scale at halves (both signs), just below a half (where adding 0.5 in
+#: float would round up), at zero, beyond int8 (saturation) and far beyond.
+QUANTIZE_INPUTS = np.array(
+    [0.5, -0.5, 1.5, -1.5, 2.5, -2.5, 0.49999997, -0.49999997, 1.4999999, -1.4999999,
+     0.0, -0.0, 3.25, -3.75, 127.5, -128.5, 130.0, -140.0, 1e6, -1e6, 8388607.5, 16777216.0,
+     200.49, -200.51], np.float32)
+
+
+@pytest.mark.parametrize("scale,zero_point", [(1.0, 0), (0.5, -3), (0.1, 10)])
+def test_quantize_rounds_and_saturates_as_tflite_micro(tmp_path, scale, zero_point):
+    x = (QUANTIZE_INPUTS * np.float32(scale)).reshape(1, -1)
+    model, inputs = tm.quantize(x, scale=scale, zero_point=zero_point)
+    path, artifact = _build(tmp_path, model)
+    assert "intm_quantize_s8(" in artifact.sources.files["model/kernels.c"]
+    ours = artifact.run(inputs).outputs
+    want = _tflm(path, inputs)
+    _assert_equal(ours, want)
+    out = ours[0].reshape(-1)
+    assert out.min() == -128 and out.max() == 127  # saturation was exercised
+    if scale == 1.0:  # halves away from zero, and 0.49999997 stays 0
+        assert out[:8].tolist() == [1, -1, 2, -2, 3, -3, 0, 0]
+
+
+def test_host_build_computes_the_same_bytes(tmp_path):
+    """The portable forms of the helpers (the host has no DSP extension nor the M4's FPU
+    conversions) give what the QEMU build gives."""
+    model, inputs = tm.conv2d(depthwise=True, cin=8, hw=(9, 7), stride=(2, 2), seed=53)
+    path, artifact = _build(tmp_path, model)
+    project = artifact.export(tmp_path / "dw")
+    qemu = sim.run(project, inputs, kind="qemu").outputs
+    _assert_equal(sim.run(project, inputs, kind="host").outputs, qemu)
+    _assert_equal(qemu, _tflm(path, inputs))
+
+    x = (QUANTIZE_INPUTS * np.float32(0.5)).reshape(1, -1)
+    model, inputs = tm.quantize(x, scale=0.5, zero_point=-3)
+    quant_dir = tmp_path / "q"
+    quant_dir.mkdir()
+    _, artifact = _build(quant_dir, model)
+    project = artifact.export(quant_dir / "q")
+    qemu = sim.run(project, inputs, kind="qemu").outputs
+    _assert_equal(sim.run(project, inputs, kind="host").outputs, qemu)
+
+
+def test_dsp_depthwise_under_power_failures(tmp_path):
+    """Built for a 3 uF capacitor on msp430fr5994 (a Cortex-M4 profile with the DSP
+    extension), so the layer spans several commits: one failure at points spread over
+    the depthwise kernel's first and last tile batches (kernel code and commit stores),
+    then seeded random failures over the whole inference; every run ends with TFLM's
+    bytes and keeps its committed progress."""
+    model, inputs = tm.conv2d(depthwise=True, cin=16, hw=(12, 10), seed=54)
+    path, artifact = _build(tmp_path, model, "intermittent/msp430fr5994", capacitor_f=3e-6)
+    assert DSP_MARK in artifact.sources.files["model/kernels.c"]
+    project = artifact.export(tmp_path / "p")
+    continuous = sim.run(project, inputs)
+    reference_out = _tflm(path, inputs)
+    _assert_equal(continuous.outputs, reference_out)
+    windows = campaign.phase_windows(continuous, campaign.task_table(artifact.manifest()))
+    batches = [w for w in windows if w.phase == "batch" and "depthwise" in w.kernel]
+    assert len(batches) >= 2, "the layer should span several commits at 3 uF"
+    baseline = campaign.Baseline(continuous, reference_out, artifact.power_cycle_budget)
+
+    def spread(window):
+        return sorted(set(np.linspace(window.start, window.stop - 1, 12).astype(int).tolist()))
+
+    swept = campaign.exhaustive_campaign(project, inputs, reference_out, batches,
+                                         baseline=baseline, points=spread)
+    assert swept.ok, swept.to_dict()
+    assert swept.failures == swept.runs >= 2 * 10
+    for window, row in zip(batches, swept.details["by_window"]):
+        points = {k for start, stop in row["swept"] for k in range(start, stop)}
+        assert points and all(window.start <= k < window.stop for k in points)
+
+    floor = campaign.progress_floor(windows)
+    longest = min(artifact.power_cycle_budget, continuous.instructions_total - 1)
+    random = campaign.random_campaign(project, inputs, reference_out, min_instructions=floor,
+                                      max_instructions=max(floor, longest), min_failures=20,
+                                      baseline=baseline)
+    assert random.ok, random.to_dict()
+    assert random.failures >= 20
+    assert all(f >= 1 for f in random.details["failures_per_run"])
