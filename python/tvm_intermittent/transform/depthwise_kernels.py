@@ -40,6 +40,8 @@ from .integer_kernels import (KERNEL_ATTRS, _arg, _bind, _dsp_available, _helper
 
 #: Channels one step of the kernel computes: one word of int8 input.
 QUAD = 4
+#: Windows up to 7x7 are unrolled into straight-line code per quad.
+MAX_UNROLLED_TAPS = 49
 
 
 def dsp_applies(*, in_shape, multiplier, in_dtype) -> bool:
@@ -63,6 +65,35 @@ def _inside_count(outputs: int, stride: int, before: int, reach: int, size: int)
                and o * stride - before + reach < size)
 
 
+def pack_params(weight, folded_bias, columns):
+    """Every constant of one channel quad side by side, so that the kernel reaches them
+    through one pointer: GCC keeps too few registers for the accumulators, the input and
+    one pointer per table, and spilled them when the bias, requantization tables and
+    weights each had their own.
+
+    Row ``q`` of the int32 table holds channels ``4q .. 4q + 3``: their folded biases, each
+    of ``columns`` (per-channel int32 arrays) for the four, then one word per filter tap
+    holding the tap's four int8 weights, little-endian as a word load of the ``[KH, KW,
+    C]`` weights would give them. The same bytes as the separate arrays: flash is not
+    larger.
+
+    Returns
+    -------
+    (numpy.ndarray, (int, list of int, int))
+        The ``[C / 4, 4 * (1 + len(columns)) + KH * KW]`` table and the columns where the
+        biases, each of ``columns`` and the weight words start.
+    """
+    k_h, k_w, channels = weight.shape
+    quads = channels // QUAD
+    words = np.ascontiguousarray(weight.reshape(k_h * k_w, channels).astype(np.int8))
+    words = words.view("<i4").reshape(k_h * k_w, quads).T
+    parts = [np.asarray(folded_bias, np.int32).reshape(quads, QUAD)]
+    parts += [np.asarray(c, np.int32).reshape(quads, QUAD) for c in columns]
+    table = np.concatenate(parts + [words.astype(np.int32)], axis=1)
+    columns_at = [QUAD * (1 + i) for i in range(len(columns))]
+    return np.ascontiguousarray(table), (0, columns_at, QUAD * (1 + len(columns)))
+
+
 class OutputStage:
     """TFLM's requantization, zero point and clamp of one int8 kernel's outputs, in fewer
     instructions than :meth:`.Requantization.emit` where the multipliers allow.
@@ -77,11 +108,11 @@ class OutputStage:
       zero point gives ``floor((t + 1 + 2 zp) / 2)``: one add of a constant and one
       ``SSAT #8, ASR #1``, which also clamps to int8 (a fused activation's tighter clamp
       adds a min or a max);
-    - per channel, one int32 table ``[C, 2]`` of ``(m, r - 1)``: the two words of a channel
-      are one LDRD, where the general form reads three tables.
+    - per channel, ``(m, r - 1)`` (:meth:`columns`), which the kernel packs beside its
+      other per-channel constants so that one pointer reaches them all.
 
     Anything else (left shifts, single rounding, uint8) takes :meth:`.Requantization.emit`
-    and its tables.
+    and its tables (:meth:`tables`).
     """
 
     def __init__(self, requant: Requantization, output_zero_point: int, clamp, out_dtype: str):
@@ -90,22 +121,23 @@ class OutputStage:
         self.fast = (out_dtype == "int8" and not requant.single_rounding
                      and bool(np.all(requant.shifts <= -1)))
 
-    def tables(self) -> list:
-        """The int32 arrays the kernel takes after its bias."""
-        if not self.fast:
-            return self.requant.tables()
-        if self.requant.uniform:
+    def columns(self) -> list:
+        """Per-channel int32 arrays of the fast form, ``[m, r - 1]`` (none if uniform)."""
+        if not self.fast or self.requant.uniform:
             return []
-        return [np.stack([self.requant.multipliers, -self.requant.shifts - 1],
-                         axis=1).astype(np.int32)]
+        return [self.requant.multipliers.astype(np.int32),
+                (-self.requant.shifts - 1).astype(np.int32)]
+
+    def tables(self) -> list:
+        """The separate int32 tables of the general form (none for the fast one)."""
+        return [] if self.fast else self.requant.tables()
 
     def args(self, channels: int) -> list:
-        if not self.fast:
-            return _requant_args(self.requant, channels)
-        return [] if self.requant.uniform else [_arg("requant", (channels, 2), "int32")]
+        return [] if self.fast else _requant_args(self.requant, channels)
 
-    def store(self, out, index, acc, channel, tables):
-        """Store the output of accumulator ``acc`` at ``out[index]``."""
+    def store(self, out, index, acc, channel, tables, columns=None):
+        """Store the output of accumulator ``acc`` at ``out[index]``; ``columns`` are the
+        expressions of this channel's :meth:`columns` values."""
         if not self.fast:
             _store_output(out, index, self.requant.emit(acc, channel, tables, _bind),
                           self.zero_point, self.clamp, self.out_dtype)
@@ -114,8 +146,7 @@ class OutputStage:
             multiplier = _i32(self.requant.multipliers[0])
             less = _i32(-int(self.requant.shifts[0]) - 1)
         else:
-            (table,) = tables
-            multiplier, less = table[channel, 0], table[channel, 1]
+            multiplier, less = columns
         high = _bind("high", _helper("intm_high_mul", acc, multiplier))
         halved = tirx.shift_right(high + tirx.shift_right(high, _i32(31)), less)
         value = _helper("intm_ssat8_asr1", halved + _i32(1 + 2 * self.zero_point))
@@ -149,8 +180,9 @@ def depthwise_conv2d_dsp(*, in_shape, weight, folded_bias, strides, padding, dil
     Returns
     -------
     (tvm.tirx.PrimFunc, list of numpy.ndarray)
-        The kernel ``(input, weights, bias, [requant tables], output)`` and the constant
-        arrays between ``input`` and ``output`` (:meth:`OutputStage.tables`).
+        The kernel ``(input, params, [requant tables], output)`` and the constant arrays
+        between ``input`` and ``output``: ``params`` (:func:`pack_params`) and the general
+        requantization's tables if it needs them (:meth:`OutputStage.tables`).
     """
     batch, in_h, in_w, channels = (int(d) for d in in_shape)
     k_h, k_w, _ = weight.shape
@@ -161,13 +193,14 @@ def depthwise_conv2d_dsp(*, in_shape, weight, folded_bias, strides, padding, dil
     zp_halves = _i32(_halves(int(input_zero_point)))
     interior = (_inside_count(out_h, s_h, top, d_h * (k_h - 1), in_h),
                 _inside_count(out_w, s_w, left, d_w * (k_w - 1), in_w))
+    stage = OutputStage(requant, output_zero_point, clamp, out_dtype)
+    params, (bias_at, columns_at, weights_at) = pack_params(weight, folded_bias,
+                                                            stage.columns())
     with IRBuilder() as builder:
         with T.prim_func():
             T.func_attr(KERNEL_ATTRS)
             x = _arg("input", in_shape, "int8")
-            w = _arg("weights", weight.shape, "int8")
-            b = _arg("bias", (channels,), "int32")
-            stage = OutputStage(requant, output_zero_point, clamp, out_dtype)
+            p = _arg("params", params.shape, "int32")
             tables = stage.args(channels)
             out = _arg("output", (batch, out_h, out_w, channels), out_dtype)
             acc = [_local(f"acc{j}") for j in range(QUAD)]
@@ -178,8 +211,7 @@ def depthwise_conv2d_dsp(*, in_shape, weight, folded_bias, strides, padding, dil
                 def multiply_accumulate(c0, even, odd, f_y, f_x):
                     """Channels (0, 2) of the quad at ``c0`` in ``even``'s halves, (1, 3) in
                     ``odd``'s, times the tap's weights unpacked alike."""
-                    word = _bind("weights4", _helper(
-                        "intm_load_s8x4", tirx.address_of(w[f_y, f_x, c0])))
+                    word = _bind("weights4", p[c0 // QUAD, weights_at + f_y * k_w + f_x])
                     w_even = _bind("w_even", _helper("intm_sxtb16", word))
                     w_odd = _bind("w_odd", _helper("intm_sxtb16_ror8", word))
                     for j, (name, a, bw) in enumerate((
@@ -200,41 +232,38 @@ def depthwise_conv2d_dsp(*, in_shape, weight, folded_bias, strides, padding, dil
                     if input_zero_point != 0:
                         multiply_accumulate(c0, zp_halves, zp_halves, f_y, f_x)
 
-                def row_checked(c0, f_y):
-                    for f_x in range(k_w):
-                        in_x = x0 + f_x * d_w
-                        with T.If(tirx.all(in_x >= 0, in_x < in_w)):
-                            with T.Then():
-                                loaded(c0, f_y, f_x)
-                            if input_zero_point != 0:
-                                with T.Else():
-                                    outside(c0, f_y, f_x)
+                def tap(c0, f_y, f_x, checked):
+                    if not checked:
+                        loaded(c0, f_y, f_x)
+                        return
+                    in_y, in_x = y0 + f_y * d_h, x0 + f_x * d_w
+                    with T.If(tirx.all(in_y >= 0, in_y < in_h, in_x >= 0, in_x < in_w)):
+                        with T.Then():
+                            loaded(c0, f_y, f_x)
+                        if input_zero_point != 0:
+                            with T.Else():
+                                outside(c0, f_y, f_x)
 
                 def quads(checked):
                     """All channel quads of the pixel; the window's taps tested (border) or
-                    not (interior). A row of taps is a loop: unrolling the window keeps
-                    one pointer per tap live across the quads and spills them."""
+                    not (interior). Small windows are unrolled: GCC then folds most of the
+                    border's tests and reaches every weight word from one pointer."""
                     with _loop("channel_quad", channels // QUAD) as q:
                         c0 = q * QUAD
                         for j in range(QUAD):
-                            T.buffer_store(acc[j], b[c0 + j], [0])
-                        with _loop("filter_y", k_h) as f_y:
-                            if not checked:
+                            T.buffer_store(acc[j], p[q, bias_at + j], [0])
+                        if k_h * k_w <= MAX_UNROLLED_TAPS:
+                            for f_y in range(k_h):
                                 for f_x in range(k_w):
-                                    loaded(c0, f_y, f_x)
-                            else:
-                                in_y = y0 + f_y * d_h
-                                with T.If(tirx.all(in_y >= 0, in_y < in_h)):
-                                    with T.Then():
-                                        row_checked(c0, f_y)
-                                    if input_zero_point != 0:
-                                        with T.Else():
-                                            for f_x in range(k_w):
-                                                outside(c0, f_y, f_x)
+                                    tap(c0, f_y, f_x, checked)
+                        else:
+                            with _loop("filter_y", k_h) as f_y, _loop("filter_x", k_w) as f_x:
+                                tap(c0, f_y, f_x, checked)
                         # acc[0..3] hold channels 0..3 of the quad (see multiply_accumulate).
                         for j in range(QUAD):
+                            columns = [p[q, at + j] for at in columns_at]
                             stage.store(out, [n, out_y, out_x, c0 + j], acc[j][0], c0 + j,
-                                        tables)
+                                        tables, columns)
 
                 if not any(padding):
                     quads(checked=False)
@@ -250,5 +279,5 @@ def depthwise_conv2d_dsp(*, in_shape, weight, folded_bias, strides, padding, dil
                             quads(checked=False)
                         with T.Else():
                             quads(checked=True)
-    constants = [weight, folded_bias] + stage.tables()
+    constants = [params] + stage.tables()
     return _with_macs(_private(builder.get()), macs), constants
