@@ -50,6 +50,32 @@ PORTABLE = {
 }
 
 
+SHAPE = (1, 6, 7, 8)
+ADD = {
+    "different_scales": lambda: tm.add(lhs_shape=SHAPE, rhs_shape=SHAPE, lhs=(0.05, -7),
+                                       rhs=(0.2, 12), out=(0.1, -3), seed=60),
+    # Equal scales: both real multipliers are exactly 1/2, the kernel's shortcut.
+    "equal_scales_relu": lambda: tm.add(lhs_shape=SHAPE, rhs_shape=SHAPE, lhs=(0.1, 5),
+                                        rhs=(0.1, -20), out=(0.15, -128),
+                                        activation=tm.RELU, seed=61),
+    # Scales 400x apart: the smaller input's multiplier shifts right by 9.
+    "scales_far_apart": lambda: tm.add(lhs_shape=SHAPE, rhs_shape=SHAPE, lhs=(1e-3, -128),
+                                       rhs=(0.4, 100), out=(0.2, -10), seed=65),
+    "saturating": lambda: tm.add(lhs_shape=SHAPE, rhs_shape=SHAPE, lhs=(0.02, 0),
+                                 rhs=(0.03, 3), out=(0.004, 0), seed=62),
+}
+#: Kept on the TE definition (integer_ops.add): broadcasting, an output multiplier >= 1/2.
+ADD_TE = {
+    "broadcast": lambda: tm.add(seed=63),
+    # Output multiplier 0.4 / (2**20 * 5.1e-7), about 0.75: no right shift (TFLM refuses
+    # multipliers of 1 and more).
+    "output_multiplier_above_half": lambda: tm.add(lhs_shape=SHAPE, rhs_shape=SHAPE,
+                                                   lhs=(0.05, -7), rhs=(0.2, 12),
+                                                   out=(5.1e-7, 0), seed=64),
+}
+ADD_MARK = "intm_ssat8_asr1("
+
+
 def _build(tmp_path, model, target="intermittent/qemu-an386", **kwargs):
     path = tmp_path / "op.tflite"
     path.write_bytes(model)
@@ -102,6 +128,27 @@ def test_dsp_depthwise_is_faster_than_the_portable_kernel(tmp_path, monkeypatch)
     _assert_equal(fast.outputs, _tflm(path, inputs))
     _assert_equal(slow.outputs, fast.outputs)
     assert fast.instructions_total < 0.85 * slow.instructions_total
+
+
+@pytest.mark.parametrize("case", sorted(ADD))
+def test_folded_add_equals_tflite_micro(tmp_path, case):
+    model, inputs = ADD[case]()
+    path, artifact = _build(tmp_path, model)
+    kernels = artifact.sources.files["model/kernels.c"]
+    assert ADD_MARK in kernels and "float" not in kernels
+    ours = artifact.run(inputs).outputs
+    _assert_equal(ours, _tflm(path, inputs))
+    assert len(np.unique(ours[0])) > 8
+    if case == "saturating":
+        assert ours[0].min() == -128 and ours[0].max() == 127
+
+
+@pytest.mark.parametrize("case", sorted(ADD_TE))
+def test_other_adds_keep_the_te_kernel(tmp_path, case):
+    model, inputs = ADD_TE[case]()
+    path, artifact = _build(tmp_path, model)
+    assert ADD_MARK not in artifact.sources.files["model/kernels.c"]
+    _assert_equal(artifact.run(inputs).outputs, _tflm(path, inputs))
 
 
 #: Quotients x / scale at halves (both signs), just below a half (where adding 0.5 in

@@ -50,6 +50,19 @@ static inline int32_t intm_high_mul(int32_t x, int32_t m) {
 #endif
 }
 
+/* (a * m + 2**31) >> 32, SMMULR: TFLM's SaturatingRoundingDoublingHighMul of a / 2 and m
+ * for an even a whose half is below 2**30 in magnitude (the elementwise kernels pass their
+ * operands already doubled, folded into a constant left shift). */
+static inline int32_t intm_smmulr(int32_t a, int32_t m) {
+#if defined(__ARM_FEATURE_DSP)
+  int32_t r;
+  __asm__("smmulr %0, %1, %2" : "=r"(r) : "r"(a), "r"(m));
+  return r;
+#else
+  return (int32_t)(((int64_t)a * (int64_t)m + ((int64_t)1 << 31)) >> 32);
+#endif
+}
+
 /* x saturated to int8 (SSAT #8); with the shift, (x >> 1) saturated: the halving that
  * finishes a rounding right shift (see depthwise_kernels.py) in the same instruction. */
 #if defined(__ARM_FEATURE_SAT)
