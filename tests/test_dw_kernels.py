@@ -75,6 +75,24 @@ ADD_TE = {
 }
 ADD_MARK = "intm_ssat8_asr1("
 
+AVG = "AVERAGE_POOL_2D"
+POOL = {
+    "valid_3x3_stride2": lambda: tm.pool(AVG, hw=(9, 9), channels=8, padding=tm.VALID,
+                                         seed=70),
+    "valid_relu": lambda: tm.pool(AVG, hw=(6, 8), channels=12, size=(2, 2),
+                                  padding=tm.VALID, activation=tm.RELU, seed=71),
+    # 256 values per window, the most a 16-bit half sums; all at the extremes below.
+    "global_256": lambda: tm.pool(AVG, hw=(16, 16), channels=8, size=(16, 16), stride=(1, 1),
+                                  padding=tm.VALID, seed=72),
+}
+#: Kept on the TE definition: padded (window sizes vary), windows over 256 values.
+POOL_TE = {
+    "same_padded": lambda: tm.pool(AVG, channels=8, seed=73),
+    "global_272": lambda: tm.pool(AVG, hw=(17, 16), channels=8, size=(17, 16), stride=(1, 1),
+                                  padding=tm.VALID, seed=74),
+}
+POOL_MARK = "intm_sxtab16("
+
 
 def _build(tmp_path, model, target="intermittent/qemu-an386", **kwargs):
     path = tmp_path / "op.tflite"
@@ -151,6 +169,27 @@ def test_other_adds_keep_the_te_kernel(tmp_path, case):
     _assert_equal(artifact.run(inputs).outputs, _tflm(path, inputs))
 
 
+@pytest.mark.parametrize("case", sorted(POOL))
+def test_sxtab16_average_pool_equals_tflite_micro(tmp_path, case):
+    model, inputs = POOL[case]()
+    path, artifact = _build(tmp_path, model)
+    kernels = artifact.sources.files["model/kernels.c"]
+    assert POOL_MARK in kernels and "float" not in kernels
+    _assert_equal(artifact.run(inputs).outputs, _tflm(path, inputs))
+    if case == "global_256":  # the 16-bit sums at both ends: every value -128, then 127
+        for value in (-128, 127):
+            extreme = [np.full_like(inputs[0], value)]
+            _assert_equal(artifact.run(extreme).outputs, _tflm(path, extreme))
+
+
+@pytest.mark.parametrize("case", sorted(POOL_TE))
+def test_other_average_pools_keep_the_te_kernel(tmp_path, case):
+    model, inputs = POOL_TE[case]()
+    path, artifact = _build(tmp_path, model)
+    assert POOL_MARK not in artifact.sources.files["model/kernels.c"]
+    _assert_equal(artifact.run(inputs).outputs, _tflm(path, inputs))
+
+
 #: Quotients x / scale at halves (both signs), just below a half (where adding 0.5 in
 #: float would round up), at zero, beyond int8 (saturation) and far beyond.
 QUANTIZE_INPUTS = np.array(
@@ -174,24 +213,25 @@ def test_quantize_rounds_and_saturates_as_tflite_micro(tmp_path, scale, zero_poi
         assert out[:8].tolist() == [1, -1, 2, -2, 3, -3, 0, 0]
 
 
-def test_host_build_computes_the_same_bytes(tmp_path):
-    """The portable forms of the helpers (the host has no DSP extension nor the M4's FPU
-    conversions) give what the QEMU build gives."""
-    model, inputs = tm.conv2d(depthwise=True, cin=8, hw=(9, 7), stride=(2, 2), seed=53)
+HOST_CASES = {
+    "depthwise": lambda: tm.conv2d(depthwise=True, cin=8, hw=(9, 7), stride=(2, 2), seed=53),
+    "quantize": lambda: tm.quantize((QUANTIZE_INPUTS * np.float32(0.5)).reshape(1, -1),
+                                    scale=0.5, zero_point=-3),
+    "add": ADD["different_scales"],
+    "average_pool": POOL["valid_3x3_stride2"],
+}
+
+
+@pytest.mark.parametrize("case", sorted(HOST_CASES))
+def test_host_build_computes_the_same_bytes(tmp_path, case):
+    """The portable forms of the helpers (the host has neither the DSP extension nor the
+    M4's FPU conversions) give what the QEMU build gives, and TFLM."""
+    model, inputs = HOST_CASES[case]()
     path, artifact = _build(tmp_path, model)
-    project = artifact.export(tmp_path / "dw")
+    project = artifact.export(tmp_path / "p")
     qemu = sim.run(project, inputs, kind="qemu").outputs
     _assert_equal(sim.run(project, inputs, kind="host").outputs, qemu)
     _assert_equal(qemu, _tflm(path, inputs))
-
-    x = (QUANTIZE_INPUTS * np.float32(0.5)).reshape(1, -1)
-    model, inputs = tm.quantize(x, scale=0.5, zero_point=-3)
-    quant_dir = tmp_path / "q"
-    quant_dir.mkdir()
-    _, artifact = _build(quant_dir, model)
-    project = artifact.export(quant_dir / "q")
-    qemu = sim.run(project, inputs, kind="qemu").outputs
-    _assert_equal(sim.run(project, inputs, kind="host").outputs, qemu)
 
 
 def test_dsp_depthwise_under_power_failures(tmp_path):

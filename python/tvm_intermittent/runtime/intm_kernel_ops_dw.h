@@ -50,6 +50,30 @@ static inline int32_t intm_high_mul(int32_t x, int32_t m) {
 #endif
 }
 
+/* acc + the sign-extended bytes 0 and 2 (intm_sxtab16) or 1 and 3 (..._ror8) of x, in
+ * the two 16-bit halves of acc (SXTAB16): four int8 values summed per two instructions.
+ * Each half wraps at 16 bits like the instruction; the pooling kernel sums at most 256
+ * values per half, within int16. */
+#if defined(__ARM_FEATURE_DSP)
+static inline int32_t intm_sxtab16(int32_t acc, int32_t x) {
+  return (int32_t)__sxtab16((uint32_t)acc, (uint32_t)x);
+}
+static inline int32_t intm_sxtab16_ror8(int32_t acc, int32_t x) {
+  int32_t r;
+  __asm__("sxtab16 %0, %1, %2, ror #8" : "=r"(r) : "r"(acc), "r"(x));
+  return r;
+}
+#else
+static inline int32_t intm_sxtab16(int32_t acc, int32_t x) {
+  uint32_t lo = (uint32_t)(acc + (int8_t)x) & 0xFFFFu;
+  uint32_t hi = (uint32_t)((acc >> 16) + (int8_t)(x >> 16)) & 0xFFFFu;
+  return (int32_t)(lo | (hi << 16));
+}
+static inline int32_t intm_sxtab16_ror8(int32_t acc, int32_t x) {
+  return intm_sxtab16(acc, (int32_t)(((uint32_t)x >> 8) | ((uint32_t)x << 24)));
+}
+#endif
+
 /* (a * m + 2**31) >> 32, SMMULR: TFLM's SaturatingRoundingDoublingHighMul of a / 2 and m
  * for an even a whose half is below 2**30 in magnitude (the elementwise kernels pass their
  * operands already doubled, folded into a constant left shift). */

@@ -19,8 +19,9 @@ shift and zero point is a compile-time constant, so here each rescaling is folde
   (one add and one ``SSAT #8, ASR #1``).
 
 Applies to int8 inputs and output of one shape (no broadcasting) whose output multiplier
-shifts right, TFLM's double rounding; anything else keeps the TE definition
-(:func:`add_applies` says why).
+shifts right, TFLM's double rounding, on boards with the DSP extension (the helpers have
+portable forms, but TVM's own builds of the module, without a board, cannot call them);
+anything else keeps the TE definition (:func:`add_applies` says why).
 """
 
 from __future__ import annotations
@@ -32,7 +33,8 @@ from tvm.script.ir_builder import tirx as T
 
 from .depthwise_kernels import OutputStage
 from .fixed_point import Requantization
-from .integer_kernels import KERNEL_ATTRS, _arg, _bind, _helper, _i32, _loop, _private
+from .integer_kernels import (KERNEL_ATTRS, _arg, _bind, _dsp_available, _helper, _i32, _loop,
+                              _private)
 
 
 def add_applies(*, lhs_shape, rhs_shape, out_shape, dtypes, output_multiplier_shift,
@@ -46,6 +48,8 @@ def add_applies(*, lhs_shape, rhs_shape, out_shape, dtypes, output_multiplier_sh
         return "it rounds once (onnxruntime's models)"
     if output_multiplier_shift >= 0:
         return "its output multiplier is at least 1/2 (a left shift)"
+    if not _dsp_available():
+        return "the board has no DSP extension (SMMULR, SSAT)"
     return None
 
 

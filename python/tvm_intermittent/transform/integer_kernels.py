@@ -435,7 +435,8 @@ def quantize(*, shape, scale: float, zero_point: int, ties_to_even: bool, out_dt
 
     Returns the kernel ``(x, out)``; it has no constants.
     """
-    if not ties_to_even:  # TFLite's rounding: the FPU's conversions (quantize_kernel.py)
+    if not ties_to_even and _dsp_available():
+        # TFLite's rounding on a Cortex-M4F: the FPU's conversions (quantize_kernel.py).
         from .quantize_kernel import quantize_round_away
 
         return quantize_round_away(shape=shape, scale=scale, zero_point=zero_point,

@@ -12,8 +12,11 @@ saturating adds and one SSAT/USAT, so an element costs a load, VDIV, that helper
 store.
 
 This is the only kernel of an int8 model that computes in float: its input is float.
-Boards without an FPU compile the helper's portable form, which computes the same values
-(``tests/test_dw_kernels.py`` runs both).
+It serves the Cortex-M4F boards (``feature.has_dsp``); the helper's portable form, which
+the host build of the same C compiles, computes the same values
+(``tests/test_dw_kernels.py`` runs both). Without a board (TVM's own builds of the
+module, which cannot call the helper) the kernel of :func:`.integer_kernels.quantize`
+serves.
 """
 
 from __future__ import annotations

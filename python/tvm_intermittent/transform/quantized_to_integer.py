@@ -40,7 +40,7 @@ from tvm.ir.expr import Constant
 from tvm.relax import PyExprMutator, expr_functor
 
 from ..errors import ModelError
-from . import elementwise_kernels, integer_kernels, integer_ops
+from . import elementwise_kernels, integer_kernels, integer_ops, pooling_kernels
 from .fixed_point import Requantization, quantize_multiplier, tflm_logistic_table
 from .integer_softmax import exp_table, softmax_kernel
 from .notices import FLOAT_LOWERING, LOGGER, Notice, report
@@ -445,6 +445,20 @@ class _IntegerRewriter(PyExprMutator):
         attrs = pool.attrs
         if dtype != str(call.attrs.dtype) or bool(attrs.ceil_mode):
             return None
+        geometry = dict(pool=[int(p) for p in attrs.pool_size],
+                        strides=[int(s) for s in attrs.strides])
+        in_shape = [int(d) for d in widen.args[0].ty.shape.values]
+        why_not = pooling_kernels.avg_pool_applies(
+            in_shape=in_shape, padding=[int(p) for p in attrs.padding],
+            layout=str(attrs.layout), dtype=dtype, pool=geometry["pool"])
+        if why_not is None:  # four channels per word (pooling_kernels.py)
+            func = pooling_kernels.avg_pool2d_s8(in_shape=in_shape, clamp=RANGES[dtype],
+                                                 **geometry)
+            gvar = self.builder_.add_func(func, "avg_pool2d_s8")
+            return relax.call_tir(gvar, [self.visit_expr(widen.args[0])],
+                                  relax.TensorType([int(d) for d in call.ty.shape.values],
+                                                   dtype))
+        LOGGER.info("avg_pool2d -> %s: the TE kernel, not the SXTAB16 one: %s", dtype, why_not)
         return self.builder_.call_te(
             integer_ops.avg_pool2d, self.visit_expr(widen.args[0]),
             pool=[int(p) for p in attrs.pool_size], strides=[int(s) for s in attrs.strides],
