@@ -17,7 +17,10 @@ TIR statements instead, shaped like TFLM's reference kernels plus register block
   back that tap's share of the folded correction (``zp * w`` over the tap's weights, from a
   per-tap table when the tap has many);
 - small windows of few channels (depthwise, first layers) unrolled into straight-line code;
-- the requantization of :class:`~.fixed_point.Requantization`.
+- the requantization of :class:`~.fixed_point.Requantization`;
+- on DSP boards, SMLAD over four input channels per step, and for padded convolutions with
+  short rows or channels not in quads (first layers) over contiguous filter rows
+  (:mod:`.conv_rows`).
 
 What is worth doing was measured on QEMU with the zoo models (``bench/README.md``); some
 plausible variants were slower and are not here (unrolling the pixel-pair loop over input
@@ -189,6 +192,16 @@ def conv2d_nhwc(*, in_shape, weight, bias, strides, padding, dilation, input_zer
             strides=strides, dilation=dilation, output_zero_point=output_zero_point,
             requant=requant, clamp=clamp, in_dtype=in_dtype, out_dtype=out_dtype)
         return _with_macs(func, macs), constants
+    if not depthwise and _rows_dsp_applies(weight, in_shape, strides, padding, dilation,
+                                           in_dtype, out_h * out_w):
+        from . import conv_rows  # pylint: disable=import-outside-toplevel (it imports us)
+
+        func = conv_rows.build(
+            in_shape=in_shape, weight=weight, out_shape=(batch, out_h, out_w, out_c),
+            strides=strides, padding=padding, dilation=dilation,
+            input_zero_point=input_zero_point, output_zero_point=output_zero_point,
+            requant=requant, clamp=clamp, out_dtype=out_dtype)
+        return _with_macs(func, macs), [weight, folded] + requant.tables()
     # Unrolled taps need no loop counters; worth it where a tap has little work.
     unroll = k_h * k_w <= 49 and (depthwise or in_c <= 4)
     # A tap over input channels in quads: one SMLAD per two multiply-accumulates.
@@ -505,6 +518,19 @@ def _pointwise_dsp_applies(weight, in_shape, strides, in_dtype) -> bool:
     in_c = int(in_shape[-1])
     return (k_h * k_w == 1 and in_c % 4 == 0 and tuple(strides) == (1, 1)
             and in_dtype == "int8" and _dsp_available())
+
+
+def _rows_dsp_applies(weight, in_shape, strides, padding, dilation, in_dtype,
+                      pixels) -> bool:
+    """Whether a (non-depthwise) convolution takes :mod:`.conv_rows`: every padded one, and
+    unpadded ones the pointwise kernel does not take."""
+    from . import conv_rows  # pylint: disable=import-outside-toplevel
+
+    if not any(padding) and pixels > 1 and _pointwise_dsp_applies(weight, in_shape, strides,
+                                                                  in_dtype):
+        return False
+    return conv_rows.applies(weight=weight, dilation=dilation, in_dtype=in_dtype,
+                             dsp=_dsp_available())
 
 
 def _dense_dsp_applies(depth: int, in_dtype: str) -> bool:

@@ -1,0 +1,120 @@
+"""The SMLAD convolution and fully connected kernels, one shape class at a time, against
+TFLite Micro running the same one-operator model.
+
+Each case is a TFLite model written with ``tflite_models.py`` (seeded data, nothing shared
+with the compiler), compiled for the DSP board and run on QEMU, then built for the host
+(the same C through the portable helpers of ``intm_kernel_ops.h``): both must give the
+``tflite-micro`` interpreter's bytes. The convolutions over filter rows
+(``transform/conv_rows.py``) are covered where their code paths differ: windows inside the
+image, rows above and below it (zero point folded or not), border columns with segments
+of their own, and images so narrow that every column crosses an edge (tap by tap). Under
+power failures, each case runs with a tiny capacitor: seeded random failures, and one
+failure at each key point of the kernel's first and last tile batch, all ending with the
+uninterrupted outputs.
+"""
+
+import numpy as np
+import pytest
+
+import tvm_intermittent as ti
+from tvm_intermittent import reference, sim
+from tvm_intermittent.sim import campaign
+
+import tflite_models as tm
+
+pytestmark = pytest.mark.qemu
+
+#: 3 uF: a power cycle of about 24,000 instructions on the msp430fr5994 profile.
+TINY_CAPACITOR = 3e-6
+
+#: name -> (model factory, kernel marker expected in the generated C).
+CASES = {
+    # 1x1 stride 1, channels in quads: the pointwise SMLAD kernel.
+    "pointwise": (lambda: tm.conv2d(hw=(6, 5), cin=16, cout=12, kernel=(1, 1),
+                                    padding=tm.VALID, in_zp=-7, seed=51), "intm_smlad("),
+    # 3x3 SAME over 16 channels: rows of 48 bytes, border columns 0 and 5 specialised.
+    "3x3_padded": (lambda: tm.conv2d(hw=(7, 6), cin=16, cout=8, in_zp=-9, seed=52),
+                   "intm_smlad("),
+    # 3x3 stride 2 over 8 channels, input zero point 0 (no zero-point segments).
+    "strided": (lambda: tm.conv2d(hw=(9, 8), cin=8, cout=8, stride=(2, 2), in_zp=0,
+                                  activation=tm.RELU, seed=53), "intm_smlad("),
+    # micro_speech's first layer: 10x8 over ONE channel, stride 2, 8 outputs.
+    "single_channel_10x8": (lambda: tm.conv2d(hw=(21, 16), cin=1, cout=8, kernel=(10, 8),
+                                              stride=(2, 2), in_zp=-128, seed=54),
+                            "intm_smlad("),
+    # A first layer over RGB: 3x3x3 rows of nine bytes (two words and a byte).
+    "three_channel": (lambda: tm.conv2d(hw=(8, 7), cin=3, cout=8, in_zp=5, seed=55),
+                      "intm_smlad("),
+    # Every output column crosses an edge (more than conv_rows.MAX_EDGE_COLUMNS): tap by
+    # tap, in a loop (nine taps).
+    "narrow_wide_kernel": (lambda: tm.conv2d(hw=(5, 7), cin=2, cout=4, kernel=(3, 9),
+                                             in_zp=-3, seed=56), "intm_smlad("),
+    # Several rows and output units per pass sharing the unpacked input.
+    "dense_multi_row": (lambda: tm.fully_connected(batch=3, depth=64, units=12, in_zp=-11,
+                                                   seed=57), "intm_smlad("),
+}
+
+
+def _write(tmp_path, name):
+    factory, marker = CASES[name]
+    model, inputs = factory()
+    path = tmp_path / f"{name}.tflite"
+    path.write_bytes(model)
+    return path, inputs, marker
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_kernel_equals_tflite_micro_on_qemu_and_host(tmp_path, name):
+    path, inputs, marker = _write(tmp_path, name)
+    artifact = ti.build(path, name="op")
+    kernels = artifact.sources.files["model/kernels.c"]
+    assert marker in kernels, "the DSP kernel was not chosen"
+    assert "float" not in kernels and "double" not in kernels
+    expected = reference.run_tflite_micro(path, inputs)[0]
+    assert len(np.unique(expected)) > 8, "outputs too uniform to tell kernels apart"
+    np.testing.assert_array_equal(artifact.run(inputs).outputs[0], expected)
+    np.testing.assert_array_equal(artifact.run(inputs, kind="host").outputs[0], expected)
+
+
+def test_single_channel_rows_pair_macs_along_x(tmp_path):
+    """The 10x8 single-channel layer reads its window rows as words: two input words per
+    filter row (eight taps), no tap-by-tap load inside the image."""
+    path, _, _ = _write(tmp_path, "single_channel_10x8")
+    kernels = ti.build(path, name="op").sources.files["model/kernels.c"]
+    body = kernels[kernels.index("intm_k_conv2d"):]
+    assert body.count("intm_load_s8x4((&input[") >= 2
+
+
+@pytest.mark.parametrize("name", ["3x3_padded", "single_channel_10x8", "three_channel",
+                                  "dense_multi_row"])
+def test_kernel_under_power_failures(tmp_path, name):
+    """Random failures (seeded) and one failure at each key point of the kernel's first and
+    last tile batch: every run ends with the uninterrupted outputs (which equal TFLM's)."""
+    path, inputs, _ = _write(tmp_path, name)
+    artifact = ti.build(path, "intermittent/msp430fr5994", capacitor_f=TINY_CAPACITOR,
+                        name="op")
+    project = artifact.export(tmp_path / "p")
+    continuous = sim.run(project, inputs)
+    np.testing.assert_array_equal(continuous.outputs[0],
+                                  reference.run_tflite_micro(path, inputs)[0])
+    baseline = campaign.Baseline(continuous, continuous.outputs, artifact.power_cycle_budget)
+    windows = campaign.phase_windows(continuous, campaign.task_table(artifact.manifest()))
+    kernel = artifact.manifest()["tasks"][0]["kernel"]
+    batches = [w for w in windows if w.phase == "batch" and w.kernel == kernel]
+    assert len(batches) >= 2, "the kernel should need several power cycles"
+
+    floor = campaign.progress_floor(windows)
+    longest = min(artifact.power_cycle_budget, continuous.instructions_total - 1)
+    result = campaign.random_campaign(project, inputs, baseline.reference,
+                                      min_instructions=floor, max_instructions=max(floor, longest),
+                                      min_failures=12, baseline=baseline, max_runs=20)
+    assert result.ok, result.to_dict()
+    assert result.failures >= 12
+
+    swept = campaign.exhaustive_campaign(project, inputs, baseline.reference, batches,
+                                         baseline=baseline, points=campaign.Window.key_points)
+    assert swept.ok, {k: v for k, v in swept.to_dict().items() if k != "details"}
+    assert swept.runs > 0 and swept.failures == swept.runs
+    for window, row in zip(batches, swept.details["by_window"]):
+        hit = {k for start, stop in row["swept"] for k in range(start, stop)}
+        assert window.start in hit and set(window.stores) <= hit  # the batch and its commit
