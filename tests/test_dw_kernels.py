@@ -198,9 +198,11 @@ QUANTIZE_INPUTS = np.array(
      200.49, -200.51], np.float32)
 
 
-@pytest.mark.parametrize("scale,zero_point", [(1.0, 0), (0.5, -3), (0.1, 10)])
-def test_quantize_rounds_and_saturates_as_tflite_micro(tmp_path, scale, zero_point):
-    x = (QUANTIZE_INPUTS * np.float32(scale)).reshape(1, -1)
+@pytest.mark.parametrize("scale,zero_point,shape", [
+    (1.0, 0, (1, -1)), (0.5, -3, (1, -1)), (0.1, 10, (1, -1)),
+    (1.0, 0, (1, 2, 4, 3))])  # an image's last axis of 3: unrolled
+def test_quantize_rounds_and_saturates_as_tflite_micro(tmp_path, scale, zero_point, shape):
+    x = (QUANTIZE_INPUTS * np.float32(scale)).reshape(shape)
     model, inputs = tm.quantize(x, scale=scale, zero_point=zero_point)
     path, artifact = _build(tmp_path, model)
     assert "intm_quantize_s8(" in artifact.sources.files["model/kernels.c"]

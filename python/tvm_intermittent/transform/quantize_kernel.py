@@ -27,6 +27,9 @@ from tvm.script.ir_builder import tirx as T
 
 from .integer_kernels import KERNEL_ATTRS, _arg, _helper, _i32, _loop, _private
 
+#: The longest last axis unrolled into straight-line code.
+MAX_UNROLLED = 4
+
 
 def quantize_round_away(*, shape, scale: float, zero_point: int, out_dtype: str):
     """Float32 to int8/uint8, TFLM's rounding (halves away from zero).
@@ -46,11 +49,17 @@ def quantize_round_away(*, shape, scale: float, zero_point: int, out_dtype: str)
             # has the input's size (they test such kernels for reshapes).
             root = T.sblock("root")
             root.__enter__()
-            loops = [_loop(f"i{axis}", int(extent)) for axis, extent in enumerate(shape)]
+            # A last axis of a few elements (an image's RGB) is unrolled: its loop would
+            # cost more than the element.
+            unrolled = len(shape) > 1 and int(shape[-1]) <= MAX_UNROLLED
+            looped = shape[:-1] if unrolled else shape
+            loops = [_loop(f"i{axis}", int(extent)) for axis, extent in enumerate(looped)]
             frames = [loop.__enter__() for loop in loops]
             helper = "intm_quantize_s8" if out_dtype == "int8" else "intm_quantize_u8"
-            value = _helper(helper, x[frames] / tirx.const(scale, f32), _i32(zero_point))
-            T.buffer_store(out, value.astype(out_dtype), frames)
+            for last in (range(int(shape[-1])) if unrolled else [None]):
+                index = frames + [_i32(last)] if unrolled else frames
+                value = _helper(helper, x[index] / tirx.const(scale, f32), _i32(zero_point))
+                T.buffer_store(out, value.astype(out_dtype), index)
             for loop in reversed(loops):
                 loop.__exit__(None, None, None)
             root.__exit__(None, None, None)
