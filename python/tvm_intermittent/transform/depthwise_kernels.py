@@ -7,24 +7,33 @@ the channels go in quads instead:
 
 - one word load of the input gives four channels of one tap; ``SXTB16`` and ``SXTB16``
   rotated by 8 unpack it into two registers holding channels (0, 2) and (1, 3) as signed
-  halves; the tap's weights, stored ``[KH, KW, C]`` as TFLite stores them (int8, nothing
-  added to flash), give the matching halves with one word load and the same two unpacks;
+  halves; the tap's four int8 weights, one word, give the matching halves with the same
+  two unpacks;
 - ``SMLABB`` and ``SMLATT`` (one multiply-accumulate of the bottom or top halves each) add
   the four products into four accumulators: ten instructions for four MACs, against three
   per MAC (two byte loads and a multiply-accumulate) without the extension;
+- every constant of a quad sits in one int32 row (:func:`pack_params`: biases,
+  requantization, weight words; the same bytes as separate arrays), so one pointer reaches
+  them and the accumulators stay in registers;
 - the border is split from the interior: a window that lies inside the image runs its taps
   without tests; one that crosses the border tests each tap, and for a tap outside adds
   back the tap's share of the input zero point folded into the bias, ``zp * w`` per
-  channel, with the same two SMLAs on constant halves of the zero point;
-- the requantization's high multiply is one ``SMMULR`` (:func:`emit_requantization`).
+  channel, with the same two SMLAs on constant halves of the zero point; windows up to
+  7x7 are unrolled (GCC folds most of the border's tests);
+- the requantization is :class:`OutputStage`'s: one ``SMMULR``, and one ``SSAT`` that also
+  finishes the rounding.
 
-Measured on the zoo (``bench/README.md``): kws's depthwise layers from 6.08 to about 3.3
-instructions per MAC. Variants that were slower are not kept (see the README).
+Measured on the zoo (``bench/README.md``): kws's depthwise layers from 6.08 to 4.13
+instructions per MAC (CMSIS-NN: 7.80), vww's from 5.7-6.5 to 3.9-4.4. Measured on kws and
+left out: separate bias, requantization and weight arrays (7.06 with the border's test
+inside the channel loop, 4.87 with it outside and filter rows as loops, 4.84 unrolled: GCC
+keeps a pointer per tap and per table live and spills them), the packed row with filter
+rows as loops (5.06, or 4.58 with only the interior unrolled), and testing every tap of
+every window instead of splitting the border off (4.36).
 
-The kernel takes ``(input, weights, bias, [requant tables], output)`` like the kernel of
-:func:`.integer_kernels.conv2d_nhwc` it replaces, with the same constants, so the two are
-interchangeable for any board; boards without the DSP extension keep that one (three
-instructions per MAC there beat the portable emulation of SXTB16 and SMLABB).
+The kernel takes ``(input, params, [requant tables], output)``. Boards without the DSP
+extension keep the kernel of :func:`.integer_kernels.conv2d_nhwc` (three instructions per
+MAC there beat a portable emulation of SXTB16 and SMLABB); it computes the same values.
 """
 
 from __future__ import annotations
@@ -44,12 +53,19 @@ QUAD = 4
 MAX_UNROLLED_TAPS = 49
 
 
-def dsp_applies(*, in_shape, multiplier, in_dtype) -> bool:
-    """Whether :func:`depthwise_conv2d_dsp` serves a depthwise convolution: int8 input,
-    channel multiplier 1, channels in quads (word loads), and a board with the DSP
-    extension."""
-    return (multiplier == 1 and in_dtype == "int8" and int(in_shape[-1]) % QUAD == 0
-            and _dsp_available())
+def dsp_applies(*, in_shape, multiplier, in_dtype) -> str | None:
+    """None when :func:`depthwise_conv2d_dsp` serves a depthwise convolution, else why not:
+    it needs int8 input, channel multiplier 1, channels in quads (word loads) and a board
+    with the DSP extension."""
+    if multiplier != 1:
+        return f"channel multiplier {multiplier}"
+    if in_dtype != "int8":
+        return f"{in_dtype} input"
+    if int(in_shape[-1]) % QUAD:
+        return f"{int(in_shape[-1])} channels, not a multiple of {QUAD}"
+    if not _dsp_available():
+        return "the board has no DSP extension"
+    return None
 
 
 def _halves(value: int) -> int:

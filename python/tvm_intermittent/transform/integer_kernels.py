@@ -46,6 +46,7 @@ from tvm.script.ir_builder import IRBuilder
 from tvm.script.ir_builder import tirx as T
 
 from .fixed_point import Requantization
+from .notices import LOGGER
 
 _I32 = "int32"
 #: Already scheduled (dlight leaves it alone) and opaque to FuseOps (nothing is fused into
@@ -176,13 +177,16 @@ def conv2d_nhwc(*, in_shape, weight, bias, strides, padding, dilation, input_zer
     if depthwise:
         from . import depthwise_kernels  # it builds on this module's helpers
 
-        if depthwise_kernels.dsp_applies(in_shape=in_shape, multiplier=depthwise_multiplier,
-                                         in_dtype=in_dtype):
+        why_not = depthwise_kernels.dsp_applies(
+            in_shape=in_shape, multiplier=depthwise_multiplier, in_dtype=in_dtype)
+        if why_not is None:
             return depthwise_kernels.depthwise_conv2d_dsp(
                 in_shape=in_shape, weight=weight, folded_bias=folded, strides=strides,
                 padding=padding, dilation=dilation, input_zero_point=input_zero_point,
                 output_zero_point=output_zero_point, requant=requant, clamp=clamp,
                 out_dtype=out_dtype, macs=macs)
+        LOGGER.info("depthwise_conv2d %s: the portable kernel, not the DSP one: %s",
+                    list(in_shape), why_not)
     if not depthwise and not any(padding) and out_h * out_w > 1:
         build = (_conv2d_pointwise_dsp
                  if _pointwise_dsp_applies(weight, in_shape, strides, in_dtype)

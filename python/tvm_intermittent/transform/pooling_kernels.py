@@ -75,9 +75,17 @@ def avg_pool2d_s8(*, in_shape, pool, strides, clamp):
                                                   (odd, True))):
                     total = _bind("total", tirx.shift_right(word, _i32(16)) if high
                                   else word.astype("int16").astype("int32"))
-                    half = _i32(count // 2)
-                    average = tirx.Select(total > 0, tirx.truncdiv(total + half, _i32(count)),
-                                          tirx.truncdiv(total - half, _i32(count)))
-                    value = tirx.max(tirx.min(average, _i32(hi)), _i32(lo))
+                    # One division of the sum nudged by +-count/2 (a sum of 0 divides to 0
+                    # either way), the sign taken without a compare: with no branch in
+                    # between, GCC merges the quad's four byte stores into one word store.
+                    sign = tirx.shift_right(total, _i32(31))
+                    half = tirx.bitwise_xor(_i32(count // 2), sign) - sign
+                    value = tirx.truncdiv(total + half, _i32(count))
+                    # An average of int8 values is an int8 value: only a fused
+                    # activation's tighter clamp needs a test.
+                    if lo > -128:
+                        value = tirx.max(value, _i32(lo))
+                    if hi < 127:
+                        value = tirx.min(value, _i32(hi))
                     T.buffer_store(out, value.astype("int8"), [n, out_y, out_x, c0 + j])
     return _private(builder.get())
