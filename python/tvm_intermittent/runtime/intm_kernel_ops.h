@@ -8,6 +8,16 @@
 #ifndef INTM_KERNEL_OPS_H_
 #define INTM_KERNEL_OPS_H_
 
+/* The kernels that include this header are compiled without GCC's scheduling before
+ * register allocation: on the Cortex-M4 it hoists the weight loads of a register-blocked
+ * SMLAD step above the multiply-accumulates, which then need more registers than the 13
+ * there are, and the spilled accumulators cost more than the scheduling saves. Measured
+ * on the zoo (bench/README.md, "Convolution and fully connected kernels"). Only GCC for
+ * Arm is concerned: the host build and clang ignore it. */
+#if defined(__GNUC__) && !defined(__clang__) && defined(__arm__)
+#pragma GCC optimize("no-schedule-insns")
+#endif
+
 #include <math.h>
 #include <stdint.h>
 #include <string.h>

@@ -188,16 +188,15 @@ def conv2d_nhwc(*, in_shape, weight, bias, strides, padding, dilation, input_zer
         LOGGER.info("depthwise_conv2d %s: the portable kernel, not the DSP one: %s",
                     list(in_shape), why_not)
     if not depthwise and not any(padding) and out_h * out_w > 1:
-        build = (_conv2d_pointwise_dsp
-                 if _pointwise_dsp_applies(weight, in_shape, strides, in_dtype)
-                 else _conv2d_pixel_pairs)
-        func = build(
+        # Pointwise layers too: two pixels share each unpacked weight word (measured faster
+        # than one pixel per step once the kernels are compiled without pre-RA scheduling,
+        # see intm_kernel_ops.h).
+        func = _conv2d_pixel_pairs(
             in_shape=in_shape, weight=weight, out_shape=(batch, out_h, out_w, out_c),
             strides=strides, dilation=dilation, output_zero_point=output_zero_point,
             requant=requant, clamp=clamp, in_dtype=in_dtype, out_dtype=out_dtype)
         return _with_macs(func, macs), constants
-    if not depthwise and _rows_dsp_applies(weight, in_shape, strides, padding, dilation,
-                                           in_dtype, out_h * out_w):
+    if not depthwise and _rows_dsp_applies(weight, dilation, in_dtype):
         from . import conv_rows  # pylint: disable=import-outside-toplevel (it imports us)
 
         func = conv_rows.build(
@@ -406,6 +405,14 @@ def dense(*, in_shape, weight, bias, input_zero_point, output_zero_point,
         block = 1
     constants = [weight, folded] + requant.tables()
     macs = rows * units * depth
+    from . import dense_dsp  # pylint: disable=import-outside-toplevel (it imports us)
+
+    if dense_dsp.applies(units=units, depth=depth, rows=rows, in_dtype=in_dtype,
+                         dsp=_dsp_available()):
+        func = dense_dsp.build(in_shape=in_shape, units=units,
+                               output_zero_point=output_zero_point, requant=requant,
+                               clamp=clamp, out_dtype=out_dtype)
+        return _with_macs(func, macs), [dense_dsp.interleave(weight), folded] + requant.tables()
     if rows * (units // channel_block(units)) > 1 and _dense_dsp_applies(depth, in_dtype):
         # Rows are pixels of a 1x1 convolution whose input channels are the features: the
         # same SMLAD kernel, the same constants (weights [N, K] are its [C_OUT, C_IN]).
@@ -428,11 +435,15 @@ def dense(*, in_shape, weight, bias, input_zero_point, output_zero_point,
                 units_ = [ub * block + j for j in range(block)]
                 for j in range(block):
                     T.buffer_store(acc[j], b[units_[j]], [0])
-                with _loop("in_feature", depth) as k:
-                    value = _bind("value", x[row, k].astype(_I32))
-                    for j in range(block):
-                        T.buffer_store(acc[j], acc[j][0] + value * w[units_[j], k].astype(_I32),
-                                       [0])
+                if _dense_dsp_applies(depth, in_dtype):  # one block: SMLAD, still splittable
+                    with _loop("in_quad", depth // 4) as q:
+                        _smlad_quad(acc, lambda j, q=q: w[units_[j], q * 4], x[row, q * 4])
+                else:
+                    with _loop("in_feature", depth) as k:
+                        value = _bind("value", x[row, k].astype(_I32))
+                        for j in range(block):
+                            T.buffer_store(acc[j], acc[j][0]
+                                           + value * w[units_[j], k].astype(_I32), [0])
                 for j in range(block):
                     _store_output(out, [row, units_[j]],
                                   requant.emit(acc[j][0], units_[j], tables,
@@ -517,22 +528,10 @@ def _dsp_available() -> bool:
     return bool(target is not None and target.attrs.get("feature.has_dsp", False))
 
 
-def _pointwise_dsp_applies(weight, in_shape, strides, in_dtype) -> bool:
-    _, k_h, k_w, _ = weight.shape
-    in_c = int(in_shape[-1])
-    return (k_h * k_w == 1 and in_c % 4 == 0 and tuple(strides) == (1, 1)
-            and in_dtype == "int8" and _dsp_available())
-
-
-def _rows_dsp_applies(weight, in_shape, strides, padding, dilation, in_dtype,
-                      pixels) -> bool:
-    """Whether a (non-depthwise) convolution takes :mod:`.conv_rows`: every padded one, and
-    unpadded ones the pointwise kernel does not take."""
+def _rows_dsp_applies(weight, dilation, in_dtype) -> bool:
+    """Whether a padded (non-depthwise) convolution takes :mod:`.conv_rows`."""
     from . import conv_rows  # pylint: disable=import-outside-toplevel
 
-    if not any(padding) and pixels > 1 and _pointwise_dsp_applies(weight, in_shape, strides,
-                                                                  in_dtype):
-        return False
     return conv_rows.applies(weight=weight, dilation=dilation, in_dtype=in_dtype,
                              dsp=_dsp_available())
 
@@ -545,8 +544,10 @@ def _conv2d_pointwise_dsp(*, in_shape, weight, out_shape, strides, dilation,
                           output_zero_point, requant, clamp, in_dtype, out_dtype):
     """A 1x1 stride-1 int8 convolution with the Cortex-M4's SMLAD: per pixel and block of
     output channels, four input channels per step (one input word unpacked once by SXTB16,
-    one weight word per channel, two SMLADs per channel: two multiply-accumulates each)."""
-    del strides, dilation  # 1x1, stride 1 (see _pointwise_dsp_applies)
+    one weight word per channel, two SMLADs per channel: two multiply-accumulates each).
+    Fully connected layers whose units are not in blocks of eight (:mod:`.dense_dsp`) run
+    it, rows as pixels; convolutions take the pixel pairs instead."""
+    del strides, dilation  # 1x1, stride 1
     batch, _, _, in_c = (int(d) for d in in_shape)
     out_c = weight.shape[0]
     pixels = int(out_shape[1]) * int(out_shape[2])
