@@ -29,7 +29,10 @@ left out: separate bias, requantization and weight arrays (7.06 with the border'
 inside the channel loop, 4.87 with it outside and filter rows as loops, 4.84 unrolled: GCC
 keeps a pointer per tap and per table live and spills them), the packed row with filter
 rows as loops (5.06, or 4.58 with only the interior unrolled), and testing every tap of
-every window instead of splitting the border off (4.36).
+every window instead of splitting the border off (4.36); and pairs of output pixels
+sharing each unpacked weight word (kws 5.27: its rows are five pixels wide, so most pairs
+cross the border and go one pixel at a time; vww's total unchanged, some layers 5% faster
+and others slower).
 
 The kernel takes ``(input, params, [requant tables], output)``. Boards without the DSP
 extension keep the kernel of :func:`.integer_kernels.conv2d_nhwc` (three instructions per
