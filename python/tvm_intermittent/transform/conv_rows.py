@@ -37,8 +37,10 @@ from .integer_kernels import (KERNEL_ATTRS, _I32, _arg, _bind, _helper, _i32, _l
 
 #: Runs of at most this many words are unrolled; longer ones loop (code size).
 UNROLL_WORDS = 2
+#: Two output pixels per step inside the image (each unpacked weight word feeds both).
+PAIRS = True
 #: Border columns given a branch of their own (constant segments); beyond, tap by tap.
-MAX_EDGE_COLUMNS = 2
+MAX_EDGE_COLUMNS = 4
 
 
 #: Longest row (bytes) taken when the channels come in quads: ResNet-8's 3 x 3 over 16
@@ -78,6 +80,10 @@ def build(*, in_shape, weight, out_shape, strides, padding, dilation, input_zero
     # Output columns whose window crosses the left or right edge.
     edge = [c for c in range(out_w) if not 0 <= c * s_w - left <= in_w - k_w]
     block = channel_block(out_c)
+    # Pairs need an even row: an odd one would pair its last pixel with itself, and that
+    # pixel's second store, however guarded, counts for the idempotence check as a write
+    # into the next row's tile.
+    pairs = PAIRS and out_w % 2 == 0
     zp = int(input_zero_point)
     # Four zero points, as SXTB16 would unpack them: (zp, zp) in both halves.
     zp_halves = _i32(np.int32(np.uint32((zp & 0xFFFF) | ((zp & 0xFFFF) << 16)).view(np.int32)))
@@ -89,124 +95,132 @@ def build(*, in_shape, weight, out_shape, strides, padding, dilation, input_zero
             b = _arg("bias", (out_c,), _I32)
             tables = _requant_args(requant, out_c)
             out = _arg("output", (batch, out_h, out_w, out_c), out_dtype)
-            acc = [_local(f"acc{j}") for j in range(block)]
+            acc = [[_local(f"acc{p}_{j}") for j in range(block)] for p in range(2)]
+            columns = (out_w + 1) // 2 if pairs else out_w
             with _loop("batch", batch) as n, _loop("out_y", out_h) as out_y, \
-                    _loop("out_x", out_w) as out_x, \
+                    _loop("pixel_pair" if pairs else "out_x", columns) as column_var, \
                     _loop("channel_block", out_c // block) as cb:
                 channels = [cb * block + j for j in range(block)]
                 y0 = out_y * s_h - top
-                x0 = out_x * s_w - left
-                for j in range(block):
-                    T.buffer_store(acc[j], b[channels[j]], [0])
 
-                def mac_words(f_y, halves_at, first, count):
-                    """Per word of the row from byte ``first`` on: the input's halves
-                    (``halves_at(offset)``), then per channel one weight word and two
-                    SMLADs."""
-                    def step(offset):
-                        even, odd = halves_at(offset)
-                        for j in range(block):
-                            weights4 = _bind("weights4", _helper(
-                                "intm_load_s8x4", tirx.address_of(w[channels[j], f_y, offset])))
-                            inner = _helper("intm_smlad", odd,
-                                            _helper("intm_sxtb16_ror8", weights4), acc[j][0])
-                            T.buffer_store(acc[j], _helper(
-                                "intm_smlad", even, _helper("intm_sxtb16", weights4), inner),
-                                [0])
-                    if count <= UNROLL_WORDS:
-                        for i in range(count):
-                            step(first + i * 4)
-                    else:
-                        with _loop("in_word", count) as i:
-                            step(first + i * 4)
+                def init(acc):
+                    for j in range(block):
+                        T.buffer_store(acc[j], b[channels[j]], [0])
 
-                def mac_bytes(f_y, value_at, first, count):
-                    for k in (first + i for i in range(count)):
-                        value = _bind("value", value_at(k))
-                        for j in range(block):
-                            T.buffer_store(acc[j], acc[j][0] + value
-                                           * w[channels[j], f_y, k].astype(_I32), [0])
+                def store(acc, out_x):
+                    for j in range(block):
+                        _store_output(out, [n, out_y, out_x, channels[j]],
+                                      requant.emit(acc[j][0], channels[j], tables, _bind),
+                                      output_zero_point, clamp, out_dtype)
 
-                def segment(f_y, in_y, lo, length, x_start=None):
-                    """``length`` bytes from byte ``lo`` (which may be a loop expression) of
-                    filter row ``f_y`` against the input row ``in_y`` from pixel ``x_start``,
-                    or, with ``in_y`` None, against the zero point (a tap outside the image:
-                    TFLM adds nothing, so the fold is undone by ``+ zp * w``)."""
-                    words, tail = divmod(length, 4)
-                    if in_y is None:
-                        if zp != 0:
-                            mac_words(f_y, lambda offset: (zp_halves, zp_halves), lo, words)
-                            mac_bytes(f_y, lambda k: _i32(zp), lo + words * 4, tail)
-                        return
-                    base = (x0 if x_start is None else x_start) * in_c
+                def one_pixel(out_x, acc):
+                    """One output pixel, its border tested row by row."""
+                    init(acc)
+                    x0 = out_x * s_w - left
 
-                    def halves_at(offset):
-                        return _halves(_bind("input4", _helper("intm_load_s8x4", tirx.address_of(
-                            x[n, in_y, base + offset]))))
-                    mac_words(f_y, halves_at, lo, words)
-                    mac_bytes(f_y, lambda k: x[n, in_y, base + k].astype(_I32), lo + words * 4,
-                              tail)
+                    def mac_words(f_y, halves_at, first, count):
+                        """Per word of the row from byte ``first`` on: the input's halves
+                        (``halves_at(offset)``), then per channel one weight word and two
+                        SMLADs."""
+                        def step(offset):
+                            even, odd = halves_at(offset)
+                            for j in range(block):
+                                weights4 = _bind("weights4", _helper(
+                                    "intm_load_s8x4", tirx.address_of(w[channels[j], f_y, offset])))
+                                inner = _helper("intm_smlad", odd,
+                                                _helper("intm_sxtb16_ror8", weights4), acc[j][0])
+                                T.buffer_store(acc[j], _helper(
+                                    "intm_smlad", even, _helper("intm_sxtb16", weights4), inner),
+                                    [0])
+                        if count <= UNROLL_WORDS:
+                            for i in range(count):
+                                step(first + i * 4)
+                        else:
+                            with _loop("in_word", count) as i:
+                                step(first + i * 4)
 
-                def row_at_column(f_y, in_y, column):
-                    """A row across the left or right edge at a known output column: the
-                    taps inside the image and those outside are two or three segments."""
-                    start = column * s_w - left
-                    k_lo, k_hi = max(0, -start), max(0, min(k_w, in_w - start))
-                    if k_hi <= k_lo:
-                        segment(f_y, None, 0, run)
-                        return
-                    segment(f_y, None, 0, k_lo * in_c)
-                    segment(f_y, in_y, k_lo * in_c, (k_hi - k_lo) * in_c, x_start=_i32(start))
-                    segment(f_y, None, k_hi * in_c, run - k_hi * in_c)
+                    def mac_bytes(f_y, value_at, first, count):
+                        for k in (first + i for i in range(count)):
+                            value = _bind("value", value_at(k))
+                            for j in range(block):
+                                T.buffer_store(acc[j], acc[j][0] + value
+                                               * w[channels[j], f_y, k].astype(_I32), [0])
 
-                def row_crossing(f_y, in_y):
-                    """A row across the left or right edge: tap by tap."""
-                    def tap(f_x):
-                        in_x = x0 + f_x
-                        with T.If(tirx.all(in_x >= 0, in_x < in_w)):
-                            with T.Then():
-                                segment(f_y, in_y, f_x * in_c, in_c)
+                    def segment(f_y, in_y, lo, length, x_start=None):
+                        """``length`` bytes from byte ``lo`` (which may be a loop expression) of
+                        filter row ``f_y`` against the input row ``in_y`` from pixel ``x_start``,
+                        or, with ``in_y`` None, against the zero point (a tap outside the image:
+                        TFLM adds nothing, so the fold is undone by ``+ zp * w``)."""
+                        words, tail = divmod(length, 4)
+                        if in_y is None:
                             if zp != 0:
-                                with T.Else():
-                                    segment(f_y, None, f_x * in_c, in_c)
-                    if k_w <= 8:
-                        for f_x in range(k_w):
-                            tap(f_x)
-                    else:
-                        with _loop("filter_x", k_w) as f_x:
-                            tap(f_x)
+                                mac_words(f_y, lambda offset: (zp_halves, zp_halves), lo, words)
+                                mac_bytes(f_y, lambda k: _i32(zp), lo + words * 4, tail)
+                            return
+                        base = (x0 if x_start is None else x_start) * in_c
 
-                def rows(row):
-                    """Each filter row tested once: inside the image ``row(f_y, in_y)``,
-                    above or below it the zero-point segment."""
-                    with _loop("filter_y", k_h) as f_y:
-                        in_y = _bind("in_y", y0 + f_y * d_h)
-                        with T.If(tirx.all(in_y >= 0, in_y < in_h)):
-                            with T.Then():
-                                row(f_y, in_y)
-                            if zp != 0:
-                                with T.Else():
-                                    segment(f_y, None, 0, run)
+                        def halves_at(offset):
+                            return _halves(_bind("input4", _helper(
+                                "intm_load_s8x4", tirx.address_of(x[n, in_y, base + offset]))))
+                        mac_words(f_y, halves_at, lo, words)
+                        mac_bytes(f_y, lambda k: x[n, in_y, base + k].astype(_I32), lo + words * 4,
+                                  tail)
 
-                def border_columns(remaining):
-                    """One specialised branch per border column, nested as else-ifs."""
-                    if not remaining:
-                        rows(row_crossing)
-                        return
-                    column = remaining[0]
-                    with T.If(out_x == column):
-                        with T.Then():
-                            rows(lambda f_y, in_y, c=column: row_at_column(f_y, in_y, c))
-                        with T.Else():
-                            border_columns(remaining[1:])
+                    def row_at_column(f_y, in_y, column):
+                        """A row across the left or right edge at a known output column: the
+                        taps inside the image and those outside are two or three segments."""
+                        start = column * s_w - left
+                        k_lo, k_hi = max(0, -start), max(0, min(k_w, in_w - start))
+                        if k_hi <= k_lo:
+                            segment(f_y, None, 0, run)
+                            return
+                        segment(f_y, None, 0, k_lo * in_c)
+                        segment(f_y, in_y, k_lo * in_c, (k_hi - k_lo) * in_c, x_start=_i32(start))
+                        segment(f_y, None, k_hi * in_c, run - k_hi * in_c)
 
-                x_inside = tirx.all(x0 >= 0, x0 + (k_w - 1) < in_w)
-                window_inside = tirx.all(y0 >= 0, y0 + (k_h - 1) * d_h < in_h, x_inside)
-                with T.If(window_inside):
-                    with T.Then():
+                    def row_crossing(f_y, in_y):
+                        """A row across the left or right edge: tap by tap."""
+                        def tap(f_x):
+                            in_x = x0 + f_x
+                            with T.If(tirx.all(in_x >= 0, in_x < in_w)):
+                                with T.Then():
+                                    segment(f_y, in_y, f_x * in_c, in_c)
+                                if zp != 0:
+                                    with T.Else():
+                                        segment(f_y, None, f_x * in_c, in_c)
+                        if k_w <= 8:
+                            for f_x in range(k_w):
+                                tap(f_x)
+                        else:
+                            with _loop("filter_x", k_w) as f_x:
+                                tap(f_x)
+
+                    def rows(row):
+                        """Each filter row tested once: inside the image ``row(f_y, in_y)``,
+                        above or below it the zero-point segment."""
                         with _loop("filter_y", k_h) as f_y:
-                            segment(f_y, y0 + f_y * d_h, 0, run)
-                    with T.Else():
+                            in_y = _bind("in_y", y0 + f_y * d_h)
+                            with T.If(tirx.all(in_y >= 0, in_y < in_h)):
+                                with T.Then():
+                                    row(f_y, in_y)
+                                if zp != 0:
+                                    with T.Else():
+                                        segment(f_y, None, 0, run)
+
+                    def border_columns(remaining):
+                        """One specialised branch per border column, nested as else-ifs."""
+                        if not remaining:
+                            rows(row_crossing)
+                            return
+                        column = remaining[0]
+                        with T.If(out_x == column):
+                            with T.Then():
+                                rows(lambda f_y, in_y, c=column: row_at_column(f_y, in_y, c))
+                            with T.Else():
+                                border_columns(remaining[1:])
+
+                    x_inside = tirx.all(x0 >= 0, x0 + (k_w - 1) < in_w)
+                    def border():
                         with T.If(x_inside):
                             with T.Then():
                                 rows(lambda f_y, in_y: segment(f_y, in_y, 0, run))
@@ -215,8 +229,71 @@ def build(*, in_shape, weight, out_shape, strides, padding, dilation, input_zero
                                     border_columns(edge)
                                 else:
                                     rows(row_crossing)
-                for j in range(block):
-                    _store_output(out, [n, out_y, out_x, channels[j]],
-                                  requant.emit(acc[j][0], channels[j], tables, _bind),
-                                  output_zero_point, clamp, out_dtype)
+
+                    if pairs:  # the pair's fast path took the windows inside the image
+                        border()
+                        store(acc, out_x)
+                        return
+                    window_inside = tirx.all(y0 >= 0, y0 + (k_h - 1) * d_h < in_h, x_inside)
+                    with T.If(window_inside):
+                        with T.Then():
+                            with _loop("filter_y", k_h) as f_y:
+                                segment(f_y, y0 + f_y * d_h, 0, run)
+                        with T.Else():
+                            border()
+                    store(acc, out_x)
+
+                def pair_inside(out_xs):
+                    """Two pixels whose windows lie inside the image: each weight word,
+                    unpacked once, feeds both pixels' SMLADs."""
+                    init(acc[0])
+                    init(acc[1])
+                    bases = [(o * s_w - left) * in_c for o in out_xs]
+                    words, tail = divmod(run, 4)
+                    with _loop("filter_y", k_h) as f_y:
+                        in_y = y0 + f_y * d_h
+
+                        def step(offset):
+                            halves = [_halves(_bind(f"input4_{p}", _helper(
+                                "intm_load_s8x4", tirx.address_of(x[n, in_y, base + offset]))))
+                                for p, base in enumerate(bases)]
+                            for j in range(block):
+                                weights4 = _bind("weights4", _helper(
+                                    "intm_load_s8x4", tirx.address_of(w[channels[j], f_y, offset])))
+                                even_w = _bind("even_w", _helper("intm_sxtb16", weights4))
+                                odd_w = _bind("odd_w", _helper("intm_sxtb16_ror8", weights4))
+                                for p, (even, odd) in enumerate(halves):
+                                    inner = _helper("intm_smlad", odd, odd_w, acc[p][j][0])
+                                    T.buffer_store(acc[p][j], _helper(
+                                        "intm_smlad", even, even_w, inner), [0])
+                        if words <= UNROLL_WORDS:
+                            for i in range(words):
+                                step(i * 4)
+                        else:
+                            with _loop("in_word", words) as i:
+                                step(i * 4)
+                        for k in range(words * 4, run):
+                            values = [_bind(f"value{p}", x[n, in_y, base + k].astype(_I32))
+                                      for p, base in enumerate(bases)]
+                            for j in range(block):
+                                weight_value = _bind("weight", w[channels[j], f_y, k].astype(_I32))
+                                for p in range(2):
+                                    T.buffer_store(acc[p][j], acc[p][j][0]
+                                                   + values[p] * weight_value, [0])
+
+                if not pairs:
+                    one_pixel(column_var, acc[0])
+                else:
+                    first = column_var * 2
+                    inside = tirx.all(y0 >= 0, y0 + (k_h - 1) * d_h < in_h,
+                                      first * s_w - left >= 0,
+                                      (first + 1) * s_w - left + (k_w - 1) < in_w)
+                    with T.If(inside):
+                        with T.Then():
+                            pair_inside([first, first + 1])
+                            store(acc[0], first)
+                            store(acc[1], first + 1)
+                        with T.Else():
+                            with _loop("pixel", 2) as p:
+                                one_pixel(first + p, acc[0])
     return _private(builder.get())
