@@ -1,11 +1,14 @@
 /*
- * intm_kernel_ops_dw.h - inline helpers of the depthwise, elementwise and boundary
- * kernels (transform/depthwise_kernels.py, transform/elementwise_kernels.py).
+ * intm_kernel_ops_dw.h - inline helpers of the depthwise, ADD, average pooling and float
+ * QUANTIZE kernels (transform/depthwise_kernels.py, elementwise_kernels.py,
+ * pooling_kernels.py, quantize_kernel.py); model/kernels.c includes it after
+ * intm_kernel_ops.h (codegen/model_source.py).
  *
- * Each helper has a Cortex-M4 form (one DSP or FPU instruction, under __ARM_FEATURE_DSP or
- * __ARM_FP) and a portable C form computing the same value, so a host build of the same
- * kernels gives the same outputs. None of them touches memory other than through its
- * arguments: a kernel that calls them stays as idempotent as its TIR says.
+ * Each helper has a Cortex-M4 form (one DSP or FPU instruction or a few, under
+ * __ARM_FEATURE_DSP, __ARM_FEATURE_SAT or __ARM_FP) and a portable C form computing the same
+ * value, so a host build of the same kernels gives the same outputs. None of them reads or
+ * writes memory: a kernel that calls them stays as idempotent as its TIR says, and a power
+ * failure inside one loses only registers, which the tile's re-execution recomputes.
  */
 #ifndef INTM_KERNEL_OPS_DW_H_
 #define INTM_KERNEL_OPS_DW_H_
