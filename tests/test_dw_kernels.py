@@ -1,15 +1,17 @@
-"""The DSP depthwise kernel and the float QUANTIZE kernel against TFLite Micro.
+"""The DSP depthwise, ADD, average pooling and float QUANTIZE kernels against TFLite Micro.
 
 Each case is a one-operator TFLite model (``tflite_models.py``, seeded data) compiled for
 the Cortex-M4 board and run on QEMU; the reference is the ``tflite-micro`` interpreter.
-The cases cover the shape classes the kernels treat differently: stride 1 and 2, padded
-(border split from the interior, zero point added back for padded taps) and unpadded,
-a single interior row (no split), a zero point of 0 (nothing to add back), per-channel
-and per-tensor multipliers, multipliers that shift left (the general requantization), and
-a fused activation's clamp. The channel multiplier 2 and channels not in quads keep the
-portable kernel; their cases check that they do. The host build of the same C must give
-the same bytes, and so must runs under power failures that fall inside the kernel.
-"""
+The depthwise cases cover the shape classes the kernel treats differently: stride 1 and 2,
+padded (border split from the interior, zero point added back for padded taps) and
+unpadded, a single interior row (no split), a zero point of 0 (nothing to add back),
+per-channel and per-tensor multipliers, multipliers that shift left (the general
+requantization), and a fused activation's clamp; the ADD cases different, equal (the exact
+1/2 multiplier) and far-apart scales and saturation; the pools a window of 256 values at
+both extremes; QUANTIZE ties of both signs, values just below a half, and saturation.
+The cases the kernels do not serve (channel multiplier 2, channels not in quads, broadcast
+ADD, padded pools) check that they keep the portable kernels. The host build of the same C
+must give the same bytes, and so must runs with power failures inside each kernel."""
 
 import numpy as np
 import pytest
@@ -236,31 +238,47 @@ def test_host_build_computes_the_same_bytes(tmp_path, case):
     _assert_equal(qemu, _tflm(path, inputs))
 
 
-def test_dsp_depthwise_under_power_failures(tmp_path):
+#: ``(model, kernel name, marker in kernels.c)`` per kernel, for the power-failure test.
+FAILURE_CASES = {
+    "depthwise": (lambda: tm.conv2d(depthwise=True, cin=16, hw=(12, 10), seed=54),
+                  "depthwise", DSP_MARK),
+    "add": (lambda: tm.add(lhs_shape=(1, 8, 10, 8), rhs_shape=(1, 8, 10, 8), seed=55),
+            "add", ADD_MARK),
+    "average_pool": (lambda: tm.pool(AVG, hw=(16, 16), channels=16, size=(4, 4),
+                                     stride=(2, 2), padding=tm.VALID, seed=56),
+                     "avg_pool", POOL_MARK),
+    "quantize": (lambda: tm.quantize(np.linspace(-70, 70, 960, dtype=np.float32)
+                                     .reshape(1, 16, 20, 3), scale=0.5, zero_point=-3),
+                 "quantize", "intm_quantize_s8("),
+}
+
+
+@pytest.mark.parametrize("case", sorted(FAILURE_CASES))
+def test_kernels_under_power_failures(tmp_path, case):
     """Built for a 3 uF capacitor on msp430fr5994 (a Cortex-M4 profile with the DSP
-    extension), so the layer spans several commits: one failure at points spread over
-    the depthwise kernel's first and last tile batches (kernel code and commit stores),
-    then seeded random failures over the whole inference; every run ends with TFLM's
-    bytes and keeps its committed progress."""
-    model, inputs = tm.conv2d(depthwise=True, cin=16, hw=(12, 10), seed=54)
+    extension): one failure at points spread over the kernel's first and last tile batches
+    (kernel code and commit stores), then seeded random failures over the whole
+    inference; every run ends with TFLM's bytes and keeps its committed progress."""
+    make, kernel, mark = FAILURE_CASES[case]
+    model, inputs = make()
     path, artifact = _build(tmp_path, model, "intermittent/msp430fr5994", capacitor_f=3e-6)
-    assert DSP_MARK in artifact.sources.files["model/kernels.c"]
+    assert mark in artifact.sources.files["model/kernels.c"]
     project = artifact.export(tmp_path / "p")
     continuous = sim.run(project, inputs)
     reference_out = _tflm(path, inputs)
     _assert_equal(continuous.outputs, reference_out)
     windows = campaign.phase_windows(continuous, campaign.task_table(artifact.manifest()))
-    batches = [w for w in windows if w.phase == "batch" and "depthwise" in w.kernel]
-    assert len(batches) >= 2, "the layer should span several commits at 3 uF"
+    batches = [w for w in windows if w.phase == "batch" and kernel in w.kernel]
+    assert batches, f"no tile batch of {kernel}"
     baseline = campaign.Baseline(continuous, reference_out, artifact.power_cycle_budget)
 
     def spread(window):
-        return sorted(set(np.linspace(window.start, window.stop - 1, 12).astype(int).tolist()))
+        return sorted(set(np.linspace(window.start, window.stop - 1, 8).astype(int).tolist()))
 
     swept = campaign.exhaustive_campaign(project, inputs, reference_out, batches,
                                          baseline=baseline, points=spread)
     assert swept.ok, swept.to_dict()
-    assert swept.failures == swept.runs >= 2 * 10
+    assert swept.failures == swept.runs >= 6 * len(batches)
     for window, row in zip(batches, swept.details["by_window"]):
         points = {k for start, stop in row["swept"] for k in range(start, stop)}
         assert points and all(window.start <= k < window.stop for k in points)
@@ -268,8 +286,8 @@ def test_dsp_depthwise_under_power_failures(tmp_path):
     floor = campaign.progress_floor(windows)
     longest = min(artifact.power_cycle_budget, continuous.instructions_total - 1)
     random = campaign.random_campaign(project, inputs, reference_out, min_instructions=floor,
-                                      max_instructions=max(floor, longest), min_failures=20,
+                                      max_instructions=max(floor, longest), min_failures=12,
                                       baseline=baseline)
     assert random.ok, random.to_dict()
-    assert random.failures >= 20
+    assert random.failures >= 12
     assert all(f >= 1 for f in random.details["failures_per_run"])
