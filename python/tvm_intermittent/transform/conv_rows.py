@@ -33,7 +33,7 @@ from tvm.script.ir_builder import IRBuilder
 from tvm.script.ir_builder import tirx as T
 
 from .integer_kernels import (KERNEL_ATTRS, _I32, _arg, _bind, _helper, _i32, _local, _loop,
-                              _private, _requant_args, _store_output, channel_block)
+                              _private, _requant_args, _store_outputs_looped, channel_block)
 
 #: Runs of at most this many words are unrolled; longer ones loop (code size).
 UNROLL_WORDS = 2
@@ -43,10 +43,11 @@ PAIRS = True
 MAX_EDGE_COLUMNS = 4
 
 
-#: Longest row (bytes) taken when the channels come in quads: ResNet-8's 3 x 3 over 16
-#: channels (48) ran 5% faster than the channel-quad taps, its 3 x 3 over 32 and 64 channels
-#: (96, 192) 5-9% slower (``bench/README.md``, "Convolution and fully connected kernels").
-MAX_QUAD_ROW = 48
+#: Longest row (bytes) taken when the channels come in quads: ResNet-8's 3 x 3 over 16 and
+#: 32 channels (rows of 48 and 96 bytes) ran 3-6% faster than the channel-quad taps, its
+#: 3 x 3 over 64 channels at 8 x 8 (192, most windows at the border) 9% slower
+#: (``bench/README.md``, "Convolution and fully connected kernels").
+MAX_QUAD_ROW = 96
 
 
 def applies(*, weight, dilation, in_dtype, dsp: bool) -> bool:
@@ -108,10 +109,12 @@ def build(*, in_shape, weight, out_shape, strides, padding, dilation, input_zero
                         T.buffer_store(acc[j], b[channels[j]], [0])
 
                 def store(acc, out_x):
-                    for j in range(block):
-                        _store_output(out, [n, out_y, out_x, channels[j]],
-                                      requant.emit(acc[j][0], channels[j], tables, _bind),
-                                      output_zero_point, clamp, out_dtype)
+                    """The block's outputs, requantized in a loop (flash, see
+                    ``integer_kernels._store_outputs_looped``)."""
+                    _store_outputs_looped(out, [a[0] for a in acc],
+                                          lambda j: [n, out_y, out_x, cb * block + j],
+                                          lambda j: cb * block + j, requant, tables,
+                                          output_zero_point, clamp, out_dtype)
 
                 def one_pixel(out_x, acc):
                     """One output pixel, its border tested row by row."""
@@ -230,10 +233,6 @@ def build(*, in_shape, weight, out_shape, strides, padding, dilation, input_zero
                                 else:
                                     rows(row_crossing)
 
-                    if pairs:  # the pair's fast path took the windows inside the image
-                        border()
-                        store(acc, out_x)
-                        return
                     window_inside = tirx.all(y0 >= 0, y0 + (k_h - 1) * d_h < in_h, x_inside)
                     with T.If(window_inside):
                         with T.Then():

@@ -119,6 +119,21 @@ def _store_output(out, index, value, output_zero_point, clamp, dtype):
     T.buffer_store(out, value.astype(dtype), index)
 
 
+def _store_outputs_looped(out, values, index_at, channel_at, requant, tables,
+                          output_zero_point, clamp, dtype):
+    """Requantize and store a block of accumulators through one loop over the block instead
+    of one inline requantization each: the values go through a small local array (a store
+    and a load each), the requantization's code appears once. ``index_at(j)`` and
+    ``channel_at(j)`` give output ``j``'s index and channel for the loop variable ``j``."""
+    sums = T.alloc_buffer((len(values),), _I32, scope="local")
+    IRBuilder.name("sums", sums)
+    for j, value in enumerate(values):
+        T.buffer_store(sums, value, [j])
+    with _loop("out_channel", len(values)) as j:
+        _store_output(out, index_at(j), requant.emit(sums[j], channel_at(j), tables, _bind),
+                      output_zero_point, clamp, dtype)
+
+
 def _requant_args(requant: Requantization, channels: int):
     return [_arg(name, (channels,), _I32) for name in requant.table_names()]
 
