@@ -217,6 +217,26 @@ def test_quantize_rounds_and_saturates_as_tflite_micro(tmp_path, scale, zero_poi
         assert out[:8].tolist() == [1, -1, 2, -2, 3, -3, 0, 0]
 
 
+def test_quantize_to_uint8_as_numpy_rounds(tmp_path):
+    """The uint8 form (USAT), which TFLite Micro does not run (its QUANTIZE of float
+    input has no uint8 output): against numpy, the float32 quotient rounded half away
+    from zero in float64 (exact), plus the zero point, clamped."""
+    scale, zero_point = np.float32(0.5), 120
+    x = (QUANTIZE_INPUTS * scale).reshape(1, -1)
+    tensors = [tm.T(x.shape, "float32"), tm.T(x.shape, "uint8", scale=float(scale),
+                                                zero_point=zero_point)]
+    model = tm.build(tensors, [tm.Op("QUANTIZE", [0], [1])], [0], [1])
+    _, artifact = _build(tmp_path, model)
+    assert "intm_quantize_u8(" in artifact.sources.files["model/kernels.c"]
+    quotient = (x / scale).astype(np.float64)
+    rounded = np.sign(quotient) * np.floor(np.abs(quotient) + 0.5)
+    want = np.clip(rounded + zero_point, 0, 255).astype(np.uint8)
+    ours = artifact.run([x]).outputs[0]
+    np.testing.assert_array_equal(ours, want)
+    assert ours.min() == 0 and ours.max() == 255
+    assert ours.reshape(-1)[:6].tolist() == [121, 119, 122, 118, 123, 117]  # +-0.5, 1.5, 2.5
+
+
 HOST_CASES = {
     "depthwise": lambda: tm.conv2d(depthwise=True, cin=8, hw=(9, 7), stride=(2, 2), seed=53),
     "quantize": lambda: tm.quantize((QUANTIZE_INPUTS * np.float32(0.5)).reshape(1, -1),

@@ -108,46 +108,44 @@ static inline int32_t intm_ssat8_asr1(int32_t x) { return intm_ssat8(x >> 1); }
  * round(q) halves away from zero (TfLiteRound, C's roundf), plus the zero point, saturated
  * to int8 (intm_quantize_s8) or uint8 (intm_quantize_u8). NaN gives the zero point.
  *
- * With the FPU: t = trunc(q) (VCVT rounds toward zero and saturates to int32), f = q - t
- * is exact (t is 0 or has q's exponent or the one below: Sterbenz), and trunc(2f) is -1,
- * 0 or 1: exactly the step that rounding away from zero adds to t. Where t saturated,
- * f and the step are large but of q's sign, and the saturating adds (QADD) keep the sum at
- * the int32 bound, which SSAT/USAT then clamps like any large value. So: three VCVTs, a
- * subtraction and a doubling, no compare and no libm call. The portable form clamps q to
- * +-2**24 first (beyond that every result saturates anyway) and takes the same steps in
- * C, so a board without the FPU or the host computes the same bytes. */
+ * u = trunc(2q) is exact (doubling a float is exact) and is one VCVT to fixed point with
+ * one fraction bit, which rounds toward zero and saturates. Rounding q half away from
+ * zero is then floor((u + 1) / 2) for u >= 0 and floor(u / 2) for u < 0 (nested floors:
+ * floor((floor(2q) + 1) / 2) = floor(q + 1/2)), i.e. (u + (u >> 31) + 1) >> 1, and with the
+ * zero point (u + (u >> 31) + 1 + 2 zp) >> 1: the add of a constant saturates (QADD) so a
+ * saturated u stays at the bound, and the halving is the shift of SSAT/USAT. One VCVT and
+ * three integer instructions, no compare, no libm call. The portable form clamps q to
+ * +-2**24 first (beyond that every result saturates anyway) and computes the same bytes. */
 #if defined(__ARM_FP) && defined(__ARM_FEATURE_DSP)
-static inline int32_t intm_round_away_plus(float q, int32_t zero_point) {
-  float t_bits, back, s_bits;
-  int32_t t, step;
-  __asm__("vcvt.s32.f32 %0, %1" : "=t"(t_bits) : "t"(q));
-  __asm__("vcvt.f32.s32 %0, %1" : "=t"(back) : "t"(t_bits));
-  float twice = (q - back) * 2.0f;
-  __asm__("vcvt.s32.f32 %0, %1" : "=t"(s_bits) : "t"(twice));
-  memcpy(&t, &t_bits, 4);
-  memcpy(&step, &s_bits, 4);
-  return __qadd(__qadd(t, step), zero_point);
+static inline int32_t intm_twice_plus(float q, int32_t zero_point) {
+  float u_bits;
+  int32_t u;
+  __asm__("vcvt.s32.f32 %0, %0, #1" : "=t"(u_bits) : "0"(q));
+  memcpy(&u, &u_bits, 4);
+  return __qadd(u + (u >> 31), 1 + 2 * zero_point);
 }
 static inline int32_t intm_quantize_s8(float q, int32_t zero_point) {
-  return __ssat(intm_round_away_plus(q, zero_point), 8);
+  return intm_ssat8_asr1(intm_twice_plus(q, zero_point));
 }
 static inline int32_t intm_quantize_u8(float q, int32_t zero_point) {
-  return (int32_t)__usat(intm_round_away_plus(q, zero_point), 8);
+  int32_t r;
+  __asm__("usat %0, #8, %1, asr #1" : "=r"(r) : "r"(intm_twice_plus(q, zero_point)));
+  return r;
 }
 #else
-static inline int32_t intm_round_away_plus(float q, int32_t zero_point) {
-  if (!(q == q)) return zero_point;
+static inline int32_t intm_twice_plus(float q, int32_t zero_point) {
+  if (!(q == q)) q = 0.0f;
   if (q > 16777216.0f) q = 16777216.0f;
   if (q < -16777216.0f) q = -16777216.0f;
-  int32_t t = (int32_t)q;
-  return t + (int32_t)((q - (float)t) * 2.0f) + zero_point;
+  int32_t u = (int32_t)(q * 2.0f);
+  return u + (u < 0 ? -1 : 0) + 1 + 2 * zero_point;
 }
 static inline int32_t intm_quantize_s8(float q, int32_t zero_point) {
-  int32_t r = intm_round_away_plus(q, zero_point);
+  int32_t r = intm_twice_plus(q, zero_point) >> 1;
   return r > 127 ? 127 : (r < -128 ? -128 : r);
 }
 static inline int32_t intm_quantize_u8(float q, int32_t zero_point) {
-  int32_t r = intm_round_away_plus(q, zero_point);
+  int32_t r = intm_twice_plus(q, zero_point) >> 1;
   return r > 255 ? 255 : (r < 0 ? 0 : r);
 }
 #endif
