@@ -7,7 +7,9 @@ with the compiler), compiled for the DSP board and run on QEMU, then built for t
 ``tflite-micro`` interpreter's bytes. The convolutions over filter rows
 (``transform/conv_rows.py``) are covered where their code paths differ: windows inside the
 image, rows above and below it (zero point folded or not), border columns with segments
-of their own, and images so narrow that every column crosses an edge (tap by tap). Under
+of their own, and images so narrow that every column crosses an edge (tap by tap); the fully
+connected layers where theirs differ: units in eights (``transform/dense_dsp.py``), other
+units, and a single block of outputs whose reduction the tiling splits. Under
 power failures, each case runs with a tiny capacitor: seeded random failures, and one
 failure at each key point of the kernel's first and last tile batch, all ending with the
 uninterrupted outputs.

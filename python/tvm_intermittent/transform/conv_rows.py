@@ -33,12 +33,17 @@ from tvm.script.ir_builder import IRBuilder
 from tvm.script.ir_builder import tirx as T
 
 from .integer_kernels import (KERNEL_ATTRS, _I32, _arg, _bind, _helper, _i32, _local, _loop,
-                              _private, _requant_args, _store_outputs_looped, channel_block)
+                              _private, _requant_args, _store_output, _store_outputs_looped,
+                              channel_block)
 
 #: Runs of at most this many words are unrolled; longer ones loop (code size).
 UNROLL_WORDS = 2
 #: Two output pixels per step inside the image (each unpacked weight word feeds both).
 PAIRS = True
+#: Multiply-accumulates per output from which a block's requantization runs in a loop:
+#: first layers (27 and 40 per output in ResNet-8, VWW and keyword spotting) ran 7-11%
+#: slower with it, the others 1-3% (for 2.5 KB less text in ResNet-8).
+LOOPED_STORE_MACS = 64
 #: Border columns given a branch of their own (constant segments); beyond, tap by tap.
 MAX_EDGE_COLUMNS = 4
 
@@ -109,12 +114,19 @@ def build(*, in_shape, weight, out_shape, strides, padding, dilation, input_zero
                         T.buffer_store(acc[j], b[channels[j]], [0])
 
                 def store(acc, out_x):
-                    """The block's outputs, requantized in a loop (flash, see
-                    ``integer_kernels._store_outputs_looped``)."""
-                    _store_outputs_looped(out, [a[0] for a in acc],
-                                          lambda j: [n, out_y, out_x, cb * block + j],
-                                          lambda j: cb * block + j, requant, tables,
-                                          output_zero_point, clamp, out_dtype)
+                    """The block's outputs: requantized in a loop (flash, see
+                    ``integer_kernels._store_outputs_looped``) where an output has enough
+                    multiply-accumulates to hide the loop, inline otherwise."""
+                    if k_h * run >= LOOPED_STORE_MACS:
+                        _store_outputs_looped(out, [a[0] for a in acc],
+                                              lambda j: [n, out_y, out_x, cb * block + j],
+                                              lambda j: cb * block + j, requant, tables,
+                                              output_zero_point, clamp, out_dtype)
+                        return
+                    for j in range(block):
+                        _store_output(out, [n, out_y, out_x, channels[j]],
+                                      requant.emit(acc[j][0], channels[j], tables, _bind),
+                                      output_zero_point, clamp, out_dtype)
 
                 def one_pixel(out_x, acc):
                     """One output pixel, its border tested row by row."""
