@@ -8,7 +8,8 @@ up to the instructions between the two marks), check the outputs against TFLite 
 print one Markdown table per model. Where the TFLM + CMSIS-NN figures of
 ``bench/tflm_cmsis_nn.json`` name an operator of the same kind and MACs, they stand beside
 ours with the ratio; "limit" is instructions per MAC over the Cortex-M4's 0.5 (one SMLAD,
-two 16-bit MACs), i.e. how far the row is from that bound before loads and requantization.
+two 16-bit MACs), i.e. how far the row is from that bound before loads and requantization;
+a last table sums the rows per operator kind over all the models profiled.
 "NVM read B" and "NVM written B" are the bytes the task's tiles loaded from and stored into
 NVM (the activation arena), counted by the plugin; the commits' own bytes are apart.
 """
@@ -92,6 +93,37 @@ def markdown(report: dict) -> str:
     return "\n".join(lines)
 
 
+def kind_summary(reports: list[dict]) -> str:
+    """One row per operator kind over all profiled models: its MACs and instructions, how
+    far its instructions per MAC stand from the 0.5 limit, and, over the rows that have a
+    TFLM + CMSIS-NN figure, ours against theirs."""
+    kinds: dict = {}
+    for report in reports:
+        for r in report["rows"]:
+            if r["task"] is None:
+                continue
+            k = kinds.setdefault(kind(r["operator"]), {"tasks": 0, "macs": 0, "instr": 0,
+                                                       "ours_matched": 0, "theirs": 0})
+            k["tasks"] += 1
+            k["macs"] += r["macs"]
+            k["instr"] += r["instructions"]
+            if r["tflm_cmsis_nn"]:
+                k["ours_matched"] += r["instructions"]
+                k["theirs"] += r["tflm_cmsis_nn"]
+    lines = ["| operator kind | tasks | MACs | instructions | instr/MAC | x limit "
+             "| matched: ours | TFLM + CMSIS-NN | ours / theirs |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for name, k in sorted(kinds.items(), key=lambda item: -item[1]["instr"]):
+        ipm = k["instr"] / k["macs"] if k["macs"] else None
+        cells = [name, k["tasks"], f"{k['macs']:,}", f"{k['instr']:,}",
+                 f"{ipm:.2f}" if ipm else "-", f"{ipm / SMLAD_LIMIT:.1f}" if ipm else "-",
+                 f"{k['ours_matched']:,}" if k["theirs"] else "",
+                 f"{k['theirs']:,}" if k["theirs"] else "",
+                 f"{k['ours_matched'] / k['theirs']:.2f}" if k["theirs"] else ""]
+        lines.append("| " + " | ".join(str(c) for c in cells) + " |")
+    return "\n".join(lines)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default="kws,resnet8,vww,micro_speech,ad")
@@ -103,6 +135,7 @@ def main() -> int:
         print(f"profiling {name} ...", file=sys.stderr, flush=True)
         reports.append(bench_model(name, figures.get(name, {})))
         print(markdown(reports[-1]) + "\n", flush=True)
+    print("### Per operator kind, all models\n\n" + kind_summary(reports) + "\n", flush=True)
     if args.json:
         Path(args.json).write_text(json.dumps(reports, indent=2) + "\n")
     return 0 if all(r["bit_exact"] for r in reports) else 1

@@ -132,7 +132,8 @@ def emit_model_sources(graph: Graph, plan: MemoryPlan, lowered: dict, name: str,
     files = {
         "model/kernels.h": _kernels_h(header, kernel_protos),
         "model/kernels.c": header + "#include <math.h>\n#include <stdint.h>\n\n"
-        + '#include "intm_kernel_ops.h"\n#include "intm_runtime.h"\n#include "kernels.h"\n\n'
+        + '#include "intm_kernel_ops.h"\n#include "intm_kernel_ops_dw.h"\n#include "intm_runtime.h"\n'
+        + '#include "kernels.h"\n\n'
         + "\n".join(kernel_c),
         "model/weights.h": header + "#ifndef INTM_MODEL_WEIGHTS_H_\n#define INTM_MODEL_WEIGHTS_H_\n"
         "\n#include <stdint.h>\n\n" + "\n".join(weight_decls) + "\n\n#endif\n",

@@ -46,6 +46,7 @@ from tvm.script.ir_builder import IRBuilder
 from tvm.script.ir_builder import tirx as T
 
 from .fixed_point import Requantization
+from .notices import LOGGER
 
 _I32 = "int32"
 #: Already scheduled (dlight leaves it alone) and opaque to FuseOps (nothing is fused into
@@ -188,6 +189,19 @@ def conv2d_nhwc(*, in_shape, weight, bias, strides, padding, dilation, input_zer
     taps = (input_zero_point * per_tap).astype(np.int32)  # [KH, KW, C_OUT]
     constants = [weight, folded] + ([taps] if tap_table else []) + requant.tables()
     macs = batch * out_h * out_w * out_c * k_h * k_w * (1 if depthwise else in_c)
+    if depthwise:
+        from . import depthwise_kernels  # it builds on this module's helpers
+
+        why_not = depthwise_kernels.dsp_applies(
+            in_shape=in_shape, multiplier=depthwise_multiplier, in_dtype=in_dtype)
+        if why_not is None:
+            return depthwise_kernels.depthwise_conv2d_dsp(
+                in_shape=in_shape, weight=weight, folded_bias=folded, strides=strides,
+                padding=padding, dilation=dilation, input_zero_point=input_zero_point,
+                output_zero_point=output_zero_point, requant=requant, clamp=clamp,
+                out_dtype=out_dtype, macs=macs)
+        LOGGER.info("depthwise_conv2d %s: the portable kernel, not the DSP one: %s",
+                    list(in_shape), why_not)
     if not depthwise and not any(padding) and out_h * out_w > 1:
         # Pointwise layers too: two pixels share each unpacked weight word (measured faster
         # than one pixel per step once the kernels are compiled without pre-RA scheduling,
@@ -464,6 +478,12 @@ def quantize(*, shape, scale: float, zero_point: int, ties_to_even: bool, out_dt
 
     Returns the kernel ``(x, out)``; it has no constants.
     """
+    if not ties_to_even and _dsp_available():
+        # TFLite's rounding on a Cortex-M4F: the FPU's conversions (quantize_kernel.py).
+        from .quantize_kernel import quantize_round_away
+
+        return quantize_round_away(shape=shape, scale=scale, zero_point=zero_point,
+                                   out_dtype=out_dtype)
     lo, hi = (-128, 127) if out_dtype == "int8" else (0, 255)
     f32 = "float32"
     with IRBuilder() as builder:

@@ -40,10 +40,10 @@ from tvm.ir.expr import Constant
 from tvm.relax import PyExprMutator, expr_functor
 
 from ..errors import ModelError
-from . import integer_kernels, integer_ops
+from . import elementwise_kernels, integer_kernels, integer_ops, pooling_kernels
 from .fixed_point import Requantization, quantize_multiplier, tflm_logistic_table
 from .integer_softmax import exp_table, softmax_kernel
-from .notices import FLOAT_LOWERING, Notice, report
+from .notices import FLOAT_LOWERING, LOGGER, Notice, report
 from .quantized_patterns import RANGES, PatternReader, QuantizedTensor, op_name, scalar
 
 #: Function attribute naming the rounding of float -> int quantization: "away" or "even".
@@ -298,9 +298,22 @@ class _IntegerRewriter(PyExprMutator):
         params = []
         for _, scale, zero_point, _ in (lhs, rhs):
             params.append((zero_point, *quantize_multiplier(scale / twice_max)))
-        output = (out.zero_point,
-                  *quantize_multiplier(twice_max / ((1 << ADD_LEFT_SHIFT) * out.scale)))
+        output_real = twice_max / ((1 << ADD_LEFT_SHIFT) * out.scale)
+        output = (out.zero_point, *quantize_multiplier(output_real))
         shape = [int(d) for d in call.ty.shape.values]
+        shapes = [[int(d) for d in c.ty.shape.values] for c in call.args]
+        why_not = elementwise_kernels.add_applies(
+            lhs_shape=shapes[0], rhs_shape=shapes[1], out_shape=shape,
+            dtypes=(lhs[3], rhs[3], out.dtype), output_multiplier_shift=output[2],
+            single_rounding=self._single_rounding)
+        if why_not is None:  # the folded kernel (elementwise_kernels.py)
+            func = elementwise_kernels.add_s8(
+                shape, lhs_params=params[0], rhs_params=params[1], left_shift=ADD_LEFT_SHIFT,
+                output_zero_point=out.zero_point, output_real=output_real, clamp=clamp)
+            gvar = self.builder_.add_func(func, "add_s8")
+            return relax.call_tir(gvar, [lhs[0], rhs[0]], relax.TensorType(shape, out.dtype))
+        LOGGER.info("add -> %s%s: the TE kernel, not the folded one: %s", out.dtype, shape,
+                    why_not)
         return self.builder_.call_te(
             integer_ops.add, lhs[0], rhs[0], shape, lhs_params=params[0], rhs_params=params[1],
             output_params=output, left_shift=ADD_LEFT_SHIFT, clamp=clamp, out_dtype=out.dtype,
@@ -432,6 +445,20 @@ class _IntegerRewriter(PyExprMutator):
         attrs = pool.attrs
         if dtype != str(call.attrs.dtype) or bool(attrs.ceil_mode):
             return None
+        geometry = dict(pool=[int(p) for p in attrs.pool_size],
+                        strides=[int(s) for s in attrs.strides])
+        in_shape = [int(d) for d in widen.args[0].ty.shape.values]
+        why_not = pooling_kernels.avg_pool_applies(
+            in_shape=in_shape, padding=[int(p) for p in attrs.padding],
+            layout=str(attrs.layout), dtype=dtype, pool=geometry["pool"])
+        if why_not is None:  # four channels per word (pooling_kernels.py)
+            func = pooling_kernels.avg_pool2d_s8(in_shape=in_shape, clamp=RANGES[dtype],
+                                                 **geometry)
+            gvar = self.builder_.add_func(func, "avg_pool2d_s8")
+            return relax.call_tir(gvar, [self.visit_expr(widen.args[0])],
+                                  relax.TensorType([int(d) for d in call.ty.shape.values],
+                                                   dtype))
+        LOGGER.info("avg_pool2d -> %s: the TE kernel, not the SXTAB16 one: %s", dtype, why_not)
         return self.builder_.call_te(
             integer_ops.avg_pool2d, self.visit_expr(widen.args[0]),
             pool=[int(p) for p in attrs.pool_size], strides=[int(s) for s in attrs.strides],

@@ -1,0 +1,313 @@
+"""The DSP depthwise, ADD, average pooling and float QUANTIZE kernels against TFLite Micro.
+
+Each case is a one-operator TFLite model (``tflite_models.py``, seeded data) compiled for
+the Cortex-M4 board and run on QEMU; the reference is the ``tflite-micro`` interpreter.
+The depthwise cases cover the shape classes the kernel treats differently: stride 1 and 2,
+padded (border split from the interior, zero point added back for padded taps) and
+unpadded, a single interior row (no split), a zero point of 0 (nothing to add back),
+per-channel and per-tensor multipliers, multipliers that shift left (the general
+requantization), and a fused activation's clamp; the ADD cases different, equal (the exact
+1/2 multiplier) and far-apart scales and saturation; the pools a window of 256 values at
+both extremes; QUANTIZE ties of both signs, values just below a half, and saturation.
+The cases the kernels do not serve (channel multiplier 2, channels not in quads, broadcast
+ADD, padded pools) check that they keep the portable kernels. The host build of the same C
+must give the same bytes, and so must runs with power failures inside each kernel."""
+
+import numpy as np
+import pytest
+
+import tvm_intermittent as ti
+from tvm_intermittent import reference, sim
+from tvm_intermittent.sim import campaign
+
+import tflite_models as tm
+
+pytestmark = pytest.mark.qemu
+
+DSP_MARK = "intm_smlabb("
+
+DEPTHWISE = {
+    "stride1_same": lambda: tm.conv2d(depthwise=True, cin=8, hw=(9, 7), seed=41),
+    "stride2_same": lambda: tm.conv2d(depthwise=True, cin=12, hw=(9, 8), stride=(2, 2),
+                                      seed=42),
+    "stride2_valid": lambda: tm.conv2d(depthwise=True, cin=16, hw=(8, 7), stride=(2, 2),
+                                       padding=tm.VALID, seed=43),
+    "valid_relu6": lambda: tm.conv2d(depthwise=True, cin=8, hw=(6, 6), padding=tm.VALID,
+                                     activation=tm.RELU6, out_scale=0.02, seed=44),
+    "one_interior_row": lambda: tm.conv2d(depthwise=True, cin=8, hw=(3, 3), seed=45),
+    "zero_point_0_dilated": lambda: tm.conv2d(depthwise=True, cin=8, hw=(9, 9), in_zp=0,
+                                              dilation=(2, 2), seed=46),
+    "zero_point_min_relu": lambda: tm.conv2d(depthwise=True, cin=4, hw=(5, 6), in_zp=-128,
+                                             out_zp=-128, activation=tm.RELU, seed=47),
+    "per_tensor": lambda: tm.conv2d(depthwise=True, cin=8, hw=(7, 7), w_scales=[0.01] * 8,
+                                    seed=48),
+    "left_shifts": lambda: tm.conv2d(depthwise=True, cin=8, out_scale=0.05, seed=49,
+                                     w_scales=[1e-12, 1e-7, 0.01, 0.5, 3.0, 80.0, 0.02, 1.0]),
+}
+#: Served by the portable kernel of integer_kernels.py (and still bit-exact).
+PORTABLE = {
+    "multiplier2": lambda: tm.conv2d(depthwise=True, cin=4, multiplier=2, stride=(2, 2),
+                                     seed=50),
+    "channels_not_quads": lambda: tm.conv2d(depthwise=True, cin=6, seed=51),
+}
+
+
+SHAPE = (1, 6, 7, 8)
+ADD = {
+    "different_scales": lambda: tm.add(lhs_shape=SHAPE, rhs_shape=SHAPE, lhs=(0.05, -7),
+                                       rhs=(0.2, 12), out=(0.1, -3), seed=60),
+    # Equal scales: both real multipliers are exactly 1/2, the kernel's shortcut.
+    "equal_scales_relu": lambda: tm.add(lhs_shape=SHAPE, rhs_shape=SHAPE, lhs=(0.1, 5),
+                                        rhs=(0.1, -20), out=(0.15, -128),
+                                        activation=tm.RELU, seed=61),
+    # Scales 400x apart: the smaller input's multiplier shifts right by 9.
+    "scales_far_apart": lambda: tm.add(lhs_shape=SHAPE, rhs_shape=SHAPE, lhs=(1e-3, -128),
+                                       rhs=(0.4, 100), out=(0.2, -10), seed=65),
+    "saturating": lambda: tm.add(lhs_shape=SHAPE, rhs_shape=SHAPE, lhs=(0.02, 0),
+                                 rhs=(0.03, 3), out=(0.004, 0), seed=62),
+}
+#: Kept on the TE definition (integer_ops.add): broadcasting, an output multiplier >= 1/2.
+ADD_TE = {
+    "broadcast": lambda: tm.add(seed=63),
+    # Output multiplier 0.4 / (2**20 * 5.1e-7), about 0.75: no right shift (TFLM refuses
+    # multipliers of 1 and more).
+    "output_multiplier_above_half": lambda: tm.add(lhs_shape=SHAPE, rhs_shape=SHAPE,
+                                                   lhs=(0.05, -7), rhs=(0.2, 12),
+                                                   out=(5.1e-7, 0), seed=64),
+}
+ADD_MARK = "intm_ssat8_asr1("
+
+AVG = "AVERAGE_POOL_2D"
+POOL = {
+    "valid_3x3_stride2": lambda: tm.pool(AVG, hw=(9, 9), channels=8, padding=tm.VALID,
+                                         seed=70),
+    "valid_relu": lambda: tm.pool(AVG, hw=(6, 8), channels=12, size=(2, 2),
+                                  padding=tm.VALID, activation=tm.RELU, seed=71),
+    # 256 values per window, the most a 16-bit half sums; all at the extremes below.
+    "global_256": lambda: tm.pool(AVG, hw=(16, 16), channels=8, size=(16, 16), stride=(1, 1),
+                                  padding=tm.VALID, seed=72),
+}
+#: Kept on the TE definition: padded (window sizes vary), windows over 256 values.
+POOL_TE = {
+    "same_padded": lambda: tm.pool(AVG, channels=8, seed=73),
+    "global_272": lambda: tm.pool(AVG, hw=(17, 16), channels=8, size=(17, 16), stride=(1, 1),
+                                  padding=tm.VALID, seed=74),
+}
+POOL_MARK = "intm_sxtab16("
+
+
+def _build(tmp_path, model, target="intermittent/qemu-an386", **kwargs):
+    path = tmp_path / "op.tflite"
+    path.write_bytes(model)
+    return path, ti.build(path, target, name="op", **kwargs)
+
+
+def _tflm(path, inputs):
+    return reference.run_tflite_micro(path, inputs)
+
+
+def _assert_equal(got, want):
+    for g, w in zip(got, want):
+        np.testing.assert_array_equal(g, w)
+
+
+@pytest.mark.parametrize("case", sorted(DEPTHWISE))
+def test_dsp_depthwise_equals_tflite_micro(tmp_path, case):
+    model, inputs = DEPTHWISE[case]()
+    path, artifact = _build(tmp_path, model)
+    kernels = artifact.sources.files["model/kernels.c"]
+    assert DSP_MARK in kernels, "the DSP depthwise kernel was not chosen"
+    assert "float" not in kernels and "double" not in kernels
+    ours = artifact.run(inputs).outputs
+    _assert_equal(ours, _tflm(path, inputs))
+    assert len(np.unique(ours[0])) > 8, "a nearly constant output would test little"
+
+
+@pytest.mark.parametrize("case", sorted(PORTABLE))
+def test_other_depthwise_keep_the_portable_kernel(tmp_path, case):
+    model, inputs = PORTABLE[case]()
+    path, artifact = _build(tmp_path, model)
+    assert DSP_MARK not in artifact.sources.files["model/kernels.c"]
+    _assert_equal(artifact.run(inputs).outputs, _tflm(path, inputs))
+
+
+def test_dsp_depthwise_is_faster_than_the_portable_kernel(tmp_path, monkeypatch):
+    """The same layer with the DSP kernel and, with the board's DSP extension hidden from
+    the kernel choice, the portable one: the same bytes in fewer instructions."""
+    from tvm_intermittent.transform import depthwise_kernels
+
+    model, inputs = tm.conv2d(depthwise=True, cin=32, hw=(10, 10), seed=52)
+    path, dsp = _build(tmp_path, model)
+    fast = dsp.run(inputs)
+    monkeypatch.setattr(depthwise_kernels, "_dsp_available", lambda: False)
+    portable_dir = tmp_path / "portable"
+    portable_dir.mkdir()
+    _, portable = _build(portable_dir, model)
+    assert DSP_MARK not in portable.sources.files["model/kernels.c"]
+    slow = portable.run(inputs)
+    _assert_equal(fast.outputs, _tflm(path, inputs))
+    _assert_equal(slow.outputs, fast.outputs)
+    assert fast.instructions_total < 0.85 * slow.instructions_total
+
+
+@pytest.mark.parametrize("case", sorted(ADD))
+def test_folded_add_equals_tflite_micro(tmp_path, case):
+    model, inputs = ADD[case]()
+    path, artifact = _build(tmp_path, model)
+    kernels = artifact.sources.files["model/kernels.c"]
+    assert ADD_MARK in kernels and "float" not in kernels
+    ours = artifact.run(inputs).outputs
+    _assert_equal(ours, _tflm(path, inputs))
+    assert len(np.unique(ours[0])) > 8
+    if case == "saturating":
+        assert ours[0].min() == -128 and ours[0].max() == 127
+
+
+@pytest.mark.parametrize("case", sorted(ADD_TE))
+def test_other_adds_keep_the_te_kernel(tmp_path, case):
+    model, inputs = ADD_TE[case]()
+    path, artifact = _build(tmp_path, model)
+    assert ADD_MARK not in artifact.sources.files["model/kernels.c"]
+    _assert_equal(artifact.run(inputs).outputs, _tflm(path, inputs))
+
+
+@pytest.mark.parametrize("case", sorted(POOL))
+def test_sxtab16_average_pool_equals_tflite_micro(tmp_path, case):
+    model, inputs = POOL[case]()
+    path, artifact = _build(tmp_path, model)
+    kernels = artifact.sources.files["model/kernels.c"]
+    assert POOL_MARK in kernels and "float" not in kernels
+    _assert_equal(artifact.run(inputs).outputs, _tflm(path, inputs))
+    if case == "global_256":  # the 16-bit sums at both ends: every value -128, then 127
+        for value in (-128, 127):
+            extreme = [np.full_like(inputs[0], value)]
+            _assert_equal(artifact.run(extreme).outputs, _tflm(path, extreme))
+
+
+@pytest.mark.parametrize("case", sorted(POOL_TE))
+def test_other_average_pools_keep_the_te_kernel(tmp_path, case):
+    model, inputs = POOL_TE[case]()
+    path, artifact = _build(tmp_path, model)
+    assert POOL_MARK not in artifact.sources.files["model/kernels.c"]
+    _assert_equal(artifact.run(inputs).outputs, _tflm(path, inputs))
+
+
+#: Quotients x / scale at halves (both signs), just below a half (where adding 0.5 in
+#: float would round up), at zero, beyond int8 (saturation) and far beyond.
+QUANTIZE_INPUTS = np.array(
+    [0.5, -0.5, 1.5, -1.5, 2.5, -2.5, 0.49999997, -0.49999997, 1.4999999, -1.4999999,
+     0.0, -0.0, 3.25, -3.75, 127.5, -128.5, 130.0, -140.0, 1e6, -1e6, 8388607.5, 16777216.0,
+     200.49, -200.51], np.float32)
+
+
+@pytest.mark.parametrize("scale,zero_point,shape", [
+    (1.0, 0, (1, -1)), (0.5, -3, (1, -1)), (0.1, 10, (1, -1)),
+    (1.0, 0, (1, 2, 4, 3))])  # an image's last axis of 3: unrolled
+def test_quantize_rounds_and_saturates_as_tflite_micro(tmp_path, scale, zero_point, shape):
+    x = (QUANTIZE_INPUTS * np.float32(scale)).reshape(shape)
+    model, inputs = tm.quantize(x, scale=scale, zero_point=zero_point)
+    path, artifact = _build(tmp_path, model)
+    assert "intm_quantize_s8(" in artifact.sources.files["model/kernels.c"]
+    ours = artifact.run(inputs).outputs
+    want = _tflm(path, inputs)
+    _assert_equal(ours, want)
+    out = ours[0].reshape(-1)
+    assert out.min() == -128 and out.max() == 127  # saturation was exercised
+    if scale == 1.0:  # halves away from zero, and 0.49999997 stays 0
+        assert out[:8].tolist() == [1, -1, 2, -2, 3, -3, 0, 0]
+
+
+def test_quantize_to_uint8_as_numpy_rounds(tmp_path):
+    """The uint8 form (USAT), which TFLite Micro does not run (its QUANTIZE of float
+    input has no uint8 output): against numpy, the float32 quotient rounded half away
+    from zero in float64 (exact), plus the zero point, clamped."""
+    scale, zero_point = np.float32(0.5), 120
+    x = (QUANTIZE_INPUTS * scale).reshape(1, -1)
+    tensors = [tm.T(x.shape, "float32"), tm.T(x.shape, "uint8", scale=float(scale),
+                                                zero_point=zero_point)]
+    model = tm.build(tensors, [tm.Op("QUANTIZE", [0], [1])], [0], [1])
+    _, artifact = _build(tmp_path, model)
+    assert "intm_quantize_u8(" in artifact.sources.files["model/kernels.c"]
+    quotient = (x / scale).astype(np.float64)
+    rounded = np.sign(quotient) * np.floor(np.abs(quotient) + 0.5)
+    want = np.clip(rounded + zero_point, 0, 255).astype(np.uint8)
+    ours = artifact.run([x]).outputs[0]
+    np.testing.assert_array_equal(ours, want)
+    assert ours.min() == 0 and ours.max() == 255
+    assert ours.reshape(-1)[:6].tolist() == [121, 119, 122, 118, 123, 117]  # +-0.5, 1.5, 2.5
+
+
+HOST_CASES = {
+    "depthwise": lambda: tm.conv2d(depthwise=True, cin=8, hw=(9, 7), stride=(2, 2), seed=53),
+    "quantize": lambda: tm.quantize((QUANTIZE_INPUTS * np.float32(0.5)).reshape(1, -1),
+                                    scale=0.5, zero_point=-3),
+    "add": ADD["different_scales"],
+    "average_pool": POOL["valid_3x3_stride2"],
+}
+
+
+@pytest.mark.parametrize("case", sorted(HOST_CASES))
+def test_host_build_computes_the_same_bytes(tmp_path, case):
+    """The portable forms of the helpers (the host has neither the DSP extension nor the
+    M4's FPU conversions) give what the QEMU build gives, and TFLM."""
+    model, inputs = HOST_CASES[case]()
+    path, artifact = _build(tmp_path, model)
+    project = artifact.export(tmp_path / "p")
+    qemu = sim.run(project, inputs, kind="qemu").outputs
+    _assert_equal(sim.run(project, inputs, kind="host").outputs, qemu)
+    _assert_equal(qemu, _tflm(path, inputs))
+
+
+#: ``(model, kernel name, marker in kernels.c)`` per kernel, for the power-failure test.
+FAILURE_CASES = {
+    "depthwise": (lambda: tm.conv2d(depthwise=True, cin=16, hw=(12, 10), seed=54),
+                  "depthwise", DSP_MARK),
+    "add": (lambda: tm.add(lhs_shape=(1, 8, 10, 8), rhs_shape=(1, 8, 10, 8), seed=55),
+            "add", ADD_MARK),
+    "average_pool": (lambda: tm.pool(AVG, hw=(16, 16), channels=16, size=(4, 4),
+                                     stride=(2, 2), padding=tm.VALID, seed=56),
+                     "avg_pool", POOL_MARK),
+    "quantize": (lambda: tm.quantize(np.linspace(-70, 70, 960, dtype=np.float32)
+                                     .reshape(1, 16, 20, 3), scale=0.5, zero_point=-3),
+                 "quantize", "intm_quantize_s8("),
+}
+
+
+@pytest.mark.parametrize("case", sorted(FAILURE_CASES))
+def test_kernels_under_power_failures(tmp_path, case):
+    """Built for a 3 uF capacitor on msp430fr5994 (a Cortex-M4 profile with the DSP
+    extension): one failure at points spread over the kernel's first and last tile batches
+    (kernel code and commit stores), then seeded random failures over the whole
+    inference; every run ends with TFLM's bytes and keeps its committed progress."""
+    make, kernel, mark = FAILURE_CASES[case]
+    model, inputs = make()
+    path, artifact = _build(tmp_path, model, "intermittent/msp430fr5994", capacitor_f=3e-6)
+    assert mark in artifact.sources.files["model/kernels.c"]
+    project = artifact.export(tmp_path / "p")
+    continuous = sim.run(project, inputs)
+    reference_out = _tflm(path, inputs)
+    _assert_equal(continuous.outputs, reference_out)
+    windows = campaign.phase_windows(continuous, campaign.task_table(artifact.manifest()))
+    batches = [w for w in windows if w.phase == "batch" and kernel in w.kernel]
+    assert batches, f"no tile batch of {kernel}"
+    baseline = campaign.Baseline(continuous, reference_out, artifact.power_cycle_budget)
+
+    def spread(window):
+        return sorted(set(np.linspace(window.start, window.stop - 1, 8).astype(int).tolist()))
+
+    swept = campaign.exhaustive_campaign(project, inputs, reference_out, batches,
+                                         baseline=baseline, points=spread)
+    assert swept.ok, swept.to_dict()
+    assert swept.failures == swept.runs >= 6 * len(batches)
+    for window, row in zip(batches, swept.details["by_window"]):
+        points = {k for start, stop in row["swept"] for k in range(start, stop)}
+        assert points and all(window.start <= k < window.stop for k in points)
+
+    floor = campaign.progress_floor(windows)
+    longest = min(artifact.power_cycle_budget, continuous.instructions_total - 1)
+    random = campaign.random_campaign(project, inputs, reference_out, min_instructions=floor,
+                                      max_instructions=max(floor, longest), min_failures=12,
+                                      baseline=baseline)
+    assert random.ok, random.to_dict()
+    assert random.failures >= 12
+    assert all(f >= 1 for f in random.details["failures_per_run"])
