@@ -10,7 +10,7 @@ The pieces, one job each:
 * :mod:`.describe`: what a cost model knows of a candidate;
 * :mod:`.analytic_model`: the analytic cost model; :func:`cost_model_for` chooses one;
 * :mod:`.measure`: the artifact of a built candidate and its measurement on QEMU;
-* :mod:`.builder`: MetaSchedule's builder and runner for candidates (local workers);
+* :mod:`.local`: MetaSchedule's builder and runner for candidates (local workers);
 * :mod:`.log`: the tuning log, a MetaSchedule JSON database and its measurement sidecar;
 * :mod:`.search`: the tuning loop; :mod:`.apply`: a log applied to a build.
 
