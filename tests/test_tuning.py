@@ -152,6 +152,18 @@ def test_tuning_measures_and_logs_each_candidate(tuned):
 
 
 @pytest.mark.qemu
+def test_the_learned_cost_model_learns_from_each_measured_candidate(conv_model, tmp_path):
+    """In a real tuning run MetaSchedule hands the cost model run times only; the learned
+    model must still see each candidate's per-task counts (from the builder's artifacts)."""
+    tuner = search.Tuner(conv_model[0], board=BOARD, log=tmp_path / "log", workers=2,
+                         cost_model="xgb")
+    result = tuner.run(2)
+    assert result.measured == 2 and result.failed == 0
+    assert len(tuner.cost.samples) == 2
+    assert {sample.kernel for sample in tuner.cost.samples} == {"conv2d_s8"}
+
+
+@pytest.mark.qemu
 def test_the_log_round_trip_applies_the_best_record(tuned, conv_model):
     """compile --tuning-log: the applied plan is that of the record measured fastest."""
     log, result = tuned

@@ -47,7 +47,7 @@ def default_cost_model() -> str:
     return "xgb" if learned_model_available() else "analytic"
 
 
-def cost_model_for(kind: str | None, board, environment, *, model=None):
+def cost_model_for(kind: str | None, board, environment, *, model=None, artifacts=None):
     """The cost model that ranks candidates for ``board`` under ``environment``.
 
     Parameters
@@ -59,6 +59,10 @@ def cost_model_for(kind: str | None, board, environment, *, model=None):
         (:func:`.objective.environment` resolves a name.)
     model : ModelTasks
         The model being tuned.
+    artifacts : path-like, optional
+        The builder's root directory: the learned model reads each measured candidate's
+        per-task counts there when MetaSchedule calls ``update`` (run times alone say too
+        little of a tile).
 
     Raises
     ------
@@ -78,7 +82,8 @@ def cost_model_for(kind: str | None, board, environment, *, model=None):
                              "--cost-model analytic")
         from .cost_model import make_cost_model  # pylint: disable=import-outside-toplevel
 
-        return make_cost_model(board, environment, model=model, describe=describe)
+        return make_cost_model(board, environment, model=model, describe=describe,
+                               artifacts=artifacts)
     raise InputError(f"unknown cost model {kind!r}; known: {', '.join(COST_MODELS)}")
 
 

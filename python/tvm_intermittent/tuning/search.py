@@ -204,12 +204,13 @@ class Tuner:
         self.model = ModelTasks.of(self.prepared)
         self.inputs = (list(inputs) if inputs is not None
                        else seeded_inputs(self.model.manifest["inputs"]))
-        self.cost_kind = cost_model or default_cost_model()
-        self.cost = cost_model_for(self.cost_kind, self.board, self.env, model=self.model)
-        self.analytic = (self.cost if isinstance(self.cost, AnalyticModel)
-                         else AnalyticModel(self.board, self.env, self.model))
         self._tmp = tempfile.TemporaryDirectory(prefix="intm-tune-")
         self.workdir = Path(workdir) if workdir is not None else Path(self._tmp.name)
+        self.cost_kind = cost_model or default_cost_model()
+        self.cost = cost_model_for(self.cost_kind, self.board, self.env, model=self.model,
+                                   artifacts=self.workdir)
+        self.analytic = (self.cost if isinstance(self.cost, AnalyticModel)
+                         else AnalyticModel(self.board, self.env, self.model))
         self.builder = CandidateBuilder(self.model, self.board, self.env, self.inputs,
                                         self.workdir)
         self.runner = runner if runner is not None else QemuRunner(workers)
