@@ -129,6 +129,14 @@ def _tflite_cases() -> dict:
         "conv7x9_c1_s2_z0": _conv(hw=(28, 34), cin=1, cout=12, kernel=(7, 9), stride=(2, 2),
                                   in_zp=0),
         "conv10x6_c1_z0": _conv(hw=(22, 18), cin=1, cout=4, kernel=(10, 6), in_zp=0),
+        # Rows of eight bytes (two words, unrolled) over eight output channels with zero
+        # point 0: the row kernel's one-sided border rows in the nest of two pixels by a
+        # block of four channels (eight accumulators), which no model above has.
+        "conv10x8_c1_s2_z0": _conv(hw=(41, 36), cin=1, cout=8, kernel=(10, 8), stride=(2, 2),
+                                   in_zp=0),
+        "conv9x8_c1_s2_z0": _conv(hw=(45, 32), cin=1, cout=8, kernel=(9, 8), stride=(2, 2),
+                                  in_zp=0),
+        "conv10x8_c1_s2": _conv(hw=(41, 36), cin=1, cout=8, kernel=(10, 8), stride=(2, 2)),
         "conv5x5_c6_s2": _conv(hw=(14, 14), cin=6, cout=4, kernel=(5, 5), stride=(2, 2)),
         "dwconv3x3_c8": _conv(hw=(9, 7), cin=8, depthwise=True),
         "dwconv3x3_c16_s2": _conv(hw=(10, 10), cin=16, depthwise=True, stride=(2, 2)),

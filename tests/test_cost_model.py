@@ -281,8 +281,8 @@ def test_calibrate_script_runs_its_quick_subset(tmp_path):
 
 
 #: Tolerances of the zoo check (docs/cost_model.md gives the measured errors): every task,
-#: and the model's total. micro_speech's first convolution (10x8 taps, one input channel)
-#: is the model's outlier, under-predicted by about 11 %.
+#: and the model's total (measured on 2026-12-01: kws +0.7 %, ad -0.7 %, micro_speech
+#: -2.5 %, whose first convolution, the row kernel over 10x8 taps of one channel, is -3 %).
 TASK_TOLERANCE = 0.35
 MODEL_TOLERANCE = {"kws": 0.015, "ad": 0.025, "micro_speech": 0.05}
 
@@ -361,16 +361,17 @@ def test_a_cost_that_is_estimated_says_why(tmp_path):
 
 def _single_channel_conv(in_zp):
     """One input channel under a 9x8 window, stride 2, padded: a shape no calibration model
-    has (they have 8x10, 12x8, 7x9 and 10x6). With input zero point 0 a padded tap adds
-    nothing, so each border tap's accumulation is guarded by an ``if`` without ``else``."""
+    has (they have 8x10, 12x8, 7x9, 10x6, 10x8 and 9x8 at other sizes). With input zero
+    point 0 a padded tap adds nothing, so the border's accumulation is guarded by an ``if``
+    without ``else``."""
     return tm.conv2d(hw=(30, 26), cin=1, cout=8, kernel=(9, 8), stride=(2, 2), in_zp=in_zp)
 
 
-def _conv_manifest(tmp_path, in_zp, name):
+def _conv_manifest(tmp_path, in_zp, name, board="qemu-an386"):
     model, inputs = _single_channel_conv(in_zp)
     path = tmp_path / f"{name}.tflite"
     path.write_bytes(model)
-    project = ti.build(path, "intermittent/qemu-an386", name=name).export(tmp_path / name)
+    project = ti.build(path, f"intermittent/{board}", name=name).export(tmp_path / name)
     return project, json.loads((project / "model.json").read_text()), inputs
 
 
@@ -379,10 +380,16 @@ ONE_SIDED = ("load_reg_cond", "store_reg_cond")
 
 def test_one_sided_border_taps_are_counted_apart(tmp_path):
     """Accumulators updated only where a tap is inside the input are their own kind; a
-    border that adds the zero point on the other side (an ``else``) is not one-sided."""
-    _, one_sided, _ = _conv_manifest(tmp_path, 0, "zp0")
-    _, two_sided, _ = _conv_manifest(tmp_path, -3, "zp3")
+    border that adds the zero point on the other side (an ``else``) is not one-sided.
+
+    On a board without DSP (``msp430-sim``) the convolution is the portable kernel of
+    :mod:`~tvm_intermittent.transform.integer_kernels`, which tests every tap of a border
+    window: each of the four accumulators of a channel block is read and written once per
+    tap that holds, so the one-sided loads and stores are equally many."""
+    _, one_sided, _ = _conv_manifest(tmp_path, 0, "zp0", board="msp430-sim")
+    _, two_sided, _ = _conv_manifest(tmp_path, -3, "zp3", board="msp430-sim")
     [conv] = one_sided["tasks"]
+    assert not conv["cost"]["features"].get("call:intm_smlad")  # the portable path
     assert conv["cost"]["features"]["load_reg_cond"] > 0
     assert conv["cost"]["features"]["store_reg_cond"] == conv["cost"]["features"][
         "load_reg_cond"]
@@ -392,17 +399,23 @@ def test_one_sided_border_taps_are_counted_apart(tmp_path):
 
 @pytest.mark.qemu
 def test_single_channel_large_kernel_conv_against_qemu(tmp_path):
-    """Out of sample, against QEMU: the convolution's instructions within 10 % (the
-    calibration's own residuals for this class of nest reach 8 to 10 %; this shape measured
-    -7.7 % on 2026-12-01), and without the one-sided accumulators' own cost (charged as
-    plain register accesses) more than 15 % low (-24 %), so the construct is what makes the
-    prediction hold."""
+    """Out of sample, against QEMU, on a DSP board (``qemu-an386``): the 9x8 window over
+    one channel is the row kernel of :mod:`~tvm_intermittent.transform.conv_rows` (SMLAD
+    over each filter row's two words), whose border rows are one-sided with input zero
+    point 0 (a row inside the image accumulates under an ``if`` without ``else``; a row
+    above or below it adds nothing). Its instructions within 6 % (measured +3.3 % on
+    2026-12-01), and the one-sided accumulators' own cost moves the prediction by more
+    than 4 % of the measurement towards it (without it, charged as plain register
+    accesses: +8.6 %), so the construct is what makes the prediction hold."""
     project, manifest, inputs = _conv_manifest(tmp_path, 0, "conv9x8")
     runtime = costs.RuntimeCosts.from_dict(manifest["runtime_costs"])
     [cost] = costs.task_costs(manifest)
+    features = manifest["tasks"][0]["cost"]["features"]
+    assert features.get("call:intm_smlad") and features["load_reg_cond"] > 0
     measured = profile(project, inputs).rows[1].instructions
     predicted = cost.work(runtime).instructions
-    assert abs(predicted / measured - 1) < 0.10, (predicted, measured)
+    error = predicted / measured - 1
+    assert abs(error) < 0.06, (predicted, measured)
 
     task = manifest["tasks"][0]
     model = costs.kernel_model()
@@ -413,4 +426,4 @@ def test_single_channel_large_kernel_conv_against_qemu(tmp_path):
         plain = kind.replace("_cond", "")
         counts[plain] = counts.get(plain, 0.0) + counts.pop(kind)
     without = model.instructions(costs.Features(counts), family)
-    assert (predicted - (with_kind - without)) / measured - 1 < -0.15
+    assert abs((predicted - (with_kind - without)) / measured - 1) > abs(error) + 0.04
