@@ -134,7 +134,7 @@ def test_scratch_carried_from_tile_to_tile_is_refused():
     plan = _plan(_scratch_carried, "prefix")
     assert plan.depth == 0 and "kernel prefix: scratch acc[0]" in plan.retiled
     with pytest.raises(IdempotenceError, match=r"kernel prefix: scratch acc.*no coarser"):
-        _plan(_scratch_carried, "prefix", budget=500)  # as above: elements fit, the whole not
+        _plan(_scratch_carried, "prefix", budget=600)  # elements fit, the whole not
 
 
 def test_an_index_the_check_cannot_evaluate_is_refused_not_trusted():

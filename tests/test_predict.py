@@ -196,7 +196,7 @@ def test_prediction_matches_qemu_under_a_capacitor(kws, capacitor):
     measured = sim.measure_intermittent(project, inputs, schedule, board=board)
     failure_run = measured.failure_run
     assert measured.finished and measured.outputs_match
-    assert measured.failures >= 8  # failures happened ...
+    assert measured.failures >= 5  # failures happened ...
     prediction = predict(manifest, board, schedule, costs=costs)
     assert prediction.finished and prediction.schedulable
     assert prediction.boots == pytest.approx(measured.boots, rel=0.01)

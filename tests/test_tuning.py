@@ -58,16 +58,16 @@ def test_a_trace_is_the_candidate(model_tasks):
     """The knobs survive a trip through the trace's JSON (what the database stores), and a
     split makes tiles of f iterations of the loop at the boundary."""
     task = model_tasks.tasks[0]
-    assert task.extents == [16, 16, 4] and task.usable == 3
+    assert task.extents == [16, 8, 4] and task.usable == 3  # out_y, pixel pairs, channels
     knobs = Knobs(depth=1, split=4, tiles_per_commit=2)
     sch = schedule_for(task, knobs)
     replayed = tvm.s_tir.Schedule(task.mod)
     tvm.s_tir.schedule.Trace.apply_json_to_schedule(sch.trace.as_json(), replayed)
     assert knobs_of(replayed) == knobs
     plan = plan_of(knobs, task.func, task.kernel, usable=task.usable)
-    assert (plan.depth, plan.extent, plan.tiles_per_commit) == (2, 16 * 4, 2)
+    assert (plan.depth, plan.extent, plan.tiles_per_commit) == (2, 16 * 2, 2)
     chain = loop_chain(tiled_func(task.func, knobs))
-    assert [int(loop.extent) for loop in chain[:2]] == [16, 4]  # out_y, then out_x by 4
+    assert [int(loop.extent) for loop in chain[:2]] == [16, 2]  # out_y, then pairs by 4
     assert Knobs.from_dict(knobs.to_dict()) == knobs
 
 
@@ -225,7 +225,7 @@ def test_a_tuned_build_under_random_failures_gives_the_reference_outputs(conv_mo
     candidate = check_candidate(task, knobs, board, environment("board"))
     artifact = builder.assemble(model_tasks.prepared, {task.kernel: (candidate.func,
                                                                       candidate.plan)})
-    assert artifact.tiles[task.kernel].extent == 64
+    assert artifact.tiles[task.kernel].extent == 16 * 2  # 8 pixel pairs by 4
     reference = run_tflite_micro(path.read_bytes(), inputs)
     untuned = model_tasks.artifact.run(inputs)
     np.testing.assert_array_equal(untuned.outputs[0], reference[0])
