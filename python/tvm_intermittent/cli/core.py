@@ -20,6 +20,7 @@ from ..board import DEFAULT_BOARD, list_boards, load_board
 from ..errors import ExitStatus, InputError, IntermittentError
 from .environment import Environment
 from .run_options import check_project_board, check_run_options
+from ..sim.tensors import seeded_inputs
 from .tensor_files import check_output_path, load_inputs, save_outputs
 
 #: CMSIS-NN s8 kernels on this QEMU board (-O2, cortex-m4, DSP on), MLPerf Tiny KWS:
@@ -343,17 +344,7 @@ def _inputs(args, specs: list[dict], env: Environment) -> list[np.ndarray]:
     if args.input is not None:
         return load_inputs(args.input, specs)
     env.log("no --input given: using a seeded random input (numpy seed 0)")
-    rng = np.random.default_rng(0)
-    arrays = []
-    for spec in specs:
-        dtype = np.dtype(spec["dtype"])
-        if np.issubdtype(dtype, np.integer):
-            info = np.iinfo(dtype)
-            arrays.append(rng.integers(info.min, info.max, spec["shape"], endpoint=True,
-                                       dtype=dtype))
-        else:
-            arrays.append(rng.standard_normal(spec["shape"]).astype(dtype))
-    return arrays
+    return seeded_inputs(specs)
 
 
 def reference_outputs(project: Path, manifest: dict, inputs):

@@ -37,28 +37,12 @@ from .local import CandidateBuilder, QemuRunner
 from .log import TuningLog, model_key, workload_key
 from .measure import MEASURED_FILE, PROJECT_DIR, measure_artifact, write_measure_spec
 from .objective import environment, predicted_seconds
+from ..sim.tensors import seeded_inputs
 from .space import candidates, schedule_for
 from .workload import ModelTasks
 
 #: The latency MetaSchedule records for a candidate whose measurement failed.
 FAILED_SECONDS = 1e10
-
-
-def seeded_inputs(specs: list[dict], seed: int = 0) -> list[np.ndarray]:
-    """The inference every candidate is measured on: numpy seed ``seed``, integers over the
-    whole range of their dtype, floats standard normal (the rule of ``run`` without
-    ``--input``)."""
-    rng = np.random.default_rng(seed)
-    out = []
-    for spec in specs:
-        dtype = np.dtype(spec["dtype"])
-        if np.issubdtype(dtype, np.integer):
-            info = np.iinfo(dtype)
-            out.append(rng.integers(info.min, info.max, spec["shape"], endpoint=True,
-                                    dtype=dtype))
-        else:
-            out.append(rng.standard_normal(spec["shape"]).astype(dtype))
-    return out
 
 
 def tune_context(mod, target, task_name: str):
@@ -438,5 +422,5 @@ def tune(model, *, board, trials: int, log, power_env=None, capacitor=None, work
     return tuner.run(trials, progress)
 
 
-__all__ = ["FAILED_SECONDS", "OperatorRow", "TuneResult", "Tuner", "seeded_inputs", "tune",
+__all__ = ["FAILED_SECONDS", "OperatorRow", "TuneResult", "Tuner", "tune",
            "tune_context"]
