@@ -81,10 +81,15 @@ class CandidateBuilder(ms.builder.PyBuilder):
 
 
 @derived_object
-class _Future(ms.runner.PyRunnerFuture):
-    def __init__(self, future):
+class MeasurementFuture(ms.runner.PyRunnerFuture):
+    """One measurement in flight, on a local QEMU worker or a remote server: its result is
+    the measured latency, or the error as this candidate's (as MetaSchedule's LocalRunner
+    reports a worker's), and the tuning goes on."""
+
+    def __init__(self, future, runner: str = ""):
         super().__init__()
         self.future = future
+        self.prefix = f"{runner}: " if runner else ""
 
     def done(self) -> bool:
         return self.future.done()
@@ -93,8 +98,11 @@ class _Future(ms.runner.PyRunnerFuture):
         try:
             measured = self.future.result()
         except IntermittentError as err:
-            return ms.runner.RunnerResult(None, str(err))
-        return ms.runner.RunnerResult(measured["run_secs"], None)
+            return ms.runner.RunnerResult(None, f"{self.prefix}{err}")
+        except (RuntimeError, OSError, ValueError) as err:
+            # A connection that broke, or a reply that is no measurement.
+            return ms.runner.RunnerResult(None, f"{self.prefix}{type(err).__name__}: {err}")
+        return ms.runner.RunnerResult([float(s) for s in measured["run_secs"]], None)
 
 
 @derived_object
@@ -109,5 +117,5 @@ class QemuRunner(ms.runner.PyRunner):
                                                           thread_name_prefix="intm-measure")
 
     def run(self, runner_inputs):
-        return [_Future(self.pool.submit(measure_artifact, item.artifact_path))
+        return [MeasurementFuture(self.pool.submit(measure_artifact, item.artifact_path))
                 for item in runner_inputs]

@@ -43,6 +43,7 @@ from tvm.ir.utils import derived_object
 from tvm.s_tir import meta_schedule as ms
 
 from ..errors import InputError, IntermittentError
+from .local import MeasurementFuture
 from .measure import MEASURE_FILE, MEASURED_FILE, PROJECT_DIR
 
 logger = logging.getLogger(__name__)
@@ -238,30 +239,6 @@ def _no_server_message(host: str, port: int, key: str, keys: list[str]) -> str:
 
 
 @derived_object
-class _RemoteFuture(ms.runner.PyRunnerFuture):
-    """One remote measurement in flight; its result is the latency or the error."""
-
-    def __init__(self, future):
-        super().__init__()
-        self.future = future
-
-    def done(self) -> bool:
-        return self.future.done()
-
-    def result(self):
-        try:
-            measured = self.future.result()
-        except IntermittentError as err:
-            return ms.runner.RunnerResult(None, f"RPCMeasureRunner: {err}")
-        except (RuntimeError, OSError, ValueError) as err:
-            # A connection that broke, or a reply that is no measurement: this candidate's
-            # error, as LocalRunner reports its worker's, and the tuning goes on.
-            return ms.runner.RunnerResult(
-                None, f"RPCMeasureRunner: {type(err).__name__}: {err}")
-        return ms.runner.RunnerResult([float(s) for s in measured["run_secs"]], None)
-
-
-@derived_object
 class RPCMeasureRunner(ms.runner.PyRunner):
     """Measures candidate artifacts on QEMU-backed servers under ``key`` at a tracker.
 
@@ -316,7 +293,8 @@ class RPCMeasureRunner(ms.runner.PyRunner):
 
     def run(self, runner_inputs):
         pool = self._executor()
-        return [_RemoteFuture(pool.submit(self.measure, item.artifact_path))
+        return [MeasurementFuture(pool.submit(self.measure, item.artifact_path),
+                                  "RPCMeasureRunner")
                 for item in runner_inputs]
 
     # ---- one measurement ---------------------------------------------------------------
