@@ -268,12 +268,12 @@ def prepare(mod, target="intermittent/qemu-an386", *, board=None, name: str | No
     lowered = {kernel: lower_prim_func(func, kernel) for kernel, func in graph.kernels.items()
                if any(step.kernel == kernel for step in graph.steps)}
     memory = plan_memory(graph)
-    continuous = isinstance(power_env, str) and power_env.lower() == "continuous"
+    from .sim import environments  # pylint: disable=import-outside-toplevel
+
+    continuous = environments.is_continuous(power_env)
     if continuous:
         power_env = None  # no failures to size for: the board's own capacitor
     if power_env is not None:
-        from .sim import environments  # pylint: disable=import-outside-toplevel
-
         if capacitor_f is not None:
             raise ModelError("give either capacitor_f or power_env: the environment sets the "
                              "capacitor")

@@ -241,12 +241,14 @@ def cmd_compile(args, env: Environment) -> int:
     board = load_board(args.board)  # fail fast on a bad board name
     if args.sram is not None:
         board = dataclasses.replace(board, sram_bytes=args.sram)
-    from ..sim.power import parse_capacitance  # pylint: disable=import-outside-toplevel
+    # pylint: disable=import-outside-toplevel
+    from ..sim import environments
+    from ..sim.power import parse_capacitance
 
     capacitor = parse_capacitance(args.capacitor) if args.capacitor else None
     # continuous: no failures to size tiles for (the board's capacitor's), and a tuning
     # log's records ranked for continuous power.
-    continuous = (args.power_env or "").lower() == "continuous"
+    continuous = environments.is_continuous(args.power_env)
     if continuous and args.capacitor:
         raise InputError("--power-env continuous means no capacitor; drop --capacitor")
     power_env = None if continuous else _power_env_for_tiles(args, board)
@@ -263,7 +265,8 @@ def cmd_compile(args, env: Environment) -> int:
             artifact = builder.build(args.model, "intermittent/" + args.board, board=board,
                                      shape_dict=_parse_shapes(args.shape) or None,
                                      capacitor_f=capacitor, int8_only=args.int8_only,
-                                     power_env="continuous" if continuous else power_env,
+                                     power_env=(environments.CONTINUOUS if continuous
+                                                else power_env),
                                      tuning_log=args.tuning_log)
     for notice in artifact.notices:  # not progress: shown with --quiet too
         print(f"notice: {notice}", file=env.stderr)

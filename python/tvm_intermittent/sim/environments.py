@@ -236,6 +236,15 @@ _PRESETS = (
 
 PRESETS = {env.name: env for env in _PRESETS}
 
+#: The name that means no power failure at all (``--power-env continuous``): tiles are
+#: sized for the board's own capacitor and a tuning log is ranked for continuous power.
+CONTINUOUS = "continuous"
+
+
+def is_continuous(name) -> bool:
+    """Whether the power environment ``name`` is :data:`CONTINUOUS` (any case)."""
+    return isinstance(name, str) and name.lower() == CONTINUOUS
+
 
 def names() -> list[str]:
     """The preset names, in the order of the docs."""

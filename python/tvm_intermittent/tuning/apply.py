@@ -31,7 +31,7 @@ from .analytic_model import AnalyticModel
 from .constraints import check_candidate
 from .knobs import CandidateError, Knobs
 from .log import TuningLog, model_key, workload_key
-from .objective import TuningEnvironment, environment, predicted_seconds
+from .objective import CONTINUOUS, TuningEnvironment, environment, predicted_seconds
 from .workload import ModelTasks
 
 #: Notice paths of the tuning log (``Notice.path``).
@@ -63,7 +63,7 @@ class Applied:
 def build_environment(prepared) -> TuningEnvironment:
     """The environment a prepared model's tiles are sized for, as the tuner names it."""
     if prepared.continuous:
-        return environment("continuous")
+        return environment(CONTINUOUS)
     if prepared.power_env is not None:
         return TuningEnvironment(prepared.power_env.name, prepared.power_env)
     if prepared.capacitor_f is None:

@@ -16,9 +16,8 @@ import dataclasses
 
 from ..board import Board, load_board
 from ..errors import InputError
+from ..sim.environments import CONTINUOUS, is_continuous
 
-#: The environment name for continuous power (no failures).
-CONTINUOUS = "continuous"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -93,7 +92,7 @@ def environment(name: str | None = None, capacitor=None) -> TuningEnvironment:
         return TuningEnvironment(f"capacitor-{farads:g}F", None, farads)
     if name is None:
         name = "board"
-    if str(name).lower() == CONTINUOUS:
+    if is_continuous(str(name)):
         return TuningEnvironment(CONTINUOUS)
     try:
         preset = environments.get(name)
