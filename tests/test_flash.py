@@ -117,3 +117,23 @@ def test_views_give_tflm_outputs_also_under_failures(model_file, tmp_path):
     assert result.failures == result.runs
     for window, row in zip(chosen, result.details["by_window"]):
         assert row["failures"] >= 4, (window.label, row)
+
+
+@pytest.mark.parametrize("scale, length", [(0.01, 256), (0.1, None), (1.0, None)])
+def test_softmax_exp_table_stops_where_exp_is_zero(scale, length):
+    """The table holds exp(difference * scale) in Q0.31 for the differences up to the last
+    one that is not 0, plus one 0 that every larger difference reads: checked against
+    numpy's exp in double, which is not how the table is computed (gemmlowp's fixed point),
+    so only to within a few parts per million."""
+    from tvm_intermittent.transform.integer_softmax import exp_table  # pylint: disable=C0415
+
+    table = exp_table(scale)
+    diffs = np.arange(1 - len(table), 1)
+    want = np.exp(diffs * np.float64(scale)) * 2.0**31
+    if length is not None:  # exp never falls below a half step within 255 differences
+        assert len(table) == length and table[0] > 0
+    else:
+        assert len(table) < 256 and table[0] == 0 and table[1] > 0
+        # Below the table's range exp is below one step of Q0.31, or TFLM's diff_min cut.
+        assert np.exp((-len(table)) * np.float64(scale)) * 2.0**31 < 2**31 * 2.0**-24
+    np.testing.assert_allclose(table[1:], want[1:], rtol=2e-6, atol=64)
