@@ -7,6 +7,8 @@ view sits at its input's arena offset, and the outputs are TFLite Micro's, also 
 failures in the batches that read a view and in the output write that reads one.
 """
 
+import subprocess
+
 import numpy as np
 import pytest
 
@@ -14,6 +16,7 @@ import tvm_intermittent as ti
 from tvm_intermittent import reference, sim
 from tvm_intermittent.builder import prepare
 from tvm_intermittent.sim import campaign
+from tvm_intermittent.transform.notices import RESHAPE_COPY
 
 import tflite_models as tm
 
@@ -66,6 +69,7 @@ def test_reshapes_are_views_of_their_inputs(model_file):
     path, _ = model_file
     prepared = prepare(path, "intermittent/qemu-an386")
     graph, plan = prepared.graph, prepared.memory
+    assert not prepared.notices
     assert [s.kernel for s in graph.steps] == ["conv2d_s8", "dense_s8"]
     conv, dense = graph.steps
     (flat,) = dense.inputs[:1]
@@ -89,9 +93,12 @@ def test_a_reshape_of_the_input_to_the_output_stays_a_copy(tmp_path):
     model, _ = tm.reshape()
     path = tmp_path / "reshape.tflite"
     path.write_bytes(model)
-    graph = prepare(path, "intermittent/qemu-an386").graph
+    prepared = prepare(path, "intermittent/qemu-an386")
+    graph = prepared.graph
     assert [s.kernel for s in graph.steps] == ["reshape"]
     assert all(t.view_of is None for t in graph.tensors.values())
+    (notice,) = [n for n in prepared.notices if n.path == RESHAPE_COPY]
+    assert notice.operator == "reshape -> int8[1, 60]" and "view of the model input" in notice.reason
 
 
 @pytest.mark.qemu
@@ -137,3 +144,24 @@ def test_softmax_exp_table_stops_where_exp_is_zero(scale, length):
         # Below the table's range exp is below one step of Q0.31, or TFLM's diff_min cut.
         assert np.exp((-len(table)) * np.float64(scale)) * 2.0**31 < 2**31 * 2.0**-24
     np.testing.assert_allclose(table[1:], want[1:], rtol=2e-6, atol=64)
+
+
+@pytest.mark.qemu
+def test_runtime_and_bsp_call_no_newlib_string_function(model_file, tmp_path):
+    """The boot copies .data and zeroes .bss itself and semihosting gets the path's length
+    from its caller: newlib's memcpy, memset and strlen (690 bytes of flash) are linked only
+    if a kernel needs one. Checked on the objects: GCC turns plain copy, fill and counting
+    loops into such calls, which is what the volatile stores and the length argument avoid."""
+    path, _ = model_file
+    project = ti.build(path, "intermittent/qemu-an386").export(tmp_path / "p")
+    sim.build_project(project)
+    objects = sorted((project / "build" / "qemu").glob("**/*.o"))
+    runtime = [o for o in objects if o.parts[-2] in ("runtime", "qemu_an386")]
+    assert {o.name for o in runtime} >= {"startup.o", "semihost.o", "intm_progress.o",
+                                         "intm_executor.o", "intm_main.o"}
+    undefined = set()
+    for obj in runtime:
+        listing = subprocess.run(["arm-none-eabi-nm", "-u", str(obj)], check=True,
+                                 capture_output=True, text=True).stdout
+        undefined |= {line.split()[-1] for line in listing.splitlines() if line.strip()}
+    assert not undefined & {"memcpy", "memset", "memmove", "strlen"}, undefined

@@ -21,6 +21,7 @@ import numpy as np
 from tvm import relax, s_tir, tirx
 
 from ..errors import ModelError, UnsupportedOperatorError
+from ..transform.notices import RESHAPE_COPY, Notice, report
 
 
 @dataclasses.dataclass
@@ -77,8 +78,12 @@ def _call_op_name(value) -> str | None:
     return str(op.name) if op is not None and hasattr(op, "name") else None
 
 
-def extract_graph(mod) -> Graph:
-    """Turn the pipeline's ``main`` into a :class:`Graph`; errors name what is unsupported."""
+def extract_graph(mod, notices: list | None = None) -> Graph:
+    """Turn the pipeline's ``main`` into a :class:`Graph`; errors name what is unsupported.
+
+    ``notices``, when given, receives a :class:`~..transform.notices.Notice` for each
+    reshape that stays a copy (see :func:`_drop_reshapes`).
+    """
     main = mod["main"]
     tensors: dict[str, Tensor] = {}
     names: dict = {}  # relax Var -> tensor name
@@ -164,7 +169,7 @@ def extract_graph(mod) -> Graph:
         tensors[name].kind = "output"
 
     kernels = {gv.name_hint: f for gv, f in mod.functions.items() if isinstance(f, tirx.PrimFunc)}
-    steps = _drop_reshapes(tensors, steps, inputs, outputs, kernels)
+    steps = _drop_reshapes(tensors, steps, inputs, outputs, kernels, notices)
     return Graph(tensors, steps, inputs, outputs, kernels)
 
 
@@ -187,7 +192,7 @@ def view_root(tensors: dict[str, Tensor], name: str) -> str:
     return name
 
 
-def _drop_reshapes(tensors, steps, inputs, outputs, kernels) -> list[Step]:
+def _drop_reshapes(tensors, steps, inputs, outputs, kernels, notices=None) -> list[Step]:
     """Turn every reshape step into a view of its input; return the steps left.
 
     A view needs the same dtype and byte count (a reshape has them; the test guards against
@@ -203,8 +208,14 @@ def _drop_reshapes(tensors, steps, inputs, outputs, kernels) -> list[Step]:
         if (src is None or dst is None or step.kernel not in kernels
                 or tensors[src].kind == "weight" or not is_reshape(kernels[step.kernel])
                 or (tensors[src].dtype, tensors[src].nbytes)
-                != (tensors[dst].dtype, tensors[dst].nbytes)
-                or (dst in outputs and view_root(tensors, src) in inputs)):
+                != (tensors[dst].dtype, tensors[dst].nbytes)):
+            kept.append(step)
+            continue
+        if dst in outputs and view_root(tensors, src) in inputs:
+            report(notices, Notice(
+                f"{step.kernel} -> {tensors[dst].dtype}{list(tensors[dst].shape)}", RESHAPE_COPY,
+                "the model output would be a view of the model input; the reshape copies it "
+                "(a model whose output is its input reshaped computes nothing else)"))
             kept.append(step)
             continue
         tensors[dst].view_of = src
