@@ -92,15 +92,15 @@ __attribute__((naked, used, noinline)) void intm_scrub_sram(void) {
 
 /* Initialise memory and the FPU, then call main (see the header). The loops store through
  * volatile pointers so that GCC does not turn them into calls to memcpy and memset: those
- * would link newlib's (470 bytes of flash) into every firmware for tens of bytes of work. */
+ * would link newlib's (470 bytes of flash) into every firmware for tens of bytes of work.
+ * `!=` ends them (24 bytes shorter than `<`): linker.ld.in aligns both sections' starts and
+ * ends to 8 bytes, so each is whole words. */
 __attribute__((noreturn, used)) void intm_boot(void) {
   const uint32_t* from = (const uint32_t*)intm_data_load;
-  for (volatile uint32_t* to = (uint32_t*)intm_data_start; to < (uint32_t*)intm_data_end;) {
-    *to++ = *from++;
-  }
-  for (volatile uint32_t* to = (uint32_t*)intm_bss_start; to < (uint32_t*)intm_bss_end;) {
-    *to++ = 0u;
-  }
+  volatile uint32_t* to = (uint32_t*)intm_data_start;
+  while (to != (uint32_t*)intm_data_end) *to++ = *from++;
+  to = (uint32_t*)intm_bss_start;
+  while (to != (uint32_t*)intm_bss_end) *to++ = 0u;
   /* Report MemManage, BusFault and UsageFault by name instead of as HardFault, and trap
    * integer division by zero, which the core would otherwise answer with 0. */
   INTM_SCB_SHCSR |= INTM_SHCSR_FAULTS_ENABLE;
