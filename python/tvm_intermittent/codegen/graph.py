@@ -214,8 +214,8 @@ def _drop_reshapes(tensors, steps, inputs, outputs, kernels, notices=None) -> li
         if dst in outputs and view_root(tensors, src) in inputs:
             report(notices, Notice(
                 f"{step.kernel} -> {tensors[dst].dtype}{list(tensors[dst].shape)}", RESHAPE_COPY,
-                "the model output would be a view of the model input; the reshape copies it "
-                "(a model whose output is its input reshaped computes nothing else)"))
+                "its result, a model output, would be a view of a model input, and every "
+                "output is computed by a step: the reshape copies the input"))
             kept.append(step)
             continue
         tensors[dst].view_of = src

@@ -13,10 +13,10 @@ TFLM's int8 softmax works in fixed point throughout. Per row:
 Step 2 depends on one int8 difference only, so it is a table computed here at compile time
 with the same arithmetic (:mod:`.fixed_point`), which makes it exact by construction; steps
 1, 3 and 4 run on the device. The table stops where ``exp`` reaches 0 in Q0.31: every larger
-difference reads its first entry, a 0 (for micro_speech's softmax 64 of the 256 entries are
-not 0, so the table is 256 bytes of flash instead of 1,024). Because step 3 reuses intermediate values
-many times, this kernel is written as TIR statements with named temporaries rather than as
-one TE expression (which would repeat each shared subexpression).
+difference reads its first entry, a 0 (micro_speech's softmax needs 64 of the 256 entries,
+256 bytes of flash instead of 1,024). Because step 3 reuses intermediate values many times,
+this kernel is written as TIR statements with named temporaries rather than as one TE
+expression (which would repeat each shared subexpression).
 """
 
 from __future__ import annotations
