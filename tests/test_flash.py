@@ -166,3 +166,33 @@ def test_runtime_and_bsp_call_no_newlib_string_function(model_file, tmp_path):
                                  capture_output=True, text=True).stdout
         undefined |= {line.split()[-1] for line in listing.splitlines() if line.strip()}
     assert not undefined & {"memcpy", "memset", "memmove", "strlen"}, undefined
+
+
+def test_model_hash_names_the_memory_layout(model_file):
+    """The progress record's model hash changes with the arena offsets alone: firmware whose
+    plan moved a tensor (a view now shares its input's bytes) must not resume a record
+    written under the old plan. The other plan here is as valid and as large: the input
+    first, the convolution's output after it, the dense output over the dead input."""
+    import dataclasses  # pylint: disable=import-outside-toplevel
+
+    from tvm_intermittent.builder import assemble  # pylint: disable=import-outside-toplevel
+    from tvm_intermittent.codegen.graph import view_root  # pylint: disable=C0415
+    from tvm_intermittent.codegen.memory_plan import (  # pylint: disable=C0415
+        MemoryPlan, Placement)
+
+    path, _ = model_file
+    prepared = prepare(path, "intermittent/qemu-an386")
+    graph, plan = prepared.graph, prepared.memory
+    (x,), (conv, dense) = graph.inputs, graph.steps
+    offsets = {x: 0, conv.outputs[0]: graph.tensors[x].nbytes, dense.outputs[0]: 0}
+    assert plan.arena_bytes == graph.tensors[x].nbytes + graph.tensors[conv.outputs[0]].nbytes
+    assert [plan.placements[n].offset for n in offsets] != list(offsets.values())
+    moved = MemoryPlan({n: dataclasses.replace(p, offset=offsets[view_root(graph.tensors, n)])
+                        for n, p in plan.placements.items()}, plan.arena_bytes, plan.views)
+    same = assemble(prepared)
+    other = assemble(dataclasses.replace(prepared, memory=moved))
+    for rel in ("model/kernels.c", "model/model.h", "model/weights.c"):
+        assert same.sources.files[rel] == other.sources.files[rel]
+    assert same.sources.files["model/model.c"] != other.sources.files["model/model.c"]
+    assert assemble(prepared).sources.model_hash == same.sources.model_hash
+    assert other.sources.model_hash != same.sources.model_hash
