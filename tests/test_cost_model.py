@@ -299,7 +299,7 @@ def test_zoo_tasks_predicted_against_a_qemu_profile(tmp_path, name):
     measured = profile(project, [zoo.sample_inputs(name, count=1)[0][0]])
     predicted = [c.work(runtime).instructions for c in costs.task_costs(manifest)]
     spans = [row.instructions for row in measured.rows[1:]]
-    assert len(predicted) == len(spans) > 3
+    assert len(predicted) == len(spans) >= 3  # micro_speech: conv, dense, softmax
     errors = [p / m - 1 for p, m in zip(predicted, spans)]
     assert max(abs(e) for e in errors) < TASK_TOLERANCE, errors
     assert abs(sum(predicted) / measured.instructions_model - 1) < MODEL_TOLERANCE[name]

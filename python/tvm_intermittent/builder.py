@@ -264,7 +264,7 @@ def prepare(mod, target="intermittent/qemu-an386", *, board=None, name: str | No
         raise ModelError("int8_only (--int8-only): the model is not integer-only:\n  "
                          + "\n  ".join(str(n) for n in notices)
                          + "\ncompile without --int8-only to accept these operators")
-    graph = extract_graph(relax_mod)
+    graph = extract_graph(relax_mod, notices)
     lowered = {kernel: lower_prim_func(func, kernel) for kernel, func in graph.kernels.items()
                if any(step.kernel == kernel for step in graph.steps)}
     memory = plan_memory(graph)

@@ -5,6 +5,12 @@ module turns it into plain data the C emitter and the memory planner can use: th
 (inputs, weights, intermediates, outputs) and the ordered steps that read and write them.
 Anything else left in ``main`` (an operator TVM could not legalize, a dynamic shape) is an
 error that names it.
+
+A reshape (flatten, squeeze, expand_dims: any kernel that copies its input in row-major
+order) becomes no step at all: its result is a *view* of its input's bytes, which the memory
+plan gives the same arena offset. On a device that commits its progress to NVM the copy is
+not free: micro_speech's 4,000-byte flatten took 5,141 instructions, 19 commits and a kernel
+in flash.
 """
 
 from __future__ import annotations
@@ -12,9 +18,10 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
-from tvm import tirx
+from tvm import relax, s_tir, tirx
 
 from ..errors import ModelError, UnsupportedOperatorError
+from ..transform.notices import RESHAPE_COPY, Notice, report
 
 
 @dataclasses.dataclass
@@ -26,6 +33,7 @@ class Tensor:
     dtype: str
     kind: str
     value: np.ndarray | None = None  # weights only
+    view_of: str | None = None  # a reshape's result: the tensor whose bytes it reads
 
     @property
     def nbytes(self) -> int:
@@ -70,8 +78,12 @@ def _call_op_name(value) -> str | None:
     return str(op.name) if op is not None and hasattr(op, "name") else None
 
 
-def extract_graph(mod) -> Graph:
-    """Turn the pipeline's ``main`` into a :class:`Graph`; errors name what is unsupported."""
+def extract_graph(mod, notices: list | None = None) -> Graph:
+    """Turn the pipeline's ``main`` into a :class:`Graph`; errors name what is unsupported.
+
+    ``notices``, when given, receives a :class:`~..transform.notices.Notice` for each
+    reshape that stays a copy (see :func:`_drop_reshapes`).
+    """
     main = mod["main"]
     tensors: dict[str, Tensor] = {}
     names: dict = {}  # relax Var -> tensor name
@@ -157,4 +169,54 @@ def extract_graph(mod) -> Graph:
         tensors[name].kind = "output"
 
     kernels = {gv.name_hint: f for gv, f in mod.functions.items() if isinstance(f, tirx.PrimFunc)}
+    steps = _drop_reshapes(tensors, steps, inputs, outputs, kernels, notices)
     return Graph(tensors, steps, inputs, outputs, kernels)
+
+
+def is_reshape(func: tirx.PrimFunc) -> bool:
+    """Whether ``func`` only copies its one input to its one output in row-major order.
+
+    Relax's own test (``has_reshape_pattern``, with which the Relax VM turns such calls into
+    views); it needs the unscheduled form, a root block, which our scheduled kernels (every
+    convolution, dense, softmax) no longer have: those are not reshapes.
+    """
+    if not isinstance(func.body, s_tir.SBlockRealize) or len(func.params) != 2:
+        return False
+    return bool(relax.analysis.has_reshape_pattern(func))
+
+
+def view_root(tensors: dict[str, Tensor], name: str) -> str:
+    """The tensor that owns the bytes ``name`` reads (itself unless it is a view)."""
+    while tensors[name].view_of is not None:
+        name = tensors[name].view_of
+    return name
+
+
+def _drop_reshapes(tensors, steps, inputs, outputs, kernels, notices=None) -> list[Step]:
+    """Turn every reshape step into a view of its input; return the steps left.
+
+    A view needs the same dtype and byte count (a reshape has them; the test guards against
+    a kernel of another kind passing ``is_reshape``). One reshape stays a copy: a model
+    output that would be a view of a model input. That output would be the input's own
+    bytes, computed by no step, which is what :func:`extract_graph` refuses for an output
+    that is an input; the copy keeps such a model compiling as it did.
+    """
+    kept = []
+    for step in steps:
+        src = step.inputs[0] if len(step.inputs) == 1 else None
+        dst = step.outputs[0] if len(step.outputs) == 1 else None
+        if (src is None or dst is None or step.kernel not in kernels
+                or tensors[src].kind == "weight" or not is_reshape(kernels[step.kernel])
+                or (tensors[src].dtype, tensors[src].nbytes)
+                != (tensors[dst].dtype, tensors[dst].nbytes)):
+            kept.append(step)
+            continue
+        if dst in outputs and view_root(tensors, src) in inputs:
+            report(notices, Notice(
+                f"{step.kernel} -> {tensors[dst].dtype}{list(tensors[dst].shape)}", RESHAPE_COPY,
+                "its result, a model output, would be a view of a model input, and every "
+                "output is computed by a step: the reshape copies the input"))
+            kept.append(step)
+            continue
+        tensors[dst].view_of = src
+    return kept

@@ -5,6 +5,9 @@ that reads it (outputs: to the end). Two tensors may share bytes only if their l
 not overlap. A kernel's output never overlaps its inputs, because both are live at that
 step, so kernels can keep their ``restrict`` pointers.
 
+A view (a reshape's result, see :mod:`.graph`) has no bytes of its own: it gets its root
+tensor's placement, and the root lives as long as any of its views is read.
+
 The layout is the greedy "largest first, lowest fitting offset" heuristic, which is simple,
 deterministic and within a few percent of optimal on chain-like networks.
 """
@@ -13,7 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from .graph import Graph
+from .graph import Graph, view_root
 
 ALIGNMENT = 8
 
@@ -30,11 +33,13 @@ class Placement:
 class MemoryPlan:
     placements: dict[str, Placement]
     arena_bytes: int
+    views: frozenset[str] = frozenset()  # placed at their root's offset
 
     @property
     def naive_bytes(self) -> int:
         """What the arena would need without sharing (for reports)."""
-        return sum(_align(p.size) for p in self.placements.values())
+        return sum(_align(p.size) for name, p in self.placements.items()
+                   if name not in self.views)
 
 
 def _align(n: int) -> int:
@@ -42,7 +47,8 @@ def _align(n: int) -> int:
 
 
 def lifetimes(graph: Graph) -> dict[str, tuple[int, int]]:
-    """(first step, last step) during which each non-weight tensor must be kept."""
+    """(first step, last step) during which each non-weight tensor that owns its bytes must
+    be kept; a read or an output of a view counts for its root."""
     end = len(graph.steps)
     span: dict[str, list[int]] = {name: [-1, -1] for name in graph.inputs}
     for i, step in enumerate(graph.steps):
@@ -50,9 +56,10 @@ def lifetimes(graph: Graph) -> dict[str, tuple[int, int]]:
             span.setdefault(name, [i, i])
         for name in step.inputs:
             if graph.tensors[name].kind != "weight":
-                span[name][1] = max(span[name][1], i)
+                root = view_root(graph.tensors, name)
+                span[root][1] = max(span[root][1], i)
     for name in graph.outputs:
-        span[name][1] = end
+        span[view_root(graph.tensors, name)][1] = end
     return {name: (a, b) for name, (a, b) in span.items()}
 
 
@@ -76,4 +83,7 @@ def plan_memory(graph: Graph) -> MemoryPlan:
             offset = max(offset, hi)
         placed[name] = Placement(offset, size, first, last)
     arena = max((p.offset + _align(p.size) for p in placed.values()), default=0)
-    return MemoryPlan(placed, arena)
+    views = frozenset(name for name, t in graph.tensors.items() if t.view_of is not None)
+    for name in views:
+        placed[name] = placed[view_root(graph.tensors, name)]
+    return MemoryPlan(placed, arena, views)

@@ -143,10 +143,13 @@ def emit_model_sources(graph: Graph, plan: MemoryPlan, lowered: dict, name: str,
     }
     # The hash names this model and memory layout in the NVM progress record: firmware that
     # finds a record with another hash starts over instead of resuming someone else's work.
+    # The layout is the arena offsets, which only model.c (written below, with the hash)
+    # holds: the same kernels over another plan must not resume on the old plan's bytes.
     digest = hashlib.sha256()
     for rel in sorted(files):
         digest.update(files[rel].encode())
     digest.update(repr(sorted((k, dataclasses.astuple(t)) for k, t in tiles.items())).encode())
+    digest.update(repr(sorted((k, p.offset, p.size) for k, p in plan.placements.items())).encode())
     model_hash = int.from_bytes(digest.digest()[:4], "little")
     files["model/model.c"] = _model_c(header, graph, plan, input_infos, output_infos, tiles,
                                       model_hash)

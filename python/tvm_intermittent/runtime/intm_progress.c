@@ -86,8 +86,10 @@ static int intm_sequence_later(uint32_t a, uint32_t b) {
   return ahead != 0u && ahead < 0x80000000u;
 }
 
-/* Print "0x" and eight hex digits without printf (no heap, no large stack). */
-static void intm_log_hex(uint32_t value) {
+/* Print "0x" and eight hex digits without printf (no heap, no large stack). Cold, as is
+ * all of the report below: it runs once, after new firmware, and is kept out of the
+ * restore that every boot runs, optimised for size. */
+__attribute__((cold)) static void intm_log_hex(uint32_t value) {
   char text[11] = {'0', 'x', 0, 0, 0, 0, 0, 0, 0, 0, 0};
   for (int i = 0; i < 8; ++i) {
     uint32_t nibble = (value >> (28 - 4 * i)) & 0xFu;
@@ -96,7 +98,7 @@ static void intm_log_hex(uint32_t value) {
   intm_platform_log(text);
 }
 
-static void intm_log_decimal(uint32_t value) {
+__attribute__((cold)) static void intm_log_decimal(uint32_t value) {
   char text[11];
   int at = 10;
   text[at] = '\0';
@@ -109,7 +111,8 @@ static void intm_log_decimal(uint32_t value) {
 
 /* Say that NVM held another firmware's progress: the inference starts over, and an
  * operator who flashed new firmware over a device mid-inference should know why. */
-static void intm_report_foreign(uint32_t hash, uint32_t layout) {
+__attribute__((cold, noinline)) static void intm_report_foreign(uint32_t hash,
+                                                                 uint32_t layout) {
   intm_platform_log("intm: NVM holds progress of other firmware (hash ");
   intm_log_hex(hash);
   intm_platform_log(", layout ");

@@ -21,6 +21,8 @@ LOGGER.addHandler(logging.NullHandler())
 FLOAT_LOWERING = "float lowering"
 #: A fused operator keeps an intermediate buffer: its epilogue could not be fused.
 UNFUSED_EPILOGUE = "unfused epilogue"
+#: A reshape copies its input instead of being a view of it (see codegen/graph.py).
+RESHAPE_COPY = "reshape copy"
 
 
 @dataclasses.dataclass(frozen=True)

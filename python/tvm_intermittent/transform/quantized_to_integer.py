@@ -342,9 +342,9 @@ class _IntegerRewriter(PyExprMutator):
         depth = shape[-1]
         rows = int(np.prod(shape[:-1]))
         try:
-            kernel = softmax_kernel(rows, depth, data.dtype, out.dtype, output_scale=out.scale,
-                                    output_zero_point=out.zero_point)
             table = exp_table(data.scale)
+            kernel = softmax_kernel(rows, depth, data.dtype, out.dtype, output_scale=out.scale,
+                                    output_zero_point=out.zero_point, table_size=len(table))
         except ValueError as err:
             return self._no(str(err))
         gvar = self.builder_.add_func(kernel, "softmax_s8")

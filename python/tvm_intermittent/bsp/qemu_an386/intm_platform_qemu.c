@@ -28,7 +28,8 @@ void intm_platform_init(void) {
 intm_status_t intm_platform_read_input(int index, void* dst, size_t nbytes) {
   (void)index; /* inputs are read in order from one stream */
   if (intm_input_handle < 0) {
-    intm_input_handle = intm_semihost_open(kInputPath, INTM_SEMIHOST_MODE_RB);
+    intm_input_handle = intm_semihost_open(kInputPath, sizeof kInputPath - 1u,
+                                           INTM_SEMIHOST_MODE_RB);
     if (intm_input_handle < 0) return INTM_ERROR_IO;
   }
   if (intm_semihost_read(intm_input_handle, dst, nbytes) != nbytes) return INTM_ERROR_SIZE;
@@ -38,7 +39,8 @@ intm_status_t intm_platform_read_input(int index, void* dst, size_t nbytes) {
 intm_status_t intm_platform_write_output(int index, const void* src, size_t nbytes) {
   (void)index; /* outputs are written in order to one stream */
   if (intm_output_handle < 0) {
-    intm_output_handle = intm_semihost_open(kOutputPath, INTM_SEMIHOST_MODE_WB);
+    intm_output_handle = intm_semihost_open(kOutputPath, sizeof kOutputPath - 1u,
+                                            INTM_SEMIHOST_MODE_WB);
     if (intm_output_handle < 0) return INTM_ERROR_IO;
   }
   if (intm_semihost_write(intm_output_handle, src, nbytes) != nbytes) return INTM_ERROR_IO;

@@ -3,8 +3,6 @@
  */
 #include "semihost.h"
 
-#include <string.h>
-
 /* SYS_EXIT_EXTENDED reason "the application exited"; the second word is the exit status. */
 #define INTM_ADP_STOPPED_APPLICATION_EXIT 0x20026u
 
@@ -18,8 +16,8 @@ intptr_t intm_semihost_call(int op, void* arg) {
   return r0;
 }
 
-int intm_semihost_open(const char* path, int mode) {
-  uintptr_t block[3] = {(uintptr_t)path, (uintptr_t)mode, strlen(path)};
+int intm_semihost_open(const char* path, size_t length, int mode) {
+  uintptr_t block[3] = {(uintptr_t)path, (uintptr_t)mode, length};
   return (int)intm_semihost_call(INTM_SYS_OPEN, block);
 }
 

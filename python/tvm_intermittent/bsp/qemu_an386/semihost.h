@@ -38,8 +38,11 @@ enum {
 /** Issue semihosting operation `op` with the argument (block) `arg`; returns r0. */
 intptr_t intm_semihost_call(int op, void* arg);
 
-/** Open `path`; returns a non-negative handle, or -1 on failure. */
-int intm_semihost_open(const char* path, int mode);
+/** Open `path` of `length` characters (without the terminating NUL, which SYS_OPEN also
+ *  needs); returns a non-negative handle, or -1 on failure. The caller gives the length,
+ *  which it knows at compile time, so that no strlen() (220 bytes of newlib; GCC turns a
+ *  counting loop into a call to it) is linked in. */
+int intm_semihost_open(const char* path, size_t length, int mode);
 
 /** Close a handle from intm_semihost_open(); returns 0 on success. */
 int intm_semihost_close(int handle);
