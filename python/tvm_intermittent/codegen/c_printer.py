@@ -435,7 +435,8 @@ class CFunctionPrinter:
 
     def _expr_Call(self, node):
         op = str(node.op.name).removeprefix("tirx.").removeprefix("prim.")
-        if op == "call_pure_extern" and str(node.args[0].value).startswith("intm_"):
+        if op in ("call_pure_extern", "call_extern") and \
+                str(node.args[0].value).startswith("intm_"):
             # Our own helpers from intm_kernel_ops.h (the DSP multiply-accumulates).
             rest = ", ".join(self._expr(a) for a in node.args[1:])
             return f"{node.args[0].value}({rest})"
