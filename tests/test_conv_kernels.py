@@ -59,8 +59,9 @@ CASES = {
     "single_channel_10x8": (lambda: tm.conv2d(hw=(21, 16), cin=1, cout=8, kernel=(10, 8),
                                               stride=(2, 2), in_zp=-128, seed=54),
                             "intm_smlad("),
-    # A first layer over RGB: 3x3x3 rows of nine bytes (two words and a byte).
-    "three_channel": (lambda: tm.conv2d(hw=(8, 7), cin=3, cout=8, in_zp=5, seed=55),
+    # A first layer over RGB: 3x3x3 rows of nine bytes (two words and a byte), an even
+    # width: pairs inside the image in C (rows not of whole words: no micro-kernel).
+    "three_channel": (lambda: tm.conv2d(hw=(8, 8), cin=3, cout=8, in_zp=5, seed=55),
                       "intm_smlad("),
     # Every output column crosses an edge (more than conv_rows.MAX_EDGE_COLUMNS): tap by
     # tap, in a loop (nine taps).
@@ -108,8 +109,10 @@ def test_kernel_equals_tflite_micro_on_qemu_and_host(tmp_path, name):
     np.testing.assert_array_equal(artifact.run(inputs, kind="host").outputs[0], expected)
 
 
-@pytest.mark.parametrize("name", ["3x3_padded", "single_channel_10x8", "dense_eight_units",
-                                  "dense_one_block"])
+# The micro-kernel inside the image and the row paths at its border (3x3_padded), the
+# single-channel rows, and a reduction split across power cycles (dense_one_block); the
+# units-in-eights dense kernel tiles like the others and is left to the first test.
+@pytest.mark.parametrize("name", ["3x3_padded", "single_channel_10x8", "dense_one_block"])
 def test_kernel_under_power_failures(tmp_path, name):
     """Random failures (seeded) and one failure at each key point of the kernel's first and
     last tile batch: every run ends with the uninterrupted outputs (which equal TFLM's)."""
