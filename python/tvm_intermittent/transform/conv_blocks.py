@@ -31,15 +31,20 @@ other convolutions.
 from __future__ import annotations
 
 import numpy as np
+import tvm
 from tvm import tirx
 from tvm.script.ir_builder import IRBuilder
 from tvm.script.ir_builder import tirx as T
 
 from .depthwise_kernels import OutputStage
-from .integer_kernels import KERNEL_ATTRS, _I32, _arg, _i32, _loop, _private
+from .integer_kernels import KERNEL_ATTRS, _I32, _arg, _bind, _helper, _i32, _loop, _private
 
 #: The micro-kernel of ``runtime/intm_kernel_ops.h``.
 MICRO_KERNEL = "intm_mac_2x2_s8"
+#: The key of the ``AttrStmt`` around a run's TIR whose value is the micro-kernel's call:
+#: the C printer prints the call instead of the body, every other reader (the cost model,
+#: the idempotence check) sees the body.
+MICRO_KERNEL_ATTR = "intermittent.micro_kernel"
 
 
 def why_not(*, weight, dilation, in_dtype, dsp: bool) -> str | None:
@@ -65,6 +70,37 @@ def interleave_pairs(weight: np.ndarray) -> np.ndarray:
     words = k_w * in_c // 4
     pairs = weight.reshape(out_c // 2, 2, k_h, words, 4).transpose(0, 2, 3, 1, 4)
     return np.ascontiguousarray(pairs).reshape(out_c // 2, k_h, words * 8)
+
+
+def mac_run(accs, x_at, dx, w_at, words: int):
+    """One run of the micro-kernel: ``accs`` are the four accumulators ``(buffer, index)``
+    (pixel 0 channel 0, pixel 0 channel 1, pixel 1 channel 0, pixel 1 channel 1),
+    ``x_at(k)`` pixel 0's input byte ``k`` of the run (pixel 1's is ``dx`` further),
+    ``w_at(k)`` byte ``k`` of the run's interleaved weights.
+
+    The call sits in an ``AttrStmt`` (:data:`MICRO_KERNEL_ATTR`) over the same sums written
+    in TIR with the SMLAD helpers, word by word: what the kernel computes, and what the cost
+    model counts (a call that hides a loop would count as one node however long its run),
+    while the C has the assembly run."""
+    loads = [buffer[index] for buffer, index in accs]
+    call = tirx.call_extern(_I32, MICRO_KERNEL, *loads, x_at(0), dx, w_at(0), _i32(words))
+    with T.attr(tvm.runtime.convert(MICRO_KERNEL), MICRO_KERNEL_ATTR, call):
+        with _loop("in_word", words) as k:
+            halves = []
+            for p, offset in enumerate((0, dx)):
+                word = _bind(f"input4_{p}", _helper(
+                    "intm_load_s8x4", tirx.address_of(x_at(offset + k * 4))))
+                halves.append((_bind(f"even{p}", _helper("intm_sxtb16", word)),
+                               _bind(f"odd{p}", _helper("intm_sxtb16_ror8", word))))
+            for j in range(2):
+                weights = _bind("weights4", _helper(
+                    "intm_load_s8x4", tirx.address_of(w_at(k * 8 + j * 4))))
+                even_w = _bind("even_w", _helper("intm_sxtb16", weights))
+                odd_w = _bind("odd_w", _helper("intm_sxtb16_ror8", weights))
+                for p, (even, odd) in enumerate(halves):
+                    buffer, index = accs[p * 2 + j]
+                    inner = _helper("intm_smlad", odd, odd_w, buffer[index])
+                    T.buffer_store(buffer, _helper("intm_smlad", even, even_w, inner), [index])
 
 
 def output_stage(*, requant, output_zero_point, clamp, out_dtype) -> OutputStage:
@@ -113,14 +149,10 @@ def build(*, in_shape, weight, out_shape, strides, dilation, stage: OutputStage)
                       + starts[1][1] - starts[0][1])
 
                 def run(f_y):
-                    # The accumulators, and the run's first input byte and weight, as lvalues:
-                    # the helper is a macro that takes their addresses and updates the
-                    # accumulators in place. An extern call, not a pure one, so no pass drops
-                    # or merges it.
-                    T.evaluate(tirx.call_extern(
-                        _I32, MICRO_KERNEL, acc[0], acc[1], acc[2], acc[3],
-                        x[n, starts[0][0] + f_y * d_h, starts[0][1]], dx, w[cb, f_y, 0],
-                        _i32(words)))
+                    row = starts[0][0] + f_y * d_h
+                    mac_run([(acc, i) for i in range(4)],
+                            lambda k: x[n, row, starts[0][1] + k], dx,
+                            lambda k: w[cb, f_y, k], words)
 
                 if k_h == 1:
                     run(0)

@@ -34,7 +34,7 @@ from tvm import tirx
 from tvm.script.ir_builder import IRBuilder
 from tvm.script.ir_builder import tirx as T
 
-from .conv_blocks import MICRO_KERNEL, interleave_pairs
+from .conv_blocks import interleave_pairs, mac_run
 from .depthwise_kernels import OutputStage
 from .integer_kernels import (KERNEL_ATTRS, _I32, _arg, _bind, _helper, _i32, _local, _loop,
                               _private, channel_block)
@@ -304,11 +304,11 @@ def build(*, in_shape, weight, out_shape, strides, padding, dilation, input_zero
                         in_y = y0 + f_y * d_h
                         if is_blocked:
                             for jp in range(block // 2):
-                                T.evaluate(tirx.call_extern(
-                                    _I32, MICRO_KERNEL, acc[0][2 * jp][0], acc[0][2 * jp + 1][0],
-                                    acc[1][2 * jp][0], acc[1][2 * jp + 1][0],
-                                    x[n, in_y, bases[0]], _i32(s_w * in_c),
-                                    w[cb * (block // 2) + jp, f_y, 0], _i32(words)))
+                                mac_run([(acc[p][2 * jp + j], 0) for p in range(2)
+                                         for j in range(2)],
+                                        lambda k: x[n, in_y, bases[0] + k], _i32(s_w * in_c),
+                                        lambda k, jp=jp: w[cb * (block // 2) + jp, f_y, k],
+                                        words)
                             return
 
                         def step(offset):
