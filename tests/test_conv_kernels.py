@@ -95,6 +95,13 @@ def test_kernel_equals_tflite_micro_on_qemu_and_host(tmp_path, name):
     kernels = artifact.sources.files["model/kernels.c"]
     assert marker in kernels, "the DSP kernel was not chosen"
     assert "float" not in kernels and "double" not in kernels
+    if name == "pointwise":
+        # The micro-kernel's run is one call in the C and its whole work for the cost model
+        # (which sizes the tiles): one SMLAD per two multiply-accumulates of 13 pixel pairs
+        # (the 25th pixel computed twice) by 6 channels by 12 input channels.
+        assert "intm_smlad(" not in kernels
+        conv = next(t for t in artifact.manifest()["tasks"] if t["kernel"].startswith("conv"))
+        assert conv["cost"]["features"]["call:intm_smlad"] == 13 * 2 * 6 * 12 / 2
     if name == "single_channel_10x8":
         # The rows as words: two input words per filter row (eight taps), no tap-by-tap
         # load inside the image.
