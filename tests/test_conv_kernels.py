@@ -8,8 +8,9 @@ with the compiler), compiled for the DSP board and run on QEMU, then built for t
 (``transform/conv_blocks.py``) are covered with an odd pixel count, a stride, and odd and
 even word counts, and the pixel pairs they fall back to; the convolutions over filter rows
 (``transform/conv_rows.py``) where their code paths differ: pairs of windows inside the
-image on the micro-kernel, rows above and below it (zero point folded or not), border columns with segments
-of their own, and images so narrow that every column crosses an edge (tap by tap); the fully
+image on the micro-kernel, rows above and below it (zero point folded or not), border
+columns with segments of their own, and images so narrow that every column crosses an edge
+(tap by tap); the fully
 connected layers where theirs differ: units in eights (``transform/dense_dsp.py``), other
 units, and a single block of outputs whose reduction the tiling splits. Under
 power failures, each case runs with a tiny capacitor: seeded random failures, and one

@@ -100,7 +100,7 @@ static inline int32_t intm_smlad(int32_t a, int32_t b, int32_t acc) {
  * their local array) and the run's first input byte and weight as lvalues, whose addresses
  * it takes; after inlining GCC keeps the accumulators in registers.
  *
- * The weights are interleaved at compile time (transform/integer_kernels.py,
+ * The weights are interleaved at compile time (transform/conv_blocks.py,
  * interleave_pairs): word k of channel 0 at w + 8k, of channel 1 at w + 8k + 4, so one
  * pointer walks them with post-increment loads. Why assembly: the two pixels' unpacked
  * inputs, the two unpacked weight halves and the four accumulators are 10 values, plus the
@@ -109,7 +109,12 @@ static inline int32_t intm_smlad(int32_t a, int32_t b, int32_t acc) {
  * them (1.8 instructions per MAC in kws' pointwise layers); here a word costs 2 + 4 input
  * instructions (LDR, SXTB16), 2 x 3 for the weights (LDR, two SXTB16), 8 SMLAD and the
  * SUBS/BNE of the count, every two words: 21 for 16 multiply-accumulates.
- * The portable version below computes the same sums (no DSP, the host build). */
+ * The portable version below computes the same sums (no DSP, the host build).
+ *
+ * Power failures: a run stores nothing (it reads the input and weights, its sums live in
+ * registers and the caller's local array), so a failure inside it loses only SRAM and
+ * registers; the tile that called it starts again from its bias, as any tile does. The asm
+ * reads memory the compiler cannot see through its operands, hence the "memory" clobber. */
 #define intm_mac_2x2_s8(a0, a1, a2, a3, x0, dx, w0, words) \
   intm_mac_2x2_s8_run(&(a0), &(a1), &(a2), &(a3), &(x0), (dx), &(w0), (words))
 #if defined(__ARM_FEATURE_DSP)

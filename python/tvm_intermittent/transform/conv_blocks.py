@@ -9,8 +9,8 @@ four channels (the pixel pairs of :mod:`.integer_kernels`) would need 14 values 
 pointers: GCC spills, and hoists the input loads out of the loop over channel blocks (1.8
 instructions per MAC on kws' 1x1 64 -> 64). Two by two holds 10 values plus the input
 pointer, the second pixel's offset, the weight pointer and the count: the 14 registers
-there are, in ``intm_mac_2x2_s8`` (``runtime/intm_kernel_ops.h``), 22 instructions for 16
-multiply-accumulates with its loop.
+there are, in ``intm_mac_2x2_s8`` (``runtime/intm_kernel_ops.h``): 20 instructions for 16
+multiply-accumulates, and the count's two every two words.
 
 The micro-kernel walks its two channels' weights with one post-incremented pointer, so the
 weights are interleaved at compile time (:func:`interleave_pairs`): per pair of output
