@@ -4,10 +4,13 @@ TFLite Micro running the same one-operator model.
 Each case is a TFLite model written with ``tflite_models.py`` (seeded data, nothing shared
 with the compiler), compiled for the DSP board and run on QEMU, then built for the host
 (the same C through the portable helpers of ``intm_kernel_ops.h``): both must give the
-``tflite-micro`` interpreter's bytes. The convolutions over filter rows
-(``transform/conv_rows.py``) are covered where their code paths differ: windows inside the
-image, rows above and below it (zero point folded or not), border columns with segments
-of their own, and images so narrow that every column crosses an edge (tap by tap); the fully
+``tflite-micro`` interpreter's bytes. The unpadded convolutions on the 2x2 micro-kernel
+(``transform/conv_blocks.py``) are covered with an odd pixel count, a stride, and odd and
+even word counts, and the pixel pairs they fall back to; the convolutions over filter rows
+(``transform/conv_rows.py``) where their code paths differ: pairs of windows inside the
+image on the micro-kernel, rows above and below it (zero point folded or not), border
+columns with segments of their own, and images so narrow that every column crosses an edge
+(tap by tap); the fully
 connected layers where theirs differ: units in eights (``transform/dense_dsp.py``), other
 units, and a single block of outputs whose reduction the tiling splits. Under
 power failures, each case runs with a tiny capacitor: seeded random failures, and one
@@ -31,21 +34,35 @@ TINY_CAPACITOR = 3e-6
 
 #: name -> (model factory, kernel marker expected in the generated C).
 CASES = {
-    # 1x1 stride 1, channels in quads: the pointwise SMLAD kernel.
-    "pointwise": (lambda: tm.conv2d(hw=(6, 5), cin=16, cout=12, kernel=(1, 1),
-                                    padding=tm.VALID, in_zp=-7, seed=51), "intm_smlad("),
-    # 3x3 SAME over 16 channels: rows of 48 bytes, border columns 0 and 5 specialised.
+    # 1x1 stride 1 on the 2x2 micro-kernel (conv_blocks): three words per pixel (one alone,
+    # then a turn of two), an odd pixel count (the last pixel paired with itself), six
+    # output channels (three pairs, not a whole block of four).
+    "pointwise": (lambda: tm.conv2d(hw=(5, 5), cin=12, cout=6, kernel=(1, 1),
+                                    padding=tm.VALID, in_zp=-7, seed=51), "intm_mac_2x2_s8("),
+    # ResNet-8's 1x1 stride 2: pairs whose second pixel starts a new row (the offset
+    # between the two pixels is computed per pair).
+    "pointwise_strided": (lambda: tm.conv2d(hw=(7, 6), cin=8, cout=4, kernel=(1, 1),
+                                            stride=(2, 2), padding=tm.VALID, in_zp=3,
+                                            seed=60), "intm_mac_2x2_s8("),
+    # Output channels not in pairs: the pixel pairs of integer_kernels instead.
+    "pointwise_odd_channels": (lambda: tm.conv2d(hw=(4, 3), cin=8, cout=5, kernel=(1, 1),
+                                                 padding=tm.VALID, in_zp=-7, seed=61),
+                               "intm_smlad("),
+    # 3x3 SAME over 16 channels: rows of 48 bytes (twelve words), the pairs inside the
+    # image on the micro-kernel, border columns 0 and 5 specialised.
     "3x3_padded": (lambda: tm.conv2d(hw=(7, 6), cin=16, cout=8, in_zp=-9, seed=52),
-                   "intm_smlad("),
-    # 3x3 stride 2 over 8 channels, input zero point 0 (no zero-point segments).
-    "strided": (lambda: tm.conv2d(hw=(9, 8), cin=8, cout=8, stride=(2, 2), in_zp=0,
-                                  activation=tm.RELU, seed=53), "intm_smlad("),
+                   "intm_mac_2x2_s8("),
+    # 3x3 stride 2 over 12 channels (rows of nine words: one alone, four turns of two),
+    # input zero point 0 (no zero-point segments).
+    "strided": (lambda: tm.conv2d(hw=(9, 8), cin=12, cout=8, stride=(2, 2), in_zp=0,
+                                  activation=tm.RELU, seed=53), "intm_mac_2x2_s8("),
     # micro_speech's first layer: 10x8 over ONE channel, stride 2, 8 outputs.
     "single_channel_10x8": (lambda: tm.conv2d(hw=(21, 16), cin=1, cout=8, kernel=(10, 8),
                                               stride=(2, 2), in_zp=-128, seed=54),
                             "intm_smlad("),
-    # A first layer over RGB: 3x3x3 rows of nine bytes (two words and a byte).
-    "three_channel": (lambda: tm.conv2d(hw=(8, 7), cin=3, cout=8, in_zp=5, seed=55),
+    # A first layer over RGB: 3x3x3 rows of nine bytes (two words and a byte), an even
+    # width: pairs inside the image in C (rows not of whole words: no micro-kernel).
+    "three_channel": (lambda: tm.conv2d(hw=(8, 8), cin=3, cout=8, in_zp=5, seed=55),
                       "intm_smlad("),
     # Every output column crosses an edge (more than conv_rows.MAX_EDGE_COLUMNS): tap by
     # tap, in a loop (nine taps).
@@ -79,6 +96,18 @@ def test_kernel_equals_tflite_micro_on_qemu_and_host(tmp_path, name):
     kernels = artifact.sources.files["model/kernels.c"]
     assert marker in kernels, "the DSP kernel was not chosen"
     assert "float" not in kernels and "double" not in kernels
+    if name == "pointwise":
+        # The micro-kernel's run is one call in the C and its whole work for the cost model
+        # (which sizes the tiles): one SMLAD per two multiply-accumulates of 13 pixel pairs
+        # (the 25th pixel computed twice) by 6 channels by 12 input channels.
+        assert "intm_smlad(" not in kernels
+        conv = next(t for t in artifact.manifest()["tasks"] if t["kernel"].startswith("conv"))
+        assert conv["cost"]["features"]["call:intm_smlad"] == 13 * 2 * 6 * 12 / 2
+    if name == "single_channel_10x8":
+        # The rows as words: two input words per filter row (eight taps), no tap-by-tap
+        # load inside the image.
+        body = kernels[kernels.index("intm_k_conv2d"):]
+        assert body.count("intm_load_s8x4((&input[") >= 2
     expected = reference.run_tflite_micro(path, inputs)[0]
     if expected.size >= 16:
         assert len(np.unique(expected)) > 8, "outputs too uniform to tell kernels apart"
@@ -88,17 +117,10 @@ def test_kernel_equals_tflite_micro_on_qemu_and_host(tmp_path, name):
     np.testing.assert_array_equal(artifact.run(inputs, kind="host").outputs[0], expected)
 
 
-def test_single_channel_rows_pair_macs_along_x(tmp_path):
-    """The 10x8 single-channel layer reads its window rows as words: two input words per
-    filter row (eight taps), no tap-by-tap load inside the image."""
-    path, _, _ = _write(tmp_path, "single_channel_10x8")
-    kernels = ti.build(path, name="op").sources.files["model/kernels.c"]
-    body = kernels[kernels.index("intm_k_conv2d"):]
-    assert body.count("intm_load_s8x4((&input[") >= 2
-
-
-@pytest.mark.parametrize("name", ["3x3_padded", "single_channel_10x8", "dense_eight_units",
-                                  "dense_one_block"])
+# The micro-kernel inside the image and the row paths at its border (3x3_padded), the
+# single-channel rows, and a reduction split across power cycles (dense_one_block); the
+# units-in-eights dense kernel tiles like the others and is left to the first test.
+@pytest.mark.parametrize("name", ["3x3_padded", "single_channel_10x8", "dense_one_block"])
 def test_kernel_under_power_failures(tmp_path, name):
     """Random failures (seeded) and one failure at each key point of the kernel's first and
     last tile batch: every run ends with the uninterrupted outputs (which equal TFLM's)."""

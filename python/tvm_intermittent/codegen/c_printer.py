@@ -22,6 +22,7 @@ import tvm
 from tvm import tirx
 
 from ..errors import ModelError
+from ..transform.conv_blocks import MICRO_KERNEL_ATTR
 
 #: Scratch buffers up to this many bytes live on the stack; larger ones are ``static``.
 STACK_SCRATCH_LIMIT = 256
@@ -339,6 +340,10 @@ class CFunctionPrinter:
         self._emit(depth, "}")
 
     def _stmt_AttrStmt(self, node, depth):
+        if node.attr_key == MICRO_KERNEL_ATTR:
+            # A run of an assembly micro-kernel: its call, not the TIR of the same sums.
+            self._emit(depth, f"{_strip(self._expr(node.value))};")
+            return
         self._stmt(node.body, depth)
 
     def _stmt_AssertStmt(self, node, depth):
@@ -435,7 +440,8 @@ class CFunctionPrinter:
 
     def _expr_Call(self, node):
         op = str(node.op.name).removeprefix("tirx.").removeprefix("prim.")
-        if op == "call_pure_extern" and str(node.args[0].value).startswith("intm_"):
+        if op in ("call_pure_extern", "call_extern") and \
+                str(node.args[0].value).startswith("intm_"):
             # Our own helpers from intm_kernel_ops.h (the DSP multiply-accumulates).
             rest = ", ".join(self._expr(a) for a in node.args[1:])
             return f"{node.args[0].value}({rest})"

@@ -90,4 +90,91 @@ static inline int32_t intm_smlad(int32_t a, int32_t b, int32_t acc) {
 }
 #endif
 
+/* The register-blocked micro-kernel of the int8 convolutions: two output pixels by two
+ * output channels over a run of `words` input words (four int8 channels each).
+ *
+ *   a0 += x0 . w0    a1 += x0 . w1    (pixel 0 from input byte x0, channels 0 and 1)
+ *   a2 += x1 . w0    a3 += x1 . w1    (pixel 1 from the byte dx after x0)
+ *
+ * A macro over an inline function: the kernels pass the four accumulators (elements of
+ * their local array) and the run's first input byte and weight as lvalues, whose addresses
+ * it takes; after inlining GCC keeps the accumulators in registers.
+ *
+ * The weights are interleaved at compile time (transform/conv_blocks.py,
+ * interleave_pairs): word k of channel 0 at w + 8k, of channel 1 at w + 8k + 4, so one
+ * pointer walks them with post-increment loads. Why assembly: the two pixels' unpacked
+ * inputs, the two unpacked weight halves and the four accumulators are 10 values, plus the
+ * input, weight and pixel-offset pointers and the count, 14: all the Cortex-M4 has. GCC,
+ * left to itself, hoists the input loads out of the loop over channel blocks and spills
+ * them (1.8 instructions per MAC in kws' pointwise layers); here a word costs 2 + 4 input
+ * instructions (LDR, SXTB16), 2 x 3 for the weights (LDR, two SXTB16), 8 SMLAD and the
+ * SUBS/BNE of the count, every two words: 21 for 16 multiply-accumulates.
+ * The portable version below computes the same sums (no DSP, the host build).
+ *
+ * Power failures: a run stores nothing (it reads the input and weights, its sums live in
+ * registers and the caller's local array), so a failure inside it loses only SRAM and
+ * registers; the tile that called it starts again from its bias, as any tile does. The asm
+ * reads memory the compiler cannot see through its operands, hence the "memory" clobber. */
+#define intm_mac_2x2_s8(a0, a1, a2, a3, x0, dx, w0, words) \
+  intm_mac_2x2_s8_run(&(a0), &(a1), &(a2), &(a3), &(x0), (dx), &(w0), (words))
+#if defined(__ARM_FEATURE_DSP)
+/* One word of the run: the operands are named as in intm_mac_2x2_s8_run's asm. */
+#define INTM_MAC_2X2_WORD                          \
+  "ldr     %[o1], [%[x], %[dx]]\n\t"               \
+  "ldr     %[o0], [%[x]], #4\n\t"                  \
+  "sxtb16  %[e1], %[o1]\n\t"                       \
+  "sxtb16  %[o1], %[o1], ror #8\n\t"               \
+  "sxtb16  %[e0], %[o0]\n\t"                       \
+  "sxtb16  %[o0], %[o0], ror #8\n\t"               \
+  "ldr     %[wv], [%[w]], #4\n\t"                  \
+  "sxtb16  %[t], %[wv]\n\t"                        \
+  "sxtb16  %[wv], %[wv], ror #8\n\t"               \
+  "smlad   %[a0], %[e0], %[t], %[a0]\n\t"          \
+  "smlad   %[a0], %[o0], %[wv], %[a0]\n\t"         \
+  "smlad   %[a2], %[e1], %[t], %[a2]\n\t"          \
+  "smlad   %[a2], %[o1], %[wv], %[a2]\n\t"         \
+  "ldr     %[wv], [%[w]], #4\n\t"                  \
+  "sxtb16  %[t], %[wv]\n\t"                        \
+  "sxtb16  %[wv], %[wv], ror #8\n\t"               \
+  "smlad   %[a1], %[e0], %[t], %[a1]\n\t"          \
+  "smlad   %[a1], %[o0], %[wv], %[a1]\n\t"         \
+  "smlad   %[a3], %[e1], %[t], %[a3]\n\t"          \
+  "smlad   %[a3], %[o1], %[wv], %[a3]\n\t"
+#define INTM_MAC_2X2_OPERANDS                                                                 \
+  : [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3), [x] "+r"(x), [w] "+r"(w),    \
+    [n] "+r"(pairs), [e0] "=&r"(e0), [o0] "=&r"(o0), [e1] "=&r"(e1), [o1] "=&r"(o1),          \
+    [wv] "=&r"(wv), [t] "=&r"(t)                                                              \
+  : [dx] "r"(dx)                                                                              \
+  : "cc", "memory"
+#endif
+static inline void intm_mac_2x2_s8_run(int32_t* p0, int32_t* p1, int32_t* p2, int32_t* p3,
+                                       const int8_t* x, int32_t dx, const int8_t* w,
+                                       int32_t words) {
+#if defined(__ARM_FEATURE_DSP)
+  int32_t a0 = *p0, a1 = *p1, a2 = *p2, a3 = *p3;
+  int32_t e0, o0, e1, o1, wv, t;
+  int32_t pairs = words >> 1;
+  /* An odd word first, then two words per turn of the count (the kernels pass `words` as a
+   * constant, so only the code a run needs is compiled). */
+  if (words & 1) __asm__(INTM_MAC_2X2_WORD INTM_MAC_2X2_OPERANDS);
+  if (pairs)
+    __asm__("1:\n\t" INTM_MAC_2X2_WORD INTM_MAC_2X2_WORD
+            "subs    %[n], %[n], #1\n\t"
+            "bne     1b\n\t" INTM_MAC_2X2_OPERANDS);
+  *p0 = a0;
+  *p1 = a1;
+  *p2 = a2;
+  *p3 = a3;
+#else
+  for (int32_t k = 0; k < words * 4; ++k) {
+    int32_t x0 = x[k], x1 = x[dx + k];
+    int32_t w0 = w[(k / 4) * 8 + k % 4], w1 = w[(k / 4) * 8 + 4 + k % 4];
+    *p0 += x0 * w0;
+    *p1 += x0 * w1;
+    *p2 += x1 * w0;
+    *p3 += x1 * w1;
+  }
+#endif
+}
+
 #endif /* INTM_KERNEL_OPS_H_ */

@@ -34,9 +34,10 @@ from tvm import tirx
 from tvm.script.ir_builder import IRBuilder
 from tvm.script.ir_builder import tirx as T
 
+from .conv_blocks import interleave_pairs, mac_run
+from .depthwise_kernels import OutputStage
 from .integer_kernels import (KERNEL_ATTRS, _I32, _arg, _bind, _helper, _i32, _local, _loop,
-                              _private, _requant_args, _store_output, _store_outputs_looped,
-                              channel_block)
+                              _private, channel_block)
 
 #: Runs of at most this many words are unrolled; longer ones loop (code size).
 UNROLL_WORDS = 2
@@ -67,6 +68,21 @@ def applies(*, weight, dilation, in_dtype, dsp: bool) -> bool:
             and run >= 4 and (in_c % 4 != 0 or run <= MAX_QUAD_ROW))
 
 
+def blocked(weight) -> bool:
+    """Whether the pairs inside the image run ``intm_mac_2x2_s8`` (:mod:`.conv_blocks`) over
+    each filter row, two channels at a time: rows of whole words and channels in pairs. The
+    weights are then interleaved for it (:func:`weights`), and every other path of the kernel
+    reads them there."""
+    out_c, _, _, in_c = weight.shape
+    return in_c % 4 == 0 and out_c % 2 == 0
+
+
+def weights(weight):
+    """The weights as :func:`build`'s kernel takes them: TFLite's OHWI array, or
+    :func:`.conv_blocks.interleave_pairs` of it where :func:`blocked`."""
+    return interleave_pairs(weight) if blocked(weight) else weight
+
+
 def _halves(word_value):
     """``(even, odd)``: bytes 0 and 2, and 1 and 3, of a word as sign-extended halves."""
     return (_bind("even", _helper("intm_sxtb16", word_value)),
@@ -74,23 +90,28 @@ def _halves(word_value):
 
 
 def build(*, in_shape, weight, out_shape, strides, padding, dilation, input_zero_point,
-          output_zero_point, requant, clamp, out_dtype):
-    """The kernel ``(x, weights, bias, [requant tables], out)``; ``weights`` are TFLite's
-    OHWI int8 array as it is, ``bias`` has the input zero point folded in (as for
-    :func:`.integer_kernels.conv2d_nhwc`)."""
+          stage: OutputStage):
+    """The kernel ``(x, weights, bias, [tables], out)``; ``weights`` are :func:`weights`,
+    ``bias`` has the input zero point folded in (as for
+    :func:`.integer_kernels.conv2d_nhwc`), the tables are :func:`.conv_blocks.tables` of the
+    output stage (:func:`.conv_blocks.output_stage`)."""
     batch, in_h, in_w, in_c = (int(d) for d in in_shape)
     out_c, k_h, k_w, _ = (int(d) for d in weight.shape)
     _, out_h, out_w, _ = (int(d) for d in out_shape)
     (s_h, s_w), (d_h, _) = strides, dilation
     top, left, _, _ = padding
     run = k_w * in_c
+    is_blocked = blocked(weight)
     # Output columns whose window crosses the left or right edge.
     edge = [c for c in range(out_w) if not 0 <= c * s_w - left <= in_w - k_w]
     block = channel_block(out_c)
     # Pairs need an even row: an odd one would pair its last pixel with itself, and that
     # pixel's second store, however guarded, counts for the idempotence check as a write
     # into the next row's tile.
-    pairs = PAIRS and out_w % 2 == 0
+    # and more than one input channel: micro_speech's 10 x 8 over one channel ran 6% faster
+    # in pairs (576,445 instructions against 616,105) for 768 B more text, the flash its
+    # model did not have (bench/README.md, "Convolution and fully connected kernels").
+    pairs = PAIRS and out_w % 2 == 0 and in_c > 1
     zp = int(input_zero_point)
     # Four zero points, as SXTB16 would unpack them: (zp, zp) in both halves.
     zp_halves = _i32(np.int32(np.uint32((zp & 0xFFFF) | ((zp & 0xFFFF) << 16)).view(np.int32)))
@@ -98,10 +119,15 @@ def build(*, in_shape, weight, out_shape, strides, padding, dilation, input_zero
         with T.prim_func():
             T.func_attr(KERNEL_ATTRS)
             x = _arg("input", (batch, in_h, in_w * in_c), "int8")
-            w = _arg("weights", (out_c, k_h, run), "int8")
+            if is_blocked:
+                w = _arg("weights", (out_c // 2, k_h, run * 2), "int8")
+            else:
+                w = _arg("weights", (out_c, k_h, run), "int8")
             b = _arg("bias", (out_c,), _I32)
-            tables = _requant_args(requant, out_c)
-            out = _arg("output", (batch, out_h, out_w, out_c), out_dtype)
+            stage_columns = [_arg(name, (out_c,), _I32)
+                             for name in ("multiplier", "shift_less")[:len(stage.columns())]]
+            tables = stage.args(out_c)
+            out = _arg("output", (batch, out_h, out_w, out_c), stage.out_dtype)
             acc = [[_local(f"acc{p}_{j}") for j in range(block)] for p in range(2)]
             columns = (out_w + 1) // 2 if pairs else out_w
             with _loop("batch", batch) as n, _loop("out_y", out_h) as out_y, \
@@ -110,24 +136,36 @@ def build(*, in_shape, weight, out_shape, strides, padding, dilation, input_zero
                 channels = [cb * block + j for j in range(block)]
                 y0 = out_y * s_h - top
 
+                def weight_at(j, f_y, k):
+                    """Channel ``channels[j]``'s weight ``k`` of filter row ``f_y`` (the
+                    first of a word when interleaved: ``k`` is then a multiple of 4)."""
+                    if not is_blocked:
+                        return w[channels[j], f_y, k]
+                    return w[cb * (block // 2) + j // 2, f_y, (k // 4) * 8 + (j % 2) * 4]
+
                 def init(acc):
                     for j in range(block):
                         T.buffer_store(acc[j], b[channels[j]], [0])
 
+                def store_one(out_x, value, channel):
+                    stage.store(out, [n, out_y, out_x, channel], value, channel, tables,
+                                [c[channel] for c in stage_columns])
+
                 def store(acc, out_x):
-                    """The block's outputs: requantized in a loop (flash, see
-                    ``integer_kernels._store_outputs_looped``) where an output has enough
-                    multiply-accumulates to hide the loop, inline otherwise."""
+                    """The block's outputs: requantized in a loop over the block (flash: the
+                    values go through a small local array, the output stage's code appears
+                    once) where an output has enough multiply-accumulates to hide the loop,
+                    inline otherwise."""
                     if k_h * run >= LOOPED_STORE_MACS:
-                        _store_outputs_looped(out, [a[0] for a in acc],
-                                              lambda j: [n, out_y, out_x, cb * block + j],
-                                              lambda j: cb * block + j, requant, tables,
-                                              output_zero_point, clamp, out_dtype)
+                        sums = T.alloc_buffer((block,), _I32, scope="local")
+                        IRBuilder.name("sums", sums)
+                        for j in range(block):
+                            T.buffer_store(sums, acc[j][0], [j])
+                        with _loop("out_channel", block) as j:
+                            store_one(out_x, sums[j], cb * block + j)
                         return
                     for j in range(block):
-                        _store_output(out, [n, out_y, out_x, channels[j]],
-                                      requant.emit(acc[j][0], channels[j], tables, _bind),
-                                      output_zero_point, clamp, out_dtype)
+                        store_one(out_x, acc[j][0], channels[j])
 
                 def one_pixel(out_x, acc):
                     """One output pixel, its border tested row by row."""
@@ -142,7 +180,7 @@ def build(*, in_shape, weight, out_shape, strides, padding, dilation, input_zero
                             even, odd = halves_at(offset)
                             for j in range(block):
                                 weights4 = _bind("weights4", _helper(
-                                    "intm_load_s8x4", tirx.address_of(w[channels[j], f_y, offset])))
+                                    "intm_load_s8x4", tirx.address_of(weight_at(j, f_y, offset))))
                                 inner = _helper("intm_smlad", odd,
                                                 _helper("intm_sxtb16_ror8", weights4), acc[j][0])
                                 T.buffer_store(acc[j], _helper(
@@ -160,7 +198,7 @@ def build(*, in_shape, weight, out_shape, strides, padding, dilation, input_zero
                             value = _bind("value", value_at(k))
                             for j in range(block):
                                 T.buffer_store(acc[j], acc[j][0] + value
-                                               * w[channels[j], f_y, k].astype(_I32), [0])
+                                               * weight_at(j, f_y, k).astype(_I32), [0])
 
                     def segment(f_y, in_y, lo, length, x_start=None):
                         """``length`` bytes from byte ``lo`` (which may be a loop expression) of
@@ -264,6 +302,14 @@ def build(*, in_shape, weight, out_shape, strides, padding, dilation, input_zero
                     words, tail = divmod(run, 4)
                     with _loop("filter_y", k_h) as f_y:
                         in_y = y0 + f_y * d_h
+                        if is_blocked:
+                            for jp in range(block // 2):
+                                mac_run([(acc[p][2 * jp + j], 0) for p in range(2)
+                                         for j in range(2)],
+                                        lambda k: x[n, in_y, bases[0] + k], _i32(s_w * in_c),
+                                        lambda k, jp=jp: w[cb * (block // 2) + jp, f_y, k],
+                                        words)
+                            return
 
                         def step(offset):
                             halves = [_halves(_bind(f"input4_{p}", _helper(

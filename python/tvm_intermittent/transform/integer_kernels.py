@@ -203,9 +203,24 @@ def conv2d_nhwc(*, in_shape, weight, bias, strides, padding, dilation, input_zer
         LOGGER.info("depthwise_conv2d %s: the portable kernel, not the DSP one: %s",
                     list(in_shape), why_not)
     if not depthwise and not any(padding) and out_h * out_w > 1:
-        # Pointwise layers too: two pixels share each unpacked weight word (measured faster
-        # than one pixel per step once the kernels are compiled without pre-RA scheduling,
-        # see intm_kernel_ops.h).
+        from . import conv_blocks  # pylint: disable=import-outside-toplevel (it imports us)
+
+        why_not = conv_blocks.why_not(weight=weight, dilation=dilation, in_dtype=in_dtype,
+                                      dsp=_dsp_available())
+        if why_not is None:
+            stage = conv_blocks.output_stage(requant=requant, output_zero_point=output_zero_point,
+                                             clamp=clamp, out_dtype=out_dtype)
+            func = conv_blocks.build(
+                in_shape=in_shape, weight=weight, out_shape=(batch, out_h, out_w, out_c),
+                strides=strides, dilation=dilation, stage=stage)
+            return _with_macs(func, macs), ([conv_blocks.interleave_pairs(weight), folded]
+                                            + conv_blocks.tables(stage))
+        if _dsp_available():
+            LOGGER.info("conv2d %s -> %d: the pixel pairs, not the 2x2 micro-kernel: %s",
+                        list(in_shape), out_c, why_not)
+        # Two pixels share each unpacked weight word (measured faster than one pixel per
+        # step once the kernels are compiled without pre-RA scheduling, see
+        # intm_kernel_ops.h).
         func = _conv2d_pixel_pairs(
             in_shape=in_shape, weight=weight, out_shape=(batch, out_h, out_w, out_c),
             strides=strides, dilation=dilation, output_zero_point=output_zero_point,
@@ -214,12 +229,16 @@ def conv2d_nhwc(*, in_shape, weight, bias, strides, padding, dilation, input_zer
     if not depthwise and _rows_dsp_applies(weight, dilation, in_dtype):
         from . import conv_rows  # pylint: disable=import-outside-toplevel (it imports us)
 
+        from . import conv_blocks  # pylint: disable=import-outside-toplevel (it imports us)
+
+        stage = conv_blocks.output_stage(requant=requant, output_zero_point=output_zero_point,
+                                         clamp=clamp, out_dtype=out_dtype)
         func = conv_rows.build(
             in_shape=in_shape, weight=weight, out_shape=(batch, out_h, out_w, out_c),
             strides=strides, padding=padding, dilation=dilation,
-            input_zero_point=input_zero_point, output_zero_point=output_zero_point,
-            requant=requant, clamp=clamp, out_dtype=out_dtype)
-        return _with_macs(func, macs), [weight, folded] + requant.tables()
+            input_zero_point=input_zero_point, stage=stage)
+        return _with_macs(func, macs), ([conv_rows.weights(weight), folded]
+                                        + conv_blocks.tables(stage))
     # Unrolled taps need no loop counters; worth it where a tap has little work.
     unroll = k_h * k_w <= 49 and (depthwise or in_c <= 4)
     # A tap over input channels in quads: one SMLAD per two multiply-accumulates.
