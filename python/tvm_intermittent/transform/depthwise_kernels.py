@@ -90,26 +90,31 @@ def pack_params(weight, folded_bias, columns):
     one pointer per table, and spilled them when the bias, requantization tables and
     weights each had their own.
 
-    Row ``q`` of the int32 table holds channels ``4q .. 4q + 3``: their folded biases, each
-    of ``columns`` (per-channel int32 arrays) for the four, then one word per filter tap
-    holding the tap's four int8 weights, little-endian as a word load of the ``[KH, KW,
-    C]`` weights would give them. The same bytes as the separate arrays: flash is not
-    larger.
+    Row ``q`` of the int32 table holds channels ``4q .. 4q + 3``: their folded biases, then
+    per channel its value of each of ``columns`` (per-channel int32 arrays), adjacent so
+    that GCC loads a channel's pair with one LDRD, then one word per filter tap holding the
+    tap's four int8 weights, little-endian as a word load of the ``[KH, KW, C]`` weights
+    would give them. The same bytes as the separate arrays: flash is not larger.
 
     Returns
     -------
-    (numpy.ndarray, (int, list of int, int))
-        The ``[C / 4, 4 * (1 + len(columns)) + KH * KW]`` table and the columns where the
-        biases, each of ``columns`` and the weight words start.
+    (numpy.ndarray, (int, list of list of int, int))
+        The ``[C / 4, 4 * (1 + len(columns)) + KH * KW]`` table, the column where the
+        biases start, per channel of the quad the columns of its ``columns`` values, and
+        the column where the weight words start.
     """
     k_h, k_w, channels = weight.shape
     quads = channels // QUAD
     words = np.ascontiguousarray(weight.reshape(k_h * k_w, channels).astype(np.int8))
     words = words.view("<i4").reshape(k_h * k_w, quads).T
     parts = [np.asarray(folded_bias, np.int32).reshape(quads, QUAD)]
-    parts += [np.asarray(c, np.int32).reshape(quads, QUAD) for c in columns]
+    if columns:  # [quads, channel of the quad, column] flattened: a channel's values adjacent
+        per_channel = np.stack([np.asarray(c, np.int32).reshape(quads, QUAD) for c in columns],
+                               axis=2)
+        parts.append(per_channel.reshape(quads, QUAD * len(columns)))
     table = np.concatenate(parts + [words.astype(np.int32)], axis=1)
-    columns_at = [QUAD * (1 + i) for i in range(len(columns))]
+    columns_at = [[QUAD + j * len(columns) + i for i in range(len(columns))]
+                  for j in range(QUAD)]
     return np.ascontiguousarray(table), (0, columns_at, QUAD * (1 + len(columns)))
 
 
@@ -119,16 +124,19 @@ class OutputStage:
 
     The usual case (every channel shifts right, TFLM's double rounding, int8 output):
 
-    - the high multiply ``v = (x * m + 2**30) >> 31`` as ``intm_high_mul``, SMMULR on ``2x``
-      (the same integer for ``|x| < 2**30``);
+    - the high multiply ``v = (x * m + 2**30) >> 31`` as ``intm_high_mul_2m``: one SMMLAR
+      of ``x`` by ``2m - 2**32`` that adds ``x`` back (the same integer for every int32
+      ``x``, where ``intm_high_mul``, a shift and SMMULR on ``2x``, took two instructions);
+      multipliers below ``2**30`` (none of TFLM's) keep ``intm_high_mul``;
     - TFLM's rounding right shift by ``r``, halves away from zero, is
       ``floor((v + s + 2**(r-1)) / 2**r)`` with ``s = v >> 31``; it equals
       ``floor((t + 1) / 2)`` for ``t = (v + s) >> (r - 1)`` (floors nest), so adding the
       zero point gives ``floor((t + 1 + 2 zp) / 2)``: one add of a constant and one
       ``SSAT #8, ASR #1``, which also clamps to int8 (a fused activation's tighter clamp
       adds a min or a max);
-    - per channel, ``(m, r - 1)`` (:meth:`columns`), which the kernel packs beside its
-      other per-channel constants so that one pointer reaches them all.
+    - per channel, ``(2m - 2**32, r - 1)`` (:meth:`columns`), which the kernel packs beside
+      its other per-channel constants so that one pointer reaches them all, the two of one
+      channel side by side (one LDRD).
 
     Anything else (left shifts, single rounding, uint8) takes :meth:`.Requantization.emit`
     and its tables (:meth:`tables`).
@@ -139,13 +147,20 @@ class OutputStage:
         self.out_dtype = out_dtype
         self.fast = (out_dtype == "int8" and not requant.single_rounding
                      and bool(np.all(requant.shifts <= -1)))
+        #: Every multiplier in [2**30, 2**31): the one-instruction high multiply applies.
+        self.twice = bool(np.all(requant.multipliers.astype(np.int64) >= 1 << 30))
+
+    def _multipliers(self) -> np.ndarray:
+        """The int32 multiplier operands: ``2m - 2**32`` for ``intm_high_mul_2m``, else m."""
+        m = self.requant.multipliers.astype(np.int64)
+        return (2 * m - (1 << 32) if self.twice else m).astype(np.int32)
 
     def columns(self) -> list:
-        """Per-channel int32 arrays of the fast form, ``[m, r - 1]`` (none if uniform)."""
+        """Per-channel int32 arrays of the fast form, ``[2m - 2**32 (or m), r - 1]`` (none
+        if uniform)."""
         if not self.fast or self.requant.uniform:
             return []
-        return [self.requant.multipliers.astype(np.int32),
-                (-self.requant.shifts - 1).astype(np.int32)]
+        return [self._multipliers(), (-self.requant.shifts - 1).astype(np.int32)]
 
     def tables(self) -> list:
         """The separate int32 tables of the general form (none for the fast one)."""
@@ -162,11 +177,12 @@ class OutputStage:
                           self.zero_point, self.clamp, self.out_dtype)
             return
         if self.requant.uniform:
-            multiplier = _i32(self.requant.multipliers[0])
+            multiplier = _i32(int(self._multipliers()[0]))
             less = _i32(-int(self.requant.shifts[0]) - 1)
         else:
             multiplier, less = columns
-        high = _bind("high", _helper("intm_high_mul", acc, multiplier))
+        high = _bind("high", _helper("intm_high_mul_2m" if self.twice else "intm_high_mul",
+                                     acc, multiplier))
         halved = tirx.shift_right(high + tirx.shift_right(high, _i32(31)), less)
         value = _helper("intm_ssat8_asr1", halved + _i32(1 + 2 * self.zero_point))
         lo, hi = self.clamp
@@ -280,7 +296,7 @@ def depthwise_conv2d_dsp(*, in_shape, weight, folded_bias, strides, padding, dil
                                 tap(c0, f_y, f_x, checked)
                         # acc[0..3] hold channels 0..3 of the quad (see multiply_accumulate).
                         for j in range(QUAD):
-                            columns = [p[q, at + j] for at in columns_at]
+                            columns = [p[q, at] for at in columns_at[j]]
                             stage.store(out, [n, out_y, out_x, c0 + j], acc[j][0], c0 + j,
                                         tables, columns)
 
