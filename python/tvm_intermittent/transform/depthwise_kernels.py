@@ -12,27 +12,43 @@ the channels go in quads instead:
 - ``SMLABB`` and ``SMLATT`` (one multiply-accumulate of the bottom or top halves each) add
   the four products into four accumulators: ten instructions for four MACs, against three
   per MAC (two byte loads and a multiply-accumulate) without the extension;
+- output rows go in vertical pairs (rows ``2t`` and ``2t + 1``, one tile): the tap's weight
+  word, loaded and unpacked once, feeds eight SMLAs, two rows' worth, and with stride 1
+  the lower row's input word of one tap is the upper row's of the next, which GCC loads
+  once when the taps run down each filter column (across a filter row it kept three such
+  words live and spilled the accumulators): 1.9 instructions per MAC for the taps instead
+  of 2.5. An odd row count computes its last row twice and stores it once. Horizontal
+  pairs, the other way round, were slower: kws's rows are five windows wide, so most pairs
+  cross the border;
 - every constant of a quad sits in one int32 row (:func:`pack_params`: biases,
-  requantization, weight words; the same bytes as separate arrays), so one pointer reaches
-  them and the accumulators stay in registers;
-- the border is split from the interior: a window that lies inside the image runs its taps
-  without tests; one that crosses the border tests each tap, and for a tap outside adds
-  back the tap's share of the input zero point folded into the bias, ``zp * w`` per
-  channel, with the same two SMLAs on constant halves of the zero point; windows up to
-  7x7 are unrolled (GCC folds most of the border's tests);
-- the requantization is :class:`OutputStage`'s: one ``SMMULR``, and one ``SSAT`` that also
-  finishes the rounding.
+  multipliers, the four shift counts as the bytes of one word, weight words), so one
+  pointer reaches them and the accumulators stay in registers;
+- the border is split from the interior: a pair of windows that lies inside the image runs
+  its taps without tests; a pair with a window across the border goes one window at a
+  time, testing each tap, and for a tap outside adds back the tap's share of the input
+  zero point folded into the bias, ``zp * w`` per channel, with the same two SMLAs on
+  constant halves of the zero point; windows up to 7x7 are unrolled (GCC folds most of the
+  border's tests);
+- the requantization is :class:`OutputStage`'s: one ``SMMLAR`` (the doubling high multiply
+  by ``2m - 2**32``, adding the accumulator back), and one ``SSAT`` that also finishes the
+  rounding.
 
-Measured on the zoo (``bench/README.md``): kws's depthwise layers from 6.08 to 4.13
-instructions per MAC (CMSIS-NN: 7.80), vww's from 5.7-6.5 to 3.9-4.4. Measured on kws and
-left out: separate bias, requantization and weight arrays (7.06 with the border's test
-inside the channel loop, 4.87 with it outside and filter rows as loops, 4.84 unrolled: GCC
-keeps a pointer per tap and per table live and spills them), the packed row with filter
-rows as loops (5.06, or 4.58 with only the interior unrolled), and testing every tap of
-every window instead of splitting the border off (4.36); and pairs of output pixels
-sharing each unpacked weight word (kws 5.27: its rows are five pixels wide, so most pairs
-cross the border and go one pixel at a time; vww's total unchanged, some layers 5% faster
-and others slower).
+Measured on the zoo (``bench/README.md``, "Depthwise convolutions, faster"): kws's
+depthwise layers 3.64 instructions per MAC (CMSIS-NN: 7.80), from 3.99 with one row at a
+time and SMMULR on the doubled accumulator, vww's 3.35-3.99, from 3.82-4.16 (6x6 layers
+have one pair inside the image and keep single rows). The pairs' interior runs at 2.99
+per MAC on kws (215 instructions per pair and quad: 135 for the taps, 48 for the eight
+requantizations, the rest loads of constants, stores and the loop); its border windows
+(59 of 125: the first and last columns, the first pair of rows and the last row) at about
+4.4. Measured and left out: the pair path also over border
+columns, testing each filter column once for both rows (kws 1.9% faster, 450 B of text
+more: the branches spill the accumulators), a tap outside read as a zero-point word by a
+conditional load instead of a branch (kws 5% slower), the border's filter rows as loops
+(kws 13% slower), and before the pairs: separate bias, requantization and weight arrays
+(7.06 with the border's test inside the channel loop, 4.87 with it outside and filter rows
+as loops, 4.84 unrolled: GCC keeps a pointer per tap and per table live and spills them),
+the packed row with filter rows as loops (5.06, or 4.58 with only the interior unrolled),
+and testing every tap of every window instead of splitting the border off (4.36).
 
 The kernel takes ``(input, params, [requant tables], output)``. Boards without the DSP
 extension keep the kernel of :func:`.integer_kernels.conv2d_nhwc` (three instructions per
@@ -77,29 +93,20 @@ def _inside_count(outputs: int, stride: int, before: int, reach: int, size: int)
                and o * stride - before + reach < size)
 
 
-class _Pairs:
-    """How a kernel pairs output rows: ``last_inside`` when the last pair (the last row
-    twice for an odd count) lies inside the image, so its second store needs a guard."""
-
-    def __init__(self, last_inside: bool):
-        self.last_inside = last_inside
-
-
-def _row_pairs(out_h, stride, before, reach, size, inside_w, padded, unrolled):
-    """A :class:`_Pairs` when output rows go in vertical pairs (unrolled windows, two rows
-    or more, and with padding at least two pairs and two columns of windows inside the
-    image, else the interior's test would fold into constant indices), else None."""
+def _row_pairs(out_h, stride, before, reach, size, inside_w, padded, unrolled) -> bool:
+    """Whether output rows go in vertical pairs: unrolled windows, two rows or more, and
+    with padding at least two pairs and two columns of windows inside the image (with one,
+    TVM would fold the test of the inside into constant output indices, which the tiler
+    cannot cut)."""
     if out_h < 2 or not unrolled:
-        return None
+        return False
 
     def inside(y):
         return y * stride - before >= 0 and y * stride - before + reach < size
 
-    flags = [inside(2 * t) and inside(min(2 * t + 1, out_h - 1))
-             for t in range((out_h + 1) // 2)]
-    if padded and (sum(flags) < 2 or inside_w < 2):
-        return None
-    return _Pairs(flags[-1])
+    pairs_inside = sum(1 for t in range((out_h + 1) // 2)
+                       if inside(2 * t) and inside(min(2 * t + 1, out_h - 1)))
+    return not padded or (pairs_inside >= 2 and inside_w >= 2)
 
 
 def pack_params(weight, folded_bias, columns, lanes=()):
@@ -390,14 +397,12 @@ def depthwise_conv2d_dsp(*, in_shape, weight, folded_bias, strides, padding, dil
                     if not any(padding):
                         window_pair((first, second), first + 1 < out_h if odd_rows else None)
                     else:  # pairs inside the image run untested; the border one row at a time
-                        last_inside = pairs.last_inside
                         with T.If(tirx.all(first * s_h - top >= 0,
                                            second * s_h - top + reach_h < in_h, x0 >= 0,
                                            x0 + reach_w < in_w)):
                             with T.Then():
                                 window_pair((first, second),
-                                            first + 1 < out_h if odd_rows and last_inside
-                                            else None)
+                                            first + 1 < out_h if odd_rows else None)
                             with T.Else():
                                 with _loop("pair_row", 2) as r:
                                     if odd_rows:
