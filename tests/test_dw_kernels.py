@@ -150,6 +150,21 @@ def test_dsp_depthwise_equals_tflite_micro(depthwise_build, case):
     assert len(np.unique(run.outputs[0])) > 8, "a nearly constant output would test little"
 
 
+def test_rows_go_in_pairs_where_two_pairs_lie_inside_the_image():
+    """The pairing rule, shape by shape, and the reason the compiler logs when it keeps
+    one row at a time."""
+    from tvm_intermittent.transform.depthwise_kernels import _why_not_pairs
+
+    # kws: 25 rows, 3x3, padded by one: pairs (2, 3) .. (22, 23) inside.
+    assert _why_not_pairs(25, 1, 1, 2, 25, 3, True, True) is None
+    # vww's 6x6 layers: only rows 2 and 3 form a pair inside.
+    assert "1 pair(s)" in _why_not_pairs(6, 1, 1, 2, 6, 4, True, True)
+    assert "1 column(s)" in _why_not_pairs(25, 1, 1, 2, 25, 1, True, True)
+    assert _why_not_pairs(3, 2, 0, 2, 8, 1, False, True) is None  # unpadded: any two rows
+    assert _why_not_pairs(1, 1, 0, 2, 3, 1, False, True) == "one output row"
+    assert "taps" in _why_not_pairs(25, 1, 1, 2, 25, 3, True, False)
+
+
 @pytest.mark.parametrize("case", sorted(PORTABLE))
 def test_other_depthwise_keep_the_portable_kernel(tmp_path, case):
     model, inputs = PORTABLE[case]()

@@ -63,6 +63,7 @@ from tvm.script.ir_builder import IRBuilder
 from tvm.script.ir_builder import tirx as T
 
 from .fixed_point import Requantization
+from .notices import LOGGER
 from .integer_kernels import (KERNEL_ATTRS, _arg, _bind, _dsp_available, _helper, _i32, _local,
                               _loop, _private, _requant_args, _store_output, _with_macs)
 
@@ -93,20 +94,25 @@ def _inside_count(outputs: int, stride: int, before: int, reach: int, size: int)
                and o * stride - before + reach < size)
 
 
-def _row_pairs(out_h, stride, before, reach, size, inside_w, padded, unrolled) -> bool:
-    """Whether output rows go in vertical pairs: unrolled windows, two rows or more, and
-    with padding at least two pairs and two columns of windows inside the image (with one,
-    TVM would fold the test of the inside into constant output indices, which the tiler
-    cannot cut)."""
-    if out_h < 2 or not unrolled:
-        return False
+def _why_not_pairs(out_h, stride, before, reach, size, inside_w, padded, unrolled):
+    """None when output rows go in vertical pairs, else why not: it needs unrolled windows,
+    two rows or more, and with padding at least two pairs and two columns of windows inside
+    the image (with one, TVM would fold the test of the inside into constant output
+    indices, which the tiler cannot cut)."""
+    if not unrolled:
+        return f"windows over {MAX_UNROLLED_TAPS} taps are not unrolled"
+    if out_h < 2:
+        return "one output row"
 
     def inside(y):
         return y * stride - before >= 0 and y * stride - before + reach < size
 
     pairs_inside = sum(1 for t in range((out_h + 1) // 2)
                        if inside(2 * t) and inside(min(2 * t + 1, out_h - 1)))
-    return not padded or (pairs_inside >= 2 and inside_w >= 2)
+    if padded and (pairs_inside < 2 or inside_w < 2):
+        return (f"{pairs_inside} pair(s) of rows and {inside_w} column(s) of windows inside "
+                "the image, fewer than two")
+    return None
 
 
 def pack_params(weight, folded_bias, columns, lanes=()):
@@ -277,8 +283,12 @@ def depthwise_conv2d_dsp(*, in_shape, weight, folded_bias, strides, padding, dil
     reach_h, reach_w = d_h * (k_h - 1), d_w * (k_w - 1)
     interior = (_inside_count(out_h, s_h, top, reach_h, in_h),
                 _inside_count(out_w, s_w, left, reach_w, in_w))
-    pairs = _row_pairs(out_h, s_h, top, reach_h, in_h, interior[1], any(padding),
-                       k_h * k_w <= MAX_UNROLLED_TAPS)
+    why_not = _why_not_pairs(out_h, s_h, top, reach_h, in_h, interior[1], any(padding),
+                             k_h * k_w <= MAX_UNROLLED_TAPS)
+    pairs = why_not is None
+    if not pairs:
+        LOGGER.info("depthwise_conv2d %s: output rows one at a time, not in pairs: %s",
+                    list(in_shape), why_not)
     stage = OutputStage(requant, output_zero_point, clamp, out_dtype)
     params, (bias_at, columns_at, lanes_at, weights_at) = pack_params(
         weight, folded_bias, stage.columns(), stage.lanes())
