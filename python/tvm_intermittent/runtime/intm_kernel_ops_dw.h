@@ -69,19 +69,6 @@ static inline int32_t intm_high_mul_2m(int32_t x, int32_t twice_m) {
 #endif
 }
 
-/* x >> (s & 255), an arithmetic shift by the low byte of s (ASR by a register reads only
- * that byte), for counts below 32: the depthwise kernel keeps four channels' shift counts
- * in the bytes of one word and shifts that word down instead of masking each byte out. */
-static inline int32_t intm_asr_byte0(int32_t x, int32_t s) {
-#if defined(__ARM_FEATURE_DSP)
-  int32_t r;
-  __asm__("asr %0, %1, %2" : "=r"(r) : "r"(x), "r"(s));
-  return r;
-#else
-  return x >> (s & 255);
-#endif
-}
-
 /* acc + the sign-extended bytes 0 and 2 (intm_sxtab16) or 1 and 3 (..._ror8) of x, in
  * the two 16-bit halves of acc (SXTAB16): four int8 values summed per two instructions.
  * Each half wraps at 16 bits like the instruction; the pooling kernel sums at most 256

@@ -155,11 +155,13 @@ def pack_params(weight, folded_bias, columns, lanes=()):
 
 
 def lane(word, j):
-    """Byte ``j`` of ``word`` from :func:`pack_params`'s lanes in the low byte of the
-    result, the bytes above it left in place: a shift count for ``intm_asr_byte0``, which
-    reads only the low byte as ASR by a register does. Byte 0 is the word itself, the
-    others one shift, where a word per channel cost one load each."""
-    return word if j == 0 else tirx.shift_right(word, _i32(8 * j))
+    """Byte ``j`` of ``word`` from :func:`pack_params`'s lanes (0..127, so the top byte
+    needs no mask): one UBFX or shift, where a word per channel cost one load each."""
+    if j == QUAD - 1:
+        return tirx.shift_right(word, _i32(8 * j))
+    if j == 0:
+        return tirx.bitwise_and(word, _i32(255))
+    return tirx.bitwise_and(tirx.shift_right(word, _i32(8 * j)), _i32(255))
 
 
 class OutputStage:
@@ -208,8 +210,7 @@ class OutputStage:
 
     def lanes(self) -> list:
         """Per-channel arrays of the fast form that fit a byte, ``[r - 1]`` (none if
-        uniform); :meth:`store` takes them after :meth:`columns`, as :func:`lane` gives
-        them (the count in the low byte)."""
+        uniform); :meth:`store` takes them after :meth:`columns`."""
         if not self.fast or self.requant.uniform:
             return []
         return [(-self.requant.shifts - 1).astype(np.int32)]
@@ -235,9 +236,7 @@ class OutputStage:
             multiplier, less = columns
         high = _bind("high", _helper("intm_high_mul_2m" if self.twice else "intm_high_mul",
                                      acc, multiplier))
-        rounded = high + tirx.shift_right(high, _i32(31))
-        halved = (tirx.shift_right(rounded, less) if self.requant.uniform
-                  else _helper("intm_asr_byte0", rounded, less))
+        halved = tirx.shift_right(high + tirx.shift_right(high, _i32(31)), less)
         value = _helper("intm_ssat8_asr1", halved + _i32(1 + 2 * self.zero_point))
         lo, hi = self.clamp
         if lo > -128:
