@@ -42,16 +42,18 @@ DEPTHWISE = {
                                               dilation=(2, 2), seed=46),
     "zero_point_min_relu": lambda: tm.conv2d(depthwise=True, cin=4, hw=(5, 6), in_zp=-128,
                                              out_zp=-128, activation=tm.RELU, seed=47),
-    "per_tensor": lambda: tm.conv2d(depthwise=True, cin=8, hw=(7, 7), w_scales=[0.01] * 8,
+    # Rows 1 to 4 of 6 inside the image: pairs (1, 2) and (3, 4), rows 0 and 5 alone.
+    "per_tensor": lambda: tm.conv2d(depthwise=True, cin=8, hw=(6, 6), w_scales=[0.01] * 8,
                                     seed=48),
     "left_shifts": lambda: tm.conv2d(depthwise=True, cin=8, out_scale=0.05, seed=49,
                                      w_scales=[1e-12, 1e-7, 0.01, 0.5, 3.0, 80.0, 0.02, 1.0]),
 }
 #: The cases whose output rows go in vertical pairs: two rows or more and, when padded,
 #: at least two pairs and two columns of windows inside the image. An odd row count
-#: (stride1_same, stride2_valid, zero_point_0_dilated, per_tensor) computes its last row
-#: twice; one_interior_row (no pair inside) and zero_point_min_relu (one) keep one row at
-#: a time.
+#: (stride1_same, stride2_valid, zero_point_0_dilated) computes or stores its last row
+#: alone; per_tensor pairs rows from row 1 (two pairs inside where pairs from row 0 have
+#: one); one_interior_row (no pair inside) and zero_point_min_relu (one) keep one row at a
+#: time.
 PAIRED = {"stride1_same", "stride2_same", "stride2_valid", "valid_relu6",
           "zero_point_0_dilated", "per_tensor", "left_shifts"}
 PAIR_MARK = "int32_t out_pair"
@@ -153,12 +155,17 @@ def test_dsp_depthwise_equals_tflite_micro(depthwise_build, case):
 def test_rows_go_in_pairs_where_two_pairs_lie_inside_the_image():
     """The pairing rule, shape by shape, and the reason the compiler logs when it keeps
     one row at a time."""
-    from tvm_intermittent.transform.depthwise_kernels import _why_not_pairs
+    from tvm_intermittent.transform.depthwise_kernels import _pair_phase, _why_not_pairs
 
-    # kws: 25 rows, 3x3, padded by one: pairs (2, 3) .. (22, 23) inside.
+    # kws: 25 rows, 3x3, padded by one: pairs (2, 3) .. (22, 23) inside, 11 either way.
+    assert _pair_phase(25, 1, 1, 2, 25) == (0, 11)
     assert _why_not_pairs(25, 1, 1, 2, 25, 3, True, True) is None
-    # vww's 6x6 layers: only rows 2 and 3 form a pair inside.
-    assert "1 pair(s)" in _why_not_pairs(6, 1, 1, 2, 6, 4, True, True)
+    # vww's 6x6 layers: rows 1 to 4 inside, pairs (1, 2) and (3, 4) from row 1, one from 0.
+    assert _pair_phase(6, 1, 1, 2, 6) == (1, 2)
+    assert _why_not_pairs(6, 1, 1, 2, 6, 4, True, True) is None
+    # Five rows, rows 1 to 3 inside: one pair whichever the phase.
+    assert _pair_phase(5, 1, 1, 2, 5)[1] == 1
+    assert "1 pair(s)" in _why_not_pairs(5, 1, 1, 2, 5, 4, True, True)
     assert "1 column(s)" in _why_not_pairs(25, 1, 1, 2, 25, 1, True, True)
     assert _why_not_pairs(3, 2, 0, 2, 8, 1, False, True) is None  # unpadded: any two rows
     assert _why_not_pairs(1, 1, 0, 2, 3, 1, False, True) == "one output row"

@@ -94,6 +94,18 @@ def _inside_count(outputs: int, stride: int, before: int, reach: int, size: int)
                and o * stride - before + reach < size)
 
 
+def _pair_phase(out_h, stride, before, reach, size):
+    """``(phase, pairs inside)``: tile ``t`` pairs rows ``2t - phase`` and ``2t + 1 - phase``,
+    the phase (0 or 1, 0 on a tie) that puts more pairs of rows inside the image: a 6-row
+    layer padded by one has rows 1 to 4 inside, two pairs with phase 1 and one with 0."""
+    def inside(y):
+        return 0 <= y < out_h and y * stride - before >= 0 and y * stride - before + reach < size
+
+    counts = [sum(1 for t in range((out_h + phase + 1) // 2)
+                  if inside(2 * t - phase) and inside(2 * t + 1 - phase)) for phase in (0, 1)]
+    return (1, counts[1]) if counts[1] > counts[0] else (0, counts[0])
+
+
 def _why_not_pairs(out_h, stride, before, reach, size, inside_w, padded, unrolled):
     """None when output rows go in vertical pairs, else why not: it needs unrolled windows,
     two rows or more, and with padding at least two pairs and two columns of windows inside
@@ -103,12 +115,7 @@ def _why_not_pairs(out_h, stride, before, reach, size, inside_w, padded, unrolle
         return f"windows over {MAX_UNROLLED_TAPS} taps are not unrolled"
     if out_h < 2:
         return "one output row"
-
-    def inside(y):
-        return y * stride - before >= 0 and y * stride - before + reach < size
-
-    pairs_inside = sum(1 for t in range((out_h + 1) // 2)
-                       if inside(2 * t) and inside(min(2 * t + 1, out_h - 1)))
+    _, pairs_inside = _pair_phase(out_h, stride, before, reach, size)
     if padded and (pairs_inside < 2 or inside_w < 2):
         return (f"{pairs_inside} pair(s) of rows and {inside_w} column(s) of windows inside "
                 "the image, fewer than two")
@@ -285,6 +292,8 @@ def depthwise_conv2d_dsp(*, in_shape, weight, folded_bias, strides, padding, dil
     why_not = _why_not_pairs(out_h, s_h, top, reach_h, in_h, interior[1], any(padding),
                              k_h * k_w <= MAX_UNROLLED_TAPS)
     pairs = why_not is None
+    phase = _pair_phase(out_h, s_h, top, reach_h, in_h)[0] if any(padding) else 0
+    pair_tiles = (out_h + phase + 1) // 2
     if not pairs:
         LOGGER.info("depthwise_conv2d %s: output rows one at a time, not in pairs: %s",
                     list(in_shape), why_not)
@@ -300,7 +309,7 @@ def depthwise_conv2d_dsp(*, in_shape, weight, folded_bias, strides, padding, dil
             out = _arg("output", (batch, out_h, out_w, channels), out_dtype)
             acc = [[_local(f"acc{r}_{j}") for j in range(QUAD)]
                    for r in range(2 if pairs else 1)]
-            leading = ("out_pair", (out_h + 1) // 2) if pairs else ("out_y", out_h)
+            leading = ("out_pair", pair_tiles) if pairs else ("out_y", out_h)
             with _loop("batch", batch) as n, _loop(*leading) as lead, \
                     _loop("out_x", out_w) as out_x:
                 x0 = out_x * s_w - left
@@ -400,27 +409,33 @@ def depthwise_conv2d_dsp(*, in_shape, weight, folded_bias, strides, padding, dil
                                 with T.Then():
                                     store(acc[1], q, rows[1], columns)
 
-                if pairs:
+                if pairs and not any(padding):
                     first = lead * 2
                     odd_rows = out_h % 2 == 1
                     second = tirx.min(first + 1, _i32(out_h - 1)) if odd_rows else first + 1
-                    if not any(padding):
-                        window_pair((first, second), first + 1 < out_h if odd_rows else None)
-                    else:  # pairs inside the image run untested; the border one row at a time
-                        with T.If(tirx.all(first * s_h - top >= 0,
-                                           second * s_h - top + reach_h < in_h, x0 >= 0,
-                                           x0 + reach_w < in_w)):
-                            with T.Then():
-                                window_pair((first, second),
-                                            first + 1 < out_h if odd_rows else None)
-                            with T.Else():
-                                with _loop("pair_row", 2) as r:
-                                    if odd_rows:
-                                        with T.If(first + r < out_h):
-                                            with T.Then():
-                                                window(first + r, checked=True)
-                                    else:
-                                        window(first + r, checked=True)
+                    window_pair((first, second), first + 1 < out_h if odd_rows else None)
+                elif pairs:  # pairs inside the image run untested, the others one row at a time
+                    first = lead * 2 - phase
+                    inside = [first * s_h - top >= 0, (first + 1) * s_h - top + reach_h < in_h,
+                              x0 >= 0, x0 + reach_w < in_w]
+                    if pair_tiles * 2 - phase > out_h:  # the last tile has one row
+                        inside.append(first + 1 < out_h)
+                    with T.If(tirx.all(*inside)):
+                        with T.Then():
+                            window_pair((first, first + 1), None)
+                        with T.Else():
+                            with _loop("pair_row", 2) as r:
+                                rows = []
+                                if phase:
+                                    rows.append(first + r >= 0)
+                                if pair_tiles * 2 - phase > out_h:
+                                    rows.append(first + r < out_h)
+                                if rows:
+                                    with T.If(tirx.all(*rows)):
+                                        with T.Then():
+                                            window(first + r, checked=True)
+                                else:
+                                    window(first + r, checked=True)
                 elif not any(padding):
                     window(lead, checked=False)
                 elif min(interior) <= 1:
