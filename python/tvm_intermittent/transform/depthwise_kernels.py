@@ -12,7 +12,8 @@ the channels go in quads instead:
 - ``SMLABB`` and ``SMLATT`` (one multiply-accumulate of the bottom or top halves each) add
   the four products into four accumulators: ten instructions for four MACs, against three
   per MAC (two byte loads and a multiply-accumulate) without the extension;
-- output rows go in vertical pairs (rows ``2t`` and ``2t + 1``, one tile): the tap's weight
+- output rows go in vertical pairs (rows ``2t`` and ``2t + 1``, or ``2t - 1`` and ``2t``
+  where that puts more pairs inside the image, one tile per pair): the tap's weight
   word, loaded and unpacked once, feeds eight SMLAs, two rows' worth, and with stride 1
   the lower row's input word of one tap is the upper row's of the next, which GCC loads
   once when the taps run down each filter column (across a filter row it kept three such
@@ -35,8 +36,8 @@ the channels go in quads instead:
 
 Measured on the zoo (``bench/README.md``, "Depthwise convolutions, faster"): kws's
 depthwise layers 3.64 instructions per MAC (CMSIS-NN: 7.80), from 3.99 with one row at a
-time and SMMULR on the doubled accumulator, vww's 3.35-3.99, from 3.82-4.16 (6x6 layers
-have one pair inside the image and keep single rows). The pairs' interior runs at 2.99
+time and SMMULR on the doubled accumulator, vww's 3.31-3.99, from 3.82-4.16 (3x3 layers
+have no pair inside the image and keep single rows). The pairs' interior runs at 2.99
 per MAC on kws (215 instructions per pair and quad: 135 for the taps, 48 for the eight
 requantizations, the rest loads of constants, stores and the loop); its border windows
 (59 of 125: the first and last columns, the first pair of rows and the last row) at about
