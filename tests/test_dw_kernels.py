@@ -42,6 +42,9 @@ DEPTHWISE = {
                                               dilation=(2, 2), seed=46),
     "zero_point_min_relu": lambda: tm.conv2d(depthwise=True, cin=4, hw=(5, 6), in_zp=-128,
                                              out_zp=-128, activation=tm.RELU, seed=47),
+    # Padded left and right only, seven rows: the last pair's second row does not exist.
+    "one_by_three_odd_rows": lambda: tm.conv2d(depthwise=True, cin=8, hw=(7, 6),
+                                               kernel=(1, 3), seed=57),
     # Rows 1 to 4 of 6 inside the image: pairs (1, 2) and (3, 4), rows 0 and 5 alone.
     "per_tensor": lambda: tm.conv2d(depthwise=True, cin=8, hw=(6, 6), w_scales=[0.01] * 8,
                                     seed=48),
@@ -50,12 +53,12 @@ DEPTHWISE = {
 }
 #: The cases whose output rows go in vertical pairs: two rows or more and, when padded,
 #: at least two pairs and two columns of windows inside the image. An odd row count
-#: (stride1_same, stride2_valid, zero_point_0_dilated) computes or stores its last row
-#: alone; per_tensor pairs rows from row 1 (two pairs inside where pairs from row 0 have
+#: (stride1_same, stride2_valid, zero_point_0_dilated, one_by_three_odd_rows) computes or
+#: stores its last row alone; per_tensor pairs rows from row 1 (two pairs inside where pairs from row 0 have
 #: one); one_interior_row (no pair inside) and zero_point_min_relu (one) keep one row at a
 #: time.
 PAIRED = {"stride1_same", "stride2_same", "stride2_valid", "valid_relu6",
-          "zero_point_0_dilated", "per_tensor", "left_shifts"}
+          "zero_point_0_dilated", "per_tensor", "left_shifts", "one_by_three_odd_rows"}
 PAIR_MARK = "int32_t out_pair"
 #: Served by the portable kernel of integer_kernels.py (and still bit-exact).
 PORTABLE = {
