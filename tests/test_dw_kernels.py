@@ -4,7 +4,9 @@ Each case is a one-operator TFLite model (``tflite_models.py``, seeded data) com
 the Cortex-M4 board and run on QEMU; the reference is the ``tflite-micro`` interpreter.
 The depthwise cases cover the shape classes the kernel treats differently: stride 1 and 2,
 padded (border split from the interior, zero point added back for padded taps) and
-unpadded, a single interior row (no split), a zero point of 0 (nothing to add back),
+unpadded, output rows in vertical pairs (even and odd row counts, stride 1 and 2, padded
+and not) or one at a time (one pair inside the image or fewer), a single interior row (no
+split), a zero point of 0 (nothing to add back),
 per-channel and per-tensor multipliers, multipliers that shift left (the general
 requantization), and a fused activation's clamp; the ADD cases different, equal (the exact
 1/2 multiplier) and far-apart scales and saturation; the pools a window of 256 values at
@@ -28,7 +30,8 @@ DSP_MARK = "intm_smlabb("
 
 DEPTHWISE = {
     "stride1_same": lambda: tm.conv2d(depthwise=True, cin=8, hw=(9, 7), seed=41),
-    "stride2_same": lambda: tm.conv2d(depthwise=True, cin=12, hw=(9, 8), stride=(2, 2),
+    # Eight output rows in pairs, padded below only (SAME, stride 2 over 16 rows).
+    "stride2_same": lambda: tm.conv2d(depthwise=True, cin=12, hw=(16, 9), stride=(2, 2),
                                       seed=42),
     "stride2_valid": lambda: tm.conv2d(depthwise=True, cin=16, hw=(8, 7), stride=(2, 2),
                                        padding=tm.VALID, seed=43),
@@ -39,11 +42,24 @@ DEPTHWISE = {
                                               dilation=(2, 2), seed=46),
     "zero_point_min_relu": lambda: tm.conv2d(depthwise=True, cin=4, hw=(5, 6), in_zp=-128,
                                              out_zp=-128, activation=tm.RELU, seed=47),
-    "per_tensor": lambda: tm.conv2d(depthwise=True, cin=8, hw=(7, 7), w_scales=[0.01] * 8,
+    # Padded left and right only, seven rows: the last pair's second row does not exist.
+    "one_by_three_odd_rows": lambda: tm.conv2d(depthwise=True, cin=8, hw=(7, 6),
+                                               kernel=(1, 3), seed=57),
+    # Rows 1 to 4 of 6 inside the image: pairs (1, 2) and (3, 4), rows 0 and 5 alone.
+    "per_tensor": lambda: tm.conv2d(depthwise=True, cin=8, hw=(6, 6), w_scales=[0.01] * 8,
                                     seed=48),
     "left_shifts": lambda: tm.conv2d(depthwise=True, cin=8, out_scale=0.05, seed=49,
                                      w_scales=[1e-12, 1e-7, 0.01, 0.5, 3.0, 80.0, 0.02, 1.0]),
 }
+#: The cases whose output rows go in vertical pairs: two rows or more and, when padded,
+#: at least two pairs and two columns of windows inside the image. An odd row count
+#: (stride1_same, stride2_valid, zero_point_0_dilated, one_by_three_odd_rows) computes or
+#: stores its last row alone; per_tensor pairs rows from row 1 (two pairs inside where pairs from row 0 have
+#: one); one_interior_row (no pair inside) and zero_point_min_relu (one) keep one row at a
+#: time.
+PAIRED = {"stride1_same", "stride2_same", "stride2_valid", "valid_relu6",
+          "zero_point_0_dilated", "per_tensor", "left_shifts", "one_by_three_odd_rows"}
+PAIR_MARK = "int32_t out_pair"
 #: Served by the portable kernel of integer_kernels.py (and still bit-exact).
 PORTABLE = {
     "multiplier2": lambda: tm.conv2d(depthwise=True, cin=4, multiplier=2, stride=(2, 2),
@@ -111,16 +127,52 @@ def _assert_equal(got, want):
         np.testing.assert_array_equal(g, w)
 
 
+@pytest.fixture(scope="module")
+def depthwise_build(tmp_path_factory):
+    """``case -> (path, artifact, inputs, QEMU run)`` of :data:`DEPTHWISE`, built and run
+    once for the checks that share them."""
+    built = {}
+
+    def get(case):
+        if case not in built:
+            model, inputs = DEPTHWISE[case]()
+            path, artifact = _build(tmp_path_factory.mktemp(case), model)
+            built[case] = (path, artifact, inputs, artifact.run(inputs))
+        return built[case]
+    return get
+
+
 @pytest.mark.parametrize("case", sorted(DEPTHWISE))
-def test_dsp_depthwise_equals_tflite_micro(tmp_path, case):
-    model, inputs = DEPTHWISE[case]()
-    path, artifact = _build(tmp_path, model)
+def test_dsp_depthwise_equals_tflite_micro(depthwise_build, case):
+    path, artifact, inputs, run = depthwise_build(case)
     kernels = artifact.sources.files["model/kernels.c"]
     assert DSP_MARK in kernels, "the DSP depthwise kernel was not chosen"
+    assert (PAIR_MARK in kernels) == (case in PAIRED), "rows paired where they should not be"
+    # Every multiplier of the fast output stage is TFLM's, in [2**30, 2**31): one SMMLAR.
+    assert ("intm_high_mul_2m(" in kernels) == (case != "left_shifts")
     assert "float" not in kernels and "double" not in kernels
-    ours = artifact.run(inputs).outputs
-    _assert_equal(ours, _tflm(path, inputs))
-    assert len(np.unique(ours[0])) > 8, "a nearly constant output would test little"
+    _assert_equal(run.outputs, _tflm(path, inputs))
+    assert len(np.unique(run.outputs[0])) > 8, "a nearly constant output would test little"
+
+
+def test_rows_go_in_pairs_where_two_pairs_lie_inside_the_image():
+    """The pairing rule, shape by shape, and the reason the compiler logs when it keeps
+    one row at a time."""
+    from tvm_intermittent.transform.depthwise_kernels import _pair_phase, _why_not_pairs
+
+    # kws: 25 rows, 3x3, padded by one: pairs (2, 3) .. (22, 23) inside, 11 either way.
+    assert _pair_phase(25, 1, 1, 2, 25) == (0, 11)
+    assert _why_not_pairs(25, 1, 1, 2, 25, 3, True, True) is None
+    # vww's 6x6 layers: rows 1 to 4 inside, pairs (1, 2) and (3, 4) from row 1, one from 0.
+    assert _pair_phase(6, 1, 1, 2, 6) == (1, 2)
+    assert _why_not_pairs(6, 1, 1, 2, 6, 4, True, True) is None
+    # Five rows, rows 1 to 3 inside: one pair whichever the phase.
+    assert _pair_phase(5, 1, 1, 2, 5)[1] == 1
+    assert "1 pair(s)" in _why_not_pairs(5, 1, 1, 2, 5, 4, True, True)
+    assert "1 column(s)" in _why_not_pairs(25, 1, 1, 2, 25, 1, True, True)
+    assert _why_not_pairs(3, 2, 0, 2, 8, 1, False, True) is None  # unpadded: any two rows
+    assert _why_not_pairs(1, 1, 0, 2, 3, 1, False, True) == "one output row"
+    assert "taps" in _why_not_pairs(25, 1, 1, 2, 25, 3, True, False)
 
 
 @pytest.mark.parametrize("case", sorted(PORTABLE))
@@ -131,23 +183,31 @@ def test_other_depthwise_keep_the_portable_kernel(tmp_path, case):
     _assert_equal(artifact.run(inputs).outputs, _tflm(path, inputs))
 
 
-def test_dsp_depthwise_is_faster_than_the_portable_kernel(tmp_path, monkeypatch):
+def test_dsp_depthwise_is_faster_than_the_portable_kernel(tmp_path, monkeypatch,
+                                                         depthwise_build):
     """The same layer with the DSP kernel and, with the board's DSP extension hidden from
     the kernel choice, the portable one: the same bytes in fewer instructions."""
     from tvm_intermittent.transform import depthwise_kernels
 
-    model, inputs = tm.conv2d(depthwise=True, cin=32, hw=(10, 10), seed=52)
-    path, dsp = _build(tmp_path, model)
-    fast = dsp.run(inputs)
+    path, _, inputs, fast = depthwise_build("stride1_same")
     monkeypatch.setattr(depthwise_kernels, "_dsp_available", lambda: False)
-    portable_dir = tmp_path / "portable"
-    portable_dir.mkdir()
-    _, portable = _build(portable_dir, model)
+    _, portable = _build(tmp_path, path.read_bytes())
     assert DSP_MARK not in portable.sources.files["model/kernels.c"]
     slow = portable.run(inputs)
-    _assert_equal(fast.outputs, _tflm(path, inputs))
     _assert_equal(slow.outputs, fast.outputs)
     assert fast.instructions_total < 0.85 * slow.instructions_total
+
+
+@pytest.mark.host_cc
+def test_host_build_of_the_depthwise_kernel_computes_the_same_bytes(tmp_path,
+                                                                    depthwise_build):
+    """Rows in pairs inside, one at a time at the border; the portable forms of SMMLAR,
+    SXTB16 and SMLAxy give the bytes of the QEMU build, which are TFLM's."""
+    path, artifact, inputs, qemu = depthwise_build("stride1_same")
+    assert PAIR_MARK in artifact.sources.files["model/kernels.c"]
+    project = artifact.export(tmp_path / "p")
+    _assert_equal(sim.run(project, inputs, kind="host").outputs, qemu.outputs)
+    _assert_equal(qemu.outputs, _tflm(path, inputs))
 
 
 @pytest.mark.parametrize("case", sorted(ADD))
@@ -237,8 +297,7 @@ def test_quantize_to_uint8_as_numpy_rounds(tmp_path):
     assert ours.reshape(-1)[:6].tolist() == [121, 119, 122, 118, 123, 117]  # +-0.5, 1.5, 2.5
 
 
-HOST_CASES = {
-    "depthwise": lambda: tm.conv2d(depthwise=True, cin=8, hw=(9, 7), stride=(2, 2), seed=53),
+HOST_CASES = {  # the depthwise kernel's: test_host_build_of_the_depthwise_kernel_...
     "quantize": lambda: tm.quantize((QUANTIZE_INPUTS * np.float32(0.5)).reshape(1, -1),
                                     scale=0.5, zero_point=-3),
     "add": ADD["different_scales"],
@@ -256,6 +315,49 @@ def test_host_build_computes_the_same_bytes(tmp_path, case):
     qemu = sim.run(project, inputs, kind="qemu").outputs
     _assert_equal(sim.run(project, inputs, kind="host").outputs, qemu)
     _assert_equal(qemu, _tflm(path, inputs))
+
+
+def _tflm_high_mul(x: int, m: int) -> int:
+    """TFLM's SaturatingRoundingDoublingHighMul as its C is written: a nudge toward zero
+    for negative products, then C's division, which truncates."""
+    if x == m == -(1 << 31):
+        return (1 << 31) - 1
+    product = x * m
+    nudge = (1 << 30) if product >= 0 else 1 - (1 << 30)
+    total = product + nudge
+    quotient = abs(total) // (1 << 31)
+    return quotient if total >= 0 else -quotient
+
+
+@pytest.mark.host_cc
+def test_high_multiply_by_twice_m_is_tflms_for_every_int32(tmp_path):
+    """intm_high_mul_2m's portable form (the host build's) at the ends of int32 and of
+    TFLM's multiplier range, against TFLM's definition evaluated in Python integers."""
+    import subprocess
+    from importlib import resources
+
+    rng = np.random.default_rng(58)
+    xs = [-(1 << 31), -(1 << 31) + 1, -(1 << 30) - 1, -(1 << 30), -1, 0, 1, 1 << 30,
+          (1 << 31) - 1] + rng.integers(-(1 << 31), 1 << 31, 40).tolist()
+    ms = [1 << 30, (1 << 30) + 1, (1 << 31) - 1] + rng.integers(1 << 30, 1 << 31, 6).tolist()
+    pairs = [(x, m) for x in xs for m in ms]
+    rows = ",\n".join(f"{{{x}LL, {2 * m - (1 << 32)}LL}}" for x, m in pairs)
+    (tmp_path / "t.c").write_text(f"""#include <stdio.h>
+#include "intm_kernel_ops_dw.h"
+static const long long cases[][2] = {{{rows}}};
+int main(void) {{
+  for (unsigned i = 0; i < sizeof cases / sizeof cases[0]; ++i)
+    printf("%ld\\n", (long)intm_high_mul_2m((int32_t)cases[i][0], (int32_t)cases[i][1]));
+  return 0;
+}}
+""")
+    runtime = resources.files("tvm_intermittent").joinpath("runtime")
+    with resources.as_file(runtime) as rt:
+        subprocess.run(["cc", "-std=c99", "-O2", "-Wall", "-Werror", f"-I{rt}", "t.c", "-o",
+                        "t"], cwd=tmp_path, check=True)
+    got = subprocess.run([str(tmp_path / "t")], capture_output=True, text=True,
+                         check=True).stdout.split()
+    assert [int(v) for v in got] == [_tflm_high_mul(x, m) for x, m in pairs]
 
 
 #: ``(model, kernel name, marker in kernels.c)`` per kernel, for the power-failure test.

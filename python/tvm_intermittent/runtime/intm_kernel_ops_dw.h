@@ -53,6 +53,22 @@ static inline int32_t intm_high_mul(int32_t x, int32_t m) {
 #endif
 }
 
+/* The same SaturatingRoundingDoublingHighMul for every int32 x, in one instruction, given
+ * twice_m = 2m - 2**32 (an int32) for a multiplier m in [2**30, 2**31), where TFLM's
+ * QuantizeMultiplier puts every nonzero one. x * 2m = x * twice_m + x * 2**32, so
+ * (x * m + 2**30) >> 31 = (x * 2m + 2**31) >> 32 = x + ((x * twice_m + 2**31) >> 32), and
+ * SMMLAR adds x as the high word of exactly that 64-bit sum (|x * 2m| < 2**63: no wrap). */
+static inline int32_t intm_high_mul_2m(int32_t x, int32_t twice_m) {
+#if defined(__ARM_FEATURE_DSP)
+  int32_t r;
+  __asm__("smmlar %0, %1, %2, %3" : "=r"(r) : "r"(x), "r"(twice_m), "r"(x));
+  return r;
+#else
+  return (int32_t)(((int64_t)x * ((int64_t)twice_m + ((int64_t)1 << 32)) + ((int64_t)1 << 31))
+                   >> 32);
+#endif
+}
+
 /* acc + the sign-extended bytes 0 and 2 (intm_sxtab16) or 1 and 3 (..._ror8) of x, in
  * the two 16-bit halves of acc (SXTAB16): four int8 values summed per two instructions.
  * Each half wraps at 16 bits like the instruction; the pooling kernel sums at most 256
