@@ -109,9 +109,22 @@ def output_stage(*, requant, output_zero_point, clamp, out_dtype) -> OutputStage
     return OutputStage(requant, output_zero_point, clamp, out_dtype)
 
 
+def _channel_arrays(stage: OutputStage) -> list:
+    """The fast form's per-channel values as int32 arrays, in the order
+    :meth:`.OutputStage.store` takes them: the multiplier operand, then the shift less one
+    (the depthwise kernels pack the latter in bytes; here each is a table of its own)."""
+    return stage.columns() + stage.lanes()
+
+
 def tables(stage: OutputStage) -> list:
     """The per-channel int32 arrays the kernel takes after the bias, for ``stage``."""
-    return stage.columns() + stage.tables()
+    return _channel_arrays(stage) + stage.tables()
+
+
+def channel_args(stage: OutputStage, out_c: int) -> list:
+    """The kernel's arguments for :func:`_channel_arrays`, one ``[out_c]`` int32 each."""
+    return [_arg(name, (out_c,), _I32)
+            for name in ("multiplier", "shift_less")[:len(_channel_arrays(stage))]]
 
 
 def build(*, in_shape, weight, out_shape, strides, dilation, stage: OutputStage):
@@ -130,8 +143,7 @@ def build(*, in_shape, weight, out_shape, strides, dilation, stage: OutputStage)
             x = _arg("input", (batch, in_h, in_w * in_c), "int8")
             w = _arg("weights", (out_c // 2, k_h, words * 8), "int8")
             b = _arg("bias", (out_c,), _I32)
-            columns = [_arg(name, (out_c,), _I32)
-                       for name in ("multiplier", "shift_less")[:len(stage.columns())]]
+            columns = channel_args(stage, out_c)
             requant_tables = stage.args(out_c)
             out = _arg("output", (batch, pixels, out_c), stage.out_dtype)
             acc = T.alloc_buffer((4,), _I32, scope="local")

@@ -34,7 +34,7 @@ from tvm import tirx
 from tvm.script.ir_builder import IRBuilder
 from tvm.script.ir_builder import tirx as T
 
-from .conv_blocks import interleave_pairs, mac_run
+from .conv_blocks import channel_args, interleave_pairs, mac_run
 from .depthwise_kernels import OutputStage
 from .integer_kernels import (KERNEL_ATTRS, _I32, _arg, _bind, _helper, _i32, _local, _loop,
                               _private, channel_block)
@@ -124,8 +124,7 @@ def build(*, in_shape, weight, out_shape, strides, padding, dilation, input_zero
             else:
                 w = _arg("weights", (out_c, k_h, run), "int8")
             b = _arg("bias", (out_c,), _I32)
-            stage_columns = [_arg(name, (out_c,), _I32)
-                             for name in ("multiplier", "shift_less")[:len(stage.columns())]]
+            stage_columns = channel_args(stage, out_c)
             tables = stage.args(out_c)
             out = _arg("output", (batch, out_h, out_w, out_c), stage.out_dtype)
             acc = [[_local(f"acc{p}_{j}") for j in range(block)] for p in range(2)]
