@@ -1,0 +1,74 @@
+#!/usr/bin/env python3
+"""Write ``tests/durations.json``, the measured seconds of each test file, from a JUnit XML.
+
+``scripts/test.sh`` runs the suite on every core with ``--dist loadfile``: each test file
+goes whole to one worker (so its module fixtures are built once), and ``tests/conftest.py``
+hands the files out longest first, which keeps one worker from starting a long file while
+the other runs out of work. This script measures what "longest" is::
+
+    ./scripts/test.sh -q --junitxml=/tmp/junit.xml
+    .venv/bin/python scripts/test_durations.py /tmp/junit.xml
+
+A test case's time in pytest's XML is its setup, call and teardown, so a module fixture
+counts towards the file that builds it. The figures only order the files: a stale or missing
+entry makes the run slower, never wrong.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+OUTPUT = ROOT / "tests" / "durations.json"
+
+
+def _test_file(classname: str) -> str | None:
+    """``tests.test_x`` (or ``tests.test_x.TestClass``) -> ``tests/test_x.py``."""
+    parts = classname.split(".")
+    while parts:
+        candidate = "/".join(parts) + ".py"
+        if (ROOT / candidate).is_file():
+            return candidate
+        parts.pop()
+    return None
+
+
+def file_seconds(junit_xml: Path) -> dict[str, float]:
+    """Seconds per test file, summed over its test cases."""
+    seconds: dict[str, float] = collections.defaultdict(float)
+    for case in ET.parse(junit_xml).getroot().iter("testcase"):
+        name = _test_file(case.get("classname", ""))
+        if name is not None:
+            seconds[name] += float(case.get("time", 0))
+    return dict(seconds)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("junit_xml", type=Path, help="pytest --junitxml output of a full run")
+    args = parser.parse_args(argv)
+    try:
+        seconds = file_seconds(args.junit_xml)
+    except (OSError, ET.ParseError) as err:
+        print(f"error: cannot read {args.junit_xml} as JUnit XML: {err}", file=sys.stderr)
+        return 2
+    if not seconds:
+        print(f"error: {args.junit_xml} has no test case of a file under {ROOT}",
+              file=sys.stderr)
+        return 2
+    ordered = dict(sorted(((k, round(v, 1)) for k, v in seconds.items()),
+                          key=lambda item: (-item[1], item[0])))
+    staging = OUTPUT.with_suffix(".json.part")
+    staging.write_text(json.dumps(ordered, indent=1) + "\n")
+    staging.replace(OUTPUT)
+    print(f"{OUTPUT.relative_to(ROOT)}: {len(ordered)} files, {sum(ordered.values()):.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
