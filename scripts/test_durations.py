@@ -51,6 +51,8 @@ def file_seconds(junit_xml: Path) -> dict[str, float]:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("junit_xml", type=Path, help="pytest --junitxml output of a full run")
+    parser.add_argument("--output", type=Path, default=OUTPUT,
+                        help=f"where to write (default {OUTPUT.relative_to(ROOT)})")
     args = parser.parse_args(argv)
     try:
         seconds = file_seconds(args.junit_xml)
@@ -63,10 +65,10 @@ def main(argv=None) -> int:
         return 2
     ordered = dict(sorted(((k, round(v, 1)) for k, v in seconds.items()),
                           key=lambda item: (-item[1], item[0])))
-    staging = OUTPUT.with_suffix(".json.part")
+    staging = args.output.with_name(args.output.name + ".part")
     staging.write_text(json.dumps(ordered, indent=1) + "\n")
-    staging.replace(OUTPUT)
-    print(f"{OUTPUT.relative_to(ROOT)}: {len(ordered)} files, {sum(ordered.values()):.0f} s")
+    staging.replace(args.output)
+    print(f"{args.output}: {len(ordered)} files, {sum(ordered.values()):.0f} s")
     return 0
 
 
