@@ -70,3 +70,14 @@ def test_files_run_longest_first_and_keep_their_order_inside(monkeypatch, tmp_pa
     # A file not measured yet goes first (it may be long), then by seconds, longest first.
     assert [i.name for i in items] == ["test_new.py::one", "test_b.py::one", "test_b.py::two",
                                        "test_a.py::one", "test_a.py::two"]
+
+
+def test_each_workers_seconds_come_from_its_lines_of_the_verbose_log(tmp_path):
+    junit = tmp_path / "junit.xml"
+    junit.write_text(JUNIT)
+    log = tmp_path / "run.log"
+    log.write_text("created: 2/2 workers\n"
+                   "[gw1] [ 25%] PASSED tests/test_zoo.py::test_c \n"
+                   "[gw0] [ 50%] PASSED tests/test_cache.py::test_a \n"
+                   "[gw0] [100%] FAILED tests/test_cache.py::test_b[x] \n")
+    assert _script().worker_seconds(junit, log) == {"gw0": 3.75, "gw1": 7.0}
