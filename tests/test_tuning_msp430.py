@@ -48,6 +48,12 @@ def _prepare(path, capacitor_f):
     return builder.prepare(path, "intermittent/" + BOARD, capacitor_f=capacitor_f)
 
 
+def _cli(*argv):
+    out, err = io.StringIO(), io.StringIO()
+    status = cli_main(list(argv), Environment(out, err, show_progress=False))
+    return status, out.getvalue(), err.getvalue()
+
+
 def test_an_operator_the_rule_refuses_gets_the_tuners_smallest_tile(dense_model):
     path, _ = dense_model
     with pytest.raises(DoesNotFitError, match="operator dense_s8: its smallest tile"):
@@ -66,13 +72,18 @@ def test_an_operator_the_rule_refuses_gets_the_tuners_smallest_tile(dense_model)
     assert (default.depth, default.extent, default.tiles_per_commit) == (1, 8, 1)
 
 
-def test_a_tile_neither_margin_admits_is_refused_naming_both(dense_model):
+def test_a_tile_neither_margin_admits_is_refused_naming_both(dense_model, tmp_path):
     path, _ = dense_model
     with pytest.raises(DoesNotFitError) as err:
         ModelTasks.of(_prepare(path, BELOW))
     text = str(err.value)
     assert "operator dense_s8: its smallest tile" in text
     assert "the tuner's margin 0.8 admits no tile of it either" in text
+    log = tmp_path / "log"
+    status, _, err_text = _cli("tune", str(path), "--board", BOARD, "--capacitor", "0.2uF",
+                               "--trials", "2", "--log", str(log))
+    assert status == 2 and "admits no tile of it either" in err_text
+    assert "Traceback" not in err_text and not log.exists()  # nothing half-written
 
 
 @pytest.fixture(scope="module")
@@ -120,12 +131,6 @@ def test_the_build_from_the_log_runs_under_that_capacitor(tuned, dense_model):
         before = [name for name, count in run.events if count < point]
         struck.add(before[-1] if before else "boot")
     assert "intm_task_0" in struck  # the dense layer's task
-
-
-def _cli(*argv):
-    out, err = io.StringIO(), io.StringIO()
-    status = cli_main(list(argv), Environment(out, err, show_progress=False))
-    return status, out.getvalue(), err.getvalue()
 
 
 def test_a_log_without_a_record_of_the_refused_operator_is_refused(dense_model, tmp_path):

@@ -190,8 +190,8 @@ class Tuner:
         self.target = tvm.target.Target("intermittent/" + self.board.name)
         self.prepared = builder.prepare(model, self.target, board=self.board,
                                         **self.env.build_options())
-        self.log = TuningLog(log, create=True)  # once the model compiles: nothing half-made
         self.model = ModelTasks.of(self.prepared)
+        self.log = TuningLog(log, create=True)  # once the model fits: nothing half-made
         self.inputs = (list(inputs) if inputs is not None
                        else seeded_inputs(self.model.manifest["inputs"]))
         self._tmp = tempfile.TemporaryDirectory(prefix="intm-tune-")
