@@ -227,10 +227,9 @@ def _by_whole_builds(database, model, board, env, defaults, overrides, tuned, un
 
 def _refused_by_rule(database, model, overrides, tuned, untuned, notices, log) -> None:
     """Give every kernel the analytic rule refuses on this board (``model.refused``) a
-    tiling the log vouches for: its best record where one was applied, else the tuner's
-    smallest tile, whose default build ``tune`` measured. A refused kernel of which the log
-    has no record at all was never measured on a tile this small, so the build is refused
-    as without the log."""
+    tiling from the log: its best record where one was applied, else the tuner's smallest
+    tile (the default ``tune`` measured at this budget). A refused kernel of which the log
+    has no record at all was never tuned, so the build is refused as without the log."""
     from ..errors import DoesNotFitError  # pylint: disable=import-outside-toplevel
 
     unmeasured = [reason for kernel, reason in model.refused.items()
@@ -256,5 +255,5 @@ def _refused_by_rule(database, model, overrides, tuned, untuned, notices, log) -
         untuned.pop(kernel, None)
         report(notices, Notice(kernel, TUNED_PAST_RULE, f"{reason}; tiled by the tuner's "
                                f"smallest tile ({base.knobs.describe()}, {base.batch_cost:,} "
-                               f"of at most {base.batch_limit:,} per batch), as tuning log "
-                               f"{log} measured it"))
+                               f"of at most {base.batch_limit:,} per batch): tuning log "
+                               f"{log} has records of it, none applied here"))
