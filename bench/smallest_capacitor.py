@@ -2,10 +2,10 @@
 
 Run:  .venv/bin/python bench/smallest_capacitor.py [--board msp430fr5994]
       [--models kws,resnet8,vww,micro_speech,ad] [--trials 4] [--workers 2] [--no-tune]
-      [--logs DIR] [--json out.json]
+      [--from-uF 10] [--logs DIR] [--json out.json]
 
-For each model a capacitor grid (the E6 series from 10 uF down to 0.47 uF, the board's
-voltages and harvester, as ``compile --capacitor``) is walked downwards:
+For each model a capacitor grid (the E6 series from 10 uF, or ``--from-uF``, down to
+0.47 uF; the board's voltages and harvester, as ``compile --capacitor``) is walked downwards:
 
 * **analytic**: ``build(capacitor_f=C)`` (the analytic rule sizes the tiles), then the
   firmware runs on QEMU under that capacitor's schedule (``sim.measure_intermittent``); the
@@ -146,11 +146,11 @@ def next_failure(steps: list[dict]) -> str:
     return text
 
 
-def bench_model(name, board, trials, workers, root, tune: bool) -> dict:
+def bench_model(name, board, trials, workers, root, tune: bool, grid=GRID_UF) -> dict:
     path = zoo.get(name).path
     inputs = [zoo.sample_inputs(name, count=1)[0][0]]
     largest = ti.build(path, "intermittent/" + board.name, name=name,
-                       capacitor_f=GRID_UF[0] * 1e-6)
+                       capacitor_f=grid[0] * 1e-6)
     with tempfile.TemporaryDirectory() as tmp:
         started = time.perf_counter()
         steady = sim.run(largest.export(Path(tmp) / "p"), inputs, timeout=3600)
@@ -158,15 +158,15 @@ def bench_model(name, board, trials, workers, root, tune: bool) -> dict:
     limits = {"continuous_instructions": steady.instructions_total, "continuous_wall_s": wall,
               "boots_factor": 3}
     reference = steady.outputs
-    analytic = walk_analytic(name, board, path, inputs, reference, limits, GRID_UF)
+    analytic = walk_analytic(name, board, path, inputs, reference, limits, grid)
     row = {"model": name, "board": board.name,
            "continuous_instructions": steady.instructions_total,
            "analytic": analytic, "analytic_smallest_uF": smallest(analytic),
            "analytic_next": next_failure(analytic)}
     if tune and row["analytic_smallest_uF"] is not None:
-        grid = [uf for uf in GRID_UF if uf <= row["analytic_smallest_uF"]]
-        tuned = walk_tuned(name, board, path, inputs, reference, limits, grid, trials, workers,
-                           root)
+        below = [uf for uf in grid if uf <= row["analytic_smallest_uF"]]
+        tuned = walk_tuned(name, board, path, inputs, reference, limits, below, trials,
+                           workers, root)
         row.update({"tuned": tuned, "tuned_smallest_uF": smallest(tuned),
                     "tuned_next": next_failure(tuned)})
     return row
@@ -198,6 +198,8 @@ def main(argv=None) -> int:
     parser.add_argument("--trials", type=int, default=4)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--no-tune", action="store_true", help="the analytic walk only")
+    parser.add_argument("--from-uF", type=float, default=GRID_UF[0],
+                        help="start the walk at this capacitor of the grid (default 10)")
     parser.add_argument("--logs", help="keep the tuning logs here (default: a temporary "
                                        "directory)")
     parser.add_argument("--json", help="write the rows here")
@@ -207,10 +209,13 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(args.logs or tmp)
         root.mkdir(parents=True, exist_ok=True)
-        rows = [bench_model(name, board, args.trials, args.workers, root, not args.no_tune)
-                for name in args.models.split(",")]
-    if args.json:
-        Path(args.json).write_text(json.dumps(rows, indent=2, default=float) + "\n")
+        rows = []
+        for name in args.models.split(","):
+            rows.append(bench_model(name, board, args.trials, args.workers, root,
+                                    not args.no_tune,
+                                    [uf for uf in GRID_UF if uf <= args.from_uF]))
+            if args.json:  # after each model: a long run stopped keeps what it measured
+                Path(args.json).write_text(json.dumps(rows, indent=2, default=float) + "\n")
     print(markdown(rows))
     print(f"\n{(time.perf_counter() - started) / 60:.1f} min")
     return 0
