@@ -174,8 +174,25 @@ def markdown(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def bounds(models, board: str, settings) -> int:
+    """Print the bound on any tiling's speedup at each capacitor setting (no tuning)."""
+    print("| model | power | board | latency s analytic | IMO | IMO-free floor s | bound |")
+    print("|---|---|---|---|---|---|---|")
+    for name in models:
+        path = zoo.get(name).path
+        inputs = [zoo.sample_inputs(name, count=1)[0][0]]
+        for label, capacitor_f in SETTINGS:
+            if label not in settings or capacitor_f is None:
+                continue
+            a = measure(ti.build(path, "intermittent/" + board, name=name,
+                                 capacitor_f=capacitor_f), board, capacitor_f, inputs)
+            print(f"| {name} | {label} | {board} | {a['latency_s']:.4g} | {a['imo']:.3f} | "
+                  f"{a['floor_s']:.4g} | {a['latency_s'] / a['floor_s']:.3f}x |", flush=True)
+    return 0
+
+
 def _bound(row: dict) -> str:
-    return "-" if row["bound"] is None else f"{row['bound']:.3f}x"
+    return "-" if row.get("bound") is None else f"{row['bound']:.3f}x"
 
 
 def main(argv=None) -> int:
@@ -192,8 +209,13 @@ def main(argv=None) -> int:
                         help="also tune each model at the smallest capacitor the analytic "
                              "rule completes it on, on each board of these "
                              "bench/smallest_capacitor.py --json files")
+    parser.add_argument("--bound-only", metavar="BOARD",
+                        help="no tuning: the analytic build's latency, IMO-free floor and "
+                             "bound on BOARD at each capacitor setting")
     args = parser.parse_args(argv)
     models = args.models.split(",")
+    if args.bound_only:
+        return bounds(models, args.bound_only, args.settings.split(","))
     extra = smallest_settings(args.smallest, models)
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(args.logs or tmp)
