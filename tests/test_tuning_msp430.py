@@ -145,3 +145,23 @@ def test_a_log_without_a_record_of_the_refused_operator_is_refused(dense_model, 
     assert "dense_s8" in err and "tvm-intermittent tune" in err
     assert not (tmp_path / "p").exists()
     assert json.loads(out or "{}").get("tuning") is None
+
+
+@pytest.mark.qemu
+def test_a_default_build_measured_vouches_for_the_smallest_tile(dense_model, tmp_path):
+    """With no candidate measured (trials 0), the log still holds ``tune``'s measurement of
+    the default build, whose refused operator ran at the tuner's smallest tile: the build
+    from that log takes the tile, and says so."""
+    path, inputs = dense_model
+    log = tmp_path / "log"
+    result = search.tune(path, board=BOARD, trials=0, log=log, capacitor=INSIDE,
+                         cost_model="analytic")
+    assert result.measured == 0 and result.default["finished"]
+    assert not TuningLog(log).measurements(kind="record")
+    artifact = ti.build(path, "intermittent/" + BOARD, capacitor_f=INSIDE, tuning_log=log)
+    assert artifact.manifest()["tuning"]["tuned"]["dense_s8"]["ranked_by"] == "smallest tile"
+    assert any("measured it in the default build" in str(n) for n in artifact.notices)
+    run = artifact.run(inputs, power=sim.Capacitor(ti.load_board(BOARD), capacitor_f=INSIDE))
+    assert run.finished and run.failures >= 3
+    np.testing.assert_array_equal(run.outputs[0],
+                                  run_tflite_micro(path.read_bytes(), inputs)[0])

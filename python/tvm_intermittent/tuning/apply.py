@@ -180,7 +180,7 @@ def apply_log(prepared, log) -> Applied:
                               "measured_on": sorted({e["board"] for e in sidecar.get(knobs, [])})}
     _by_whole_builds(database, model, board, env, defaults, overrides, tuned, untuned,
                      notices, log)
-    _refused_by_rule(database, model, overrides, tuned, untuned, notices, log)
+    _refused_by_rule(database, model, defaults, overrides, tuned, untuned, notices, log)
     return Applied(str(Path(log)), board.name, env.name, overrides, tuned, untuned, skipped,
                    notices, ranking)
 
@@ -225,15 +225,19 @@ def _by_whole_builds(database, model, board, env, defaults, overrides, tuned, un
                                "this operator's analytic tiling; kept it"))
 
 
-def _refused_by_rule(database, model, overrides, tuned, untuned, notices, log) -> None:
+def _refused_by_rule(database, model, defaults, overrides, tuned, untuned, notices,
+                     log) -> None:
     """Give every kernel the analytic rule refuses on this board (``model.refused``) a
     tiling from the log: its best record where one was applied, else the tuner's smallest
-    tile (the default ``tune`` measured at this budget). A refused kernel of which the log
-    has no record at all was never tuned, so the build is refused as without the log."""
+    tile, where the log measured this model's default build (which has that tile) on this
+    board under this environment (``defaults``) or has records of the kernel. A refused
+    kernel the log knows nothing of was never tuned, so the build is refused as without
+    the log."""
     from ..errors import DoesNotFitError  # pylint: disable=import-outside-toplevel
 
     unmeasured = [reason for kernel, reason in model.refused.items()
-                  if kernel not in overrides and not database.records(model.task(kernel))]
+                  if kernel not in overrides and not defaults
+                  and not database.records(model.task(kernel))]
     if unmeasured:
         raise DoesNotFitError(
             "the model does not fit the power cycle budget:\n  " + "\n  ".join(unmeasured)
@@ -255,5 +259,7 @@ def _refused_by_rule(database, model, overrides, tuned, untuned, notices, log) -
         untuned.pop(kernel, None)
         report(notices, Notice(kernel, TUNED_PAST_RULE, f"{reason}; tiled by the tuner's "
                                f"smallest tile ({base.knobs.describe()}, {base.batch_cost:,} "
-                               f"of at most {base.batch_limit:,} per batch): tuning log "
-                               f"{log} has records of it, none applied here"))
+                               f"of at most {base.batch_limit:,} per batch), "
+                               + (f"as tuning log {log} measured it in the default build"
+                                  if defaults else f"tuning log {log} has records of it, "
+                                  "none applied here")))
