@@ -2,6 +2,7 @@
 
 Run:  .venv/bin/python bench/tuning_bench.py [--models kws,resnet8] [--trials 16]
       [--workers 2] [--settings 100uF,1mF,continuous] [--logs DIR] [--out tuning_bench.json]
+      [--smallest smallest_msp430fr5994.json smallest_qemu-an386.json]
 
 For each model and each power setting (a 100 uF and a 1 mF capacitor with the board's
 voltages and harvester, and continuous power), the tiling is tuned on ``qemu-an386`` with
@@ -13,6 +14,12 @@ tuned build are run on QEMU under the same capacitor schedule (``sim.measure_int
 instructions under failures, boots, IMO against the uninstrumented firmware, modeled latency
 = active time + recharge time) or continuously. The outputs of every run under failures are
 compared with the uninterrupted run's.
+
+With ``--smallest``, each model is also tuned at the smallest capacitor the analytic rule
+completes it on (``bench/smallest_capacitor.py --json``), on the board of each file, and
+applied there: the settings where the intermittency overhead is largest. Beside each
+speedup under failures, the bound on any tiling's: the analytic build's latency over the
+IMO-free floor (:func:`imo_free_floor`).
 
 The cost model's fidelity on the measured candidates: for each record, the analytic
 prediction of the instructions executed under the capacitor (lost work, boots and restores
@@ -43,6 +50,22 @@ BOARDS = ("qemu-an386", "apollo4-mram")
 SETTINGS = (("100uF", 100e-6), ("1mF", 1e-3), ("continuous", None))
 
 
+def imo_free_floor(report, schedule, board) -> float:
+    """The latency of an inference with no intermittency overhead: the uninstrumented
+    firmware's energy (``E_U``, NVM accesses charged) drawn from the same capacitor and
+    harvester. The capacitor starts charged and the harvester charges it while the board
+    computes and while it is off, so no tiling finishes sooner than
+    ``(E_U - one charge) / harvest``, nor sooner than ``E_U``'s active time (where the
+    harvest keeps up). A tiling's uninstrumented work may differ from the analytic
+    build's by its loop overhead, so this bounds a speedup to within that."""
+    energy = report.equivalents_uninstrumented * board.energy_per_instruction_j
+    active = energy / board.active_power_w
+    harvest = board.harvest_w if schedule.harvest_w is None else schedule.harvest_w
+    if harvest >= board.active_power_w:
+        return active
+    return max(active, (energy - schedule.charge_energy_j) / harvest)
+
+
 def measure(artifact, board: str, capacitor_f, inputs) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         project = artifact.export(Path(tmp) / "p")
@@ -50,11 +73,12 @@ def measure(artifact, board: str, capacitor_f, inputs) -> dict:
             run = sim.run(project, inputs, timeout=3600)
             return {"instructions": run.instructions_total, "boots": 1, "imo": None,
                     "latency_s": seconds(ti.load_board(board), sim.measured_work(run)),
-                    "match": True, "outputs": run.outputs}
+                    "floor_s": None, "match": True, "outputs": run.outputs}
         schedule = sim.Capacitor(ti.load_board(board), capacitor_f=capacitor_f)
         report = sim.measure_intermittent(project, inputs, schedule, board=board, timeout=3600)
         return {"instructions": report.instructions_total, "boots": report.boots,
                 "imo": report.imo, "latency_s": report.latency_seconds,
+                "floor_s": imo_free_floor(report, schedule, ti.load_board(board)),
                 "match": bool(report.outputs_match and report.finished),
                 "outputs": report.outputs}
 
@@ -76,14 +100,31 @@ def fidelity(tuner: Tuner) -> list[float]:
     return errors
 
 
-def bench_model(name: str, trials: int, workers: int, root: Path, settings) -> list[dict]:
+def smallest_settings(files, models) -> dict:
+    """``model -> [(label, capacitor_f, board, (board,))]``: the smallest capacitor the
+    analytic rule completes each model on, per board, from ``bench/smallest_capacitor.py``'s
+    ``--json`` files; tuned and applied on that board."""
+    out = {}
+    for file in files:
+        for row in json.loads(Path(file).read_text()):
+            if row["model"] in models and row.get("analytic_smallest_uF"):
+                uf = row["analytic_smallest_uF"]
+                out.setdefault(row["model"], []).append(
+                    (f"{uf}uF (smallest)", uf * 1e-6, row["board"], (row["board"],)))
+    return out
+
+
+def bench_model(name: str, trials: int, workers: int, root: Path, settings,
+                extra=()) -> list[dict]:
     path = zoo.get(name).path
     inputs = [zoo.sample_inputs(name, count=1)[0][0]]
     rows = []
-    for label, capacitor_f in [s for s in SETTINGS if s[0] in settings]:
-        log = root / f"{name}-{label}"
+    chosen = [(label, c, TUNED_ON, BOARDS) for label, c in SETTINGS if label in settings]
+    for label, capacitor_f, tuned_on, boards in [*chosen, *extra]:
+        key = label if (label, capacitor_f) in SETTINGS else f"{label.split()[0]}-{tuned_on}"
+        log = root / f"{name}-{key}"
         started = time.perf_counter()
-        tuner = Tuner(path, board=TUNED_ON, log=log, inputs=inputs, workers=workers,
+        tuner = Tuner(path, board=tuned_on, log=log, inputs=inputs, workers=workers,
                       cost_model="analytic",
                       **({"capacitor": capacitor_f} if capacitor_f else
                          {"power_env": "continuous"}))
@@ -91,7 +132,7 @@ def bench_model(name: str, trials: int, workers: int, root: Path, settings) -> l
         minutes = (time.perf_counter() - started) / 60
         errors = fidelity(tuner) if capacitor_f else []
         print(result.table(), file=sys.stderr, flush=True)
-        for board in BOARDS:
+        for board in boards:
             options = ({"capacitor_f": capacitor_f} if capacitor_f
                        else {"power_env": "continuous"})
             analytic = ti.build(path, "intermittent/" + board, name=name, **options)
@@ -103,10 +144,12 @@ def bench_model(name: str, trials: int, workers: int, root: Path, settings) -> l
                                                               t.pop("outputs")))
             info = tuned.manifest()["tuning"]
             row = {"model": name, "power": label, "board": board, "trials": result.trials,
-                   "tuning_minutes": round(minutes, 2) if board == TUNED_ON else 0.0,
+                   "tuned_on": tuned_on,
+                   "tuning_minutes": round(minutes, 2) if board == tuned_on else 0.0,
                    "tuned_operators": sorted(info["tuned"]),
                    "ranked_by": sorted({v["ranked_by"] for v in info["tuned"].values()}),
                    "analytic": a, "tuned": t, "speedup": a["latency_s"] / t["latency_s"],
+                   "bound": (a["latency_s"] / a["floor_s"]) if a["floor_s"] else None,
                    "same_outputs": same,
                    "fidelity_median": float(np.median(errors)) if errors else None,
                    "fidelity_max": float(np.max(errors)) if errors else None}
@@ -117,8 +160,8 @@ def bench_model(name: str, trials: int, workers: int, root: Path, settings) -> l
 
 def markdown(rows: list[dict]) -> str:
     head = ("| model | power | board | trials | tuning min | instructions analytic -> tuned | "
-            "boots | IMO | latency s analytic -> tuned | speedup | outputs |")
-    lines = [head, "|" + "---|" * 11]
+            "boots | IMO | latency s analytic -> tuned | speedup | bound | outputs |")
+    lines = [head, "|" + "---|" * 12]
     for r in rows:
         a, t = r["analytic"], r["tuned"]
         imo = ("-" if a["imo"] is None else f"{a['imo']:.3f} -> {t['imo']:.3f}")
@@ -126,9 +169,30 @@ def markdown(rows: list[dict]) -> str:
             f"| {r['model']} | {r['power']} | {r['board']} | {r['trials']} | "
             f"{r['tuning_minutes']:.1f} | {a['instructions']:,} -> {t['instructions']:,} | "
             f"{a['boots']} -> {t['boots']} | {imo} | {a['latency_s']:.4g} -> "
-            f"{t['latency_s']:.4g} | {r['speedup']:.3f}x | "
+            f"{t['latency_s']:.4g} | {r['speedup']:.3f}x | {_bound(r)} | "
             f"{'same' if r['same_outputs'] and a['match'] and t['match'] else 'DIFFER'} |")
     return "\n".join(lines)
+
+
+def bounds(models, board: str, settings) -> int:
+    """Print the bound on any tiling's speedup at each capacitor setting (no tuning)."""
+    print("| model | power | board | latency s analytic | IMO | IMO-free floor s | bound |")
+    print("|---|---|---|---|---|---|---|")
+    for name in models:
+        path = zoo.get(name).path
+        inputs = [zoo.sample_inputs(name, count=1)[0][0]]
+        for label, capacitor_f in SETTINGS:
+            if label not in settings or capacitor_f is None:
+                continue
+            a = measure(ti.build(path, "intermittent/" + board, name=name,
+                                 capacitor_f=capacitor_f), board, capacitor_f, inputs)
+            print(f"| {name} | {label} | {board} | {a['latency_s']:.4g} | {a['imo']:.3f} | "
+                  f"{a['floor_s']:.4g} | {a['latency_s'] / a['floor_s']:.3f}x |", flush=True)
+    return 0
+
+
+def _bound(row: dict) -> str:
+    return "-" if row.get("bound") is None else f"{row['bound']:.3f}x"
 
 
 def main(argv=None) -> int:
@@ -141,13 +205,25 @@ def main(argv=None) -> int:
                         help="power settings to run (default: all: 100uF,1mF,continuous)")
     parser.add_argument("--logs", help="keep the tuning logs here (default: a temporary "
                                        "directory)")
+    parser.add_argument("--smallest", nargs="*", default=[], metavar="JSON",
+                        help="also tune each model at the smallest capacitor the analytic "
+                             "rule completes it on, on each board of these "
+                             "bench/smallest_capacitor.py --json files")
+    parser.add_argument("--bound-only", metavar="BOARD",
+                        help="no tuning: the analytic build's latency, IMO-free floor and "
+                             "bound on BOARD at each capacitor setting")
     args = parser.parse_args(argv)
+    models = args.models.split(",")
+    if args.bound_only:
+        return bounds(models, args.bound_only, args.settings.split(","))
+    extra = smallest_settings(args.smallest, models)
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(args.logs or tmp)
         root.mkdir(parents=True, exist_ok=True)
         rows = []
-        for name in args.models.split(","):
-            rows += bench_model(name, args.trials, args.workers, root, args.settings.split(","))
+        for name in models:
+            rows += bench_model(name, args.trials, args.workers, root, args.settings.split(","),
+                                extra.get(name, ()))
     Path(args.out).write_text(json.dumps(rows, indent=2) + "\n")
     print(markdown(rows))
     errors = [r["fidelity_median"] for r in rows if r["fidelity_median"] is not None]
@@ -156,7 +232,7 @@ def main(argv=None) -> int:
               f"capacitor over each setting's records: "
               + ", ".join(f"{r['model']} {r['power']} {r['fidelity_median']:.1%} (worst "
                           f"{r['fidelity_max']:.1%})" for r in rows
-                          if r["fidelity_median"] is not None and r["board"] == TUNED_ON))
+                          if r["fidelity_median"] is not None and r["board"] == r["tuned_on"]))
     return 0 if all(r["same_outputs"] and r["analytic"]["match"] and r["tuned"]["match"]
                     for r in rows) else 1
 

@@ -19,6 +19,13 @@ why. Where the log measured whole tuned builds on this board under this environm
 the records of the fastest one are applied, and none when it was no faster than the default
 build (records measured one operator at a time need not add up). ``model.json``'s
 ``tuning`` records the log, each tuned operator and its knobs.
+
+A kernel the analytic rule refuses on this board (its smallest tile needs more than the
+rule's half of a charge) is built from the log where the log has records of it: its best
+record, else the tuner's smallest tile (:func:`.workload.smallest_tiles`, the default of
+``tune``'s measured default build), with a notice (``refused by the analytic rule``) that
+names it and the rule's reason; without any record of it the build is refused as without
+the log.
 """
 
 from __future__ import annotations
@@ -37,6 +44,8 @@ from .workload import ModelTasks
 #: Notice paths of the tuning log (``Notice.path``).
 UNTUNED = "default tiling"
 SKIPPED = "tuning record skipped"
+#: An operator the analytic rule refuses at this budget, tiled from the log.
+TUNED_PAST_RULE = "refused by the analytic rule"
 
 
 @dataclasses.dataclass
@@ -157,10 +166,12 @@ def apply_log(prepared, log) -> Applied:
         baseline = (defaults[-1]["run_secs"][0] if how == "measured" and defaults
                     else default_predicted)
         if not seconds < baseline:
+            rule = ("the tuner's smallest tile" if task.kernel in model.refused
+                    else "the analytic rule's tiling")
             untuned[task.kernel] = "the default is as fast"
             report(notices, Notice(task.kernel, UNTUNED, f"its best record in tuning log "
                                    f"{log} ({knobs.describe()}, {how} {seconds:.4g} s) is no "
-                                   f"faster than the analytic rule's tiling ({baseline:.4g} s) "
+                                   f"faster than {rule} ({baseline:.4g} s) "
                                    f"on board {board.name} under {env.name}; kept that"))
             continue
         overrides[task.kernel] = (candidate.func, candidate.plan)
@@ -169,6 +180,7 @@ def apply_log(prepared, log) -> Applied:
                               "measured_on": sorted({e["board"] for e in sidecar.get(knobs, [])})}
     _by_whole_builds(database, model, board, env, defaults, overrides, tuned, untuned,
                      notices, log)
+    _refused_by_rule(database, model, defaults, overrides, tuned, untuned, notices, log)
     return Applied(str(Path(log)), board.name, env.name, overrides, tuned, untuned, skipped,
                    notices, ranking)
 
@@ -211,3 +223,43 @@ def _by_whole_builds(database, model, board, env, defaults, overrides, tuned, un
                                f"measured as a whole on board {board.name} under {env.name} "
                                f"({whole:.4g} s, the analytic rule's {default:.4g} s) keeps "
                                "this operator's analytic tiling; kept it"))
+
+
+def _refused_by_rule(database, model, defaults, overrides, tuned, untuned, notices,
+                     log) -> None:
+    """Give every kernel the analytic rule refuses on this board (``model.refused``) a
+    tiling from the log: its best record where one was applied, else the tuner's smallest
+    tile, where the log measured this model's default build (which has that tile) on this
+    board under this environment (``defaults``) or has records of the kernel. A refused
+    kernel the log knows nothing of was never tuned, so the build is refused as without
+    the log."""
+    from ..errors import DoesNotFitError  # pylint: disable=import-outside-toplevel
+
+    unmeasured = [reason for kernel, reason in model.refused.items()
+                  if kernel not in overrides and not defaults
+                  and not database.records(model.task(kernel))]
+    if unmeasured:
+        raise DoesNotFitError(
+            "the model does not fit the power cycle budget:\n  " + "\n  ".join(unmeasured)
+            + f"\ntuning log {log} has no record of "
+            + ("these operators" if len(unmeasured) > 1 else "this operator")
+            + ": tune the model for this board and capacitor (tvm-intermittent tune), or use "
+            "a larger capacitor")
+    for kernel, reason in model.refused.items():
+        if kernel in overrides:
+            knobs = Knobs.from_dict(tuned[kernel]["knobs"])
+            report(notices, Notice(kernel, TUNED_PAST_RULE, f"{reason}; tiled by tuning log "
+                                   f"{log}'s record ({knobs.describe()}) within the tuner's "
+                                   "margin"))
+            continue
+        base = model.base[kernel]
+        overrides[kernel] = (base.func, base.plan)
+        tuned[kernel] = {"knobs": base.knobs.to_dict(), "ranked_by": "smallest tile",
+                         "seconds": None, "default_seconds": None, "measured_on": []}
+        untuned.pop(kernel, None)
+        report(notices, Notice(kernel, TUNED_PAST_RULE, f"{reason}; tiled by the tuner's "
+                               f"smallest tile ({base.knobs.describe()}, {base.batch_cost:,} "
+                               f"of at most {base.batch_limit:,} per batch), "
+                               + (f"as tuning log {log} measured it in the default build"
+                                  if defaults else f"tuning log {log} has records of it, "
+                                  "none applied here")))

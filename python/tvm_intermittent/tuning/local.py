@@ -2,11 +2,12 @@
 
 :class:`CandidateBuilder` turns a scheduled workload (a candidate's trace applied) into the
 firmware of the whole model with that kernel cut by the candidate and every other kernel by
-its default plan, exported with the measurement spec beside it (:mod:`.measure`); it
-refuses a candidate that breaks a hard constraint (:mod:`.constraints`) with the reason as
-its build error, so the candidate is never measured. :class:`QemuRunner` runs artifacts with
-:func:`.measure.measure_artifact` on ``workers`` threads: each measurement is a ``make`` and
-QEMU child process, so threads run them in parallel.
+its default plan (the analytic rule's, or the tuner's smallest tile where the rule refuses
+it, :class:`.workload.ModelTasks`), exported with the measurement spec beside it
+(:mod:`.measure`); it refuses a candidate that breaks a hard constraint
+(:mod:`.constraints`) with the reason as its build error, so the candidate is never measured.
+:class:`QemuRunner` runs artifacts with :func:`.measure.measure_artifact` on ``workers``
+threads: each measurement is a ``make`` and QEMU child process, so threads run them in parallel.
 """
 
 from __future__ import annotations
@@ -59,7 +60,8 @@ class CandidateBuilder(ms.builder.PyBuilder):
         knobs = knobs_of(mod)
         candidate = check_candidate(task, knobs, self.board, self.environment,
                                     static_scratch=self.model.static_scratch)
-        artifact = assemble(self.model.prepared, {task.kernel: (candidate.func, candidate.plan)})
+        artifact = assemble(self.model.prepared,
+                            self.model.plans({task.kernel: (candidate.func, candidate.plan)}))
         directory = candidate_dir(self.root, task.kernel, knobs)
         if directory.exists():
             shutil.rmtree(directory)

@@ -103,6 +103,9 @@ class TuneResult:
     errors: list
     #: The operators of the tuned build (``tuned``), each with its best record.
     combined: list = dataclasses.field(default_factory=list)
+    #: ``kernel -> the analytic rule's refusal`` where the default is the tuner's smallest
+    #: tile (:class:`.workload.ModelTasks`).
+    refused: dict = dataclasses.field(default_factory=dict)
 
     @property
     def speedup(self) -> float | None:
@@ -149,6 +152,9 @@ class TuneResult:
         lines.append("pred/meas: latency of the whole model in seconds with that operator "
                      "tuned (def: every operator by the analytic rule); instr: measured "
                      "instructions of the operator's tasks")
+        for kernel, reason in self.refused.items():
+            lines.append(f"refused by the analytic rule, so its default is the tuner's "
+                         f"smallest tile: {reason}")
         return "\n".join(lines)
 
 
@@ -184,8 +190,8 @@ class Tuner:
         self.target = tvm.target.Target("intermittent/" + self.board.name)
         self.prepared = builder.prepare(model, self.target, board=self.board,
                                         **self.env.build_options())
-        self.log = TuningLog(log, create=True)  # once the model compiles: nothing half-made
         self.model = ModelTasks.of(self.prepared)
+        self.log = TuningLog(log, create=True)  # once the model fits: nothing half-made
         self.inputs = (list(inputs) if inputs is not None
                        else seeded_inputs(self.model.manifest["inputs"]))
         self._tmp = tempfile.TemporaryDirectory(prefix="intm-tune-")
@@ -225,7 +231,8 @@ class Tuner:
             candidate = check_candidate(self.model.task(kernel), knobs, self.board, self.env,
                                         static_scratch=self.model.static_scratch)
             plans[kernel] = (candidate.func, candidate.plan)
-        artifact = assemble(self.prepared, plans) if plans else self.model.artifact
+        artifact = (assemble(self.prepared, self.model.plans(plans)) if plans
+                    else self.model.artifact)
         directory = self.workdir / kind
         artifact.export(directory / PROJECT_DIR, overwrite=True)
         write_measure_spec(directory, board=self.board.name, environment=self.env,
@@ -381,7 +388,8 @@ class Tuner:
                     for t in self.model.tasks)
         return TuneResult(self.model.manifest["name"], self.board.name, self.env.name,
                           str(self.log.path), self.cost_kind, total, count, failed, seconds,
-                          rows, default, tuned, list(self.errors), sorted(chosen))
+                          rows, default, tuned, list(self.errors), sorted(chosen),
+                          dict(self.model.refused))
 
 
 def tune(model, *, board, trials: int, log, power_env=None, capacitor=None, workers: int = 1,

@@ -129,31 +129,59 @@ def tasks_of(prepared, artifact) -> list[TuningTask]:
 
 @dataclasses.dataclass(eq=False)
 class ModelTasks:
-    """A model prepared for tuning: its analytic build and one task per kernel.
+    """A model prepared for tuning: its default build and one task per kernel.
+
+    The default plan of a kernel is the analytic rule's. Where the rule refuses a kernel
+    (its smallest tile needs more than the rule's margin of one charge), the default is the
+    tuner's smallest tile instead (:func:`smallest_tiles`), so that the model can be tuned,
+    and built from a log, on a capacitor the rule does not run it on; ``refused`` says
+    which kernels and why.
 
     Attributes
     ----------
     prepared : builder.Prepared
         The imported, lowered model (assembled once per candidate).
     artifact : builder.Artifact
-        Its build with the analytic tiling (the default plan of every kernel).
+        Its default build.
     manifest : dict
         That build's ``model.json`` (what the predictor reads).
     tasks : list of TuningTask
         In task-table order.
+    refused : dict
+        ``kernel -> the analytic rule's refusal`` of the kernels whose default is the
+        tuner's smallest tile.
+    base : dict
+        ``kernel -> Candidate``: those smallest tiles (every build of the model takes them
+        unless a candidate of that kernel replaces it).
     """
 
     prepared: object
     artifact: object
     manifest: dict
     tasks: list
+    refused: dict = dataclasses.field(default_factory=dict)
+    base: dict = dataclasses.field(default_factory=dict)
 
     @classmethod
     def of(cls, prepared) -> "ModelTasks":
         from .. import builder  # pylint: disable=import-outside-toplevel
+        from ..errors import DoesNotFitError  # pylint: disable=import-outside-toplevel
 
-        artifact = builder.assemble(prepared)
+        try:
+            artifact = builder.assemble(prepared)
+        except DoesNotFitError:
+            refused, base = smallest_tiles(prepared)
+            if not refused:
+                raise  # not the power cycle: the memory check, which no tiling changes
+            artifact = builder.assemble(prepared, {k: (c.func, c.plan) for k, c in base.items()})
+            return cls(prepared, artifact, artifact.manifest(), tasks_of(prepared, artifact),
+                       refused, base)
         return cls(prepared, artifact, artifact.manifest(), tasks_of(prepared, artifact))
+
+    def plans(self, overrides: dict) -> dict:
+        """``kernel -> (tiled func, plan)`` of a build: ``overrides`` over the smallest tiles
+        of the kernels the analytic rule refuses."""
+        return {**{k: (c.func, c.plan) for k, c in self.base.items()}, **overrides}
 
     def task(self, kernel: str) -> TuningTask:
         for task in self.tasks:
@@ -169,3 +197,74 @@ class ModelTasks:
     @property
     def static_scratch(self) -> int:
         return int(self.artifact.sources.kernel_static_scratch_bytes)
+
+
+def smallest_tiles(prepared) -> tuple[dict, dict]:
+    """The kernels of ``prepared`` the analytic rule refuses, and for each the tuner's
+    smallest tile that fits one charge.
+
+    The rule keeps half of what a charge leaves after boot, restore and commit for one
+    batch (``TilingPolicy.margin``); the tuner keeps :data:`.constraints.TUNING_MARGIN`,
+    since its candidates are measured under the power environment and one that does not
+    fit fails there. So a kernel whose smallest tile the rule refuses may still be tuned:
+    its default becomes the valid candidate (:func:`.constraints.check_candidate`) whose
+    batch needs least, one tile of every separable loop per commit, the likeliest to
+    finish. A kernel with no valid candidate keeps the rule's refusal.
+
+    Returns
+    -------
+    refused : dict
+        ``kernel -> the analytic rule's refusal``.
+    base : dict
+        ``kernel -> Candidate``.
+
+    Raises
+    ------
+    DoesNotFitError
+        When a refused kernel has no valid candidate either: the rule's refusals of those
+        kernels, each with the tuner's smallest batch and its limit.
+    """
+    # pylint: disable=import-outside-toplevel,protected-access
+    from .. import builder
+    from ..energy.kernel_cost import kernel_features
+    from ..errors import DoesNotFitError
+    from .apply import build_environment
+    from .constraints import TUNING_MARGIN, check_candidate
+    from .knobs import CandidateError
+    from .space import candidates
+
+    env = build_environment(prepared)
+    steps = [step.kernel for step in prepared.graph.steps]
+    refused, base, hopeless = {}, {}, []
+    for kernel, func in prepared.lowered.items():
+        try:
+            builder._plan_all_tiles({kernel: func}, prepared.board, prepared.tile_budget,
+                                    prepared.tiling, prepared.placements)
+            continue
+        except DoesNotFitError as err:
+            refused[kernel] = str(err).split("\n", 1)[-1].strip()
+        chain = loop_chain(func)
+        placement = prepared.placements.get(kernel) or {}
+        task = TuningTask(kernel, func, workload_of(func, kernel),
+                          [i for i, k in enumerate(steps) if k == kernel], None,
+                          kernel_features(func, prepared.placements.get(kernel)), placement,
+                          _separable_depth(func, chain, written_parameters(func)),
+                          [int(loop.extent) for loop in chain])
+        valid, least = [], None
+        for knobs in candidates(task):
+            if knobs.split:
+                continue  # a split tile is several iterations of a loop: never the smallest
+            try:
+                valid.append(check_candidate(task, knobs, prepared.board, env))
+            except CandidateError as err:
+                if knobs.tiles_per_commit == 1:
+                    least = str(err)  # the last: the deepest tile, the most chunks
+        if not valid:
+            hopeless.append(f"{refused[kernel]}; the tuner's margin {TUNING_MARGIN} admits no "
+                            f"tile of it either ({least})")
+            continue
+        base[kernel] = min(valid, key=lambda c: (c.batch_cost, c.knobs.tiles_per_commit))
+    if hopeless:
+        raise DoesNotFitError("the model does not fit the power cycle budget, tuned or not:\n  "
+                              + "\n  ".join(hopeless))
+    return refused, base
