@@ -330,10 +330,10 @@ def _unpair_refused(lowered: dict, board: Board, budget: int, policy: TilingPoli
         needed, target = smallest_tile_cost(func, kernel, written, budget, board=board,
                                             policy=policy, placement=placements.get(kernel))
         unpaired[kernel] = (
-            f"its paired tile (two output rows) needs about {needed:,} instructions, one "
-            f"charge of board {board.name} pays {budget:,} (at most {target:,} per commit): "
-            "the slower kernel that computes one row at a time, half the tile; a larger "
-            "capacitor keeps the pairs")
+            f"its paired tile (one column of two output rows) needs about {needed:,} "
+            f"instructions, one charge of board {board.name} pays {budget:,} (at most "
+            f"{target:,} per commit): built one output row per tile instead, the slower "
+            "kernel with half the tile; a larger capacitor keeps the pairs")
     return unpaired
 
 
