@@ -27,7 +27,7 @@ from .codegen.c_printer import stack_scratch_bytes, written_parameters
 from .codegen.graph import extract_graph
 from .codegen.memory_plan import plan_memory
 from .codegen.model_source import ModelSources, TensorInfo, emit_model_sources
-from .codegen.idempotence import check_idempotence
+from .codegen.idempotence import IdempotenceError, check_idempotence
 from .codegen.tiling import TilePlan, TilingPolicy, plan_tiles, smallest_tile_cost
 from .errors import DoesNotFitError, ModelError
 from .target import board_of
@@ -325,6 +325,8 @@ def _unpair_refused(lowered: dict, board: Board, budget: int, policy: TilingPoli
             plan_tiles(func, kernel, written, budget, board.name, board=board, policy=policy,
                        placement=placements.get(kernel))
             continue
+        except IdempotenceError:
+            continue  # not a question of size: assemble refuses it with the reason
         except DoesNotFitError:
             pass
         needed, target = smallest_tile_cost(func, kernel, written, budget, board=board,
