@@ -27,11 +27,13 @@ from .codegen.c_printer import stack_scratch_bytes, written_parameters
 from .codegen.graph import extract_graph
 from .codegen.memory_plan import plan_memory
 from .codegen.model_source import ModelSources, TensorInfo, emit_model_sources
-from .codegen.idempotence import check_idempotence
-from .codegen.tiling import TilePlan, TilingPolicy, plan_tiles
+from .codegen.idempotence import IdempotenceError, check_idempotence
+from .codegen.tiling import TilePlan, TilingPolicy, plan_tiles, smallest_tile_cost
 from .errors import DoesNotFitError, ModelError
 from .target import board_of
 from .transform import intermittent_pipeline, lower_prim_func
+from .transform.depthwise_kernels import PAIRS_ATTR
+from .transform.notices import ONE_ROW_TILES, Notice, report
 
 PROJECT_MANIFEST = "model.json"
 
@@ -256,18 +258,8 @@ def prepare(mod, target="intermittent/qemu-an386", *, board=None, name: str | No
     else:
         imported = load_model(mod, shape_dict)
     tvm_target = tvm.target.Target("intermittent/" + the_board.name)
-    notices = []
     if int8_only:
         _check_quantized(imported.mod)
-    relax_mod = intermittent_pipeline(tvm_target, notices)(imported.mod)
-    if int8_only and notices:
-        raise ModelError("int8_only (--int8-only): the model is not integer-only:\n  "
-                         + "\n  ".join(str(n) for n in notices)
-                         + "\ncompile without --int8-only to accept these operators")
-    graph = extract_graph(relax_mod, notices)
-    lowered = {kernel: lower_prim_func(func, kernel) for kernel, func in graph.kernels.items()
-               if any(step.kernel == kernel for step in graph.steps)}
-    memory = plan_memory(graph)
     from .sim import environments  # pylint: disable=import-outside-toplevel
 
     continuous = environments.is_continuous(power_env)
@@ -286,9 +278,65 @@ def prepare(mod, target="intermittent/qemu-an386", *, board=None, name: str | No
         budget, tile_budget = (the_board.power_cycle_budget(capacitor_f),
                                the_board.tile_budget(capacitor_f))
     # In the tiler's Cortex-M4 instructions (a 16-bit MSP430 needs several per one of those).
-    return Prepared(imported, name or imported.name, the_board, graph, lowered, memory,
-                    notices, budget, tile_budget, capacitor_f, power_env,
-                    tiling or TilingPolicy(), _placements(graph, lowered), started, continuous)
+    tiling = tiling or TilingPolicy()
+    notices, graph, lowered, placements = _lower(imported.mod, tvm_target, int8_only)
+    unpaired = _unpair_refused(lowered, the_board, tile_budget, tiling, placements)
+    if unpaired:
+        notices, graph, lowered, placements = _lower(
+            imported.mod, tvm_target, int8_only,
+            {str(lowered[kernel].attrs[PAIRS_ATTR]): reason for kernel, reason in unpaired.items()})
+        for kernel, reason in unpaired.items():
+            report(notices, Notice(kernel, ONE_ROW_TILES, reason))
+    return Prepared(imported, name or imported.name, the_board, graph, lowered,
+                    plan_memory(graph), notices, budget, tile_budget, capacitor_f, power_env,
+                    tiling, placements, started, continuous)
+
+
+def _lower(mod, tvm_target, int8_only: bool, unpaired: dict | None = None):
+    """The pipeline, the graph and each scheduled kernel lowered: ``(notices, graph,
+    lowered, placements)``; ``unpaired`` as for :func:`.transform.intermittent_pipeline`."""
+    notices = []
+    relax_mod = intermittent_pipeline(tvm_target, notices, unpaired)(mod)
+    if int8_only and notices:
+        raise ModelError("int8_only (--int8-only): the model is not integer-only:\n  "
+                         + "\n  ".join(str(n) for n in notices)
+                         + "\ncompile without --int8-only to accept these operators")
+    graph = extract_graph(relax_mod, notices)
+    lowered = {kernel: lower_prim_func(func, kernel) for kernel, func in graph.kernels.items()
+               if any(step.kernel == kernel for step in graph.steps)}
+    return notices, graph, lowered, _placements(graph, lowered)
+
+
+def _unpair_refused(lowered: dict, board: Board, budget: int, policy: TilingPolicy,
+                    placements: dict) -> dict[str, str]:
+    """``kernel -> reason`` for each depthwise kernel in vertical pairs (``PAIRS_ATTR``) that
+    the tiler refuses for ``budget``: pairs are the faster kernel but double its smallest
+    tile, so where that tile does not fit one charge the kernel is built again one output
+    row per tile (half the tile) instead of refusing the model. The test is the tiler's own
+    refusal (:func:`plan_tiles`), so a capacitor that fits the pairs keeps them; a kernel
+    whose single rows do not fit either is then refused by :func:`assemble` as before.
+    """
+    unpaired = {}
+    for kernel, func in lowered.items():
+        if func.attrs is None or PAIRS_ATTR not in func.attrs:
+            continue
+        written = written_parameters(func)
+        try:
+            plan_tiles(func, kernel, written, budget, board.name, board=board, policy=policy,
+                       placement=placements.get(kernel))
+            continue
+        except IdempotenceError:
+            continue  # not a question of size: assemble refuses it with the reason
+        except DoesNotFitError:
+            pass
+        needed, target = smallest_tile_cost(func, kernel, written, budget, board=board,
+                                            policy=policy, placement=placements.get(kernel))
+        unpaired[kernel] = (
+            f"its paired tile (one column of two output rows) needs about {needed:,} "
+            f"instructions, one charge of board {board.name} pays {budget:,} (at most "
+            f"{target:,} per commit): built one output row per tile instead, the slower "
+            "kernel with half the tile; a larger capacitor keeps the pairs")
+    return unpaired
 
 
 def assemble(prepared: Prepared, overrides: dict | None = None, *, notices=(),

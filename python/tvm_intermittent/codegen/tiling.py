@@ -287,6 +287,20 @@ def plan_tiles(func: tirx.PrimFunc, op_name: str, written: set[str], budget: int
                            "so it is refused")
 
 
+def smallest_tile_cost(func: tirx.PrimFunc, op_name: str, written: set[str], budget: int, *,
+                       board=None, policy: TilingPolicy | None = None,
+                       placement: dict | None = None) -> tuple[int, int]:
+    """``(cost, target)``: the predicted cost of the smallest tile :func:`plan_tiles` can cut
+    (one iteration of every separable loop), and the most one commit may take, so that a
+    caller can say by how much a refused kernel misses (the same sizing as the refusal)."""
+    sizing = _sizing(budget, board, policy)
+    features = kernel_features(func, placement)
+    chain = loop_chain(func)
+    usable = _separable_depth(func, chain, written)
+    extent = int(np.prod([int(loop.extent) for loop in chain[:usable]], dtype=np.int64))
+    return _tile_cost(func, usable, extent, sizing, features, op_name), sizing.target
+
+
 def _tile_cost(func, depth: int, extent: int, sizing: _Sizing, features: Features,
                kernel: str) -> int:
     """Predicted cost of one tile of ``depth`` fused loops of ``kernel``, committed alone."""

@@ -59,6 +59,7 @@ MAC there beat a portable emulation of SXTB16 and SMLABB); it computes the same 
 from __future__ import annotations
 
 import numpy as np
+import tvm_ffi
 from tvm import tirx
 from tvm.script.ir_builder import IRBuilder
 from tvm.script.ir_builder import tirx as T
@@ -72,6 +73,11 @@ from .integer_kernels import (KERNEL_ATTRS, _arg, _bind, _dsp_available, _helper
 QUAD = 4
 #: Windows up to 7x7 are unrolled into straight-line code per quad.
 MAX_UNROLLED_TAPS = 49
+#: Attribute of a kernel whose tiles are pairs of output rows, its key (the structural hash
+#: of the kernel without it): the builder reads it to find the operators it may rebuild one
+#: row at a time (half the smallest tile) when the paired tile does not fit one charge
+#: (``builder._unpair_refused``), and names them by it to ``QuantizedToInteger``.
+PAIRS_ATTR = "intermittent.vertical_pairs"
 
 
 def dsp_applies(*, in_shape, multiplier, in_dtype) -> str | None:
@@ -107,11 +113,15 @@ def _pair_phase(out_h, stride, before, reach, size):
     return (1, counts[1]) if counts[1] > counts[0] else (0, counts[0])
 
 
-def _why_not_pairs(out_h, stride, before, reach, size, inside_w, padded, unrolled):
+def _why_not_pairs(out_h, stride, before, reach, size, inside_w, padded, unrolled,
+                   unpaired=None):
     """None when output rows go in vertical pairs, else why not: it needs unrolled windows,
     two rows or more, and with padding at least two pairs and two columns of windows inside
     the image (with one, TVM would fold the test of the inside into constant output
-    indices, which the tiler cannot cut)."""
+    indices, which the tiler cannot cut); ``unpaired``, when given, is the caller's reason
+    to keep one row per tile (the paired tile does not fit one charge)."""
+    if unpaired is not None:
+        return unpaired
     if not unrolled:
         return f"windows over {MAX_UNROLLED_TAPS} taps are not unrolled"
     if out_h < 2:
@@ -256,7 +266,7 @@ class OutputStage:
 
 def depthwise_conv2d_dsp(*, in_shape, weight, folded_bias, strides, padding, dilation,
                          input_zero_point, output_zero_point, requant: Requantization, clamp,
-                         out_dtype, macs):
+                         out_dtype, macs, unpaired: str | None = None):
     """A depthwise convolution (multiplier 1) over channel quads with SMLABB/SMLATT.
 
     Parameters
@@ -272,6 +282,10 @@ def depthwise_conv2d_dsp(*, in_shape, weight, folded_bias, strides, padding, dil
     requant, clamp, out_dtype : as for :func:`.integer_kernels.conv2d_nhwc`.
     macs : int
         Multiply-accumulates per inference, for the profile.
+    unpaired : str, optional
+        Compute one output row per tile even where pairs would apply, for this reason: a
+        paired tile is twice the smallest tile, which may not fit one charge of a small
+        capacitor (the builder decides, see ``builder._unpair_refused``).
 
     Returns
     -------
@@ -291,7 +305,7 @@ def depthwise_conv2d_dsp(*, in_shape, weight, folded_bias, strides, padding, dil
     interior = (_inside_count(out_h, s_h, top, reach_h, in_h),
                 _inside_count(out_w, s_w, left, reach_w, in_w))
     why_not = _why_not_pairs(out_h, s_h, top, reach_h, in_h, interior[1], any(padding),
-                             k_h * k_w <= MAX_UNROLLED_TAPS)
+                             k_h * k_w <= MAX_UNROLLED_TAPS, unpaired)
     pairs = why_not is None
     phase = _pair_phase(out_h, s_h, top, reach_h, in_h)[0] if any(padding) else 0
     pair_tiles = (out_h + phase + 1) // 2
@@ -453,4 +467,7 @@ def depthwise_conv2d_dsp(*, in_shape, weight, folded_bias, strides, padding, dil
                         with T.Else():
                             window(lead, checked=True)
     constants = [params] + stage.tables()
-    return _with_macs(_private(builder.get()), macs), constants
+    func = _with_macs(_private(builder.get()), macs)
+    if pairs:  # keyed by its structure: equal layers, one kernel after dedup, go together
+        func = func.with_attr(PAIRS_ATTR, str(tvm_ffi.structural_hash(func)))
+    return func, constants

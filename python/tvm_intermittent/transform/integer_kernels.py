@@ -140,7 +140,7 @@ def _requant_args(requant: Requantization, channels: int):
 
 def conv2d_nhwc(*, in_shape, weight, bias, strides, padding, dilation, input_zero_point,
                 output_zero_point, requant: Requantization, clamp, in_dtype, out_dtype,
-                depthwise_multiplier=None):
+                depthwise_multiplier=None, unpaired: str | None = None):
     """A convolution over NHWC activations.
 
     Parameters
@@ -158,6 +158,9 @@ def conv2d_nhwc(*, in_shape, weight, bias, strides, padding, dilation, input_zer
         Per output channel.
     clamp : (int, int)
         Output range after the fused activation.
+    unpaired : str, optional
+        For the DSP depthwise kernel: one output row per tile, for this reason
+        (:func:`.depthwise_kernels.depthwise_conv2d_dsp`).
 
     Returns
     -------
@@ -199,7 +202,7 @@ def conv2d_nhwc(*, in_shape, weight, bias, strides, padding, dilation, input_zer
                 in_shape=in_shape, weight=weight, folded_bias=folded, strides=strides,
                 padding=padding, dilation=dilation, input_zero_point=input_zero_point,
                 output_zero_point=output_zero_point, requant=requant, clamp=clamp,
-                out_dtype=out_dtype, macs=macs)
+                out_dtype=out_dtype, macs=macs, unpaired=unpaired)
         LOGGER.info("depthwise_conv2d %s: the portable kernel, not the DSP one: %s",
                     list(in_shape), why_not)
     if not depthwise and not any(padding) and out_h * out_w > 1:

@@ -23,6 +23,9 @@ FLOAT_LOWERING = "float lowering"
 UNFUSED_EPILOGUE = "unfused epilogue"
 #: A reshape copies its input instead of being a view of it (see codegen/graph.py).
 RESHAPE_COPY = "reshape copy"
+#: A depthwise kernel computes one output row per tile, not a pair: the paired tile did not
+#: fit one charge (see ``builder._unpair_refused``).
+ONE_ROW_TILES = "one output row per tile"
 
 
 @dataclasses.dataclass(frozen=True)

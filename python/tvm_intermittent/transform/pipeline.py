@@ -19,11 +19,14 @@ PIPELINE_NAME = "intermittent"
 
 
 def intermittent_pipeline(target: tvm.target.Target | None = None,
-                          notices: list | None = None) -> tvm.transform.Pass:
+                          notices: list | None = None,
+                          unpaired: dict | None = None) -> tvm.transform.Pass:
     """Build the pass sequence; ``target`` is the ``intermittent/<board>`` target.
 
     ``notices``, when given, receives a :class:`~.notices.Notice` for each operator left on
     a slower or less exact path (kept in float, epilogue not fused); they are logged too.
+    ``unpaired`` (``key -> reason``) names the depthwise kernels to build one output
+    row per tile (:class:`~.quantized_to_integer.QuantizedToInteger`).
     """
     target = target or tvm.target.Target({"kind": "c"})
 
@@ -31,7 +34,7 @@ def intermittent_pipeline(target: tvm.target.Target | None = None,
     def _pipeline(mod: tvm.IRModule, _ctx: tvm.transform.PassContext) -> tvm.IRModule:
         passes = [
             # Quantized patterns become integer-only int8 operators (QuantizedToInteger).
-            QuantizedToInteger(notices),
+            QuantizedToInteger(notices, unpaired),
             # Inference-only rewrites (batch norm to scale and shift) before lowering.
             relax.transform.DecomposeOpsForInference(),
             # Every Relax operator becomes a TIR PrimFunc called through call_tir.

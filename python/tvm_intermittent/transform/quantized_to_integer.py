@@ -42,6 +42,7 @@ from tvm.relax import PyExprMutator, expr_functor
 from ..errors import ModelError
 from . import elementwise_kernels, integer_kernels, integer_ops, pooling_kernels
 from .fixed_point import Requantization, quantize_multiplier, tflm_logistic_table
+from .depthwise_kernels import PAIRS_ATTR
 from .integer_softmax import exp_table, softmax_kernel
 from .notices import FLOAT_LOWERING, LOGGER, Notice, report
 from .quantized_patterns import RANGES, PatternReader, QuantizedTensor, op_name, scalar
@@ -87,9 +88,12 @@ class _IntegerRewriter(PyExprMutator):
     been rewritten already.
     """
 
-    def __init__(self, mod: tvm.IRModule, func: relax.Function):
+    def __init__(self, mod: tvm.IRModule, func: relax.Function, unpaired=None):
         super().__init__(mod)
         self._read = PatternReader(func)
+        #: ``key -> reason`` for depthwise kernels built one output row per tile (the key is
+        #: a paired kernel's ``PAIRS_ATTR``).
+        self._unpaired = dict(unpaired or {})
         #: Why each operator (by its original call) stayed in float.
         self.reasons: dict = {}
         self._why = None
@@ -244,12 +248,20 @@ class _IntegerRewriter(PyExprMutator):
             if groups != 1:  # depthwise: [KH, KW, 1, C_OUT] -> [KH, KW, C_OUT]
                 multiplier = weight.shape[3] // in_c
                 weight = weight.reshape(weight.shape[0], weight.shape[1], -1)
-            func, constants = integer_kernels.conv2d_nhwc(
-                in_shape=[int(d) for d in conv.args[0].ty.shape.values], weight=weight,
-                bias=bias, input_zero_point=data.zero_point, output_zero_point=out.zero_point,
-                requant=Requantization(reals, self._single_rounding), clamp=clamp,
-                in_dtype=data.dtype,
-                out_dtype=out.dtype, depthwise_multiplier=multiplier, **geometry)
+
+            def build(unpaired=None):
+                return integer_kernels.conv2d_nhwc(
+                    in_shape=[int(d) for d in conv.args[0].ty.shape.values], weight=weight,
+                    bias=bias, input_zero_point=data.zero_point,
+                    output_zero_point=out.zero_point,
+                    requant=Requantization(reals, self._single_rounding), clamp=clamp,
+                    in_dtype=data.dtype, out_dtype=out.dtype, depthwise_multiplier=multiplier,
+                    unpaired=unpaired, **geometry)
+
+            func, constants = build()
+            key = func.attrs.get(PAIRS_ATTR) if func.attrs else None
+            if key is not None and str(key) in self._unpaired:
+                func, constants = build(self._unpaired[str(key)])
             name = "conv2d_s8" if groups == 1 else "depthwise_conv2d_s8"
             return self._call_kernel(func, name, x, constants, conv.ty, out.dtype)
         return self.builder_.call_te(
@@ -532,6 +544,11 @@ class QuantizedToInteger:
         Receives a :class:`~.notices.Notice` for every operator of a quantized function
         that still computes in float after the rewrite (each is also logged), so that no
         model silently keeps a float operator; ``tvm_intermittent.build`` passes its list.
+    unpaired : dict, optional
+        ``key -> reason``: DSP depthwise kernels to build one output row per tile instead of
+        in vertical pairs, each named by the key its paired build carries as
+        :data:`~.depthwise_kernels.PAIRS_ATTR` (the builder names those whose paired tile
+        does not fit one charge, and reports each with a notice).
 
     Examples
     --------
@@ -541,8 +558,9 @@ class QuantizedToInteger:
         mod = QuantizedToInteger(notices)(mod)   # then relax.transform.LegalizeOps(), ...
     """
 
-    def __init__(self, notices: list | None = None):
+    def __init__(self, notices: list | None = None, unpaired: dict | None = None):
         self.notices = notices
+        self.unpaired = dict(unpaired or {})
 
     def transform_module(self, mod: tvm.IRModule, _ctx) -> tvm.IRModule:
         for gvar, func in list(mod.functions_items()):
@@ -550,7 +568,7 @@ class QuantizedToInteger:
                 continue
             if func.attrs and bool(func.attrs.get(FLOAT_LOWERING_ATTR, False)):
                 continue
-            rewriter = _IntegerRewriter(mod, func)
+            rewriter = _IntegerRewriter(mod, func, self.unpaired)
             new_func = relax.analysis.remove_all_unused(rewriter.visit_expr(func))
             rewriter.builder_.update_func(gvar, new_func)
             mod = rewriter.builder_.get()
