@@ -13,7 +13,9 @@ What is counted is what the C printer turns into instructions: loads and stores 
 memory (the NVM arena, weights in flash, scratch in SRAM, and one-element scratch that GCC
 keeps in a register), arithmetic by kind, calls by name (the DSP helpers of
 ``intm_kernel_ops.h``, libm). GCC evaluates a repeated subexpression of one statement once,
-so a subexpression is counted once per statement; index arithmetic is counted apart
+so a subexpression is counted once per statement, and a word loaded or unpacked twice in
+one block once (``_Counter._value_key``); a run of an assembly micro-kernel counts as its
+runs and words (``_Counter._micro_kernel``); index arithmetic is counted apart
 (``index``), since GCC strength-reduces most of it into pointer increments. How many
 instructions each kind costs is the calibration's business (:mod:`.costs`); this module
 only counts.
