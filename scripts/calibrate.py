@@ -138,6 +138,19 @@ def _tflite_cases() -> dict:
                                   in_zp=0),
         "conv10x8_c1_s2": _conv(hw=(41, 36), cin=1, cout=8, kernel=(10, 8), stride=(2, 2)),
         "conv5x5_c6_s2": _conv(hw=(14, 14), cin=6, cout=4, kernel=(5, 5), stride=(2, 2)),
+        # Shapes of the classes the zoo's networks are made of (never their layers): a
+        # 3x3 over 16 and 32 channels on a larger image (the row kernel's pixel pairs), a
+        # first convolution over three channels with zero point 0, and pointwise layers of
+        # 128 channels whose multipliers shift left for some channels (out_scale small), so
+        # that the output stage takes its general 64-bit form, as float-scaled layers do.
+        "conv3x3_c16_16x16": _conv(hw=(16, 16), cin=16, cout=16),
+        "conv3x3_c32_8x8": _conv(hw=(8, 8), cin=32, cout=32, in_zp=0),
+        "conv3x3_c3_16_z0": _conv(hw=(20, 20), cin=3, cout=16, in_zp=0, activation=tm.RELU),
+        "conv1x1_c128_6x6_left": _conv(hw=(6, 6), cin=128, cout=128, kernel=(1, 1),
+                                       out_scale=0.0005),
+        "conv1x1_c64_128_left": _conv(hw=(5, 4), cin=64, cout=128, kernel=(1, 1),
+                                      out_scale=0.0008, stride=(2, 2)),
+        "conv1x1_c128_6x6": _conv(hw=(6, 6), cin=128, cout=128, kernel=(1, 1)),
         "dwconv3x3_c8": _conv(hw=(9, 7), cin=8, depthwise=True),
         "dwconv3x3_c16_s2": _conv(hw=(10, 10), cin=16, depthwise=True, stride=(2, 2)),
         "dwconv3x3_c32": _conv(hw=(5, 5), cin=32, depthwise=True, activation=tm.RELU),
@@ -147,6 +160,12 @@ def _tflite_cases() -> dict:
         "dwconv3x3_c48_s2": _conv(hw=(12, 10), cin=48, depthwise=True, stride=(2, 2),
                                   activation=tm.RELU6),
         "dwconv3x3_c160": _conv(hw=(4, 4), cin=160, depthwise=True),
+        # Depthwise 3x3 over 64 channels on tall narrow images (vertical row pairs), with
+        # input zero point 0 (one-sided borders) and without.
+        "dwconv3x3_c64_25x5_z0": _conv(hw=(25, 5), cin=64, depthwise=True, in_zp=0,
+                                       activation=tm.RELU),
+        "dwconv3x3_c64_20x6": _conv(hw=(20, 6), cin=64, depthwise=True, activation=tm.RELU),
+        "dwconv3x3_c32_12x12_z0": _conv(hw=(12, 12), cin=32, depthwise=True, in_zp=0),
         "fc_40x9": lambda: tm.fully_connected(batch=2, depth=40, units=9),
         "fc_64x12": lambda: tm.fully_connected(batch=1, depth=64, units=12),
         "fc_256x32": lambda: tm.fully_connected(batch=1, depth=256, units=32),
@@ -163,6 +182,11 @@ def _tflite_cases() -> dict:
         "add_broadcast": lambda: tm.add(),
         "add_same": lambda: tm.add(lhs_shape=(1, 8, 8, 8), rhs_shape=(1, 8, 8, 8),
                                    activation=tm.RELU),
+        # ADDs of whole feature maps with per-tensor scales (a residual connection's).
+        "add_8192": lambda: tm.add(lhs_shape=(1, 16, 16, 32), rhs_shape=(1, 16, 16, 32),
+                                   activation=tm.RELU),
+        "add_4096": lambda: tm.add(lhs_shape=(1, 8, 8, 64), rhs_shape=(1, 8, 8, 64),
+                                   lhs=(0.08, 3), rhs=(0.03, -20)),
         "mul_broadcast": lambda: tm.mul(),
         "mean_hw": lambda: tm.mean(),
         "pad": lambda: tm.pad(),
@@ -174,6 +198,8 @@ def _tflite_cases() -> dict:
         "logistic": lambda: tm.logistic(),
         "quantize_500": lambda: tm.quantize(
             np.random.default_rng(3).standard_normal((1, 50, 10, 1)) * 4),
+        "quantize_3072": lambda: tm.quantize(
+            np.random.default_rng(5).standard_normal((1, 32, 32, 3)) * 2),
         "quantize_64": lambda: tm.quantize(np.random.default_rng(4).standard_normal((1, 64))),
         "dequantize": lambda: tm.dequantize(),
         "dequantize_4": lambda: _dequantize(4),

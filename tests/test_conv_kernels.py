@@ -97,12 +97,15 @@ def test_kernel_equals_tflite_micro_on_qemu_and_host(tmp_path, name):
     assert marker in kernels, "the DSP kernel was not chosen"
     assert "float" not in kernels and "double" not in kernels
     if name == "pointwise":
-        # The micro-kernel's run is one call in the C and its whole work for the cost model
-        # (which sizes the tiles): one SMLAD per two multiply-accumulates of 13 pixel pairs
-        # (the 25th pixel computed twice) by 6 channels by 12 input channels.
+        # The micro-kernel's run is one call in the C, and the cost model (which sizes the
+        # tiles) counts its runs and words: 13 pixel pairs (the 25th pixel computed twice)
+        # by 3 channel pairs, each over 12 / 4 = 3 words of 16 multiply-accumulates.
         assert "intm_smlad(" not in kernels
         conv = next(t for t in artifact.manifest()["tasks"] if t["kernel"].startswith("conv"))
-        assert conv["cost"]["features"]["call:intm_smlad"] == 13 * 2 * 6 * 12 / 2
+        features = conv["cost"]["features"]
+        assert features["micro:intm_mac_2x2_s8"] == 13 * 3
+        assert features["micro:intm_mac_2x2_s8/word"] * 16 == 13 * 2 * 6 * 12
+        assert "call:intm_smlad" not in features
     if name == "single_channel_10x8":
         # The rows as words: two input words per filter row (eight taps), no tap-by-tap
         # load inside the image.

@@ -50,6 +50,20 @@ def _word_loads(x: T.Buffer((32,), "int8"), y: T.Buffer((8,), "int32")):
 
 
 @T.prim_func
+def _same_word_twice(x: T.Buffer((40,), "int8"), y: T.Buffer((16,), "int32")):
+    T.func_attr({"tirx.noalias": True})
+    for i in range(8):
+        # The word at 4i + 4 twice, written two ways (the depthwise row pairs' second row
+        # at one tap and first row at the next), then the word at 4i + 8 once.
+        a = T.bind(T.call_pure_extern("int32", "intm_load_s8x4", T.address_of(x[(i + 1) * 4])))
+        b = T.bind(T.call_pure_extern("int32", "intm_load_s8x4", T.address_of(x[i * 4 + 4])))
+        c = T.bind(T.call_pure_extern("int32", "intm_load_s8x4", T.address_of(x[i * 4 + 8])))
+        y[i * 2] = T.call_pure_extern("int32", "intm_sxtb16", a) + T.call_pure_extern(
+            "int32", "intm_sxtb16", c)
+        y[i * 2 + 1] = T.call_pure_extern("int32", "intm_sxtb16", b)
+
+
+@T.prim_func
 def _channel_blocks(acc: T.Buffer((4,), "int32"), y: T.Buffer((24,), "int8")):
     T.func_attr({"tirx.noalias": True})
     for b in range(6):  # four consecutive int8 outputs: one word store
@@ -113,6 +127,16 @@ def test_word_loads_are_one_access_of_four_bytes():
     assert features.nvm_stores == 8 and features.nvm_store_bytes == 32
 
 
+def test_a_word_loaded_and_unpacked_twice_in_a_block_counts_once():
+    """Per iteration two distinct words (4i + 4, bound twice under different indices, and
+    4i + 8), each loaded and unpacked once, as GCC compiles it: 2 NVM loads and 2 SXTB16
+    per iteration, not 3 and 3."""
+    features = kernel_features(_same_word_twice)
+    assert features.nvm_loads == 8 * 2
+    assert features.nvm_load_bytes == 8 * 2 * 4
+    assert features.counts["call:intm_sxtb16"] == 8 * 2
+
+
 def test_consecutive_narrow_stores_of_a_block_are_word_stores():
     """GCC merges the stores of a channel block; the bytes stay the bytes."""
     features = kernel_features(_channel_blocks, {"acc": "flash"})
@@ -132,6 +156,30 @@ def _row_copies(x: T.Buffer((24,), "int8"), y: T.Buffer((30,), "int8")):
     for r in range(3):  # rows of 8 into rows of 10: every run starts where its row does
         for i in range(8):
             y[r * 10 + i] = x[r * 8 + i]
+
+
+def test_a_micro_kernel_run_is_counted_by_its_runs_and_words(tmp_path):
+    """A pointwise 16 -> 8 convolution over 6x5 pixels runs ``intm_mac_2x2_s8`` once per
+    pixel pair (15) and channel pair (4), over 16 / 4 = 4 words each: 60 runs, 240 words,
+    counted from the shape here. The TIR under the ``AttrStmt`` is not what the C runs, so
+    none of its SMLAD/SXTB16 helpers is counted; its NVM loads are (two input words per
+    word of the run, 480 in all: the assembly's LDRs of the same words)."""
+    from tvm_intermittent.energy import kernel_cost  # pylint: disable=import-outside-toplevel
+    from tvm_intermittent.transform import conv_blocks  # pylint: disable=import-outside-toplevel
+
+    assert kernel_cost.MICRO_KERNEL_ATTR == conv_blocks.MICRO_KERNEL_ATTR
+    model, _ = tm.conv2d(hw=(6, 5), cin=16, cout=8, kernel=(1, 1))
+    path = tmp_path / "pointwise.tflite"
+    path.write_bytes(model)
+    [task] = ti.build(path, "intermittent/qemu-an386").manifest()["tasks"]
+    features = task["cost"]["features"]
+    name = conv_blocks.MICRO_KERNEL
+    assert features[f"micro:{name}"] == 15 * 4
+    assert features[f"micro:{name}/word"] == 15 * 4 * 4
+    assert not any(k in features for k in ("call:intm_smlad", "call:intm_sxtb16",
+                                           "call:intm_sxtb16_ror8"))
+    assert task["cost"]["tile"]["nvm_loads"] * task["tiles"] == 2 * 15 * 4 * 4
+    assert costs.task_family(task) == "conv2d_s/dsp/3"
 
 
 def test_a_copy_loop_inside_a_tile_says_what_it_assumes():
@@ -318,10 +366,15 @@ NVM_LOAD_SLACK = 2
 @pytest.mark.parametrize("name", ["kws", "ad", "vww"])
 def test_zoo_nvm_accesses_per_task_match_the_plugin(tmp_path, name):
     """Out of sample: every task's predicted NVM loads and stores (model.json) against the
-    plugin's per-task counts of one continuous run. kws has convolutions that store four
-    and eight int8 outputs per block, a 64-byte copy and a dense of 12 outputs; ad copies
-    640 bytes in batches that start inside words; vww's float-scaled convolutions
-    requantize in 64 bits, whose branches keep GCC from merging their stores."""
+    plugin's per-task counts of one continuous run. Merged stores (fewer stores than
+    bytes): kws's first convolution and four depthwise layers (four int8 outputs of a
+    channel quad, one word), its average pool and dense (four outputs, one word) and its
+    dequantize (float32 words): 8 tasks; vww's first convolution, its 13 depthwise layers,
+    its average pool and dequantize: 16. The pointwise convolutions store the two int8
+    outputs of a pixel's channel pair (``intm_mac_2x2_s8``'s block), two ``strb`` that GCC
+    does not merge, so their stores are their bytes (vww's float-scaled ones also
+    requantize in 64 bits, whose branches would split a longer run). ad: its dense layer of
+    eight units (two words) and its dequantize."""
     entry = zoo.get(name)
     project = ti.build(entry.path, "intermittent/qemu-an386", name=name).export(tmp_path / name)
     manifest = json.loads((project / "model.json").read_text())
@@ -337,8 +390,8 @@ def test_zoo_nvm_accesses_per_task_match_the_plugin(tmp_path, name):
             NVM_LOAD_SLACK, NVM_LOAD_TOLERANCE * measured.nvm_loads), cost
         merged += measured.nvm_stores < measured.nvm_store_bytes
     # The property was exercised: tasks whose stores are fewer than their bytes, and (vww)
-    # int8 tasks stored byte by byte.
-    assert merged >= {"kws": 10, "ad": 1, "vww": 20}[name]
+    # int8 tasks stored byte by byte (the pointwise convolutions).
+    assert merged >= {"kws": 8, "ad": 1, "vww": 16}[name]
     if name == "vww":
         assert sum(run.traffic_by_task[c.index].nvm_stores
                    == run.traffic_by_task[c.index].nvm_store_bytes
@@ -403,10 +456,12 @@ def test_single_channel_large_kernel_conv_against_qemu(tmp_path):
     one channel is the row kernel of :mod:`~tvm_intermittent.transform.conv_rows` (SMLAD
     over each filter row's two words), whose border rows are one-sided with input zero
     point 0 (a row inside the image accumulates under an ``if`` without ``else``; a row
-    above or below it adds nothing). Its instructions within 6 % (measured +3.3 % on
-    2026-12-01), and the one-sided accumulators' own cost moves the prediction by more
-    than 4 % of the measurement towards it (without it, charged as plain register
-    accesses: +8.6 %), so the construct is what makes the prediction hold."""
+    above or below it adds nothing). Its instructions within 6 % (measured -0.7 % with the
+    calibration of 2026-12-01 20:05 UTC), and the one-sided accumulators are what makes the
+    prediction hold: they put the kernel in a family of its own (``/z``), and the family of
+    its two-sided twin would be more than 4 % of the measurement further off (measured
+    +9.1 %). In that calibration the one-sided kinds' own shared coefficient fitted to 0:
+    the family's fit carries their cost."""
     project, manifest, inputs = _conv_manifest(tmp_path, 0, "conv9x8")
     runtime = costs.RuntimeCosts.from_dict(manifest["runtime_costs"])
     [cost] = costs.task_costs(manifest)
@@ -419,11 +474,10 @@ def test_single_channel_large_kernel_conv_against_qemu(tmp_path):
 
     task = manifest["tasks"][0]
     model = costs.kernel_model()
-    counts = dict(task["cost"]["features"])
+    counts = costs.Features(dict(task["cost"]["features"]))
     family = costs.task_family(task)
-    with_kind = model.instructions(costs.Features(counts), family)
-    for kind in ONE_SIDED:  # what the counter said before it told them apart
-        plain = kind.replace("_cond", "")
-        counts[plain] = counts.get(plain, 0.0) + counts.pop(kind)
-    without = model.instructions(costs.Features(counts), family)
-    assert abs((predicted - (with_kind - without)) / measured - 1) > abs(error) + 0.04
+    assert family.endswith("/z") and family in model.families
+    twin = family[:-len("/z")]
+    assert twin in model.families
+    in_twin = predicted - model.instructions(counts, family) + model.instructions(counts, twin)
+    assert abs(in_twin / measured - 1) > abs(error) + 0.04, (in_twin, predicted, measured)

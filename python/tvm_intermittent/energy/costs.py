@@ -107,7 +107,8 @@ def kernel_family(kernel: str | None, features: Features) -> str | None:
     if not kernel:
         return None
     base = kernel.rstrip("0123456789") or kernel
-    dsp = "/dsp" if features.counts.get("call:intm_smlad") else ""
+    dsp = "/dsp" if features.counts.get("call:intm_smlad") or any(
+        k.startswith("micro:") for k in features.counts) else ""
     regs = f"/r{features.registers}" if features.registers else ""
     one_sided = "/z" if features.counts.get("load_reg_cond") else ""
     return f"{base}{dsp}/{features.nest_depth}{regs}{one_sided}"

@@ -13,7 +13,9 @@ What is counted is what the C printer turns into instructions: loads and stores 
 memory (the NVM arena, weights in flash, scratch in SRAM, and one-element scratch that GCC
 keeps in a register), arithmetic by kind, calls by name (the DSP helpers of
 ``intm_kernel_ops.h``, libm). GCC evaluates a repeated subexpression of one statement once,
-so a subexpression is counted once per statement; index arithmetic is counted apart
+so a subexpression is counted once per statement, and a word loaded or unpacked twice in
+one block once (``_Counter._value_key``); a run of an assembly micro-kernel counts as its
+runs and words (``_Counter._micro_kernel``); index arithmetic is counted apart
 (``index``), since GCC strength-reduces most of it into pointer increments. How many
 instructions each kind costs is the calibration's business (:mod:`.costs`); this module
 only counts.
@@ -41,6 +43,10 @@ from tvm import tirx
 NVM, FLASH, SRAM, REGISTER = "nvm", "flash", "sram", "reg"
 #: Loop-variable points a guard is evaluated on before it is sampled instead.
 _MAX_POINTS = 1 << 20
+#: The key of the ``AttrStmt`` around a run of an assembly micro-kernel
+#: (``transform.conv_blocks.MICRO_KERNEL_ATTR``, spelled here so that counting does not
+#: import the kernels; ``tests/test_cost_model.py`` checks the two agree).
+MICRO_KERNEL_ATTR = "intermittent.micro_kernel"
 #: The DSP helpers of ``intm_kernel_ops.h`` that load a word (4 bytes) through a pointer.
 _WORD_LOADS = ("intm_load_s8x4",)
 _BINARY = ("Add", "Sub", "Mul", "Div", "Mod", "FloorDiv", "FloorMod", "Min", "Max",
@@ -243,6 +249,8 @@ class _Counter:
         self.estimated = 0
         self._fractions: dict = {}
         self._seen: set = set()
+        self._values: set = set()  # keys of the values computed in this block
+        self._probes: dict = {}  # loop variable -> its values at the probe points
         self.nest_depth = 0
         self.copies: list = []
         self._one_sided = 0  # inside the then-block of an if without else
@@ -342,8 +350,11 @@ class _Counter:
                 return  # a value nothing reads: GCC emits no code for it
             runs = domain.trips() * self.fraction(domain)
             self.expr_tree(node.value, runs, domain, False)
-        elif kind in ("AttrStmt",):
-            self.stmt(node.body, domain)
+        elif kind == "AttrStmt":
+            if str(node.attr_key) == MICRO_KERNEL_ATTR:
+                self._micro_kernel(node, domain)
+            else:
+                self.stmt(node.body, domain)
         elif kind == "Evaluate":
             if not isinstance(node.value, tirx.IntImm):
                 runs = domain.trips() * self.fraction(domain)
@@ -355,6 +366,79 @@ class _Counter:
             self.expr_tree(node.condition, runs, domain, False)
             self.stmt(node.body, domain)
         # DeclBuffer, AllocBuffer, AssertStmt: no code
+
+    def _micro_kernel(self, node, domain: _Domain):
+        """A run of an assembly micro-kernel (the ``AttrStmt`` whose value is its call).
+
+        The C has the call, not the TIR of the body: GCC neither schedules nor spills its
+        instructions, so the body's nodes say nothing of its cost. A run costs a fixed part
+        (the accumulators in and out, the test of an odd word: ``micro:<name>``) and the
+        same instructions per word (``micro:<name>/word``, the words being the call's last
+        argument; the count's SUBS/BNE every two words is part of it). Its memory traffic is
+        the body's: the assembly loads the same words of the same buffers, so the body is
+        walked for its NVM accesses and its instruction kinds are dropped.
+        """
+        name = str(node.value.args[0].value)
+        words = node.value.args[-1]
+        words = int(words.value) if isinstance(words, tirx.IntImm) else 1
+        runs = domain.trips() * self.fraction(domain)
+        saved = dict(self.counts)
+        self.stmt(node.body, domain)
+        self.counts.clear()
+        self.counts.update(saved)
+        self.counts[f"micro:{name}"] += runs
+        self.counts[f"micro:{name}/word"] += runs * words
+
+    def _value_key(self, value, domain: _Domain):
+        """A key that two values of one straight-line block share when GCC computes them
+        once: a word load (``intm_load_s8x4``) of the same address of the same buffer, and
+        a pure helper of ``intm_kernel_ops.h`` over the same values; None for anything else
+        (the block's structurally equal subexpressions are ``_seen``'s).
+
+        Two loads can be one although their TIR differs: the depthwise row pairs' second row
+        reads, at tap ``f_y``, ``(2t + 1) * s - top + f_y``, the first row's address at tap
+        ``f_y + 1`` when the stride is 1. Addresses are compared at probe points of the loop
+        variables (as :func:`_step` compares indices); the kernels' pointers are
+        ``restrict`` and such a block stores only to its accumulators, so the second load
+        reads what the first did, and GCC keeps the word and its SXTB16 halves in
+        registers."""
+        kind = type(value).__name__
+        if kind == "Var":
+            if value in domain.binds:
+                return self._value_key(domain.binds[value], domain)
+            return ("var", hash(value))
+        if kind == "IntImm":
+            return ("imm", int(value.value))
+        if kind != "Call" or str(value.op.name).rsplit(".", 1)[-1] != "call_pure_extern":
+            return None
+        name, args = str(value.args[0].value), list(value.args[1:])
+        if name in _WORD_LOADS:
+            if type(args[0]).__name__ != "Call":
+                return None
+            load = args[0].args[0]
+            points = [self._probe(i, domain.binds) for i in load.indices]
+            if any(p is None for p in points):
+                return None
+            return (name, hash(load.source), tuple(tuple(p.tolist()) for p in points))
+        if not name.startswith("intm_") or not args:
+            return None
+        parts = tuple(self._value_key(arg, domain) for arg in args)
+        return None if None in parts else (name, parts)
+
+    def _probe(self, expr, binds) -> np.ndarray | None:
+        """``expr`` at the probe points (each loop variable's values drawn once per kernel),
+        or None when it reads memory."""
+        free = set()
+        _free_vars(expr, binds, free)
+        rng = np.random.default_rng(len(self._probes) + 2)
+        for var in free:
+            if var not in self._probes:
+                self._probes[var] = rng.integers(0, 1 << 12, size=_PROBES)
+        try:
+            value = _Evaluator({v: self._probes[v] for v in free}, binds)(expr)
+        except _NotEvaluable:
+            return None
+        return np.broadcast_to(np.asarray(value, dtype=np.int64), (_PROBES,))
 
     # ---- NVM accesses as GCC makes them -----------------------------------------------
 
@@ -444,10 +528,10 @@ class _Counter:
 
     def _block(self, node, domain: _Domain):
         """A loop body or branch: a straight-line block with its own common subexpressions."""
-        outer = self._seen
-        self._seen = set()
+        outer = self._seen, self._values
+        self._seen, self._values = set(), set()
         self.stmt(node, domain)
-        self._seen = outer
+        self._seen, self._values = outer
 
     # ---- expressions -----------------------------------------------------------------
 
@@ -464,6 +548,12 @@ class _Counter:
         if key in self._seen:
             return
         self._seen.add(key)
+        if kind == "Call":
+            value = self._value_key(node, domain)
+            if value is not None:
+                if value in self._values:
+                    return  # the same word, or its halves, computed earlier in the block
+                self._values.add(value)
         runs = self._hoisted(node, runs, domain)
         dtype = _dtype(node)
         is_float = dtype.startswith("float")
@@ -813,7 +903,9 @@ def kernel_features(func: tirx.PrimFunc, placement: dict | None = None) -> Featu
     ``index`` (arithmetic in buffer indices), ``alu``/``alu64``, ``mul``/``mul64``,
     ``cmp``/``cmp64``, ``minmax``, ``cast``/``cast64``, ``divconst``/``div``/``div64``,
     ``fadd``/``fmul``/``fdiv``/``fcmp``/``fminmax``/``fcvt``/``fother``, and ``call:<name>``
-    for every helper or intrinsic by name (``call:intm_smlad``, ``call:exp``, ...).
+    for every helper or intrinsic by name (``call:intm_smlad``, ``call:exp``, ...), and
+    ``micro:<name>`` and ``micro:<name>/word`` for the runs and words of an assembly
+    micro-kernel (``_Counter._micro_kernel``).
 
     Parameters
     ----------
