@@ -19,6 +19,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
+from ..cache import exclusive
 from ..errors import DoesNotFitError, ToolchainError
 
 CROSS_PREFIX = "arm-none-eabi-"
@@ -119,22 +120,10 @@ def host_compiler_available() -> tuple[bool, str]:
     return True, "host compiler found"
 
 
-@contextlib.contextmanager
 def _project_lock(project_dir: Path):
-    """Serialize builds of one project: parallel runs would otherwise race inside make."""
-    build = project_dir / "build"
-    build.mkdir(exist_ok=True)
-    with open(build / ".lock", "w", encoding="utf-8") as lock:
-        try:
-            import fcntl  # pylint: disable=import-outside-toplevel
-        except ImportError:  # not POSIX: no locking, builds must not overlap
-            yield
-            return
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+    """Serialize builds of one project: parallel runs would otherwise race inside make (the
+    cache's lock, :func:`..cache.exclusive`, on a file in the build directory)."""
+    return exclusive(project_dir / "build" / ".lock")
 
 
 def _makefile_value(project_dir: Path, name: str) -> str | None:
