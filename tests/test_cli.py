@@ -2,11 +2,16 @@
 
 import io
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import onnx
 import pytest
 
+import tvm_intermittent
 from tvm_intermittent.cli import main
 from tvm_intermittent.cli.environment import Environment
 
@@ -239,3 +244,19 @@ def test_exhaustive_honours_check(small_project):
     report = json.loads(out)
     assert report["runs"] == 3 and report["all_match"]
     assert report["check"]["match"] is True
+
+
+def test_a_pass_module_imported_before_tvm_still_registers_the_backend():
+    """TVM's import loads this package's backend entry point, which imports the pipeline: a
+    user who imports one of the passes before TVM must still get the target tags, without
+    the autoload failing on a circular import (it did, with only a warning)."""
+    code = ("import tvm_intermittent.transform.depthwise_kernels\n"
+            "import tvm\n"
+            "print(tvm.target.Target('intermittent/qemu-an386').kind.name)\n")
+    env = {**os.environ,
+           "PYTHONPATH": str(Path(tvm_intermittent.__file__).resolve().parents[1])}
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            env=env, check=False, timeout=300)
+    assert "Failed to autoload" not in result.stderr, result.stderr
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "c"
