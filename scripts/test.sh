@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Set up (if needed) and run the test suite on every core: 770 tests, 9 min 45 s on 2 cores
+# Set up (if needed) and run the test suite on every core: 771 tests, about 9.5 minutes on 2 cores
 # from a fresh clone (about 17 minutes in one process). How it was measured: README.md,
 # "Quick start".
 #
