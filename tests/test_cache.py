@@ -76,7 +76,7 @@ def test_two_processes_compile_the_plugin_once(tmp_path):
     real_cc = subprocess.run(["sh", "-c", "command -v cc"], capture_output=True, text=True,
                              check=False).stdout.strip()
     if not real_cc:
-        pytest.skip("no host C compiler")
+        pytest.skip("no host C compiler `cc` on PATH (scripts/setup.sh installs one)")
     # A `cc` first on PATH that logs each compile, waits, then runs the real one.
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()

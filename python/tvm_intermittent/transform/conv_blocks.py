@@ -37,7 +37,8 @@ from tvm.script.ir_builder import IRBuilder
 from tvm.script.ir_builder import tirx as T
 
 from .depthwise_kernels import OutputStage
-from .integer_kernels import KERNEL_ATTRS, _I32, _arg, _bind, _helper, _i32, _loop, _private
+from .integer_kernels import (KERNEL_ATTRS, _I32, _arg, _bind, _helper, _i32, _loop, _private,
+                              _store_pixel_of_pair)
 
 #: The micro-kernel of ``runtime/intm_kernel_ops.h``.
 MICRO_KERNEL = "intm_mac_2x2_s8"
@@ -177,11 +178,6 @@ def build(*, in_shape, weight, out_shape, strides, dilation, stage: OutputStage)
                             stage.store(out, [n, pixel[p], channels[j]], acc[p * 2 + j],
                                         channels[j], requant_tables,
                                         [c[channels[j]] for c in columns])
-                    if p == 1 and pixels % 2:
-                        with T.If(pair * 2 + 1 < pixels):
-                            with T.Then():
-                                store()
-                    else:
-                        store()
+                    _store_pixel_of_pair(p, pair, pixels, store)
     return _private(builder.get())
 

@@ -119,6 +119,17 @@ def _store_output(out, index, value, output_zero_point, clamp, dtype):
     T.buffer_store(out, value.astype(dtype), index)
 
 
+def _store_pixel_of_pair(p, pair, pixels: int, store) -> None:
+    """Emit ``store()`` for pixel ``p`` (0 or 1) of pixel pair ``pair``: with an odd pixel
+    count the last pair's second pixel is past the end, so its stores run under a test."""
+    if p == 1 and pixels % 2:
+        with T.If(pair * 2 + 1 < pixels):
+            with T.Then():
+                store()
+    else:
+        store()
+
+
 def _store_outputs_looped(out, values, index_at, channel_at, requant, tables,
                           output_zero_point, clamp, dtype):
     """Requantize and store a block of accumulators through one loop over the block instead
@@ -416,12 +427,7 @@ def _conv2d_pixel_pairs(*, in_shape, weight, out_shape, strides, dilation, outpu
                             _store_output(out, [n, out_y, out_x, channels[j]],
                                           requant.emit(acc[p][j][0], channels[j], tables, _bind),
                                           output_zero_point, clamp, out_dtype)
-                    if p == 1 and pixels % 2:
-                        with T.If(pair * 2 + 1 < pixels):
-                            with T.Then():
-                                store()
-                    else:
-                        store()
+                    _store_pixel_of_pair(p, pair, pixels, store)
     return _private(builder.get())
 
 
