@@ -203,7 +203,7 @@ def test_sram_overflow_fails_to_link(tmp_path):
     project = export_fake(tmp_path / "big", board="msp430fr5994",
                           prelude="#define FAKE_SCRATCH_FLOATS 4096\n")
     with pytest.raises(DoesNotFitError, match=r"SRAM overflowed by \d+ bytes.*8192.*"
-                                              r"intm_fake_scratch 16384 B"):
+                                              r"\.intm_noinit.*intm_fake_scratch 16384 B"):
         sim.build_project(project)
 
 

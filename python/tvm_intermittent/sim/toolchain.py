@@ -134,7 +134,8 @@ def _makefile_value(project_dir: Path, name: str) -> str | None:
 
 def _largest_static_buffers(project_dir: Path, region: str, count: int = 5) -> list[str]:
     """The biggest variables the objects put in ``region``, as ``name N B (file)``."""
-    prefixes = (".data", ".bss", "COMMON") if region == "SRAM" else (".intm_nvm",)
+    prefixes = ((".data", ".bss", "COMMON", ".intm_noinit") if region == "SRAM"
+                else (".intm_nvm",))
     build = project_dir / "build" / "qemu"
     found = []
     for obj in sorted(build.rglob("*.o")):
@@ -201,7 +202,7 @@ def _does_not_fit(project_dir: Path, log: str) -> DoesNotFitError | None:
         budget = _makefile_value(project_dir, f"{region}_BYTES") or "?"
         if region == "SRAM":
             stack = _makefile_value(project_dir, "STACK_BYTES") or "?"
-            holds = f".data + .bss + the {stack}-byte stack reserve"
+            holds = f".data + .bss + .intm_noinit + the {stack}-byte stack reserve"
         else:
             holds = "the .intm_nvm section"
         biggest = _largest_static_buffers(project_dir, region)
