@@ -13,8 +13,9 @@ Two one-operator models on msp430fr5994 (DSP):
 Each is checked against TFLite Micro under the capacitor's own power failures, with the
 failures shown to have struck inside the rebuilt operator; the split reduction also with
 an exhaustive sweep of the key points of its first chunk handoff (chunk 0 writes the partial
-sum chunk 1 reads). A capacitor that fits the default tile keeps the default kernel: its
-C is the one a build without the rebuild step prints.
+sum chunk 1 reads), and with a candidate of the tuner's ``reduction_chunks`` knob. A
+capacitor that fits the default tile keeps the default kernel: its C is the one a build
+without the rebuild step prints.
 """
 
 import re
@@ -29,6 +30,9 @@ from tvm_intermittent.board import load_board
 from tvm_intermittent.sim import campaign
 from tvm_intermittent.transform.notices import (CHANNEL_BLOCK_TILES, ONE_ROW_TILES,
                                                 ONE_UNIT_TILES, SPLIT_REDUCTION)
+from tvm_intermittent.tuning.knobs import Knobs, plan_of, tiled_func
+from tvm_intermittent.tuning.space import candidates, knob_choices
+from tvm_intermittent.tuning.workload import ModelTasks
 
 import tflite_models as tm
 
@@ -199,3 +203,21 @@ def test_depthwise_row_that_fits_keeps_whole_pixels(dw_model, monkeypatch):
     assert "channel_block" not in kernels and artifact.tiles[DEPTHWISE].extent == 25 * 5
     assert kernels == _without_shrink(path, DW_ROW_F, monkeypatch).sources.files[
         "model/kernels.c"]
+
+
+def test_tuner_chunk_knob_cuts_the_int8_dense_reduction(dense_model, tmp_path):
+    """The tuner's ``reduction_chunks`` knob applies to the one-unit int8 kernel: the space
+    lists chunk counts for it, and a candidate of 4 chunks (not the rule's 2), applied as a
+    tuning log applies it, builds, and gives TFLite Micro's outputs under failures."""
+    path, inputs = dense_model
+    prepared = builder.prepare(path, f"intermittent/{BOARD}", capacitor_f=DENSE_SMALL_F)
+    [task] = [t for t in ModelTasks.of(prepared).tasks if t.kernel == DENSE]
+    assert 4 in knob_choices(task)["chunks"]
+    knobs = Knobs(depth=len(task.extents), split=0, tiles_per_commit=1, chunks=4)
+    assert knobs in candidates(task)
+    plan = plan_of(knobs, task.func, DENSE, usable=task.usable)
+    assert plan.chunks == 4 and plan.chunk_size == DEPTH // 4 // 4
+    artifact = builder.assemble(prepared, {DENSE: (tiled_func(task.func, knobs), plan)})
+    assert artifact.tiles[DENSE].chunks == 4
+    run, inside = _run_under_capacitor(artifact, path, inputs, DENSE_SMALL_F, DENSE, tmp_path)
+    assert inside >= run.failures // 2, (inside, run.failures)
