@@ -363,6 +363,10 @@ def _refused(func, kernel: str, board: Board, budget: int, policy: TilingPolicy,
     tile's predicted cost and one commit's most), None when it fits or is refused for
     another reason (:func:`assemble` then says which)."""
     written = written_parameters(func)
+    needed, target = smallest_tile_cost(func, kernel, written, budget, board=board,
+                                        policy=policy, placement=placements.get(kernel))
+    if needed <= target:  # the smallest tile fits: so does the tiler's plan (quickly said)
+        return None
     try:
         plan_tiles(func, kernel, written, budget, board.name, board=board, policy=policy,
                    placement=placements.get(kernel))
@@ -370,9 +374,7 @@ def _refused(func, kernel: str, board: Board, budget: int, policy: TilingPolicy,
     except IdempotenceError:
         return None
     except DoesNotFitError:
-        pass
-    return smallest_tile_cost(func, kernel, written, budget, board=board, policy=policy,
-                              placement=placements.get(kernel))
+        return needed, target
 
 
 def _shrink_refused(graph, lowered: dict, offers: dict, board: Board, budget: int,
