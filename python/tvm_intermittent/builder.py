@@ -33,7 +33,8 @@ from .errors import DoesNotFitError, ModelError
 from .target import board_of
 from .transform import intermittent_pipeline, lower_prim_func
 from .transform.depthwise_kernels import PAIRS_ATTR
-from .transform.notices import ONE_ROW_TILES, Notice, report
+from .transform.notices import ONE_ROW_TILES, SPLIT_REDUCTION, Notice, report
+from .transform.shrink import DENSE_ONE_UNIT, DEPTHWISE_BLOCKS, Shrink, kernel_key
 
 PROJECT_MANIFEST = "model.json"
 
@@ -279,24 +280,41 @@ def prepare(mod, target="intermittent/qemu-an386", *, board=None, name: str | No
                                the_board.tile_budget(capacitor_f))
     # In the tiler's Cortex-M4 instructions (a 16-bit MSP430 needs several per one of those).
     tiling = tiling or TilingPolicy()
-    notices, graph, lowered, placements = _lower(imported.mod, tvm_target, int8_only)
+    # Each kernel whose smallest tile does not fit one charge is built again finer, in up
+    # to three steps: depthwise pairs of rows -> one row -> channel blocks of one pixel, and
+    # blocked fully connected units -> one unit (whose reduction the tiler then splits).
+    notices, graph, lowered, placements, offers = _lower(imported.mod, tvm_target, int8_only)
     unpaired = _unpair_refused(lowered, the_board, tile_budget, tiling, placements)
+    keys = {str(lowered[kernel].attrs[PAIRS_ATTR]): reason for kernel, reason in unpaired.items()}
     if unpaired:
-        notices, graph, lowered, placements = _lower(
-            imported.mod, tvm_target, int8_only,
-            {str(lowered[kernel].attrs[PAIRS_ATTR]): reason for kernel, reason in unpaired.items()})
-        for kernel, reason in unpaired.items():
-            report(notices, Notice(kernel, ONE_ROW_TILES, reason))
+        notices, graph, lowered, placements, offers = _lower(imported.mod, tvm_target,
+                                                             int8_only, keys)
+    fallbacks = [Notice(kernel, ONE_ROW_TILES, reason) for kernel, reason in unpaired.items()]
+    shrunk = _shrink_refused(graph, lowered, offers, the_board, tile_budget, tiling, placements)
+    while shrunk:
+        notices, graph, lowered, placements, _ = _lower(
+            imported.mod, tvm_target, int8_only, keys,
+            {key: shrink for key, (_, shrink, _) in shrunk.items()})
+        finer = _finer_blocks(shrunk, lowered, the_board, tile_budget, tiling, placements)
+        if finer is None:
+            break
+        shrunk = finer
+    fallbacks += [Notice(kernel, shrink.kind, shrink.reason)
+                  for kernel, shrink, _ in shrunk.values()]
+    for notice in fallbacks:
+        report(notices, notice)
     return Prepared(imported, name or imported.name, the_board, graph, lowered,
                     plan_memory(graph), notices, budget, tile_budget, capacitor_f, power_env,
                     tiling, placements, started, continuous)
 
 
-def _lower(mod, tvm_target, int8_only: bool, unpaired: dict | None = None):
+def _lower(mod, tvm_target, int8_only: bool, unpaired: dict | None = None,
+           shrunk: dict | None = None):
     """The pipeline, the graph and each scheduled kernel lowered: ``(notices, graph,
-    lowered, placements)``; ``unpaired`` as for :func:`.transform.intermittent_pipeline`."""
-    notices = []
-    relax_mod = intermittent_pipeline(tvm_target, notices, unpaired)(mod)
+    lowered, placements, offers)``; ``unpaired``, ``shrunk`` and ``offers`` as for
+    :func:`.transform.intermittent_pipeline`."""
+    notices, offers = [], {}
+    relax_mod = intermittent_pipeline(tvm_target, notices, unpaired, shrunk, offers)(mod)
     if int8_only and notices:
         raise ModelError("int8_only (--int8-only): the model is not integer-only:\n  "
                          + "\n  ".join(str(n) for n in notices)
@@ -304,7 +322,7 @@ def _lower(mod, tvm_target, int8_only: bool, unpaired: dict | None = None):
     graph = extract_graph(relax_mod, notices)
     lowered = {kernel: lower_prim_func(func, kernel) for kernel, func in graph.kernels.items()
                if any(step.kernel == kernel for step in graph.steps)}
-    return notices, graph, lowered, _placements(graph, lowered)
+    return notices, graph, lowered, _placements(graph, lowered), offers
 
 
 def _unpair_refused(lowered: dict, board: Board, budget: int, policy: TilingPolicy,
@@ -339,6 +357,96 @@ def _unpair_refused(lowered: dict, board: Board, budget: int, policy: TilingPoli
     return unpaired
 
 
+def _refused(func, kernel: str, board: Board, budget: int, policy: TilingPolicy,
+             placements: dict) -> tuple[int, int] | None:
+    """``(needed, target)`` when the tiler refuses ``kernel`` for its size (its smallest
+    tile's predicted cost and one commit's most), None when it fits or is refused for
+    another reason (:func:`assemble` then says which)."""
+    written = written_parameters(func)
+    needed, target = smallest_tile_cost(func, kernel, written, budget, board=board,
+                                        policy=policy, placement=placements.get(kernel))
+    if needed <= target:  # the smallest tile fits: so does the tiler's plan (quickly said)
+        return None
+    try:
+        plan_tiles(func, kernel, written, budget, board.name, board=board, policy=policy,
+                   placement=placements.get(kernel))
+        return None
+    except IdempotenceError:
+        return None
+    except DoesNotFitError:
+        return needed, target
+
+
+def _shrink_refused(graph, lowered: dict, offers: dict, board: Board, budget: int,
+                    policy: TilingPolicy, placements: dict) -> dict[str, tuple]:
+    """``default kernel key -> (kernel, Shrink, Offer)`` for each kernel with a finer form
+    (:mod:`.transform.shrink`) whose smallest tile the tiler refuses for ``budget``.
+
+    The test is the tiler's own refusal, as in :func:`_unpair_refused`: a capacitor that
+    fits the default tile keeps the default kernel (its C does not change). A fully
+    connected kernel is built one output unit per tile; where one unit does not fit either,
+    the tiler then splits its reduction (``codegen.tiling._split_reduction``). A depthwise
+    kernel is cut into the largest block of channel quads that the smallest tile's cost,
+    shared evenly by the quads of its pixel, predicts to fit within :data:`BLOCK_SHARE` of
+    one commit's most (the rest for the per-tile work a block does not shrink); a block the
+    tiler still refuses is halved again (:func:`_finer_blocks`).
+    """
+    shrunk = {}
+    for kernel, func in lowered.items():
+        key = kernel_key(graph.kernels[kernel])
+        offer = offers.get(key)
+        missed = None if offer is None else _refused(func, kernel, board, budget, policy,
+                                                     placements)
+        if missed is None:
+            continue
+        needed, target = missed
+        miss = (f"needs about {needed:,} instructions, one charge of board {board.name} pays "
+                f"{budget:,} (at most {target:,} per commit)")
+        if offer.kind == DENSE_ONE_UNIT:
+            shrunk[key] = (kernel, Shrink(
+                DENSE_ONE_UNIT,
+                f"its smallest tile ({offer.units} output units) {miss}: built one output unit "
+                "per tile instead, the slower kernel, whose reduction the tiler splits into "
+                "chunks with partial sums in NVM where one unit does not fit either; a larger "
+                "capacitor keeps the blocked kernel", miss=miss), offer)
+            continue
+        fits = [b for b in range(1, offer.units) if offer.units % b == 0
+                and needed * b <= BLOCK_SHARE * target * offer.units]
+        shrunk[key] = (kernel, _blocks_shrink(max(fits, default=1), offer.units, miss), offer)
+    return shrunk
+
+
+#: Share of one commit's most that a depthwise channel block's predicted share of its
+#: pixel's cost may take (see :func:`_shrink_refused`).
+BLOCK_SHARE = 0.8
+
+
+def _blocks_shrink(block: int, quads: int, miss: str) -> Shrink:
+    return Shrink(DEPTHWISE_BLOCKS,
+                  f"its smallest tile (one output pixel, {quads * 4} channels) {miss}: built "
+                  f"in blocks of {block * 4} channels of one pixel per tile instead, the "
+                  "slower kernel; a larger capacitor keeps whole pixels", block, miss)
+
+
+def _finer_blocks(shrunk: dict, lowered: dict, board: Board, budget: int,
+                  policy: TilingPolicy, placements: dict) -> dict | None:
+    """``shrunk`` with each depthwise block the tiler still refuses halved to the next
+    divisor of its quads, or None when none is refused (or none can be halved): the
+    estimate of :func:`_shrink_refused` is the cost shared evenly, which misses the
+    per-tile work a block does not shrink."""
+    finer, changed = dict(shrunk), False
+    for key, (kernel, shrink, offer) in shrunk.items():
+        if shrink.kind != DEPTHWISE_BLOCKS or shrink.block_quads == 1:
+            continue
+        missed = _refused(lowered[kernel], kernel, board, budget, policy, placements)
+        if missed is None:
+            continue
+        block = max(b for b in range(1, shrink.block_quads) if offer.units % b == 0)
+        finer[key] = (kernel, _blocks_shrink(block, offer.units, shrink.miss), offer)
+        changed = True
+    return finer if changed else None
+
+
 def assemble(prepared: Prepared, overrides: dict | None = None, *, notices=(),
              records: dict | None = None) -> Artifact:
     """Tile every kernel of ``prepared`` and generate the sources.
@@ -359,6 +467,7 @@ def assemble(prepared: Prepared, overrides: dict | None = None, *, notices=(),
     tiles, scratch, tile_costs, features = _plan_all_tiles(
         lowered, prepared.board, prepared.tile_budget, prepared.tiling, prepared.placements,
         {k: plan for k, (_, plan) in overrides.items()})
+    split = _split_notices(prepared, lowered, tiles, overrides)
     graph, imported = prepared.graph, prepared.imported
     inputs = _match_infos(imported.inputs, graph, graph.inputs)
     outputs = _match_infos(imported.outputs, graph, graph.outputs)
@@ -368,10 +477,34 @@ def assemble(prepared: Prepared, overrides: dict | None = None, *, notices=(),
     return Artifact(prepared.name, prepared.board, sources, inputs, outputs,
                     time.perf_counter() - prepared.started, imported.format, imported.source,
                     tiles, prepared.budget, [step.kernel for step in graph.steps],
-                    [*prepared.notices, *notices], prepared.capacitor_f,
+                    [*prepared.notices, *split, *notices], prepared.capacitor_f,
                     _kernel_macs(graph.kernels),
                     prepared.power_env, tile_costs, features, prepared.tiling,
                     _cost_caveats(features), records=dict(records or {}))
+
+
+def _split_notices(prepared: Prepared, lowered: dict, tiles: dict,
+                   overrides: dict) -> list[Notice]:
+    """A notice for each kernel whose reduction the analytic rule split into chunks: the
+    slower path (a commit per chunk, the running sum through NVM), taken because one output
+    element does not fit one commit. A tuned plan that splits says so in its own record."""
+    found = []
+    for kernel, plan in tiles.items():
+        if plan.chunks <= 1 or kernel in overrides:
+            continue
+        func = lowered[kernel]
+        needed, target = smallest_tile_cost(
+            func, kernel, written_parameters(func), prepared.tile_budget, board=prepared.board,
+            policy=prepared.tiling, placement=prepared.placements.get(kernel))
+        found.append(Notice(kernel, SPLIT_REDUCTION, (
+            f"one output element needs about {needed:,} instructions, one charge of board "
+            f"{prepared.board.name} pays {prepared.tile_budget:,} (at most {target:,} per "
+            f"commit): each element's reduction runs in {plan.chunks} chunks of "
+            f"{plan.chunk_size} iterations, the running sum through NVM, one commit per "
+            "chunk; a larger capacitor keeps whole elements")))
+    for notice in found:
+        report(None, notice)
+    return found
 
 
 def _cost_caveats(features: dict) -> dict[str, list[str]]:

@@ -4,8 +4,8 @@ A tile is one iteration of a kernel's outer loop nest: the leading ``depth`` per
 loops, fused into one index. A tile reads only tensors that earlier, committed steps wrote,
 and writes only its own output elements (every store's index depends on every fused loop
 variable), so running it again after a power failure gives the same bytes: tiles are
-idempotent. Reductions are never split across tiles: an output element's accumulation starts
-and ends inside its tile.
+idempotent. An output element's accumulation starts and ends inside its tile, except in a
+split reduction (below).
 
 The size rule uses the calibrated cost model (:mod:`tvm_intermittent.energy.costs`): the
 predicted work of one tile, in instruction-equivalents of the board (its instructions plus
@@ -23,6 +23,15 @@ on a small capacitor), its reduction is split into chunks: a tile is then one ch
 element, and the running sum passes from chunk to chunk through two NVM slots. Chunk c reads
 slot c % 2 and writes slot (c + 1) % 2, so running chunk c again reads what it read the first
 time; such kernels commit after every tile, so no later chunk can have overwritten that slot.
+The element's output is computed by its last chunk only (which writes no slot): for an int8
+kernel, the requantization of the int32 sum. A power failure anywhere in chunk c leaves the
+progress record at chunk c (its commit is the last thing it does), so the boot runs chunk c
+again from slot c % 2, which holds what chunk c - 1 committed (chunk 0 starts from the
+bias and reads no slot); what chunk c wrote before the failure, to slot (c + 1) % 2 or to
+the output, is overwritten with the same values. The form the split needs is the body
+``acc = init; for r: acc += ...; out = f(acc)`` over one accumulator (:func:`reduction_parts`):
+the float kernels have it, and the int8 fully connected kernel one unit per tile, which the
+builder takes where its blocked tile does not fit (``transform/shrink.py``).
 
 Idempotence is not taken on trust from this construction: every plan is checked from the
 lowered TIR by :mod:`.idempotence` before it is used.

@@ -58,6 +58,8 @@ MAC there beat a portable emulation of SXTB16 and SMLABB); it computes the same 
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 import tvm_ffi
 from tvm import tirx
@@ -266,7 +268,8 @@ class OutputStage:
 
 def depthwise_conv2d_dsp(*, in_shape, weight, folded_bias, strides, padding, dilation,
                          input_zero_point, output_zero_point, requant: Requantization, clamp,
-                         out_dtype, macs, unpaired: str | None = None):
+                         out_dtype, macs, unpaired: str | None = None,
+                         block_quads: int | None = None):
     """A depthwise convolution (multiplier 1) over channel quads with SMLABB/SMLATT.
 
     Parameters
@@ -286,6 +289,15 @@ def depthwise_conv2d_dsp(*, in_shape, weight, folded_bias, strides, padding, dil
         Compute one output row per tile even where pairs would apply, for this reason: a
         paired tile is twice the smallest tile, which may not fit one charge of a small
         capacitor (the builder decides, see ``builder._unpair_refused``).
+    block_quads : int, optional
+        Cut each output pixel into blocks of this many channel quads (a divisor of the
+        quads; one row per tile, not pairs): a fourth loop ``channel_block`` outside the
+        border test, perfectly nested under ``out_x``, so that the tiler's smallest tile is
+        one block of one pixel instead of every channel of it. Each block stores only its
+        own channels, so a tile stays idempotent. The test of the border then runs once
+        per block instead of once per pixel, and the window's constants are reached per
+        block: the slower kernel, built only where one pixel does not fit a charge (the
+        builder decides, see ``builder._shrink_refused``).
 
     Returns
     -------
@@ -306,6 +318,11 @@ def depthwise_conv2d_dsp(*, in_shape, weight, folded_bias, strides, padding, dil
                 _inside_count(out_w, s_w, left, reach_w, in_w))
     why_not = _why_not_pairs(out_h, s_h, top, reach_h, in_h, interior[1], any(padding),
                              k_h * k_w <= MAX_UNROLLED_TAPS, unpaired)
+    quads = channels // QUAD
+    if block_quads is not None:
+        if quads % block_quads or block_quads < 1:
+            raise ValueError(f"channel blocks of {block_quads} quads do not divide {quads}")
+        why_not = f"blocks of {block_quads} channel quads"
     pairs = why_not is None
     phase = _pair_phase(out_h, s_h, top, reach_h, in_h)[0] if any(padding) else 0
     pair_tiles = (out_h + phase + 1) // 2
@@ -325,8 +342,15 @@ def depthwise_conv2d_dsp(*, in_shape, weight, folded_bias, strides, padding, dil
             acc = [[_local(f"acc{r}_{j}") for j in range(QUAD)]
                    for r in range(2 if pairs else 1)]
             leading = ("out_pair", pair_tiles) if pairs else ("out_y", out_h)
-            with _loop("batch", batch) as n, _loop(*leading) as lead, \
-                    _loop("out_x", out_w) as out_x:
+            with contextlib.ExitStack() as nest:
+                n = nest.enter_context(_loop("batch", batch))
+                lead = nest.enter_context(_loop(*leading))
+                out_x = nest.enter_context(_loop("out_x", out_w))
+                # The block's first quad (None: every quad of the pixel, the default).
+                first_quad = None
+                if block_quads is not None:
+                    first_quad = nest.enter_context(
+                        _loop("channel_block", quads // block_quads)) * block_quads
                 x0 = out_x * s_w - left
 
                 def weights(q, f_y, f_x):
@@ -388,7 +412,10 @@ def depthwise_conv2d_dsp(*, in_shape, weight, folded_bias, strides, padding, dil
                     not (interior). Small windows are unrolled: GCC then folds most of the
                     border's tests and reaches every weight word from one pointer."""
                     y0 = out_y * s_h - top
-                    with _loop("channel_quad", channels // QUAD) as q:
+                    count = quads if first_quad is None else block_quads
+                    with _loop("channel_quad", count) as q:
+                        if first_quad is not None:
+                            q = first_quad + q
                         start(acc[0], q)
                         if k_h * k_w <= MAX_UNROLLED_TAPS:
                             for f_y in range(k_h):

@@ -151,7 +151,8 @@ def _requant_args(requant: Requantization, channels: int):
 
 def conv2d_nhwc(*, in_shape, weight, bias, strides, padding, dilation, input_zero_point,
                 output_zero_point, requant: Requantization, clamp, in_dtype, out_dtype,
-                depthwise_multiplier=None, unpaired: str | None = None):
+                depthwise_multiplier=None, unpaired: str | None = None,
+                block_quads: int | None = None):
     """A convolution over NHWC activations.
 
     Parameters
@@ -171,6 +172,9 @@ def conv2d_nhwc(*, in_shape, weight, bias, strides, padding, dilation, input_zer
         Output range after the fused activation.
     unpaired : str, optional
         For the DSP depthwise kernel: one output row per tile, for this reason
+        (:func:`.depthwise_kernels.depthwise_conv2d_dsp`).
+    block_quads : int, optional
+        For the DSP depthwise kernel: tiles of this many channel quads of one output pixel
         (:func:`.depthwise_kernels.depthwise_conv2d_dsp`).
 
     Returns
@@ -213,7 +217,7 @@ def conv2d_nhwc(*, in_shape, weight, bias, strides, padding, dilation, input_zer
                 in_shape=in_shape, weight=weight, folded_bias=folded, strides=strides,
                 padding=padding, dilation=dilation, input_zero_point=input_zero_point,
                 output_zero_point=output_zero_point, requant=requant, clamp=clamp,
-                out_dtype=out_dtype, macs=macs, unpaired=unpaired)
+                out_dtype=out_dtype, macs=macs, unpaired=unpaired, block_quads=block_quads)
         LOGGER.info("depthwise_conv2d %s: the portable kernel, not the DSP one: %s",
                     list(in_shape), why_not)
     if not depthwise and not any(padding) and out_h * out_w > 1:
@@ -432,8 +436,19 @@ def _conv2d_pixel_pairs(*, in_shape, weight, out_shape, strides, dilation, outpu
 
 
 def dense(*, in_shape, weight, bias, input_zero_point, output_zero_point,
-          requant: Requantization, clamp, in_dtype, out_dtype):
+          requant: Requantization, clamp, in_dtype, out_dtype, one_unit: bool = False):
     """Fully connected: ``[M, K]`` activations times int8 weights ``[N, K]``.
+
+    Parameters
+    ----------
+    one_unit : bool
+        Compute one output unit per iteration of the outer loops, each ``acc = bias; for k:
+        acc += x[k] * w[k]; out = f(acc)`` over one accumulator, instead of a block of four
+        or eight units: the slower kernel (an input word feeds one unit, not eight), but
+        its smallest tile is one unit, and its reduction is the form the intermittent
+        tiling splits into chunks when even one unit does not fit a charge
+        (``codegen.tiling._split_reduction``). The builder asks for it only where the
+        blocked kernel's smallest tile does not fit (``builder._shrink_refused``).
 
     Returns the kernel ``(x, weights, bias, [requant tables], out)`` and its constants.
     """
@@ -441,22 +456,18 @@ def dense(*, in_shape, weight, bias, input_zero_point, output_zero_point,
     units = int(weight.shape[0])
     bias = np.zeros(units, np.int64) if bias is None else bias.astype(np.int64)
     folded = (bias - input_zero_point * weight.astype(np.int64).sum(axis=1)).astype(np.int32)
-    block = channel_block(units)
-    if rows * (units // block) == 1:
-        # One block would be one tile; one unit at a time keeps ``acc = bias; for k: ...;
-        # out = f(acc)`` per tile, whose reduction the intermittent tiling can split.
-        block = 1
+    form, block = dense_form(rows=rows, depth=depth, units=units, in_dtype=in_dtype,
+                             one_unit=one_unit)
     constants = [weight, folded] + requant.tables()
     macs = rows * units * depth
-    from . import dense_dsp  # pylint: disable=import-outside-toplevel (it imports us)
+    if form == "dsp8":
+        from . import dense_dsp  # pylint: disable=import-outside-toplevel (it imports us)
 
-    if dense_dsp.applies(units=units, depth=depth, rows=rows, in_dtype=in_dtype,
-                         dsp=_dsp_available()):
         func = dense_dsp.build(in_shape=in_shape, units=units,
                                output_zero_point=output_zero_point, requant=requant,
                                clamp=clamp, out_dtype=out_dtype)
         return _with_macs(func, macs), [dense_dsp.interleave(weight), folded] + requant.tables()
-    if rows * (units // channel_block(units)) > 1 and _dense_dsp_applies(depth, in_dtype):
+    if form == "pointwise":
         # Rows are pixels of a 1x1 convolution whose input channels are the features: the
         # same SMLAD kernel, the same constants (weights [N, K] are its [C_OUT, C_IN]).
         func = _conv2d_pointwise_dsp(
@@ -493,6 +504,26 @@ def dense(*, in_shape, weight, bias, input_zero_point, output_zero_point,
                                                _bind if block > 1 else None),
                                   output_zero_point, clamp, out_dtype)
     return _with_macs(_private(builder.get()), macs), constants
+
+
+def dense_form(*, rows: int, depth: int, units: int, in_dtype: str,
+               one_unit: bool = False) -> tuple[str, int]:
+    """Which kernel :func:`dense` builds, and the units one iteration of its outer loops
+    computes: ``("dsp8", 8)`` (:mod:`.dense_dsp`), ``("pointwise", block)`` (the SMLAD 1x1
+    convolution) or ``("plain", block)``. ``("plain", 1)`` is the one-unit kernel whose
+    reduction the tiler can split: what ``one_unit`` asks for, and what one block of
+    units would be anyway (it would be a single tile)."""
+    from . import dense_dsp  # pylint: disable=import-outside-toplevel (it imports us)
+
+    block = channel_block(units)
+    if one_unit or rows * (units // block) == 1:
+        return "plain", 1
+    if dense_dsp.applies(units=units, depth=depth, rows=rows, in_dtype=in_dtype,
+                         dsp=_dsp_available()):
+        return "dsp8", dense_dsp.UNITS
+    if _dense_dsp_applies(depth, in_dtype):
+        return "pointwise", block
+    return "plain", block
 
 
 def quantize(*, shape, scale: float, zero_point: int, ties_to_even: bool, out_dtype: str):

@@ -26,6 +26,15 @@ RESHAPE_COPY = "reshape copy"
 #: A depthwise kernel computes one output row per tile, not a pair: the paired tile did not
 #: fit one charge (see ``builder._unpair_refused``).
 ONE_ROW_TILES = "one output row per tile"
+#: A fully connected int8 kernel computes one output unit per tile, not a block of units:
+#: the block's tile did not fit one charge (see ``builder._shrink_refused``).
+ONE_UNIT_TILES = "one output unit per tile"
+#: A depthwise kernel computes a block of channels of one output pixel per tile, not the
+#: whole pixel: one row's pixel did not fit one charge (see ``builder._shrink_refused``).
+CHANNEL_BLOCK_TILES = "channel blocks of one pixel per tile"
+#: A kernel's reduction is split into chunks, the running sum through NVM, one commit per
+#: chunk: one output element did not fit one charge (see ``codegen.tiling``).
+SPLIT_REDUCTION = "split reduction"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,7 +46,7 @@ class Notice:
     operator : str
         The operator and its result, e.g. ``"exp -> float32[1, 8]"``, or a kernel name.
     path : str
-        :data:`FLOAT_LOWERING` or :data:`UNFUSED_EPILOGUE`.
+        One of this module's paths (:data:`FLOAT_LOWERING`, :data:`UNFUSED_EPILOGUE`, ...).
     reason : str
         Why, and where it helps, what would avoid it.
     """

@@ -20,13 +20,16 @@ PIPELINE_NAME = "intermittent"
 
 def intermittent_pipeline(target: tvm.target.Target | None = None,
                           notices: list | None = None,
-                          unpaired: dict | None = None) -> tvm.transform.Pass:
+                          unpaired: dict | None = None, shrunk: dict | None = None,
+                          offers: dict | None = None) -> tvm.transform.Pass:
     """Build the pass sequence; ``target`` is the ``intermittent/<board>`` target.
 
     ``notices``, when given, receives a :class:`~.notices.Notice` for each operator left on
     a slower or less exact path (kept in float, epilogue not fused); they are logged too.
     ``unpaired`` (``key -> reason``) names the depthwise kernels to build one output
-    row per tile (:class:`~.quantized_to_integer.QuantizedToInteger`).
+    row per tile (:class:`~.quantized_to_integer.QuantizedToInteger`); ``shrunk``
+    (``kernel_key -> Shrink``) the int8 kernels to build with a smaller smallest tile, and
+    ``offers``, when given, receives the kernels that have such a form (:mod:`.shrink`).
     """
     target = target or tvm.target.Target({"kind": "c"})
 
@@ -34,7 +37,7 @@ def intermittent_pipeline(target: tvm.target.Target | None = None,
     def _pipeline(mod: tvm.IRModule, _ctx: tvm.transform.PassContext) -> tvm.IRModule:
         passes = [
             # Quantized patterns become integer-only int8 operators (QuantizedToInteger).
-            QuantizedToInteger(notices, unpaired),
+            QuantizedToInteger(notices, unpaired, shrunk, offers),
             # Inference-only rewrites (batch norm to scale and shift) before lowering.
             relax.transform.DecomposeOpsForInference(),
             # Every Relax operator becomes a TIR PrimFunc called through call_tir.

@@ -40,12 +40,14 @@ from tvm.ir.expr import Constant
 from tvm.relax import PyExprMutator, expr_functor
 
 from ..errors import ModelError
-from . import elementwise_kernels, integer_kernels, integer_ops, pooling_kernels
-from .fixed_point import Requantization, quantize_multiplier, tflm_logistic_table
+from . import (depthwise_kernels, elementwise_kernels, integer_kernels, integer_ops,
+               pooling_kernels)
 from .depthwise_kernels import PAIRS_ATTR
+from .fixed_point import Requantization, quantize_multiplier, tflm_logistic_table
 from .integer_softmax import exp_table, softmax_kernel
 from .notices import FLOAT_LOWERING, LOGGER, Notice, report
 from .quantized_patterns import RANGES, PatternReader, QuantizedTensor, op_name, scalar
+from .shrink import DENSE_ONE_UNIT, DEPTHWISE_BLOCKS, Offer, kernel_key
 
 #: Function attribute naming the rounding of float -> int quantization: "away" or "even".
 ROUNDING_ATTR = "intermittent.quantize_rounding"
@@ -88,12 +90,18 @@ class _IntegerRewriter(PyExprMutator):
     been rewritten already.
     """
 
-    def __init__(self, mod: tvm.IRModule, func: relax.Function, unpaired=None):
+    def __init__(self, mod: tvm.IRModule, func: relax.Function, unpaired=None, shrunk=None,
+                 offers=None):
         super().__init__(mod)
         self._read = PatternReader(func)
         #: ``key -> reason`` for depthwise kernels built one output row per tile (the key is
         #: a paired kernel's ``PAIRS_ATTR``).
         self._unpaired = dict(unpaired or {})
+        #: ``kernel_key -> Shrink``: kernels to build finer (see :mod:`.shrink`).
+        self._shrunk = dict(shrunk or {})
+        #: Receives ``kernel_key -> Offer`` for each kernel built the default way that has
+        #: a finer form (None: nobody asks).
+        self._offers = offers
         #: Why each operator (by its original call) stayed in float.
         self.reasons: dict = {}
         self._why = None
@@ -249,19 +257,29 @@ class _IntegerRewriter(PyExprMutator):
                 multiplier = weight.shape[3] // in_c
                 weight = weight.reshape(weight.shape[0], weight.shape[1], -1)
 
-            def build(unpaired=None):
+            def build(unpaired=None, **finer):
                 return integer_kernels.conv2d_nhwc(
                     in_shape=[int(d) for d in conv.args[0].ty.shape.values], weight=weight,
                     bias=bias, input_zero_point=data.zero_point,
                     output_zero_point=out.zero_point,
                     requant=Requantization(reals, self._single_rounding), clamp=clamp,
                     in_dtype=data.dtype, out_dtype=out.dtype, depthwise_multiplier=multiplier,
-                    unpaired=unpaired, **geometry)
+                    unpaired=unpaired, **geometry, **finer)
 
             func, constants = build()
             key = func.attrs.get(PAIRS_ATTR) if func.attrs else None
             if key is not None and str(key) in self._unpaired:
                 func, constants = build(self._unpaired[str(key)])
+            quads = int(weight.shape[-1]) // depthwise_kernels.QUAD
+            if (multiplier is not None and quads > 1 and PAIRS_ATTR not in func.attrs
+                    and depthwise_kernels.dsp_applies(in_shape=conv.args[0].ty.shape.values,
+                                                      multiplier=multiplier,
+                                                      in_dtype=data.dtype) is None):
+                # The DSP kernel one row per tile: its pixel can be cut in channel blocks.
+                unpaired = self._unpaired.get(str(key)) if key is not None else None
+                func, constants = self._finer(
+                    func, constants, Offer(DEPTHWISE_BLOCKS, quads),
+                    lambda shrink: build(unpaired, **shrink.kernel_args()))
             name = "conv2d_s8" if groups == 1 else "depthwise_conv2d_s8"
             return self._call_kernel(func, name, x, constants, conv.ty, out.dtype)
         return self.builder_.call_te(
@@ -284,14 +302,34 @@ class _IntegerRewriter(PyExprMutator):
         bias, ok = self._read.bias(bias_expr, w_scale.size, accumulator_scale)
         if not ok:
             return self._no(_BIAS_REASON)
-        func, constants = integer_kernels.dense(
-            in_shape=[int(d) for d in matmul.args[0].ty.shape.values], weight=weight, bias=bias,
-            input_zero_point=data.zero_point, output_zero_point=out.zero_point,
-            requant=Requantization(accumulator_scale / np.float64(out.scale),
-                                   self._single_rounding), clamp=clamp,
-            in_dtype=data.dtype, out_dtype=out.dtype)
+
+        def build(**finer):
+            return integer_kernels.dense(
+                in_shape=[int(d) for d in matmul.args[0].ty.shape.values], weight=weight,
+                bias=bias, input_zero_point=data.zero_point, output_zero_point=out.zero_point,
+                requant=Requantization(accumulator_scale / np.float64(out.scale),
+                                       self._single_rounding), clamp=clamp,
+                in_dtype=data.dtype, out_dtype=out.dtype, **finer)
+
+        func, constants = build()
+        form = integer_kernels.dense_form(
+            rows=int(matmul.args[0].ty.shape.values[0]), depth=int(weight.shape[1]),
+            units=int(weight.shape[0]), in_dtype=data.dtype)
+        if form != ("plain", 1):  # not the one-unit kernel already: offer it
+            func, constants = self._finer(func, constants, Offer(DENSE_ONE_UNIT, form[1]),
+                                          lambda shrink: build(**shrink.kernel_args()))
         return self._call_kernel(func, "dense_s8", self.visit_expr(data.expr), constants,
                                  matmul.ty, out.dtype)
+
+    def _finer(self, func, constants, offer, rebuild):
+        """``(func, constants)``, or the finer kernel ``rebuild(shrink)`` gives where the
+        builder asked for it (``self._shrunk``); offers it otherwise (:mod:`.shrink`)."""
+        key = kernel_key(func)
+        if key in self._shrunk:
+            return rebuild(self._shrunk[key])
+        if self._offers is not None:
+            self._offers[key] = offer
+        return func, constants
 
     def _call_kernel(self, func, name, data, constants, out_type, out_dtype):
         """Call a hand-scheduled kernel on ``data`` and its constant arrays."""
@@ -549,6 +587,12 @@ class QuantizedToInteger:
         in vertical pairs, each named by the key its paired build carries as
         :data:`~.depthwise_kernels.PAIRS_ATTR` (the builder names those whose paired tile
         does not fit one charge, and reports each with a notice).
+    shrunk : dict, optional
+        ``kernel_key -> Shrink``: int8 kernels to build with a smaller smallest tile
+        (:mod:`.shrink`; the builder names those whose default tile does not fit).
+    offers : dict, optional
+        Receives ``kernel_key -> Offer`` for each kernel built the default way that has a
+        finer form, so that the builder can ask for it.
 
     Examples
     --------
@@ -558,9 +602,12 @@ class QuantizedToInteger:
         mod = QuantizedToInteger(notices)(mod)   # then relax.transform.LegalizeOps(), ...
     """
 
-    def __init__(self, notices: list | None = None, unpaired: dict | None = None):
+    def __init__(self, notices: list | None = None, unpaired: dict | None = None,
+                 shrunk: dict | None = None, offers: dict | None = None):
         self.notices = notices
         self.unpaired = dict(unpaired or {})
+        self.shrunk = dict(shrunk or {})
+        self.offers = offers
 
     def transform_module(self, mod: tvm.IRModule, _ctx) -> tvm.IRModule:
         for gvar, func in list(mod.functions_items()):
@@ -568,7 +615,7 @@ class QuantizedToInteger:
                 continue
             if func.attrs and bool(func.attrs.get(FLOAT_LOWERING_ATTR, False)):
                 continue
-            rewriter = _IntegerRewriter(mod, func, self.unpaired)
+            rewriter = _IntegerRewriter(mod, func, self.unpaired, self.shrunk, self.offers)
             new_func = relax.analysis.remove_all_unused(rewriter.visit_expr(func))
             rewriter.builder_.update_func(gvar, new_func)
             mod = rewriter.builder_.get()
