@@ -250,3 +250,27 @@ def test_a_tracker_that_goes_away_stops_the_run_without_logging_a_failure(tiny, 
         tuner.run(1)
     kept = TuningLog(log)
     assert kept.measurements() == [] and len(kept.measurements(kind="default")) == 1
+
+
+def test_a_log_another_tune_run_is_writing_is_refused(tiny, tmp_path):
+    """Two runs on one log would measure the same candidates twice: the second is refused,
+    naming the process that holds the log, and the log is left as it was."""
+    import subprocess  # pylint: disable=import-outside-toplevel
+    import sys  # pylint: disable=import-outside-toplevel
+
+    log = tmp_path / "log"
+    log.mkdir()
+    for name in (WORKLOADS, RECORDS):
+        (log / name).write_text("")
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys; from tvm_intermittent.tuning.log import TuningLog; "
+         f"TuningLog({str(log)!r}).lock(); print('held', flush=True); sys.stdin.read()"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        status, out, err = _cli("tune", str(tiny), "--trials", "1", "--log", str(log))
+        assert status == 2 and "Traceback" not in err
+        assert f"is being written by another tune run (process {holder.pid})" in err
+        assert (log / RECORDS).read_text() == "" and not (log / SIDECAR).exists()
+    finally:
+        holder.communicate("")

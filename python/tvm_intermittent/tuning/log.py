@@ -5,6 +5,7 @@ A log is a directory::
     <log>/database_workload.json        MetaSchedule's workloads (one kernel's TIR a line)
     <log>/database_tuning_record.json   its tuning records: trace, run_secs, target
     <log>/measurements.jsonl            what QEMU measured of each record (this module)
+    <log>/tune.lock                     held by the tuning run writing the log, if any
 
 The first two are MetaSchedule's :class:`~tvm.s_tir.meta_schedule.database.JSONDatabase`,
 which appends each workload and record as one line when it is committed. A record's
@@ -43,6 +44,8 @@ from .knobs import CandidateError, Knobs, knobs_of
 SIDECAR = "measurements.jsonl"
 WORKLOADS = "database_workload.json"
 RECORDS = "database_tuning_record.json"
+#: Locked by the tuning run writing the log (:meth:`TuningLog.lock`).
+LOCK = "tune.lock"
 
 
 def _drop_cut_line(path: Path) -> str | None:
@@ -134,13 +137,41 @@ class TuningLog:
             raise InputError(f"{str(path)!r} is not a tuning log (no {RECORDS}); give the "
                              "directory `tvm-intermittent tune --log` wrote, or a new one")
 
+    def lock(self) -> None:
+        """Hold the log for this process's tuning run until the process ends, or refuse.
+
+        Two runs appending to one log would each measure what the other is measuring and
+        log it twice. The lock is a POSIX record lock on :data:`LOCK` (``lockf``): the
+        system drops it when the process ends, however it ends, and it is per process, so
+        that one process may open the log again.
+
+        Raises
+        ------
+        InputError
+            Another process holds the log.
+        """
+        import fcntl  # pylint: disable=import-outside-toplevel
+
+        fd = os.open(self.path / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+            os.close(fd)
+            raise InputError(f"tuning log {str(self.path)!r} is being written by another tune "
+                             f"run (process {holder}); wait for it to end, or give another "
+                             "--log") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        self._lock_fd = fd  # kept open: closing any descriptor of the file drops the lock
+
     def discard(self) -> None:
         """Remove a log this object created and nothing was written to (a tuning run that
         stopped before its first measurement), so that a failed run leaves no empty log
         behind; any other log is left as it is."""
         if not self.created or self._entries or len(self.database):
             return
-        for name in (WORKLOADS, RECORDS, SIDECAR):
+        for name in (WORKLOADS, RECORDS, SIDECAR, LOCK):
             (self.path / name).unlink(missing_ok=True)
         try:
             self.path.rmdir()

@@ -214,6 +214,7 @@ class Tuner:
                                         **self.env.build_options())
         self.model = ModelTasks.of(self.prepared)
         self.log = TuningLog(log, create=True)  # once the model fits: nothing half-made
+        self.log.lock()  # one run writes a log at a time
         self.inputs = (list(inputs) if inputs is not None
                        else seeded_inputs(self.model.manifest["inputs"]))
         self._tmp = tempfile.TemporaryDirectory(prefix="intm-tune-")
