@@ -361,7 +361,7 @@ def _cli(*argv):
 
 
 @pytest.mark.parametrize("extra, message", [
-    (["--trials", "-1"], "--trials must be 0 or more"),
+    (["--trials", "-1"], "--trials must be at least 1"),
     (["--trials", "2", "--workers", "0"], "--workers must be at least 1"),
     (["--trials", "2", "--power-env", "moon"], "unknown power environment 'moon'"),
     (["--trials", "2", "--rpc-tracker", "localhost:9190"], "go together"),

@@ -7,7 +7,7 @@ Classes inherit from a built-in exception too, so callers may catch ``ValueError
 Two status spaces meet here, and this module is the only place that defines either:
 
 * :class:`ExitStatus`: what ``tvm-intermittent`` returns (0 ok, 1 mismatch, 2 bad input,
-  3 the firmware did not run to its end);
+  3 the firmware did not run to its end, 130 interrupted);
 * :class:`FirmwareStatus`: what the firmware's ``main`` returns through semihosting
   (``intm_status_t``), plus 128 + n for CPU exception n. The C enum is generated from it
   (:func:`status_header`, written as ``runtime/intm_status.h`` at export), so the C runtime,
@@ -30,6 +30,8 @@ class ExitStatus(IntEnum):
     BAD_INPUT = 2
     #: The firmware ran but did not finish (crash, timeout, no progress).
     RUN_FAILED = 3
+    #: Interrupted (Ctrl-C): 128 + SIGINT, as a shell reports a command it interrupted.
+    INTERRUPTED = 130
 
 
 class FirmwareStatus(IntEnum):

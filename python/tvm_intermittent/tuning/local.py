@@ -45,12 +45,24 @@ class CandidateBuilder(ms.builder.PyBuilder):
         The inference every candidate is measured on.
     root : str or Path
         Where the artifact directories go.
+
+    Attributes
+    ----------
+    cap : MeasurementCap or None
+        Where each candidate's run under failures is stopped (written into its
+        ``measure.json``, so a remote server stops it there too; None:
+        :data:`.measure.DEFAULT_CAP`).
+    timeout : float
+        Seconds each of a candidate's runs may take at most; the tuner lowers it from the
+        default build's measured wall time (:meth:`.search.Tuner.run`).
     """
 
     def __init__(self, model, board, environment, inputs, root):
         super().__init__()
         self.model, self.board, self.environment = model, board, environment
         self.inputs, self.root = list(inputs), Path(root)
+        self.cap = None
+        self.timeout = 600.0
 
     def build_one(self, mod) -> str:
         """Build the candidate ``mod`` (a scheduled workload); its artifact directory."""
@@ -69,7 +81,7 @@ class CandidateBuilder(ms.builder.PyBuilder):
         artifact.export(directory / PROJECT_DIR)
         write_measure_spec(directory, board=self.board.name, environment=self.environment,
                            inputs=self.inputs, kernel=task.kernel, knobs=knobs.to_dict(),
-                           indices=task.indices)
+                           indices=task.indices, timeout=self.timeout, cap=self.cap)
         return str(directory)
 
     def build(self, build_inputs):
@@ -92,6 +104,10 @@ class MeasurementFuture(ms.runner.PyRunnerFuture):
         super().__init__()
         self.future = future
         self.prefix = f"{runner}: " if runner else ""
+        #: The error when the measurement did not happen for a reason that is not the
+        #: candidate's (an error whose ``candidate_fault`` is False: no tracker, no server);
+        #: the tuner then stops instead of logging the candidate as failed.
+        self.unavailable = None
 
     def done(self) -> bool:
         return self.future.done()
@@ -100,6 +116,8 @@ class MeasurementFuture(ms.runner.PyRunnerFuture):
         try:
             measured = self.future.result()
         except IntermittentError as err:
+            if not getattr(err, "candidate_fault", True):
+                self.unavailable = err
             return ms.runner.RunnerResult(None, f"{self.prefix}{err}")
         except (RuntimeError, OSError, ValueError) as err:
             # A connection that broke, or a reply that is no measurement.
@@ -121,3 +139,8 @@ class QemuRunner(ms.runner.PyRunner):
     def run(self, runner_inputs):
         return [MeasurementFuture(self.pool.submit(measure_artifact, item.artifact_path))
                 for item in runner_inputs]
+
+    def cancel(self) -> None:
+        """Drop the measurements not started yet (an interrupted tuning run); those
+        running end with their QEMU process."""
+        self.pool.shutdown(wait=False, cancel_futures=True)

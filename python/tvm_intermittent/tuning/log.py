@@ -5,6 +5,7 @@ A log is a directory::
     <log>/database_workload.json        MetaSchedule's workloads (one kernel's TIR a line)
     <log>/database_tuning_record.json   its tuning records: trace, run_secs, target
     <log>/measurements.jsonl            what QEMU measured of each record (this module)
+    <log>/tune.lock                     held by the tuning run writing the log, if any
 
 The first two are MetaSchedule's :class:`~tvm.s_tir.meta_schedule.database.JSONDatabase`,
 which appends each workload and record as one line when it is committed. A record's
@@ -21,8 +22,10 @@ end of string"). Opening a log therefore drops a last database line that has no 
 only line an interrupted append can leave) and logs a warning that it did; damage anywhere
 else is refused with the file's name. Each sidecar line is written with one ``write`` to a
 file opened for appending and then ``fsync``-ed, after the record itself is in the database;
-a sidecar line cut short is ignored the same way, and a record without its sidecar line is
-measured again by the next run.
+a sidecar line cut short is dropped the same way (before the next append, which would
+otherwise run on from it into one damaged line), and a record without its sidecar line is
+measured again by the next run. What was dropped is kept as :attr:`TuningLog.notices`, which
+``tune`` prints, so a resumed run says what it will measure again.
 """
 
 from __future__ import annotations
@@ -41,25 +44,28 @@ from .knobs import CandidateError, Knobs, knobs_of
 SIDECAR = "measurements.jsonl"
 WORKLOADS = "database_workload.json"
 RECORDS = "database_tuning_record.json"
+#: Locked by the tuning run writing the log (:meth:`TuningLog.lock`).
+LOCK = "tune.lock"
 
 
-def _drop_cut_line(path: Path) -> None:
-    """Remove a last line without its newline from a database file (an append that was cut
-    short), saying so."""
+def _drop_cut_line(path: Path) -> str | None:
+    """Remove a last line without its newline from a log file (an append that was cut
+    short); what was dropped, as a notice, or None."""
     from ..transform.notices import LOGGER  # pylint: disable=import-outside-toplevel
 
     if not path.exists():
-        return
+        return None
     data = path.read_bytes()
     if not data or data.endswith(b"\n"):
-        return
+        return None
     keep = data[:data.rfind(b"\n") + 1]
-    LOGGER.warning("tuning log %s: its last line (%d bytes) was cut short by an interrupted "
-                   "write; dropped it (that record will be measured again)", path,
-                   len(data) - len(keep))
+    notice = (f"tuning log {path}: its last line ({len(data) - len(keep)} bytes) was cut short "
+              "by an interrupted write; dropped it (that record will be measured again)")
+    LOGGER.warning("%s", notice)
     staging = path.with_name(path.name + ".tmp")
     staging.write_bytes(keep)
     os.replace(staging, path)  # the file is whole before and after, never half-rewritten
+    return notice
 
 
 def model_key(model) -> str:
@@ -91,10 +97,13 @@ class TuningLog:
     def __init__(self, path, *, create: bool = False):
         self.path = Path(path)
         self.check_path(self.path, create=create)
-        if not self.path.exists():
+        #: Whether this object made the directory (:meth:`discard` removes only such a log).
+        self.created = not self.path.exists()
+        if self.created:
             self.path.mkdir(parents=True)
-        for name in (WORKLOADS, RECORDS):
-            _drop_cut_line(self.path / name)
+        #: What opening the log repaired (cut lines dropped), one sentence each.
+        self.notices = [n for n in (_drop_cut_line(self.path / name)
+                                    for name in (WORKLOADS, RECORDS, SIDECAR)) if n]
         try:
             self.database = ms.database.JSONDatabase(work_dir=str(self.path))
         except Exception as err:  # pylint: disable=broad-except
@@ -128,6 +137,53 @@ class TuningLog:
             raise InputError(f"{str(path)!r} is not a tuning log (no {RECORDS}); give the "
                              "directory `tvm-intermittent tune --log` wrote, or a new one")
 
+    def lock(self) -> None:
+        """Hold the log for this process's tuning run until the process ends, or refuse.
+
+        Two runs appending to one log would each measure what the other is measuring and
+        log it twice. The lock is a POSIX record lock on :data:`LOCK` (``lockf``): the
+        system drops it when the process ends, however it ends, and it is per process, so
+        that one process may open the log again.
+
+        Raises
+        ------
+        InputError
+            Another process holds the log.
+        """
+        import fcntl  # pylint: disable=import-outside-toplevel
+
+        fd = os.open(self.path / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+            os.close(fd)
+            raise InputError(f"tuning log {str(self.path)!r} is being written by another tune "
+                             f"run (process {holder}); wait for it to end, or give another "
+                             "--log") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        self._lock_fd = fd  # kept open: closing any descriptor of the file drops the lock
+
+    def discard(self) -> None:
+        """Remove a log this object created and nothing was written to (a tuning run that
+        stopped before its first measurement), so that a failed run leaves no empty log
+        behind; any other log is left as it is."""
+        if not self.created or self._entries or len(self.database):
+            return
+        for name in (WORKLOADS, RECORDS, SIDECAR, LOCK):
+            (self.path / name).unlink(missing_ok=True)
+        try:
+            self.path.rmdir()
+        except OSError:
+            pass  # something else was put there meanwhile: keep it
+
+    def other_models(self, model_hash: str) -> int:
+        """How many other models' whole builds the log holds (the sidecar's ``default``
+        measurements of another model key, :func:`model_key`)."""
+        return len({e.get("model_hash") for e in self.measurements(kind="default")}
+                   - {model_hash})
+
     # ---- the sidecar -------------------------------------------------------------------
 
     def _read_sidecar(self) -> list[dict]:
@@ -135,11 +191,8 @@ class TuningLog:
         if not path.exists():
             return []
         entries = []
-        text = path.read_text()
-        lines = text.split("\n")
-        if not text.endswith("\n"):
-            lines = lines[:-1]  # a line whose write was cut short: not there
-        for number, line in enumerate(lines, 1):
+        # A last line cut short was dropped when the log was opened (_drop_cut_line).
+        for number, line in enumerate(path.read_text().split("\n"), 1):
             if not line.strip():
                 continue
             try:

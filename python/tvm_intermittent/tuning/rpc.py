@@ -18,11 +18,16 @@ of the directory in a temporary directory of the server. Only the artifact trave
 the measurement depends on nothing else: a remote measurement equals a local one of the
 same artifact, instruction for instruction, on hosts with the same cross compiler and QEMU.
 
-Failures come back as ``RunnerResult(error_msg=...)`` saying what to do, and the tuner goes
-on: no tracker at the address, no server under the key (the message names the keys the
-tracker knows), no free server within the timeout, a server that is a plain TVM RPC server,
+Failures come back as ``RunnerResult(error_msg=...)`` saying what to do: no tracker at the
+address, no server under the key (the message names the keys the tracker knows), no free
+server within the timeout, a server that is a plain TVM RPC server, a connection that broke,
 a measurement that takes longer than the timeout (the server ends the session), and any
-error of the measurement itself (the server's message).
+error of the measurement itself (the server's message). The last two are the candidate's
+own, and the tuner logs it as failed and goes on; the others (:class:`ServerUnavailableError`)
+say nothing of the candidate, so the tuner stops with the message instead, its log keeping
+what was measured, and a rerun continues from there. The cap of a candidate's run under
+failures (:class:`.measure.MeasurementCap`) travels in its ``measure.json``, so a server
+stops a hopeless candidate where a local worker would.
 """
 
 from __future__ import annotations
@@ -61,6 +66,18 @@ _PRODUCTS = (MEASURED_FILE, f"{PROJECT_DIR}/build")
 class RemoteMeasureError(IntermittentError, RuntimeError):
     """A measurement through the tracker did not happen or failed; the message says where
     (tracker, key, server) and what would fix it."""
+
+    #: Whether the candidate itself failed (its measurement on a server), rather than the
+    #: way to a server (:class:`ServerUnavailableError`).
+    candidate_fault = True
+
+
+class ServerUnavailableError(RemoteMeasureError):
+    """No server measured the candidate: no tracker at the address, no server under the
+    key, none free in time, a plain TVM RPC server, or a connection that broke. Nothing is
+    known of the candidate, so the tuner stops rather than log it as failed."""
+
+    candidate_fault = False
 
 
 # ---- The artifact on the wire ------------------------------------------------------------
@@ -211,7 +228,7 @@ def _reach(host: str, port: int, timeout: float) -> None:
     try:
         socket.create_connection((host, port), timeout=timeout).close()
     except OSError as err:
-        raise RemoteMeasureError(
+        raise ServerUnavailableError(
             f"no RPC tracker answers at {host}:{port} ({err.strerror or err}); start one "
             f"with `python -m tvm.exec.rpc_tracker --host {host} --port {port}`") from err
 
@@ -297,6 +314,27 @@ class RPCMeasureRunner(ms.runner.PyRunner):
                                   "RPCMeasureRunner")
                 for item in runner_inputs]
 
+    def cancel(self) -> None:
+        """Drop the measurements not sent yet (an interrupted tuning run)."""
+        with self._lock:
+            if self._pool is not None:
+                self._pool.shutdown(wait=False, cancel_futures=True)
+                self._pool = None
+
+    def check(self) -> None:
+        """Refuse at once a tracker that does not answer or has no server under the key,
+        before anything is built.
+
+        Raises
+        ------
+        ServerUnavailableError
+            With what to start (the tracker, or a server under the key).
+        """
+        count, keys = self._servers()
+        if count == 0:
+            raise ServerUnavailableError(_no_server_message(self.host, self.port, self.key,
+                                                            keys))
+
     # ---- one measurement ---------------------------------------------------------------
 
     def measure(self, artifact_path) -> dict:
@@ -311,20 +349,24 @@ class RPCMeasureRunner(ms.runner.PyRunner):
         data = pack_artifact(artifact_path)
         count, keys = self._servers()
         if count == 0:
-            raise RemoteMeasureError(_no_server_message(self.host, self.port, self.key, keys))
+            raise ServerUnavailableError(_no_server_message(self.host, self.port, self.key, keys))
         session = self._request()
         try:
             try:
                 function = session.get_function(MEASURE_FUNCTION)
             except (AttributeError, RuntimeError) as err:
-                raise RemoteMeasureError(
+                raise ServerUnavailableError(
                     f"the server under key {self.key!r} has no {MEASURE_FUNCTION} (a plain TVM "
                     "RPC server?); start measurement servers with `python -m "
                     "tvm_intermittent.tuning.rpc_server`") from err
             try:
                 reply = json.loads(str(function(bytearray(data))))
             except RuntimeError as err:
-                raise RemoteMeasureError(self._call_failed(err)) from err
+                message, timed_out = self._call_failed(err)
+                # A measurement that outlived the session is the candidate's; a connection
+                # that broke says nothing of it.
+                error = RemoteMeasureError if timed_out else ServerUnavailableError
+                raise error(message) from err
         finally:
             del session  # closes the connection; the server re-registers as free
         if "error" in reply:
@@ -342,7 +384,7 @@ class RPCMeasureRunner(ms.runner.PyRunner):
         except (RuntimeError, OSError) as err:
             if isinstance(err, RemoteMeasureError):
                 raise
-            raise RemoteMeasureError(f"the RPC tracker at {self.host}:{self.port} did not "
+            raise ServerUnavailableError(f"the RPC tracker at {self.host}:{self.port} did not "
                                      f"answer a summary: {err}") from err
 
     def _request(self):
@@ -378,24 +420,25 @@ class RPCMeasureRunner(ms.runner.PyRunner):
                     pass
             thread.join(CONNECT_TIMEOUT)
             tracker.close()
-            raise RemoteMeasureError(
+            raise ServerUnavailableError(
                 f"no server under key {self.key!r} at the RPC tracker {self.host}:{self.port} "
                 f"became free within {self.timeout:g} s; start more servers or raise the "
                 "timeout")
         tracker.close()
         if "error" in outcome:
-            raise RemoteMeasureError(f"the RPC tracker at {self.host}:{self.port} gave no "
+            raise ServerUnavailableError(f"the RPC tracker at {self.host}:{self.port} gave no "
                                      f"server under key {self.key!r}: {outcome['error']}")
         return outcome["session"]
 
-    def _call_failed(self, err: Exception) -> str:
+    def _call_failed(self, err: Exception) -> tuple[str, bool]:
+        """The message of a failed call, and whether it was the session's timeout."""
         text = str(err).strip().splitlines()
         last = text[-1] if text else type(err).__name__
         if "RPCSessionTimeoutError" in str(err) or "timeout" in last.lower():
             return (f"the measurement took longer than {self.timeout:g} s on the server under "
-                    f"key {self.key!r}, which ended the session; raise the timeout")
+                    f"key {self.key!r}, which ended the session; raise the timeout"), True
         return (f"the connection to the server under key {self.key!r} failed during the "
-                f"measurement ({type(err).__name__}: {last})")
+                f"measurement ({type(err).__name__}: {last})"), False
 
 
 def rpc_runner(host: str, port: int, key: str, *, priority: int = 1,
@@ -452,6 +495,7 @@ def stop_process_tree(process) -> None:
         process.wait(5)
 
 
-__all__ = ["MEASURE_FUNCTION", "RPCMeasureRunner", "RemoteMeasureError", "pack_artifact",
+__all__ = ["MEASURE_FUNCTION", "RPCMeasureRunner", "RemoteMeasureError",
+           "ServerUnavailableError", "pack_artifact",
            "parse_tracker", "rpc_runner", "serve_measurement", "servers_under",
            "start_server", "unpack_artifact"]

@@ -9,7 +9,16 @@ this model, board and environment. After each batch the cost model is updated wi
 measurements (``update``), so a learned model re-ranks what is left. Candidates that break a
 hard constraint are dropped before ranking (:mod:`.constraints`); a candidate whose
 measurement fails is logged with MetaSchedule's failure latency (1e10 s) and its error, so
-no later run measures it again.
+no later run measures it again. Each candidate's run under failures is capped relative to
+the model's own energy (:class:`.measure.MeasurementCap`): one cut by the cap is such a
+failure, with the reason, and is never applied.
+
+A run stops with an error, leaving no new log behind, when the default build cannot be
+measured (it does not finish under the environment, or does not build for the board):
+there is nothing to compare candidates with. It stops too when no server measured a
+candidate (:class:`.rpc.ServerUnavailableError`), since nothing is known of it; the log
+keeps every candidate measured before, and an interrupted run (Ctrl-C) cancels the
+measurements not started, so that a rerun with the same log continues.
 
 A run resumes from its log: every candidate measured on this board under this environment
 is known from the log's sidecar and not measured again, nor are the default and the tuned
@@ -18,9 +27,11 @@ builds once measured (:mod:`.log`).
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 import json
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -29,13 +40,14 @@ import tvm
 from tvm.s_tir import meta_schedule as ms
 
 from ..board import load_board
-from ..errors import InputError
+from ..errors import DoesNotFitError, InputError, IntermittentError
 from .analytic_model import AnalyticModel
 from .constraints import check_candidate
 from .knobs import CandidateError, Knobs
 from .local import CandidateBuilder, QemuRunner
 from .log import TuningLog, model_key, workload_key
-from .measure import MEASURED_FILE, PROJECT_DIR, measure_artifact, write_measure_spec
+from .measure import (DEFAULT_CAP, MEASURED_FILE, PROJECT_DIR, CandidateCutError,
+                      measure_artifact, write_measure_spec)
 from .objective import environment, predicted_seconds
 from ..sim.tensors import seeded_inputs
 from .space import candidates, schedule_for
@@ -43,6 +55,16 @@ from .workload import ModelTasks
 
 #: The latency MetaSchedule records for a candidate whose measurement failed.
 FAILED_SECONDS = 1e10
+
+
+class DefaultBuildError(DoesNotFitError):
+    """The model's default build could not be measured on the board under the
+    environment, so no candidate can be compared with it."""
+
+
+class MeasurementUnavailableError(IntermittentError, RuntimeError):
+    """No measurement happened for a reason that is not the candidate's (no tracker, no
+    server under the key); the message says what to start, and that the log is kept."""
 
 
 def tune_context(mod, target, task_name: str):
@@ -192,6 +214,7 @@ class Tuner:
                                         **self.env.build_options())
         self.model = ModelTasks.of(self.prepared)
         self.log = TuningLog(log, create=True)  # once the model fits: nothing half-made
+        self.log.lock()  # one run writes a log at a time
         self.inputs = (list(inputs) if inputs is not None
                        else seeded_inputs(self.model.manifest["inputs"]))
         self._tmp = tempfile.TemporaryDirectory(prefix="intm-tune-")
@@ -208,6 +231,19 @@ class Tuner:
         self.contexts = {t.kernel: tune_context(t.mod, self.target, t.kernel)
                          for t in self.model.tasks}
         self.errors: list[str] = []
+        self._interrupted = threading.Event()
+
+    def interrupt(self) -> None:
+        """Stop after the measurements in flight (safe from a signal handler, which is how
+        ``tune`` turns Ctrl-C into this: a KeyboardInterrupt raised inside a call through
+        TVM's FFI comes out as a RuntimeError). :meth:`run` then logs the batch's
+        successful measurements, drops its failures (the Ctrl-C may have stopped their
+        QEMU processes: not the candidates' fault) and raises KeyboardInterrupt."""
+        self._interrupted.set()
+
+    @property
+    def interrupted(self) -> bool:
+        return self._interrupted.is_set()
 
     # ---- measurements of whole builds ---------------------------------------------------
 
@@ -278,11 +314,63 @@ class Tuner:
                                              for k in pool])
         return pool[int(np.argmax(scored))]
 
-    def run(self, trials: int, progress=None) -> TuneResult:
+    def _default(self) -> dict:
+        """The default build's measurement (from the log when it has it); a build that does
+        not measure stops the run, and a log made by this run is removed again."""
+        try:
+            default = self._whole("default", {})
+        except IntermittentError as err:
+            self.log.discard()
+            how = ("a larger capacitor (--capacitor) or another power environment "
+                   "(--power-env)" if isinstance(err, CandidateCutError)
+                   or "did not finish" in str(err) else "a board it fits")
+            raise DefaultBuildError(
+                f"the default build of {self.model.manifest['name']} (every operator by the "
+                f"analytic rule) could not be measured on {self.board.name} under "
+                f"{self.env.name}, so no candidate can be compared with it: {err}; tune for "
+                f"{how}") from None
+        # A candidate's runs may take at most what the default's cap allows it.
+        self.builder.timeout = DEFAULT_CAP.timeout(default.get("wall_seconds", 600.0),
+                                                   self.builder.timeout)
+        return default
+
+    def run(self, trials: int, progress=None, report=None) -> TuneResult:
+        """Measure candidates until the log holds ``trials`` for this model, board and
+        environment; the result with the operator table.
+
+        Parameters
+        ----------
+        trials : int
+        progress : tqdm, optional
+            Advanced by one per measured candidate.
+        report : callable, optional
+            Called with each failed candidate's message as it fails (``tune`` prints it
+            above the progress bar).
+
+        Raises
+        ------
+        DefaultBuildError
+            The default build could not be measured (see :meth:`_default`).
+        MeasurementUnavailableError
+            No server measured a candidate; the log keeps the ones measured before.
+        KeyboardInterrupt
+            After cancelling the measurements not started; the log keeps every candidate
+            whose measurement ended before.
+        """
         if trials < 0:
             raise InputError(f"--trials must be 0 or more, got {trials}")
         started = time.perf_counter()
-        default = self._whole("default", {})
+        default = self._default()
+        try:
+            count, failed = self._loop(trials, progress, report)
+        except KeyboardInterrupt:
+            cancel = getattr(self.runner, "cancel", None)
+            if cancel is not None:
+                cancel()
+            raise
+        return self._result(default, count, failed, time.perf_counter() - started)
+
+    def _loop(self, trials: int, progress, report) -> tuple[int, int]:
         pools, measured = self._pools()
         have = sum(len(m) for m in measured.values())
         left = max(0, trials - have)
@@ -291,6 +379,8 @@ class Tuner:
             progress.reset(total=min(left, sum(len(p) for p in pools.values())))
         count = failed = 0
         while left > 0 and order:
+            if self.interrupted:
+                raise KeyboardInterrupt
             picks = []
             while len(picks) < min(self.workers, left) and order:
                 for task in list(order):
@@ -301,26 +391,55 @@ class Tuner:
                     picks.append((task, knobs))
                     if not pools[task.kernel]:
                         order.remove(task)
+            errors = len(self.errors)
             failed += self._measure(picks)
             count += len(picks)
             left -= len(picks)
+            if report is not None:
+                for error in self.errors[errors:]:
+                    report(error)
             if progress is not None:
                 progress.update(len(picks))
-        return self._result(default, count, failed, time.perf_counter() - started)
+                if failed:
+                    progress.set_postfix_str(f"{failed} failed", refresh=False)
+        return count, failed
 
     def _measure(self, picks) -> int:
-        """Build, run and log ``picks``; the number that failed."""
+        """Build, run and log ``picks``; the number that failed.
+
+        Raises
+        ------
+        MeasurementUnavailableError
+            A runner measured none of a candidate for a reason not the candidate's; the
+            batch's other candidates are logged first.
+        """
         schedules = [schedule_for(task, knobs) for task, knobs in picks]
         built = self.builder.build([ms.builder.BuilderInput(s.mod, self.target)
                                     for s in schedules])
         runnable = [(i, b.artifact_path) for i, b in enumerate(built) if b.error_msg is None]
         args = {i: ms.arg_info.ArgInfo.from_prim_func(picks[i][0].mod["main"])
                 for i, _ in runnable}
-        futures = self.runner.run([ms.runner.RunnerInput(path, "cpu", args[i])
-                                   for i, path in runnable])
-        results = {i: f.result() for (i, _), f in zip(runnable, futures)}
+        # Our runners are called as Python objects: through the FFI their futures come back
+        # as bare RunnerFutures, without the state read below (``future``, ``unavailable``).
+        runner = getattr(self.runner, "_inst", self.runner)
+        futures = runner.run([ms.runner.RunnerInput(path, "cpu", args[i])
+                              for i, path in runnable])
+        future_of = {i: f for (i, _), f in zip(runnable, futures)}
+        # Wait in Python first: a Ctrl-C raised inside ``result()``, a call through the FFI,
+        # comes out as a RuntimeError, not as the KeyboardInterrupt that :meth:`run` handles.
+        waiting = [getattr(f, "future", None) for f in futures]
+        if all(isinstance(w, concurrent.futures.Future) for w in waiting):
+            concurrent.futures.wait(waiting)
+        results = {i: f.result() for i, f in future_of.items()}
+        unavailable = {i: f.unavailable for i, f in future_of.items()
+                       if getattr(f, "unavailable", None)}
+        interrupted = self.interrupted
         failed = 0
         for i, ((task, knobs), sch) in enumerate(zip(picks, schedules)):
+            if i in unavailable:
+                continue  # not measured: nothing to log of it
+            if interrupted and (i not in results or results[i].error_msg is not None):
+                continue  # perhaps stopped by the same Ctrl-C: measured again next run
             base = {"workload": workload_key(task.mod), "kernel": task.kernel,
                     "knobs": knobs.to_dict(), "board": self.board.name,
                     "power_env": self.env.name, "model_hash": self.model_hash}
@@ -335,6 +454,13 @@ class Tuner:
                 self.errors.append(f"{task.kernel} {knobs.describe()}: {error}")
                 measured = {**base, "run_secs": [FAILED_SECONDS], "error": error, "tasks": {}}
             self.log.commit(task, sch, self.target, measured)
+        if interrupted:
+            raise KeyboardInterrupt
+        if unavailable:
+            first = next(iter(unavailable.values()))
+            raise MeasurementUnavailableError(
+                f"{first}; tuning stopped, the log {str(self.log.path)!r} keeps the candidates "
+                "measured so far, and the same command continues from there")
         return failed
 
     def best(self) -> dict:
@@ -430,5 +556,5 @@ def tune(model, *, board, trials: int, log, power_env=None, capacitor=None, work
     return tuner.run(trials, progress)
 
 
-__all__ = ["FAILED_SECONDS", "OperatorRow", "TuneResult", "Tuner", "tune",
-           "tune_context"]
+__all__ = ["DefaultBuildError", "FAILED_SECONDS", "MeasurementUnavailableError",
+           "OperatorRow", "TuneResult", "Tuner", "tune", "tune_context"]
