@@ -82,6 +82,16 @@ def test_budget_below_one_output_element_is_refused_with_numbers(conv_kernel):
         plan_tiles(func, "conv", {func.params[-1].name}, 600, "tiny")
 
 
+def test_a_charge_spent_by_boot_and_commit_alone_is_said_so_not_as_a_negative_limit(
+        conv_kernel):
+    """A budget below the boot, restore and commit leaves a negative per-commit target:
+    the refusal says nothing is left for a tile instead of "at most -N"."""
+    func, _, _ = conv_kernel
+    with pytest.raises(DoesNotFitError, match=r"nothing left for a tile after the boot") as err:
+        plan_tiles(func, "conv", {func.params[-1].name}, 20, "tiny")
+    assert "at most -" not in str(err.value)
+
+
 @pytest.mark.host_cc
 def test_tile_ranges_in_any_order_and_repeated_give_the_same_output(conv_kernel, tmp_path):
     """Idempotence: re-running tiles (as after a power failure) never changes the result."""

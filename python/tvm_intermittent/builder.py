@@ -28,7 +28,8 @@ from .codegen.graph import extract_graph
 from .codegen.memory_plan import plan_memory
 from .codegen.model_source import ModelSources, TensorInfo, emit_model_sources
 from .codegen.idempotence import IdempotenceError, check_idempotence
-from .codegen.tiling import TilePlan, TilingPolicy, plan_tiles, smallest_tile_cost
+from .codegen.tiling import (TilePlan, TilingPolicy, commit_limit, plan_tiles,
+                             smallest_tile_cost)
 from .errors import DoesNotFitError, ModelError
 from .target import board_of
 from .transform import intermittent_pipeline, lower_prim_func
@@ -351,8 +352,8 @@ def _unpair_refused(lowered: dict, board: Board, budget: int, policy: TilingPoli
                                             policy=policy, placement=placements.get(kernel))
         unpaired[kernel] = (
             f"its paired tile (one column of two output rows) needs about {needed:,} "
-            f"instructions, one charge of board {board.name} pays {budget:,} (at most "
-            f"{target:,} per commit): built one output row per tile instead, the slower "
+            f"instructions, one charge of board {board.name} pays {budget:,} "
+            f"({commit_limit(target)}): built one output row per tile instead, the slower "
             "kernel with half the tile; a larger capacitor keeps the pairs")
     return unpaired
 
@@ -401,7 +402,7 @@ def _shrink_refused(graph, lowered: dict, offers: dict, board: Board, budget: in
             continue
         needed, target = missed
         miss = (f"needs about {needed:,} instructions, one charge of board {board.name} pays "
-                f"{budget:,} (at most {target:,} per commit)")
+                f"{budget:,} ({commit_limit(target)})")
         if offer.kind == DENSE_ONE_UNIT:
             shrunk[key] = (kernel, Shrink(
                 DENSE_ONE_UNIT,
@@ -498,8 +499,8 @@ def _split_notices(prepared: Prepared, lowered: dict, tiles: dict,
             policy=prepared.tiling, placement=prepared.placements.get(kernel))
         found.append(Notice(kernel, SPLIT_REDUCTION, (
             f"one output element needs about {needed:,} instructions, one charge of board "
-            f"{prepared.board.name} pays {prepared.tile_budget:,} (at most {target:,} per "
-            f"commit): each element's reduction runs in {plan.chunks} chunks of "
+            f"{prepared.board.name} pays {prepared.tile_budget:,} ({commit_limit(target)}): "
+            f"each element's reduction runs in {plan.chunks} chunks of "
             f"{plan.chunk_size} iterations, the running sum through NVM, one commit per "
             "chunk; a larger capacitor keeps whole elements")))
     for notice in found:

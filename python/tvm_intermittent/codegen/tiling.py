@@ -105,6 +105,15 @@ class _Sizing:
         return int(round(work.instructions + nvm / self.board.instruction_scale))
 
 
+def commit_limit(target: int, unit: str = "per commit") -> str:
+    """How a refusal states ``target``, the most one commit may take: "at most N per commit",
+    or, where the boot, the restore and one commit alone spend the whole charge (a negative
+    target), that nothing is left for a tile."""
+    if target > 0:
+        return f"at most {target:,} {unit}"
+    return "nothing left for a tile after the boot, the restore and one commit"
+
+
 def _sizing(budget: int, board, policy: TilingPolicy | None) -> _Sizing:
     policy = policy or TilingPolicy()
     runtime = _costs.runtime_costs()
@@ -334,7 +343,7 @@ def _plan_tiles(func: tirx.PrimFunc, op_name: str, written: set[str], sizing: _S
             raise DoesNotFitError(
                 f"operator {op_name}: cannot be split into tiles and needs about {whole:,} "
                 f"instructions, but one power cycle of board {board_name} pays for {budget:,} "
-                f"(at most {target:,} per commit); use a larger capacitor")
+                f"({commit_limit(target)}); use a larger capacitor")
         return TilePlan(0, 1, whole, 1)
     extent = 1
     for depth in range(1, usable + 1):
@@ -350,7 +359,7 @@ def _plan_tiles(func: tirx.PrimFunc, op_name: str, written: set[str], sizing: _S
         raise DoesNotFitError(
             f"operator {op_name}: its smallest tile (one iteration of {usable} fused loops) "
             f"needs about {cost:,} instructions, but one power cycle of board {board_name} pays "
-            f"for {budget:,} (at most {target:,} per commit); use a larger capacitor")
+            f"for {budget:,} ({commit_limit(target)}); use a larger capacitor")
     return TilePlan(depth, extent, cost, _per_commit(extent, cost, sizing))
 
 

@@ -26,7 +26,7 @@ import dataclasses
 
 from ..codegen.c_printer import stack_scratch_bytes
 from ..codegen.idempotence import IdempotenceError, check_idempotence
-from ..codegen.tiling import TilePlan, TilingPolicy, _sizing
+from ..codegen.tiling import TilePlan, TilingPolicy, _sizing, commit_limit
 from ..energy.costs import tile_work
 from ..energy.model import Work
 from .knobs import CandidateError, Knobs, plan_of, tiled_func
@@ -125,7 +125,7 @@ def check_candidate(task, knobs: Knobs, board, env, *, static_scratch: int = 0,
         raise CandidateError(
             f"operator {task.kernel}: {knobs.describe()} needs about {batch:,} instructions "
             f"per commit batch, but one power cycle of board {board.name} under {env.name} "
-            f"pays for {budget:,} (at most {sizing.target:,} per batch with the tuner's margin "
-            f"{TUNING_MARGIN})")
+            f"pays for {budget:,} ({commit_limit(sizing.target, 'per batch')} with the tuner's "
+            f"margin {TUNING_MARGIN})")
     return Candidate(knobs, func, dataclasses.replace(plan, tile_instructions=int(
         sizing.cost(tile))), batch, sizing.target)
