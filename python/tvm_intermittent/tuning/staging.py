@@ -407,6 +407,23 @@ def stage_operand(func: tirx.PrimFunc, depth: int, param: str, kernel: str = "ke
     CandidateError
         As :func:`staged_region`.
     """
+    key = (tvm_ffi.structural_hash(func), depth, param)
+    if key not in _STAGED:
+        try:
+            _STAGED[key] = _stage(func, depth, param, kernel)
+        except CandidateError as err:
+            _STAGED[key] = err
+    if isinstance(_STAGED[key], CandidateError):
+        raise CandidateError(str(_STAGED[key]))
+    return _STAGED[key]
+
+
+#: ``(structural hash of the kernel, depth, param) -> staged kernel or its refusal``: the
+#: design space asks for the same staging once per batch size of a depth.
+_STAGED: dict = {}
+
+
+def _stage(func: tirx.PrimFunc, depth: int, param: str, kernel: str) -> tirx.PrimFunc:
     region = staged_region(func, depth, param, kernel)
     params = {v.name: v for v in func.params}
     dtype = str(params[param].ty.dtype)
