@@ -288,7 +288,7 @@ def _domains(body) -> tuple[dict, dict]:
 # ---- the rewrite --------------------------------------------------------------------------
 
 
-def staged_region(func: tirx.PrimFunc, depth: int, param: str, kernel: str = "kernel"
+def staged_region(func: tirx.PrimFunc, depth: int, param: str, kernel: str | None = None
                   ) -> StagedRegion:
     """The region of ``param`` one tile of ``func`` (tile loops: the first ``depth`` of its
     loop chain) reads, or the reason it cannot be staged.
@@ -300,7 +300,7 @@ def staged_region(func: tirx.PrimFunc, depth: int, param: str, kernel: str = "ke
         compile-time constant.
     """
     chain = loop_chain(func)
-    where = f"operator {kernel}: staging {param}"
+    where = f"staging {param}" if kernel is None else f"operator {kernel}: staging {param}"
     if not 1 <= depth <= len(chain):
         raise CandidateError(f"{where} needs a tile loop (tile depth {depth}, the kernel has "
                              f"{len(chain)} loops)")
@@ -354,7 +354,7 @@ def staged_region(func: tirx.PrimFunc, depth: int, param: str, kernel: str = "ke
         if first < 0 or last >= size:
             first, last = _per_tile(full, chain[:depth], offset)
         low, high = min(low, first), max(high, last + extra)
-    if low < 0 or high >= size + _WORD:
+    if low < 0 or high >= (1 << 30):
         raise CandidateError(f"{where}: the span of its region in one tile is not a "
                              f"compile-time constant (region start {lo})")
     span = high + 1
@@ -385,7 +385,7 @@ def _per_tile(analyzer, tile_loops, offset) -> tuple[int, int]:
     return first, last
 
 
-def stage_operand(func: tirx.PrimFunc, depth: int, param: str, kernel: str = "kernel"
+def stage_operand(func: tirx.PrimFunc, depth: int, param: str, kernel: str | None = None
                   ) -> tirx.PrimFunc:
     """``func`` with each tile copying its region of ``param`` into SRAM first and reading
     the copy (see the module docstring for the region, the copy and why a re-run tile is
@@ -399,7 +399,7 @@ def stage_operand(func: tirx.PrimFunc, depth: int, param: str, kernel: str = "ke
         Loops of its loop chain fused into the tile index (the plan's depth).
     param : str
         The parameter to stage (:func:`stageable_parameters`).
-    kernel : str
+    kernel : str, optional
         Its name in the model, for messages.
 
     Raises
@@ -423,7 +423,7 @@ def stage_operand(func: tirx.PrimFunc, depth: int, param: str, kernel: str = "ke
 _STAGED: dict = {}
 
 
-def _stage(func: tirx.PrimFunc, depth: int, param: str, kernel: str) -> tirx.PrimFunc:
+def _stage(func: tirx.PrimFunc, depth: int, param: str, kernel) -> tirx.PrimFunc:
     region = staged_region(func, depth, param, kernel)
     params = {v.name: v for v in func.params}
     dtype = str(params[param].ty.dtype)
