@@ -106,10 +106,12 @@ def test_the_sram_check_counts_the_staged_copy(model_tasks):
     knobs, candidate = _staged_input(task)
     assert candidate.func.body.seq[0].buffer.name == STAGED_PREFIX + "input"
     board = ti.load_board(BOARD)
-    with pytest.raises(CandidateError, match="bytes of SRAM") as refused:
-        check_candidate(task, knobs, dataclasses.replace(board, sram_bytes=1), environment(
-            "board"))
-    need = int(str(refused.value).split("needs ")[1].split(" bytes")[0].replace(",", ""))
+    tiny = dataclasses.replace(board, sram_bytes=1)
+    need, plain = (_sram_need(task, k, tiny) for k in (knobs, Knobs.of_plan(task.default)))
+    assert need - plain == 2 * CHANNELS  # the copy of two pixels' 32 channels (stack)
+    weights = dataclasses.replace(knobs, stage=stageable_parameters(task.func).index(
+        "weights") + 1)
+    assert _sram_need(task, weights, tiny) - plain == CHANNELS * CHANNELS  # static
     small = dataclasses.replace(board, name="small-sram", sram_bytes=need - 1)
     check_candidate(task, Knobs.of_plan(task.default), small, environment("board"))
     with pytest.raises(CandidateError) as refused:
@@ -118,6 +120,13 @@ def test_the_sram_check_counts_the_staged_copy(model_tasks):
     assert f"operator {task.kernel}" in message and "small-sram" in message
     assert f"needs {need:,} bytes of SRAM ({2 * CHANNELS} of them its staged operand's copy)" \
         in message and f"has {need - 1:,}" in message
+
+
+def _sram_need(task, knobs, board) -> int:
+    """The bytes of SRAM the refusal on a board of one byte says the candidate needs."""
+    with pytest.raises(CandidateError, match="bytes of SRAM") as refused:
+        check_candidate(task, knobs, board, environment("board"))
+    return int(str(refused.value).split("needs ")[1].split(" bytes")[0].replace(",", ""))
 
 
 # ---- on QEMU --------------------------------------------------------------------------------
