@@ -21,7 +21,7 @@ from tvm_intermittent.energy.kernel_cost import kernel_features
 from tvm_intermittent.reference import run_tflite_micro
 from tvm_intermittent.tuning import CandidateError, Knobs, ModelTasks, environment
 from tvm_intermittent.tuning.constraints import check_candidate
-from tvm_intermittent.tuning.knobs import plan_of, tiled_func
+from tvm_intermittent.tuning.knobs import tiled_func
 from tvm_intermittent.tuning.space import candidates, knob_choices
 from tvm_intermittent.tuning.staging import (STAGED_PREFIX, stage_operand,
                                              stageable_parameters, staged_region)

@@ -14,9 +14,12 @@ The region is found from the TIR, not assumed: for every load of the parameter i
 body (plain loads, and the words ``intm_load_s8x4`` reads through ``address_of``), the
 index with the body's ``Bind`` values substituted is bounded over the inner loops' ranges
 (``tvm.sym.Analyzer.int_set``, the tile loops' variables left free), which gives the
-region's first element ``lo`` as a function of the tile; every index minus ``lo`` is then
-bounded over all loops, tile loops included (``const_int_bound``), and its largest value
-is the span. A span that is no compile-time constant is refused. The loads of an assembly
+region's first element ``lo`` as a function of the tile (the first element of one load
+where it is provably the least of all, else their ``min``); every index minus ``lo`` is
+then bounded over all loops, tile loops included (``const_int_bound``), or tile by tile
+where that bound is looser than the parameter (a ``min`` in an index, as the last pixel
+pair of an odd row has), and its largest value is the span. A span that is no
+compile-time constant is refused. The loads of an assembly
 micro-kernel's run are its ``AttrStmt``'s TIR body (the same sums), so its pointer
 arguments stay inside the region the body's loads span.
 
@@ -25,9 +28,10 @@ every branch, so it may reach outside the parameter at a border. The copy is the
 inside (``lo`` clamped to ``[0, size - span]``): every element the tile does read lies in
 ``[0, size)`` and in ``[lo, lo + span)``, hence in the shifted window too, and the copy never
 reads past the parameter. int8 regions are copied a word at a time (one
-``intm_load_s8x4`` and four byte stores, which GCC merges into one word store), never
-through ``memcpy``: the MSP430 BSP has its own small C library, and a call would hide the
-copy from the cost model.
+``intm_load_s8x4`` and four byte stores, which GCC's store merging makes one word store:
+a ``ldr``/``str`` loop), not as a byte loop, which GCC would turn into a call of the C
+library's ``memcpy``; the cost model counts the word copy as it compiles
+(``energy.kernel_cost._word_copy``). Other dtypes are copied one element per iteration.
 
 Idempotence: the copy reads only the parameter, which the kernel never writes (a written
 parameter is refused), so it reads committed data, and it writes only volatile SRAM. A
