@@ -3,6 +3,7 @@
 Run:  .venv/bin/python bench/tuning_bench.py [--models kws,resnet8] [--trials 16]
       [--workers 2] [--settings 100uF,1mF,continuous] [--logs DIR] [--out tuning_bench.json]
       [--smallest smallest_msp430fr5994.json smallest_qemu-an386.json]
+      [--tune-on BOARD] [--no-stage]
 
 For each model and each power setting (a 100 uF and a 1 mF capacitor with the board's
 voltages and harvester, and continuous power), the tiling is tuned on ``qemu-an386`` with
@@ -20,6 +21,10 @@ completes it on (``bench/smallest_capacitor.py --json``), on the board of each f
 applied there: the settings where the intermittency overhead is largest. Beside each
 speedup under failures, the bound on any tiling's: the analytic build's latency over the
 IMO-free floor (:func:`imo_free_floor`).
+
+With ``--tune-on BOARD`` the power settings are tuned and applied on that board alone; with
+``--no-stage`` the design space leaves out the resident-operand knob (``Knobs.stage``), for
+the tuned build without it.
 
 The cost model's fidelity on the measured candidates: for each record, the analytic
 prediction of the instructions executed under the capacitor (lost work, boots and restores
@@ -43,6 +48,7 @@ from tvm_intermittent.energy.model import seconds
 from tvm_intermittent.energy.predict import predict
 from tvm_intermittent.tuning.constraints import check_candidate
 from tvm_intermittent.tuning.objective import candidate_manifest
+from tvm_intermittent.tuning import search
 from tvm_intermittent.tuning.search import Tuner
 
 TUNED_ON = "qemu-an386"
@@ -72,11 +78,13 @@ def measure(artifact, board: str, capacitor_f, inputs) -> dict:
         if capacitor_f is None:
             run = sim.run(project, inputs, timeout=3600)
             return {"instructions": run.instructions_total, "boots": 1, "imo": None,
+                    "nvm_loads": sim.measured_work(run).nvm_loads,
                     "latency_s": seconds(ti.load_board(board), sim.measured_work(run)),
                     "floor_s": None, "match": True, "outputs": run.outputs}
         schedule = sim.Capacitor(ti.load_board(board), capacitor_f=capacitor_f)
         report = sim.measure_intermittent(project, inputs, schedule, board=board, timeout=3600)
         return {"instructions": report.instructions_total, "boots": report.boots,
+                "nvm_loads": report.nvm_loads,
                 "imo": report.imo, "latency_s": report.latency_seconds,
                 "floor_s": imo_free_floor(report, schedule, ti.load_board(board)),
                 "match": bool(report.outputs_match and report.finished),
@@ -115,13 +123,15 @@ def smallest_settings(files, models) -> dict:
 
 
 def bench_model(name: str, trials: int, workers: int, root: Path, settings,
-                extra=()) -> list[dict]:
+                extra=(), tune_on: str | None = None) -> list[dict]:
     path = zoo.get(name).path
     inputs = [zoo.sample_inputs(name, count=1)[0][0]]
     rows = []
-    chosen = [(label, c, TUNED_ON, BOARDS) for label, c in SETTINGS if label in settings]
+    on, boards_of = (tune_on, (tune_on,)) if tune_on else (TUNED_ON, BOARDS)
+    chosen = [(label, c, on, boards_of) for label, c in SETTINGS if label in settings]
     for label, capacitor_f, tuned_on, boards in [*chosen, *extra]:
-        key = label if (label, capacitor_f) in SETTINGS else f"{label.split()[0]}-{tuned_on}"
+        key = label if (label, capacitor_f) in SETTINGS and not tune_on else \
+            f"{label.split()[0]}-{tuned_on}"
         log = root / f"{name}-{key}"
         started = time.perf_counter()
         tuner = Tuner(path, board=tuned_on, log=log, inputs=inputs, workers=workers,
@@ -146,7 +156,7 @@ def bench_model(name: str, trials: int, workers: int, root: Path, settings,
             row = {"model": name, "power": label, "board": board, "trials": result.trials,
                    "tuned_on": tuned_on,
                    "tuning_minutes": round(minutes, 2) if board == tuned_on else 0.0,
-                   "tuned_operators": sorted(info["tuned"]),
+                   "tuned_operators": sorted(info["tuned"]), "tuned_records": info["tuned"],
                    "ranked_by": sorted({v["ranked_by"] for v in info["tuned"].values()}),
                    "analytic": a, "tuned": t, "speedup": a["latency_s"] / t["latency_s"],
                    "bound": (a["latency_s"] / a["floor_s"]) if a["floor_s"] else None,
@@ -209,6 +219,12 @@ def main(argv=None) -> int:
                         help="also tune each model at the smallest capacitor the analytic "
                              "rule completes it on, on each board of these "
                              "bench/smallest_capacitor.py --json files")
+    parser.add_argument("--tune-on", metavar="BOARD",
+                        help=f"tune and apply the --settings on BOARD alone (default: tune on "
+                             f"{TUNED_ON}, apply on {', '.join(BOARDS)})")
+    parser.add_argument("--no-stage", action="store_true",
+                        help="leave the resident-operand knob (Knobs.stage) out of the design "
+                             "space")
     parser.add_argument("--bound-only", metavar="BOARD",
                         help="no tuning: the analytic build's latency, IMO-free floor and "
                              "bound on BOARD at each capacitor setting")
@@ -217,13 +233,16 @@ def main(argv=None) -> int:
     if args.bound_only:
         return bounds(models, args.bound_only, args.settings.split(","))
     extra = smallest_settings(args.smallest, models)
+    if args.no_stage:
+        everything = search.candidates
+        search.candidates = lambda task: [k for k in everything(task) if not k.stage]
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(args.logs or tmp)
         root.mkdir(parents=True, exist_ok=True)
         rows = []
         for name in models:
             rows += bench_model(name, args.trials, args.workers, root, args.settings.split(","),
-                                extra.get(name, ()))
+                                extra.get(name, ()), args.tune_on)
     Path(args.out).write_text(json.dumps(rows, indent=2) + "\n")
     print(markdown(rows))
     errors = [r["fidelity_median"] for r in rows if r["fidelity_median"] is not None]

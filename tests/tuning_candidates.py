@@ -38,7 +38,8 @@ def prepare(model, board: str, power_env: str):
 
 
 def valid_knobs(model_tasks, task, board, env) -> list:
-    """Every candidate of ``task``'s design space that passes the hard constraints."""
+    """Every candidate of ``task``'s design space that passes the hard constraints, its
+    operands unstaged (``Knobs.stage``: the set these tests were measured on)."""
     # pylint: disable=import-outside-toplevel
     from tvm_intermittent.tuning.constraints import check_candidate
     from tvm_intermittent.tuning.knobs import CandidateError
@@ -46,6 +47,8 @@ def valid_knobs(model_tasks, task, board, env) -> list:
 
     out = []
     for knobs in candidates(task):
+        if knobs.stage:
+            continue
         try:
             check_candidate(task, knobs, board, env,
                             static_scratch=model_tasks.static_scratch)

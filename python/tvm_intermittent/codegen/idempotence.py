@@ -353,6 +353,8 @@ class _ReadWalker:
             if kind == "BufferStore":
                 if stmt.buffer in self.tracked_buffers:
                     exprs.append(stmt.indices[0])
+                    # The element written is known only where the loops it names are.
+                    _free_vars(stmt.indices[0], lets, used)
                 exprs.append(stmt.value)
             elif kind in ("Bind", "Evaluate"):
                 exprs.append(stmt.value)

@@ -318,7 +318,15 @@ class _Counter:
             inner = _Domain(domain.loops + ((node.loop_var, int(node.min), extent),),
                             domain.guards, domain.binds)
             self.nest_depth = max(self.nest_depth, len(inner.loops))
-            self._block(node.body, inner)
+            if _word_copy(node):
+                # A staged operand's copy (tuning.staging): one word loaded, its four bytes
+                # stored, which GCC's store merging makes one word store.
+                self._block(node.body.seq[0], inner)
+                store = node.body.seq[1]
+                place, _ = self.places.get(store.buffer, (SRAM, 1))
+                self.counts[f"store_{self._reg(place)}"] += inner.trips() * self.fraction(inner)
+            else:
+                self._block(node.body, inner)
             self._copy_loop(node, runs, domain.binds, not domain.loops)
         elif kind == "IfThenElse":
             runs = domain.trips() * self.fraction(domain)
@@ -850,6 +858,29 @@ def _next_element(previous, indices, binds) -> bool:
     if any(s is None for s in steps):
         return False
     return all(not s.any() for s in steps[:-1]) and bool(np.all(steps[-1] == 1))
+
+
+def _word_copy(loop) -> bool:
+    """Whether ``loop``'s body is ``v = intm_load_s8x4(...)`` and the four bytes of ``v``
+    stored into one int8 scratch buffer (``(int8)v``, ``(int8)(v >> 8)``, ...)."""
+    body = loop.body
+    if type(body).__name__ != "SeqStmt" or len(body.seq) != 5:
+        return False
+    bind, stores = body.seq[0], body.seq[1:]
+    if type(bind).__name__ != "Bind" or type(bind.value).__name__ != "Call" or \
+            str(bind.value.op.name) != "tirx.call_pure_extern" or \
+            str(bind.value.args[0].value) not in _WORD_LOADS:
+        return False
+    for k, store in enumerate(stores):
+        if type(store).__name__ != "BufferStore" or not store.buffer.same_as(stores[0].buffer) \
+                or str(store.buffer.ty.dtype) != "int8":
+            return False
+        value = store.value.value if type(store.value).__name__ == "Cast" else None
+        if k and type(value).__name__ == "RShift":
+            value = value.a
+        if value is None or not value.same_as(bind.var):
+            return False
+    return True
 
 
 def _unit_stride(indices, var, binds) -> bool:

@@ -13,7 +13,8 @@ on the board a log is applied to is skipped with that reason (:mod:`.apply`):
   the same ISA (the same instructions and NVM accesses), by the measured work too, whichever
   is larger;
 * **SRAM**: the firmware's stack reserve, runtime variables and the kernels' scratch fit the
-  board's SRAM (``builder._check_memory``'s accounting).
+  board's SRAM (``builder._check_memory``'s accounting), a staged operand's buffer
+  (:mod:`.staging`) included.
 
 The tuner may use more of a charge than the analytic rule (margin 0.5): its candidates are
 measured under the environment, where a batch that does not fit never commits and the
@@ -30,6 +31,7 @@ from ..codegen.tiling import TilePlan, TilingPolicy, _sizing, commit_limit
 from ..energy.costs import tile_work
 from ..energy.model import Work
 from .knobs import CandidateError, Knobs, plan_of, tiled_func
+from .staging import staged_bytes
 
 #: Share of the power cycle left after boot, restore and commit that a tuned batch may use.
 TUNING_MARGIN = 0.8
@@ -48,7 +50,7 @@ class Candidate:
     batch_limit: int | None
 
 
-#: ``(workload hash, depth, split, chunks) -> problem or ""``: the check reads the kernel's
+#: ``(workload hash, depth, split, chunks, stage) -> problem or ""``: the check reads the kernel's
 #: TIR and the plan's depth and chunks only (not its batch, not the board), and takes
 #: seconds on large kernels.
 _IDEMPOTENCE: dict = {}
@@ -57,7 +59,7 @@ _IDEMPOTENCE: dict = {}
 def _idempotence_problem(task, knobs: Knobs, func, plan: TilePlan) -> str:
     from .log import workload_key  # pylint: disable=import-outside-toplevel
 
-    key = (workload_key(task.mod), knobs.depth, knobs.split, knobs.chunks)
+    key = (workload_key(task.mod), knobs.depth, knobs.split, knobs.chunks, knobs.stage)
     if key not in _IDEMPOTENCE:
         try:
             check_idempotence(func, task.kernel, plan)
@@ -111,11 +113,13 @@ def check_candidate(task, knobs: Knobs, board, env, *, static_scratch: int = 0,
     if problem:
         raise CandidateError(f"operator {task.kernel}: {knobs.describe()} is not idempotent: "
                              f"{problem}")
+    staged, staged_static = staged_bytes(func)
     need = STACK_RESERVE_BYTES + RUNTIME_SRAM_BYTES + static_scratch + stack_scratch_bytes(
-        func, task.kernel)
+        func, task.kernel) + staged_static
     if need > board.sram_bytes:
+        copy = f" ({staged:,} of them its staged operand's copy)" if staged else ""
         raise CandidateError(f"operator {task.kernel}: {knobs.describe()} needs {need:,} bytes "
-                             f"of SRAM, board {board.name} has {board.sram_bytes:,}")
+                             f"of SRAM{copy}, board {board.name} has {board.sram_bytes:,}")
     budget = env.tile_budget(board)
     sizing = _sizing(budget, board, TilingPolicy(margin=TUNING_MARGIN))
     batch = sizing.cost(tile * plan.tiles_per_commit)

@@ -29,10 +29,11 @@ def _tiled_features(knobs: Knobs, task) -> Features:
 
 def features_of(task, knobs: Knobs) -> Features:
     """Executed counts of ``task``'s kernel as ``knobs`` cut it (a split adds a loop and a
-    bind; without one, the kernel's own), computed once per kernel and split."""
-    if not knobs.split:
+    bind, a staged operand its copy; without them, the kernel's own), computed once per
+    kernel, split and staged operand."""
+    if not knobs.split and not knobs.stage:
         return task.features
-    return _tiled_features(Knobs(knobs.depth, knobs.split), task)
+    return _tiled_features(Knobs(knobs.depth, knobs.split, stage=knobs.stage), task)
 
 
 def _tile_instructions(task, knobs: Knobs, func, plan) -> int:

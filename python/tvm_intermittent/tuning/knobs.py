@@ -20,6 +20,10 @@ is all it takes to recover the candidate. The knobs are:
     Chunks each output element's reduction is cut into (1: not split); only for a tile of
     one element (``d`` = every loop) whose reduction the tiler can split, and then every
     chunk commits (``b`` = 1), see :func:`..codegen.tiling._split_reduction`.
+``stage`` (s)
+    0, or ``k``: each tile first copies its region of the ``k``-th parameter of
+    :func:`.staging.stageable_parameters` into SRAM and reads the copy
+    (:func:`.staging.stage_operand`); not with a split reduction.
 
 :func:`plan_of` turns knobs into the :class:`~..codegen.tiling.TilePlan` of the (rewritten)
 kernel with its predicted cost and refuses (:class:`CandidateError`) knobs that do not name
@@ -42,8 +46,9 @@ DEPTH_KEY = "intermittent.tile_depth"
 SPLIT_KEY = "intermittent.tile_split"
 BATCH_KEY = "intermittent.tiles_per_commit"
 CHUNKS_KEY = "intermittent.reduction_chunks"
+STAGE_KEY = "intermittent.stage"
 KNOB_KEYS = {"depth": DEPTH_KEY, "split": SPLIT_KEY, "tiles_per_commit": BATCH_KEY,
-             "chunks": CHUNKS_KEY}
+             "chunks": CHUNKS_KEY, "stage": STAGE_KEY}
 
 
 class CandidateError(ModelError):
@@ -65,12 +70,16 @@ class Knobs:
         Tiles of one commit batch.
     chunks : int
         Chunks of each element's reduction (1: not split).
+    stage : int
+        0, or 1 + the index of the staged parameter in
+        :func:`.staging.stageable_parameters`.
     """
 
     depth: int
     split: int = 0
     tiles_per_commit: int = 1
     chunks: int = 1
+    stage: int = 0
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -79,7 +88,7 @@ class Knobs:
     def from_dict(cls, data: dict) -> "Knobs":
         try:
             return cls(**{k: int(data[k]) for k in ("depth", "split", "tiles_per_commit",
-                                                    "chunks") if k in data})
+                                                    "chunks", "stage") if k in data})
         except (TypeError, ValueError) as err:
             raise CandidateError(f"knobs {data!r} are not whole numbers: {err}") from err
 
@@ -95,6 +104,8 @@ class Knobs:
         if self.chunks > 1:
             parts.append(f"reduction in {self.chunks} chunks")
         parts.append(f"{self.tiles_per_commit} tiles per commit")
+        if self.stage:
+            parts.append(f"operand {self.stage} staged in SRAM")
         return ", ".join(parts)
 
 
@@ -199,8 +210,20 @@ def _replace(stmt, old, new):
 
 def tiled_func(func: tirx.PrimFunc, knobs: Knobs) -> tirx.PrimFunc:
     """The kernel the knobs' plan applies to: ``func``, with its loop ``depth`` split when
-    ``knobs.split`` says so."""
-    return split_loop(func, knobs.depth, knobs.split) if knobs.split else func
+    ``knobs.split`` says so, and an operand staged when ``knobs.stage`` does."""
+    func = split_loop(func, knobs.depth, knobs.split) if knobs.split else func
+    return _staged(func, knobs) if knobs.stage else func
+
+
+def _staged(func: tirx.PrimFunc, knobs: Knobs) -> tirx.PrimFunc:
+    from . import staging  # pylint: disable=import-outside-toplevel
+
+    names = staging.stageable_parameters(func)
+    if not 0 < knobs.stage <= len(names) or knobs.chunks > 1:
+        raise CandidateError(f"stage {knobs.stage} names no operand to stage (the kernel's "
+                             f"stageable parameters: {names}; none with a split reduction)")
+    return staging.stage_operand(func, knobs.depth + (1 if knobs.split else 0),
+                                 names[knobs.stage - 1])
 
 
 def plan_of(knobs: Knobs, func: tirx.PrimFunc, kernel: str, *, usable: int | None = None,
@@ -270,7 +293,7 @@ def plan_of(knobs: Knobs, func: tirx.PrimFunc, kernel: str, *, usable: int | Non
     tiled = tiled_func(func, knobs)
     if tile_cost is None:
         # A split adds a loop and a bind: the counts of the kernel as lowered are not its.
-        features = None if knobs.split else features
+        features = None if knobs.split or knobs.stage else features
         work = costs.tile_work(tiled, plan, placement, features=features, kernel=kernel)
         cost = max(1, int(round(work.instructions)))
     else:

@@ -190,7 +190,8 @@ def _knobs_text(knobs: dict) -> str:
         text += f"/{knobs['split']}"
     if knobs.get("chunks", 1) > 1:
         text += f" c{knobs['chunks']}"
-    return text + f" x{knobs['tiles_per_commit']}"
+    text += f" x{knobs['tiles_per_commit']}"
+    return text + (f" s{knobs['stage']}" if knobs.get("stage") else "")
 
 
 def _task_instructions(measured: dict, indices) -> int:

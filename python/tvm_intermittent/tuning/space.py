@@ -21,8 +21,9 @@ from tvm.s_tir import meta_schedule as ms
 from tvm.ir.utils import derived_object
 
 from ..codegen.tiling import reduction_parts, loop_chain
-from .knobs import (BATCH_KEY, CHUNKS_KEY, DEPTH_KEY, SPLIT_KEY, CandidateError, Knobs,
-                    chunk_candidates, knobs_of, split_candidates)
+from .knobs import (BATCH_KEY, CHUNKS_KEY, DEPTH_KEY, SPLIT_KEY, STAGE_KEY, CandidateError,
+                    Knobs, chunk_candidates, knobs_of, split_candidates)
+from .staging import stageable_parameters
 from .workload import ROOT_BLOCK
 
 #: Most tiles per commit a candidate may take (powers of two up to it).
@@ -35,7 +36,9 @@ def knob_choices(task) -> dict[str, list[int]]:
     """The values each knob may take for ``task``: every tile depth up to its separable
     loops, every proper divisor of a separable loop's extent as a split, powers of two as
     tiles per commit up to its most tiles, and chunk counts of its reduction where the
-    tiler can split it. Not every combination is valid (:func:`candidates`)."""
+    tiler can split it, and 0 (none) or an operand to stage in SRAM
+    (:func:`.staging.stageable_parameters`). Not every combination is valid
+    (:func:`candidates`)."""
     usable, extents = task.usable, task.extents
     depths = list(range(0, usable + 1))
     splits = sorted({f for d in range(usable) for f in split_candidates(extents[d])})
@@ -50,8 +53,9 @@ def knob_choices(task) -> dict[str, list[int]]:
         chunks += found
         most *= max(found, default=1)
     batches = [1 << k for k in range(0, 13) if (1 << k) <= min(most, MAX_BATCH)]
+    stages = list(range(len(stageable_parameters(task.func)) + 1))
     return {"depth": depths, "split": [0, *splits], "tiles_per_commit": batches,
-            "chunks": chunks}
+            "chunks": chunks, "stage": stages}
 
 
 def candidates(task) -> list[Knobs]:
@@ -62,9 +66,10 @@ def candidates(task) -> list[Knobs]:
 
     choices = knob_choices(task)
     out = []
-    for depth, split, batch, chunks in itertools.product(
-            choices["depth"], choices["split"], choices["tiles_per_commit"], choices["chunks"]):
-        knobs = Knobs(depth, split, batch, chunks)
+    for depth, split, batch, chunks, stage in itertools.product(
+            choices["depth"], choices["split"], choices["tiles_per_commit"], choices["chunks"],
+            choices["stage"]):
+        knobs = Knobs(depth, split, batch, chunks, stage)
         try:
             plan_of(knobs, task.func, task.kernel, usable=task.usable, tile_cost=_no_cost)
         except CandidateError:
@@ -80,8 +85,11 @@ def _no_cost(func, plan) -> int:  # validity only: no cost needed
 def _annotate(sch: s_tir.Schedule, choices: dict, knobs: Knobs | None) -> None:
     root = sch.get_sblock(ROOT_BLOCK)
     for name, key in (("depth", DEPTH_KEY), ("split", SPLIT_KEY),
-                      ("tiles_per_commit", BATCH_KEY), ("chunks", CHUNKS_KEY)):
+                      ("tiles_per_commit", BATCH_KEY), ("chunks", CHUNKS_KEY),
+                      ("stage", STAGE_KEY)):
         values = choices[name]
+        if name == "stage" and len(values) == 1:
+            continue  # nothing to stage: the trace stays as it was before the knob
         decision = None if knobs is None else values.index(getattr(knobs, name))
         value = sch.sample_categorical(values, [1.0 / len(values)] * len(values), decision)
         sch.annotate(root, key, value)

@@ -252,8 +252,9 @@ def smallest_tiles(prepared) -> tuple[dict, dict]:
                           [int(loop.extent) for loop in chain])
         valid, least = [], None
         for knobs in candidates(task):
-            if knobs.split:
-                continue  # a split tile is several iterations of a loop: never the smallest
+            if knobs.split or knobs.stage:
+                continue  # a split tile is several iterations of a loop: never the smallest;
+                # a staged one is the same tile with a copy added
             try:
                 valid.append(check_candidate(task, knobs, prepared.board, env))
             except CandidateError as err:
