@@ -3,6 +3,7 @@
 Run:  .venv/bin/python bench/tuning_bench.py [--models kws,resnet8] [--trials 16]
       [--workers 2] [--settings 100uF,1mF,continuous] [--logs DIR] [--out tuning_bench.json]
       [--smallest smallest_msp430fr5994.json smallest_qemu-an386.json]
+      [--loop-knobs on|off|both]
 
 For each model and each power setting (a 100 uF and a 1 mF capacitor with the board's
 voltages and harvester, and continuous power), the tiling is tuned on ``qemu-an386`` with
@@ -20,6 +21,10 @@ completes it on (``bench/smallest_capacitor.py --json``), on the board of each f
 applied there: the settings where the intermittency overhead is largest. Beside each
 speedup under failures, the bound on any tiling's: the analytic build's latency over the
 IMO-free floor (:func:`imo_free_floor`).
+
+With ``--loop-knobs both``, each setting is tuned twice, with the loop order and unroll
+knobs in the design space and without them (``tuning.space.LOOP_KNOBS``), one log each, and
+both tuned builds are measured against the same analytic build.
 
 The cost model's fidelity on the measured candidates: for each record, the analytic
 prediction of the instructions executed under the capacitor (lost work, boots and restores
@@ -43,6 +48,7 @@ from tvm_intermittent.energy.model import seconds
 from tvm_intermittent.energy.predict import predict
 from tvm_intermittent.tuning.constraints import check_candidate
 from tvm_intermittent.tuning.objective import candidate_manifest
+from tvm_intermittent.tuning import space
 from tvm_intermittent.tuning.search import Tuner
 
 TUNED_ON = "qemu-an386"
@@ -115,14 +121,17 @@ def smallest_settings(files, models) -> dict:
 
 
 def bench_model(name: str, trials: int, workers: int, root: Path, settings,
-                extra=()) -> list[dict]:
+                extra=(), variants=(True,)) -> list[dict]:
     path = zoo.get(name).path
     inputs = [zoo.sample_inputs(name, count=1)[0][0]]
     rows = []
     chosen = [(label, c, TUNED_ON, BOARDS) for label, c in SETTINGS if label in settings]
-    for label, capacitor_f, tuned_on, boards in [*chosen, *extra]:
+    for (label, capacitor_f, tuned_on, boards), loops in [
+            (s, v) for s in [*chosen, *extra] for v in variants]:
         key = label if (label, capacitor_f) in SETTINGS else f"{label.split()[0]}-{tuned_on}"
-        log = root / f"{name}-{key}"
+        log = root / (f"{name}-{key}" + ("" if variants == (True,) else
+                                         "-loops" if loops else "-noloops"))
+        space.LOOP_KNOBS = loops
         started = time.perf_counter()
         tuner = Tuner(path, board=tuned_on, log=log, inputs=inputs, workers=workers,
                       cost_model="analytic",
@@ -144,6 +153,8 @@ def bench_model(name: str, trials: int, workers: int, root: Path, settings,
                                                               t.pop("outputs")))
             info = tuned.manifest()["tuning"]
             row = {"model": name, "power": label, "board": board, "trials": result.trials,
+                   "loop_knobs": loops,
+                   "tuned_knobs": {k: v["knobs"] for k, v in info["tuned"].items()},
                    "tuned_on": tuned_on,
                    "tuning_minutes": round(minutes, 2) if board == tuned_on else 0.0,
                    "tuned_operators": sorted(info["tuned"]),
@@ -159,14 +170,16 @@ def bench_model(name: str, trials: int, workers: int, root: Path, settings,
 
 
 def markdown(rows: list[dict]) -> str:
-    head = ("| model | power | board | trials | tuning min | instructions analytic -> tuned | "
-            "boots | IMO | latency s analytic -> tuned | speedup | bound | outputs |")
-    lines = [head, "|" + "---|" * 12]
+    head = ("| model | power | board | loop knobs | trials | tuning min | instructions "
+            "analytic -> tuned | boots | IMO | latency s analytic -> tuned | speedup | bound | "
+            "outputs |")
+    lines = [head, "|" + "---|" * 13]
     for r in rows:
         a, t = r["analytic"], r["tuned"]
         imo = ("-" if a["imo"] is None else f"{a['imo']:.3f} -> {t['imo']:.3f}")
         lines.append(
-            f"| {r['model']} | {r['power']} | {r['board']} | {r['trials']} | "
+            f"| {r['model']} | {r['power']} | {r['board']} | "
+            f"{'yes' if r.get('loop_knobs', True) else 'no'} | {r['trials']} | "
             f"{r['tuning_minutes']:.1f} | {a['instructions']:,} -> {t['instructions']:,} | "
             f"{a['boots']} -> {t['boots']} | {imo} | {a['latency_s']:.4g} -> "
             f"{t['latency_s']:.4g} | {r['speedup']:.3f}x | {_bound(r)} | "
@@ -209,6 +222,9 @@ def main(argv=None) -> int:
                         help="also tune each model at the smallest capacitor the analytic "
                              "rule completes it on, on each board of these "
                              "bench/smallest_capacitor.py --json files")
+    parser.add_argument("--loop-knobs", choices=("on", "off", "both"), default="on",
+                        help="search the loop order and unroll knobs (on), not (off), or "
+                             "tune each setting both ways (both)")
     parser.add_argument("--bound-only", metavar="BOARD",
                         help="no tuning: the analytic build's latency, IMO-free floor and "
                              "bound on BOARD at each capacitor setting")
@@ -223,7 +239,8 @@ def main(argv=None) -> int:
         rows = []
         for name in models:
             rows += bench_model(name, args.trials, args.workers, root, args.settings.split(","),
-                                extra.get(name, ()))
+                                extra.get(name, ()), {"on": (True,), "off": (False,),
+                                                      "both": (True, False)}[args.loop_knobs])
     Path(args.out).write_text(json.dumps(rows, indent=2) + "\n")
     print(markdown(rows))
     errors = [r["fidelity_median"] for r in rows if r["fidelity_median"] is not None]

@@ -29,10 +29,12 @@ def _tiled_features(knobs: Knobs, task) -> Features:
 
 def features_of(task, knobs: Knobs) -> Features:
     """Executed counts of ``task``'s kernel as ``knobs`` cut it (a split adds a loop and a
-    bind; without one, the kernel's own), computed once per kernel and split."""
-    if not knobs.split:
+    bind, a loop order or an unroll changes the loops; without any, the kernel's own),
+    computed once per kernel and rewrite."""
+    if not knobs.split and not knobs.order and knobs.unroll == 1:
         return task.features
-    return _tiled_features(Knobs(knobs.depth, knobs.split), task)
+    return _tiled_features(Knobs(knobs.depth, knobs.split, order=knobs.order,
+                                 unroll=knobs.unroll), task)
 
 
 def _tile_instructions(task, knobs: Knobs, func, plan) -> int:

@@ -20,6 +20,12 @@ is all it takes to recover the candidate. The knobs are:
     Chunks each output element's reduction is cut into (1: not split); only for a tile of
     one element (``d`` = every loop) whose reduction the tiler can split, and then every
     chunk commits (``b`` = 1), see :func:`..codegen.tiling._split_reduction`.
+``order`` (o)
+    0, or which two perfectly nested loops inside the tile are swapped (1: the two
+    outermost), see :func:`.loop_rewrites.interchange`.
+``unroll`` (u)
+    1, or the factor the innermost loop inside the tile is unrolled by (its extent:
+    fully), see :func:`.loop_rewrites.unroll_loop`.
 
 :func:`plan_of` turns knobs into the :class:`~..codegen.tiling.TilePlan` of the (rewritten)
 kernel with its predicted cost and refuses (:class:`CandidateError`) knobs that do not name
@@ -42,8 +48,10 @@ DEPTH_KEY = "intermittent.tile_depth"
 SPLIT_KEY = "intermittent.tile_split"
 BATCH_KEY = "intermittent.tiles_per_commit"
 CHUNKS_KEY = "intermittent.reduction_chunks"
+ORDER_KEY = "intermittent.loop_order"
+UNROLL_KEY = "intermittent.unroll"
 KNOB_KEYS = {"depth": DEPTH_KEY, "split": SPLIT_KEY, "tiles_per_commit": BATCH_KEY,
-             "chunks": CHUNKS_KEY}
+             "chunks": CHUNKS_KEY, "order": ORDER_KEY, "unroll": UNROLL_KEY}
 
 
 class CandidateError(ModelError):
@@ -65,12 +73,18 @@ class Knobs:
         Tiles of one commit batch.
     chunks : int
         Chunks of each element's reduction (1: not split).
+    order : int
+        Loop pair swapped inside the tile (0: the order as built).
+    unroll : int
+        Unroll factor of the innermost loop inside the tile (1: not unrolled).
     """
 
     depth: int
     split: int = 0
     tiles_per_commit: int = 1
     chunks: int = 1
+    order: int = 0
+    unroll: int = 1
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -79,7 +93,7 @@ class Knobs:
     def from_dict(cls, data: dict) -> "Knobs":
         try:
             return cls(**{k: int(data[k]) for k in ("depth", "split", "tiles_per_commit",
-                                                    "chunks") if k in data})
+                                                    "chunks", "order", "unroll") if k in data})
         except (TypeError, ValueError) as err:
             raise CandidateError(f"knobs {data!r} are not whole numbers: {err}") from err
 
@@ -94,6 +108,10 @@ class Knobs:
             parts.append(f"{self.split} iterations of the next")
         if self.chunks > 1:
             parts.append(f"reduction in {self.chunks} chunks")
+        if self.order:
+            parts.append(f"loop pair {self.order} inside the tile swapped")
+        if self.unroll > 1:
+            parts.append(f"innermost loop unrolled by {self.unroll}")
         parts.append(f"{self.tiles_per_commit} tiles per commit")
         return ", ".join(parts)
 
@@ -199,8 +217,12 @@ def _replace(stmt, old, new):
 
 def tiled_func(func: tirx.PrimFunc, knobs: Knobs) -> tirx.PrimFunc:
     """The kernel the knobs' plan applies to: ``func``, with its loop ``depth`` split when
-    ``knobs.split`` says so."""
-    return split_loop(func, knobs.depth, knobs.split) if knobs.split else func
+    ``knobs.split`` says so, then its loops inside the tile reordered and unrolled
+    (:func:`.loop_rewrites.rewrite`)."""
+    from .loop_rewrites import rewrite  # pylint: disable=import-outside-toplevel
+
+    split = split_loop(func, knobs.depth, knobs.split) if knobs.split else func
+    return rewrite(split, knobs.depth + bool(knobs.split), knobs.order, knobs.unroll)
 
 
 def plan_of(knobs: Knobs, func: tirx.PrimFunc, kernel: str, *, usable: int | None = None,
@@ -269,8 +291,8 @@ def plan_of(knobs: Knobs, func: tirx.PrimFunc, kernel: str, *, usable: int | Non
     plan = TilePlan(depth, extent, 0, knobs.tiles_per_commit, chunks, chunk_size)
     tiled = tiled_func(func, knobs)
     if tile_cost is None:
-        # A split adds a loop and a bind: the counts of the kernel as lowered are not its.
-        features = None if knobs.split else features
+        # A rewrite (a split adds a loop and a bind): the kernel as lowered counts otherwise.
+        features = None if tiled is not func else features
         work = costs.tile_work(tiled, plan, placement, features=features, kernel=kernel)
         cost = max(1, int(round(work.instructions)))
     else:
