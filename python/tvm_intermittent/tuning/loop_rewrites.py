@@ -16,8 +16,8 @@ scratch buffer declared outside the pair is written at the top of an iteration b
 is read (so no iteration carries a value into the next). Then every iteration computes
 what it computed before, and only their order differs.
 
-:func:`unroll_loop` unrolls the innermost loop of the tile body explicitly, as
-MetaSchedule's ``meta_schedule.unroll_explicit`` does: the loop is split into an outer loop
+:func:`unroll_loop` unrolls the innermost loops of the tile body explicitly, as
+MetaSchedule's ``meta_schedule.unroll_explicit`` does: each loop is split into an outer loop
 and an inner one of ``factor`` iterations (or, when ``factor`` is the whole extent, just
 the inner one), the inner one is marked ``ForKind.UNROLLED`` and TVM's own ``UnrollLoop``
 pass copies its body, substituting ``min + i`` for the loop variable in copy ``i``; the
@@ -52,21 +52,31 @@ def _name(func: tirx.PrimFunc) -> str:
 
 
 def _rebuild(stmt, old, new):
-    """``stmt`` with the statement ``old`` (anywhere below it) replaced by ``new``."""
+    """``stmt`` with the statement ``old`` (anywhere below it) replaced by ``new``; the
+    statements off the path to ``old`` stay the same objects."""
     if stmt.same_as(old):
         return new
     kind = type(stmt).__name__
     if kind == "SeqStmt":
-        return tirx.SeqStmt([_rebuild(s, old, new) for s in stmt.seq])
+        items = [_rebuild(s, old, new) for s in stmt.seq]
+        if all(a.same_as(b) for a, b in zip(items, stmt.seq)):
+            return stmt
+        return tirx.SeqStmt(items)
     if kind == "For":
-        return tirx.For(stmt.loop_var, stmt.min, stmt.extent, stmt.kind,
-                        _rebuild(stmt.body, old, new), stmt.thread_binding, stmt.annotations)
+        body = _rebuild(stmt.body, old, new)
+        return stmt if body.same_as(stmt.body) else tirx.For(
+            stmt.loop_var, stmt.min, stmt.extent, stmt.kind, body, stmt.thread_binding,
+            stmt.annotations)
     if kind == "IfThenElse":
+        then = _rebuild(stmt.then_case, old, new)
         other = None if stmt.else_case is None else _rebuild(stmt.else_case, old, new)
-        return tirx.IfThenElse(stmt.condition, _rebuild(stmt.then_case, old, new), other)
+        if then.same_as(stmt.then_case) and (other is None or other.same_as(stmt.else_case)):
+            return stmt
+        return tirx.IfThenElse(stmt.condition, then, other)
     if kind == "AttrStmt":
-        return tirx.AttrStmt(stmt.node, stmt.attr_key, stmt.value,
-                             _rebuild(stmt.body, old, new))
+        body = _rebuild(stmt.body, old, new)
+        return stmt if body.same_as(stmt.body) else tirx.AttrStmt(
+            stmt.node, stmt.attr_key, stmt.value, body)
     return stmt
 
 
@@ -78,15 +88,15 @@ def _tile_body(func: tirx.PrimFunc, depth: int):
     return chain[depth - 1].body if depth else _strip_decls(func.body)
 
 
-def innermost_loop(func: tirx.PrimFunc, depth: int):
-    """The loop :func:`unroll_loop` unrolls inside a tile of ``depth`` fused loops, or None:
-    of the loops of constant extent that hold no other loop, the one on the main path (not
-    under an ``else``: the kernels' ``else`` branches are the padded border pixels) that
-    runs the most iterations per tile (the first such in program order)."""
-    best, best_key = None, None
+def innermost_loops(func: tirx.PrimFunc, depth: int) -> list:
+    """The loops :func:`unroll_loop` unrolls inside a tile of ``depth`` fused loops (maybe
+    none): of the loops of constant extent that hold no other loop, those on the main path
+    (not under an ``else``: the kernels' ``else`` branches are the padded border pixels)
+    that run the most iterations per tile, with the first one's extent (several: the two
+    output halves of a pixel pair each have one)."""
+    found = []
 
     def walk(stmt, trips, border):
-        nonlocal best, best_key
         kind = type(stmt).__name__
         if kind == "SeqStmt":
             for child in stmt.seq:
@@ -101,9 +111,8 @@ def innermost_loop(func: tirx.PrimFunc, depth: int):
                 return
             runs = trips * int(stmt.extent)
             inner = [n for n in _c_statements(stmt.body) if type(n).__name__ == "For"]
-            key = (not border, runs)
-            if not inner and (best_key is None or key > best_key):
-                best, best_key = stmt, key
+            if not inner:
+                found.append(((not border, runs), stmt))
             walk(stmt.body, runs, border)
             return
         if kind == "IfThenElse":
@@ -116,7 +125,12 @@ def innermost_loop(func: tirx.PrimFunc, depth: int):
             walk(body, trips, border)
 
     walk(_tile_body(func, depth), 1, False)
-    return best
+    if not found:
+        return []
+    best = max(key for key, _ in found)
+    first = next(loop for key, loop in found if key == best)
+    return [loop for key, loop in found
+            if key == best and int(loop.extent) == int(first.extent)]
 
 
 def _c_statements(node):
@@ -136,13 +150,13 @@ def _c_statements(node):
 
 
 def unroll_choices(func: tirx.PrimFunc) -> list[int]:
-    """Unroll factors worth trying on ``func``'s innermost loop (of the whole kernel): 1,
-    the :data:`PARTIAL_FACTORS` that divide its extent, and the extent itself when at most
+    """Unroll factors worth trying on ``func``'s innermost loops (of the whole kernel): 1,
+    the :data:`PARTIAL_FACTORS` that divide their extent, and the extent itself when at most
     :data:`FULL_UNROLL_MAX`."""
-    loop = innermost_loop(func, 0)
-    if loop is None:
+    loops = innermost_loops(func, 0)
+    if not loops:
         return [1]
-    extent = int(loop.extent)
+    extent = int(loops[0].extent)
     out = [1] + [f for f in PARTIAL_FACTORS if f < extent and extent % f == 0]
     if 2 <= extent <= FULL_UNROLL_MAX:
         out.append(extent)
@@ -150,8 +164,8 @@ def unroll_choices(func: tirx.PrimFunc) -> list[int]:
 
 
 def unroll_loop(func: tirx.PrimFunc, depth: int, factor: int) -> tirx.PrimFunc:
-    """``func`` with the innermost loop of its tile body (:func:`innermost_loop`) unrolled
-    by ``factor`` (its extent: fully).
+    """``func`` with the innermost loops of its tile body (:func:`innermost_loops`) unrolled
+    by ``factor`` (their extent: fully).
 
     Parameters
     ----------
@@ -169,34 +183,48 @@ def unroll_loop(func: tirx.PrimFunc, depth: int, factor: int) -> tirx.PrimFunc:
     """
     if factor == 1:
         return func
-    loop = innermost_loop(func, depth)
-    if loop is None:
+    loops = innermost_loops(func, depth)
+    if not loops:
         raise CandidateError(f"operator {_name(func)}: unroll {factor}: a tile of {depth} "
                              "fused loops holds no loop to unroll")
-    var, extent = loop.loop_var, int(loop.extent)
+    var, extent = loops[0].loop_var, int(loops[0].extent)
     if factor < 1 or extent % factor:
         raise CandidateError(f"operator {_name(func)}: unroll factor {factor} does not "
                              f"divide loop {var.name}'s {extent} iterations")
-    if any(type(n).__name__ in ("AllocBuffer", "DeclBuffer") for n in statements(loop.body)):
-        raise CandidateError(f"operator {_name(func)}: loop {var.name} declares a buffer "
-                             "in its body; its copies would share it")
-    dtype = str(var.ty.dtype)
-    # UnrollLoop substitutes ``min + i`` for the variable in copy i: with the inner loop
-    # starting at ``outer * factor`` the copies compute iterations outer * factor + i.
-    if factor == extent:
-        new = tirx.For(var, loop.min, loop.extent, tirx.ForKind.UNROLLED, loop.body)
-    else:
-        outer = tirx.Var(f"{var.name}_o", dtype)
-        start = loop.min + outer * tirx.const(factor, dtype) if int(loop.min) else \
-            outer * tirx.const(factor, dtype)
-        new = tirx.For(outer, tirx.const(0, dtype), tirx.const(extent // factor, dtype),
-                       loop.kind, tirx.For(var, start, tirx.const(factor, dtype),
-                                           tirx.ForKind.UNROLLED, loop.body))
-    mod = tvm.IRModule({"main": func.with_body(_rebuild(func.body, loop, new))})
+    body = func.body
+    for loop in loops:
+        if any(type(n).__name__ in ("AllocBuffer", "DeclBuffer")
+               for n in statements(loop.body)):
+            raise CandidateError(f"operator {_name(func)}: loop {loop.loop_var.name} "
+                                 "declares a buffer in its body; its copies would share it")
+        rebuilt = _rebuild(body, loop, _unrolled(loop, factor))
+        if rebuilt.same_as(body):  # under a statement _rebuild does not enter
+            raise CandidateError(f"operator {_name(func)}: loop {loop.loop_var.name} sits "
+                                 "where the unroll rewrite cannot reach it")
+        body = rebuilt
+    mod = tvm.IRModule({"main": func.with_body(body)})
     # Only loops marked UNROLLED are touched: the automatic unrolling is off (max step 0).
     with tvm.transform.PassContext(config={"tirx.UnrollLoop": {
             "auto_max_step": 0, "explicit_unroll": True}}):
         return tirx.transform.UnrollLoop()(mod)["main"]
+
+
+def _unrolled(loop, factor: int):
+    """``loop`` as an outer loop over an inner one of ``factor`` iterations marked
+    UNROLLED (only the inner one when ``factor`` is the whole extent)."""
+    var, extent = loop.loop_var, int(loop.extent)
+    dtype = str(var.ty.dtype)
+    # UnrollLoop substitutes ``min + i`` for the variable in copy i: with the inner loop
+    # starting at ``outer * factor`` the copies compute iterations outer * factor + i.
+    if factor == extent:
+        return tirx.For(var, loop.min, loop.extent, tirx.ForKind.UNROLLED, loop.body)
+    outer = tirx.Var(f"{var.name}_o", dtype)
+    start = outer * tirx.const(factor, dtype)
+    if int(loop.min):
+        start = loop.min + start
+    return tirx.For(outer, tirx.const(0, dtype), tirx.const(extent // factor, dtype),
+                    loop.kind, tirx.For(var, start, tirx.const(factor, dtype),
+                                        tirx.ForKind.UNROLLED, loop.body))
 
 
 def interchange(func: tirx.PrimFunc, depth: int, order: int) -> tirx.PrimFunc:
@@ -234,7 +262,11 @@ def interchange(func: tirx.PrimFunc, depth: int, order: int) -> tirx.PrimFunc:
                        tirx.For(outer.loop_var, outer.min, outer.extent, outer.kind,
                                 inner.body, outer.thread_binding, outer.annotations),
                        inner.thread_binding, inner.annotations)
-    return func.with_body(_rebuild(func.body, outer, swapped))
+    body = _rebuild(func.body, outer, swapped)
+    if body.same_as(func.body):  # under a statement _rebuild does not enter
+        raise CandidateError(f"operator {name}: loop order {order}: {pair} sit where the "
+                             "rewrite cannot reach them")
+    return func.with_body(body)
 
 
 def _carried(func, body, written: set[str]) -> str | None:
