@@ -219,10 +219,9 @@ def tiled_func(func: tirx.PrimFunc, knobs: Knobs) -> tirx.PrimFunc:
     """The kernel the knobs' plan applies to: ``func``, with its loop ``depth`` split when
     ``knobs.split`` says so, then its loops inside the tile reordered and unrolled
     (:func:`.loop_rewrites.rewrite`)."""
-    from .loop_rewrites import rewrite  # pylint: disable=import-outside-toplevel
+    from .loop_rewrites import rewritten  # pylint: disable=import-outside-toplevel
 
-    split = split_loop(func, knobs.depth, knobs.split) if knobs.split else func
-    return rewrite(split, knobs.depth + bool(knobs.split), knobs.order, knobs.unroll)
+    return rewritten(func, knobs.depth, knobs.split, knobs.order, knobs.unroll, split_loop)
 
 
 def plan_of(knobs: Knobs, func: tirx.PrimFunc, kernel: str, *, usable: int | None = None,

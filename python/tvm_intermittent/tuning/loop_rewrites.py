@@ -42,6 +42,10 @@ from .knobs import CandidateError
 FULL_UNROLL_MAX = 16
 #: Partial unroll factors offered where they divide the innermost loop's extent.
 PARTIAL_FACTORS = (2, 4)
+#: Most statements the copies of one unrolled body may hold (factor x the body's): beyond
+#: it the kernel grows past what GCC keeps in registers (kws's depthwise kernel fully
+#: unrolled ran 2.8% slower, ``bench/loop_knobs.py``) and its checks grow with it.
+MAX_COPIED_STATEMENTS = 1024
 #: Most loop pairs the ``order`` knob names (1: the two outermost loops inside the tile).
 MAX_ORDER = 2
 
@@ -152,15 +156,17 @@ def _c_statements(node):
 def unroll_choices(func: tirx.PrimFunc) -> list[int]:
     """Unroll factors worth trying on ``func``'s innermost loops (of the whole kernel): 1,
     the :data:`PARTIAL_FACTORS` that divide their extent, and the extent itself when at most
-    :data:`FULL_UNROLL_MAX`."""
+    :data:`FULL_UNROLL_MAX`; none whose copies would hold more than
+    :data:`MAX_COPIED_STATEMENTS` statements."""
     loops = innermost_loops(func, 0)
     if not loops:
         return [1]
     extent = int(loops[0].extent)
+    size = sum(1 for _ in statements(loops[0].body))
     out = [1] + [f for f in PARTIAL_FACTORS if f < extent and extent % f == 0]
     if 2 <= extent <= FULL_UNROLL_MAX:
         out.append(extent)
-    return sorted(set(out))
+    return sorted({f for f in out if f == 1 or f * size <= MAX_COPIED_STATEMENTS})
 
 
 def unroll_loop(func: tirx.PrimFunc, depth: int, factor: int) -> tirx.PrimFunc:
@@ -346,3 +352,29 @@ def rewrite(func: tirx.PrimFunc, depth: int, order: int, unroll: int) -> tirx.Pr
     """``func`` reordered, then unrolled, inside a tile of ``depth`` fused loops (``order``
     0 and ``unroll`` 1 return ``func`` itself)."""
     return unroll_loop(interchange(func, depth, order), depth, unroll)
+
+
+#: (kernel handle, depth, split, order, unroll) -> (kernel, rewritten kernel or refusal).
+_REWRITTEN: dict = {}
+
+
+def rewritten(func, depth: int, split: int, order: int, unroll: int, split_loop):
+    """``func`` split at loop ``depth`` by ``split`` (``split_loop``, when non-zero), then
+    :func:`rewrite` inside the tile, computed once per kernel and knobs: a design space
+    asks for the same rewrite once per batch size and again for each constraint."""
+    if not split and not order and unroll == 1:
+        return func
+    key = (func.__hash__(), depth, split, order, unroll)
+    hit = _REWRITTEN.get(key)
+    if hit is None or not hit[0].same_as(func):
+        try:
+            out = split_loop(func, depth, split) if split else func
+            hit = (func, rewrite(out, depth + bool(split), order, unroll))
+        except CandidateError as err:
+            hit = (func, err)
+        if len(_REWRITTEN) > 4096:
+            _REWRITTEN.clear()
+        _REWRITTEN[key] = hit
+    if isinstance(hit[1], CandidateError):
+        raise CandidateError(str(hit[1]))
+    return hit[1]
