@@ -2,6 +2,7 @@
 
 Run:  .venv/bin/python bench/loop_knobs.py [--models kws,resnet8] [--kernels 3]
       [--board qemu-an386] [--out loop_knobs.json]
+      .venv/bin/python bench/loop_knobs.py --picked tuning_bench.json [...]
 
 For each model, the kernels with the most instructions in the default (analytic) build,
 measured on QEMU continuously; for each, the analytic plan's knobs (tile depth and batch)
@@ -12,6 +13,11 @@ continuously on QEMU. Per candidate: the kernel's measured instructions (its tas
 counts) against the default build's, and the calibrated kernel model's prediction
 (``energy.costs.tile_work`` over the rewritten TIR, times the tiles) against its own
 prediction of the default. The outputs of every run are compared with the default build's.
+
+With ``--picked``, the loop knobs that tuned builds picked (``bench/tuning_bench.py`` rows):
+each kernel with its tuned knobs and with the same knobs without the loop ones, both run
+continuously, so that what the loop knobs moved in the tiles they were picked for is seen
+apart from the rest of the tuned knobs.
 """
 
 from __future__ import annotations
@@ -87,6 +93,52 @@ def bench_model(name: str, board_name: str, kernels: int) -> list[dict]:
     return rows
 
 
+def picked(files, board_name: str) -> list[dict]:
+    """For every loop knob a tuned build picked (``bench/tuning_bench.py`` rows, one JSON
+    object a line or a list): the kernel's instructions with the picked knobs and with the
+    same knobs without the loop ones, both run continuously."""
+    rows, seen = [], set()
+    for file in files:
+        text = Path(file).read_text()
+        lines = json.loads(text) if text.lstrip().startswith("[") else [
+            json.loads(line) for line in text.splitlines() if line.startswith('{"model"')]
+        for line in lines:
+            if line["board"] != line["tuned_on"]:
+                continue
+            for kernel, knobs in line.get("tuned_knobs", {}).items():
+                knobs = Knobs.from_dict(knobs)
+                if (not knobs.order and knobs.unroll == 1) or (line["model"], kernel,
+                                                                knobs) in seen:
+                    continue
+                seen.add((line["model"], kernel, knobs))
+                rows.append(_with_and_without(line["model"], line["power"], kernel, knobs,
+                                              board_name))
+                print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
+    return rows
+
+
+def _with_and_without(name, power, kernel, knobs, board_name) -> dict:
+    path = zoo.get(name).path
+    inputs = [zoo.sample_inputs(name, count=1)[0][0]]
+    board, env = ti.load_board(board_name), environment("continuous")
+    prepared = builder.prepare(path, tvm.target.Target("intermittent/" + board_name),
+                               board=board, **env.build_options())
+    model = ModelTasks.of(prepared)
+    task = model.task(kernel)
+    counts = {}
+    for label, k in (("picked", knobs), ("without", dataclasses.replace(knobs, order=0,
+                                                                         unroll=1))):
+        candidate = check_candidate(task, k, board, env, static_scratch=model.static_scratch)
+        run = builder.assemble(prepared, {kernel: (candidate.func, candidate.plan)}).run(
+            inputs)
+        counts[label] = measured(run, task)
+        counts[label + "_outputs"] = run.outputs
+    return {"model": name, "power": power, "kernel": kernel, "knobs": knobs.to_dict(),
+            "picked": counts["picked"], "without": counts["without"],
+            "same_outputs": all(np.array_equal(a, b) for a, b in
+                                zip(counts["picked_outputs"], counts["without_outputs"]))}
+
+
 def markdown(rows: list[dict]) -> str:
     lines = ["| model | kernel | knob | measured default -> rewritten | measured change | "
              "predicted change | prediction error | outputs |", "|" + "---|" * 8]
@@ -112,8 +164,23 @@ def main(argv=None) -> int:
     parser.add_argument("--kernels", type=int, default=3)
     parser.add_argument("--board", default="qemu-an386")
     parser.add_argument("--out", default="loop_knobs.json")
+    parser.add_argument("--picked", nargs="*", metavar="ROWS",
+                        help="instead: the loop knobs the tuned builds of these "
+                             "bench/tuning_bench.py rows (its --out JSON, or its log's JSON "
+                             "lines) picked, each with and without them")
     args = parser.parse_args(argv)
     started = time.perf_counter()
+    if args.picked:
+        rows = picked(args.picked, args.board)
+        print("| model | power | kernel | knobs | instructions without -> with the loop "
+              "knobs | change | outputs |\n|---|---|---|---|---|---|---|")
+        for r in rows:
+            k = r["knobs"]
+            print(f"| {r['model']} | {r['power']} | {r['kernel']} | order {k['order']}, "
+                  f"unroll {k['unroll']} | {r['without']:,} -> {r['picked']:,} | "
+                  f"{r['picked'] / r['without'] - 1:+.2%} | "
+                  f"{'same' if r['same_outputs'] else 'DIFFER'} |")
+        return 0 if all(r["same_outputs"] for r in rows) else 1
     rows = []
     for name in args.models.split(","):
         rows += bench_model(name, args.board, args.kernels)
