@@ -12,8 +12,8 @@ both must be independent, which is the tiler's own test for a loop at a tile bou
 (``tiling._separable_depth``: every output store is indexed by the loop's variable, so each
 iteration writes its own outputs), plus two things a tile boundary does not need but an
 order inside one does: no iteration reads an output (it could be another's), and every
-scratch buffer declared outside the pair is written at the top of an iteration before it
-is read (so no iteration carries a value into the next). Then every iteration computes
+scratch buffer declared outside the pair is written in an iteration, on every path, before
+that iteration reads it (so no iteration carries a value into the next). Then every iteration computes
 what it computed before, and only their order differs.
 
 :func:`unroll_loop` unrolls the innermost loops of the tile body explicitly, as
