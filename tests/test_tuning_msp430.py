@@ -97,17 +97,19 @@ def tuned(dense_model, tmp_path_factory):
 @pytest.mark.qemu
 def test_tuning_below_the_rule_measures_on_the_board(tuned):
     log, result = tuned
-    # Two trials asked, one made: one block per commit is the only candidate that fits (two
-    # blocks need about 3,700 instructions), so the space is exhausted.
-    assert result.board == BOARD and result.measured == 1 and result.failed == 0
+    # Two trials asked and made: one block per commit is the only tiling that fits (two
+    # blocks need about 3,700 instructions); unrolled by 2 or 4 or not, it is 3 candidates.
+    assert result.board == BOARD and result.measured == 2 and result.failed == 0
     assert list(result.refused) == ["dense_s8"]
     assert "refused by the analytic rule" in result.table()
     # The default build (the tuner's smallest tile) was measured under the capacitor and lost
     # power several times: an inference needs several charges of 0.4 uF.
     assert result.default["finished"] and result.default["failures"] >= 3
     entries = TuningLog(log).measurements(kind="record", board=BOARD)
-    assert [e["knobs"] for e in entries] == [Knobs(depth=1).to_dict()]
-    assert entries[0]["failures"] >= 3 and entries[0]["finished"]
+    assert len(entries) == 2 and all(
+        Knobs.from_dict(e["knobs"]).to_dict() == Knobs(depth=1, unroll=e["knobs"]["unroll"])
+        .to_dict() for e in entries)
+    assert all(e["failures"] >= 3 and e["finished"] for e in entries)
 
 
 @pytest.mark.qemu
