@@ -3,7 +3,7 @@
 Run:  .venv/bin/python bench/tuning_bench.py [--models kws,resnet8] [--trials 16]
       [--workers 2] [--settings 100uF,1mF,continuous] [--logs DIR] [--out tuning_bench.json]
       [--smallest smallest_msp430fr5994.json smallest_qemu-an386.json]
-      [--tune-on BOARD] [--no-stage]
+      [--tune-on BOARD] [--no-stage] [--loop-knobs on|off|both]
 
 For each model and each power setting (a 100 uF and a 1 mF capacitor with the board's
 voltages and harvester, and continuous power), the tiling is tuned on ``qemu-an386`` with
@@ -24,7 +24,10 @@ IMO-free floor (:func:`imo_free_floor`).
 
 With ``--tune-on BOARD`` the power settings are tuned and applied on that board alone; with
 ``--no-stage`` the design space leaves out the resident-operand knob (``Knobs.stage``), for
-the tuned build without it.
+the tuned build without it. With ``--loop-knobs both``, each setting is tuned twice, with
+the loop order and unroll knobs in the design space and without them
+(``tuning.space.LOOP_KNOBS``), one log each, and both tuned builds are measured against the
+same analytic build.
 
 The cost model's fidelity on the measured candidates: for each record, the analytic
 prediction of the instructions executed under the capacitor (lost work, boots and restores
@@ -48,7 +51,7 @@ from tvm_intermittent.energy.model import seconds
 from tvm_intermittent.energy.predict import predict
 from tvm_intermittent.tuning.constraints import check_candidate
 from tvm_intermittent.tuning.objective import candidate_manifest
-from tvm_intermittent.tuning import search
+from tvm_intermittent.tuning import search, space
 from tvm_intermittent.tuning.search import Tuner
 
 TUNED_ON = "qemu-an386"
@@ -123,16 +126,19 @@ def smallest_settings(files, models) -> dict:
 
 
 def bench_model(name: str, trials: int, workers: int, root: Path, settings,
-                extra=(), tune_on: str | None = None) -> list[dict]:
+                extra=(), tune_on: str | None = None, variants=(True,)) -> list[dict]:
     path = zoo.get(name).path
     inputs = [zoo.sample_inputs(name, count=1)[0][0]]
     rows = []
     on, boards_of = (tune_on, (tune_on,)) if tune_on else (TUNED_ON, BOARDS)
     chosen = [(label, c, on, boards_of) for label, c in SETTINGS if label in settings]
-    for label, capacitor_f, tuned_on, boards in [*chosen, *extra]:
+    for (label, capacitor_f, tuned_on, boards), loops in [
+            (s, v) for s in [*chosen, *extra] for v in variants]:
         key = label if (label, capacitor_f) in SETTINGS and not tune_on else \
             f"{label.split()[0]}-{tuned_on}"
-        log = root / f"{name}-{key}"
+        log = root / (f"{name}-{key}" + ("" if variants == (True,) else
+                                         "-loops" if loops else "-noloops"))
+        space.LOOP_KNOBS = loops
         started = time.perf_counter()
         tuner = Tuner(path, board=tuned_on, log=log, inputs=inputs, workers=workers,
                       cost_model="analytic",
@@ -154,6 +160,8 @@ def bench_model(name: str, trials: int, workers: int, root: Path, settings,
                                                               t.pop("outputs")))
             info = tuned.manifest()["tuning"]
             row = {"model": name, "power": label, "board": board, "trials": result.trials,
+                   "loop_knobs": loops,
+                   "tuned_knobs": {k: v["knobs"] for k, v in info["tuned"].items()},
                    "tuned_on": tuned_on,
                    "tuning_minutes": round(minutes, 2) if board == tuned_on else 0.0,
                    "tuned_operators": sorted(info["tuned"]), "tuned_records": info["tuned"],
@@ -169,14 +177,16 @@ def bench_model(name: str, trials: int, workers: int, root: Path, settings,
 
 
 def markdown(rows: list[dict]) -> str:
-    head = ("| model | power | board | trials | tuning min | instructions analytic -> tuned | "
-            "boots | IMO | latency s analytic -> tuned | speedup | bound | outputs |")
-    lines = [head, "|" + "---|" * 12]
+    head = ("| model | power | board | loop knobs | trials | tuning min | instructions "
+            "analytic -> tuned | boots | IMO | latency s analytic -> tuned | speedup | bound | "
+            "outputs |")
+    lines = [head, "|" + "---|" * 13]
     for r in rows:
         a, t = r["analytic"], r["tuned"]
         imo = ("-" if a["imo"] is None else f"{a['imo']:.3f} -> {t['imo']:.3f}")
         lines.append(
-            f"| {r['model']} | {r['power']} | {r['board']} | {r['trials']} | "
+            f"| {r['model']} | {r['power']} | {r['board']} | "
+            f"{'yes' if r.get('loop_knobs', True) else 'no'} | {r['trials']} | "
             f"{r['tuning_minutes']:.1f} | {a['instructions']:,} -> {t['instructions']:,} | "
             f"{a['boots']} -> {t['boots']} | {imo} | {a['latency_s']:.4g} -> "
             f"{t['latency_s']:.4g} | {r['speedup']:.3f}x | {_bound(r)} | "
@@ -225,6 +235,9 @@ def main(argv=None) -> int:
     parser.add_argument("--no-stage", action="store_true",
                         help="leave the resident-operand knob (Knobs.stage) out of the design "
                              "space")
+    parser.add_argument("--loop-knobs", choices=("on", "off", "both"), default="on",
+                        help="search the loop order and unroll knobs (on), not (off), or "
+                             "tune each setting both ways (both)")
     parser.add_argument("--bound-only", metavar="BOARD",
                         help="no tuning: the analytic build's latency, IMO-free floor and "
                              "bound on BOARD at each capacitor setting")
@@ -242,7 +255,9 @@ def main(argv=None) -> int:
         rows = []
         for name in models:
             rows += bench_model(name, args.trials, args.workers, root, args.settings.split(","),
-                                extra.get(name, ()), args.tune_on)
+                                extra.get(name, ()), args.tune_on,
+                                {"on": (True,), "off": (False,),
+                                 "both": (True, False)}[args.loop_knobs])
     Path(args.out).write_text(json.dumps(rows, indent=2) + "\n")
     print(markdown(rows))
     errors = [r["fidelity_median"] for r in rows if r["fidelity_median"] is not None]

@@ -100,7 +100,8 @@ def tuned(conv_model, tmp_path_factory):
 def test_tuning_below_the_rule_measures_on_the_board(tuned):
     log, result = tuned
     # Two trials asked, two made: one tile per commit is the only tiling that fits (two tiles
-    # need about 3,700 instructions); the candidates differ in the operand staged in SRAM.
+    # need about 3,700 instructions); the candidates differ in the operand staged in SRAM
+    # and in the unroll factor inside the tile.
     assert result.board == BOARD and result.measured == 2 and result.failed == 0
     assert list(result.refused) == ["conv2d_s8"]
     assert "refused by the analytic rule" in result.table()
@@ -110,7 +111,7 @@ def test_tuning_below_the_rule_measures_on_the_board(tuned):
     entries = TuningLog(log).measurements(kind="record", board=BOARD)
     knobs = [Knobs.from_dict(e["knobs"]) for e in entries]
     assert len(set(knobs)) == 2
-    assert all(k == Knobs(depth=3, stage=k.stage) for k in knobs)
+    assert all(k == Knobs(depth=3, stage=k.stage, unroll=k.unroll) for k in knobs)
     assert all(e["failures"] >= 3 and e["finished"] for e in entries)
 
 

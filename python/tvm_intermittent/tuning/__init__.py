@@ -4,6 +4,7 @@ The pieces, one job each:
 
 * :mod:`.workload`: a kernel's tuning task and its MetaSchedule workload;
 * :mod:`.knobs`: the tiling knobs, read from a candidate's trace, and the plan they make;
+* :mod:`.loop_rewrites`: the loop order and unroll rewrites inside a tile;
 * :mod:`.space`: the design space (traces that sample the knobs);
 * :mod:`.constraints`: SRAM, one charge and idempotence, checked before measurement;
 * :mod:`.objective`: the power environment (``continuous`` too) and the predicted latency;

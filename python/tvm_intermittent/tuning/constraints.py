@@ -59,7 +59,8 @@ _IDEMPOTENCE: dict = {}
 def _idempotence_problem(task, knobs: Knobs, func, plan: TilePlan) -> str:
     from .log import workload_key  # pylint: disable=import-outside-toplevel
 
-    key = (workload_key(task.mod), knobs.depth, knobs.split, knobs.chunks, knobs.stage)
+    key = (workload_key(task.mod), knobs.depth, knobs.split, knobs.chunks, knobs.stage,
+           knobs.order, knobs.unroll)
     if key not in _IDEMPOTENCE:
         try:
             check_idempotence(func, task.kernel, plan)

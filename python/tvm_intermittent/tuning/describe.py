@@ -29,11 +29,12 @@ def _tiled_features(knobs: Knobs, task) -> Features:
 
 def features_of(task, knobs: Knobs) -> Features:
     """Executed counts of ``task``'s kernel as ``knobs`` cut it (a split adds a loop and a
-    bind, a staged operand its copy; without them, the kernel's own), computed once per
-    kernel, split and staged operand."""
-    if not knobs.split and not knobs.stage:
+    bind, a loop order or an unroll changes the loops, a staged operand adds its copy;
+    without any, the kernel's own), computed once per kernel and rewrite."""
+    if not knobs.split and not knobs.order and knobs.unroll == 1 and not knobs.stage:
         return task.features
-    return _tiled_features(Knobs(knobs.depth, knobs.split, stage=knobs.stage), task)
+    return _tiled_features(Knobs(knobs.depth, knobs.split, stage=knobs.stage,
+                                 order=knobs.order, unroll=knobs.unroll), task)
 
 
 def _tile_instructions(task, knobs: Knobs, func, plan) -> int:

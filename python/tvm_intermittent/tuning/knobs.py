@@ -24,6 +24,12 @@ is all it takes to recover the candidate. The knobs are:
     0, or ``k``: each tile first copies its region of the ``k``-th parameter of
     :func:`.staging.stageable_parameters` into SRAM and reads the copy
     (:func:`.staging.stage_operand`); not with a split reduction.
+``order`` (o)
+    0, or which two perfectly nested loops inside the tile are swapped (1: the two
+    outermost), see :func:`.loop_rewrites.interchange`.
+``unroll`` (u)
+    1, or the factor the innermost loop inside the tile is unrolled by (its extent:
+    fully), see :func:`.loop_rewrites.unroll_loop`.
 
 :func:`plan_of` turns knobs into the :class:`~..codegen.tiling.TilePlan` of the (rewritten)
 kernel with its predicted cost and refuses (:class:`CandidateError`) knobs that do not name
@@ -47,8 +53,11 @@ SPLIT_KEY = "intermittent.tile_split"
 BATCH_KEY = "intermittent.tiles_per_commit"
 CHUNKS_KEY = "intermittent.reduction_chunks"
 STAGE_KEY = "intermittent.stage"
+ORDER_KEY = "intermittent.loop_order"
+UNROLL_KEY = "intermittent.unroll"
 KNOB_KEYS = {"depth": DEPTH_KEY, "split": SPLIT_KEY, "tiles_per_commit": BATCH_KEY,
-             "chunks": CHUNKS_KEY, "stage": STAGE_KEY}
+             "chunks": CHUNKS_KEY, "stage": STAGE_KEY, "order": ORDER_KEY,
+             "unroll": UNROLL_KEY}
 
 
 class CandidateError(ModelError):
@@ -73,6 +82,10 @@ class Knobs:
     stage : int
         0, or 1 + the index of the staged parameter in
         :func:`.staging.stageable_parameters`.
+    order : int
+        Loop pair swapped inside the tile (0: the order as built).
+    unroll : int
+        Unroll factor of the innermost loop inside the tile (1: not unrolled).
     """
 
     depth: int
@@ -80,6 +93,8 @@ class Knobs:
     tiles_per_commit: int = 1
     chunks: int = 1
     stage: int = 0
+    order: int = 0
+    unroll: int = 1
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -88,7 +103,8 @@ class Knobs:
     def from_dict(cls, data: dict) -> "Knobs":
         try:
             return cls(**{k: int(data[k]) for k in ("depth", "split", "tiles_per_commit",
-                                                    "chunks", "stage") if k in data})
+                                                    "chunks", "stage", "order", "unroll")
+                                     if k in data})
         except (TypeError, ValueError) as err:
             raise CandidateError(f"knobs {data!r} are not whole numbers: {err}") from err
 
@@ -103,6 +119,10 @@ class Knobs:
             parts.append(f"{self.split} iterations of the next")
         if self.chunks > 1:
             parts.append(f"reduction in {self.chunks} chunks")
+        if self.order:
+            parts.append(f"loop pair {self.order} inside the tile swapped")
+        if self.unroll > 1:
+            parts.append(f"innermost loop unrolled by {self.unroll}")
         parts.append(f"{self.tiles_per_commit} tiles per commit")
         if self.stage:
             parts.append(f"operand {self.stage} staged in SRAM")
@@ -210,8 +230,11 @@ def _replace(stmt, old, new):
 
 def tiled_func(func: tirx.PrimFunc, knobs: Knobs) -> tirx.PrimFunc:
     """The kernel the knobs' plan applies to: ``func``, with its loop ``depth`` split when
-    ``knobs.split`` says so, and an operand staged when ``knobs.stage`` does."""
-    func = split_loop(func, knobs.depth, knobs.split) if knobs.split else func
+    ``knobs.split`` says so, then its loops inside the tile reordered and unrolled
+    (:func:`.loop_rewrites.rewritten`), and an operand staged when ``knobs.stage`` says so."""
+    from .loop_rewrites import rewritten  # pylint: disable=import-outside-toplevel
+
+    func = rewritten(func, knobs.depth, knobs.split, knobs.order, knobs.unroll, split_loop)
     return _staged(func, knobs) if knobs.stage else func
 
 
@@ -292,8 +315,8 @@ def plan_of(knobs: Knobs, func: tirx.PrimFunc, kernel: str, *, usable: int | Non
     plan = TilePlan(depth, extent, 0, knobs.tiles_per_commit, chunks, chunk_size)
     tiled = tiled_func(func, knobs)
     if tile_cost is None:
-        # A split adds a loop and a bind: the counts of the kernel as lowered are not its.
-        features = None if knobs.split or knobs.stage else features
+        # A rewrite (a split adds a loop and a bind): the kernel as lowered counts otherwise.
+        features = None if tiled is not func else features
         work = costs.tile_work(tiled, plan, placement, features=features, kernel=kernel)
         cost = max(1, int(round(work.instructions)))
     else:

@@ -190,6 +190,10 @@ def _knobs_text(knobs: dict) -> str:
         text += f"/{knobs['split']}"
     if knobs.get("chunks", 1) > 1:
         text += f" c{knobs['chunks']}"
+    if knobs.get("order", 0):
+        text += f" o{knobs['order']}"
+    if knobs.get("unroll", 1) > 1:
+        text += f" u{knobs['unroll']}"
     text += f" x{knobs['tiles_per_commit']}"
     return text + (f" s{knobs['stage']}" if knobs.get("stage") else "")
 

@@ -21,8 +21,10 @@ from tvm.s_tir import meta_schedule as ms
 from tvm.ir.utils import derived_object
 
 from ..codegen.tiling import reduction_parts, loop_chain
-from .knobs import (BATCH_KEY, CHUNKS_KEY, DEPTH_KEY, SPLIT_KEY, STAGE_KEY, CandidateError,
-                    Knobs, chunk_candidates, knobs_of, split_candidates)
+from .knobs import (BATCH_KEY, CHUNKS_KEY, DEPTH_KEY, ORDER_KEY, SPLIT_KEY, STAGE_KEY,
+                    UNROLL_KEY, CandidateError, Knobs, chunk_candidates, knobs_of,
+                    split_candidates)
+from .loop_rewrites import MAX_ORDER, unroll_choices
 from .staging import stageable_parameters
 from .workload import ROOT_BLOCK
 
@@ -30,14 +32,19 @@ from .workload import ROOT_BLOCK
 MAX_BATCH = 4096
 #: Most reduction chunk counts listed per kernel (spread geometrically).
 MAX_CHUNK_CHOICES = 12
+#: Whether the loop order and unroll knobs are searched (False: only the order as built and
+#: no unrolling, the space before those knobs; ``bench/tuning_bench.py --loop-knobs``).
+LOOP_KNOBS = True
 
 
 def knob_choices(task) -> dict[str, list[int]]:
     """The values each knob may take for ``task``: every tile depth up to its separable
     loops, every proper divisor of a separable loop's extent as a split, powers of two as
-    tiles per commit up to its most tiles, and chunk counts of its reduction where the
-    tiler can split it, and 0 (none) or an operand to stage in SRAM
-    (:func:`.staging.stageable_parameters`). Not every combination is valid
+    tiles per commit up to its most tiles, chunk counts of its reduction where the
+    tiler can split it, 0 (none) or an operand to stage in SRAM
+    (:func:`.staging.stageable_parameters`), loop pairs to swap (up to
+    :data:`.loop_rewrites.MAX_ORDER`, while both loops are separable) and unroll factors of
+    its innermost loop (:func:`.loop_rewrites.unroll_choices`). Not every combination is valid
     (:func:`candidates`)."""
     usable, extents = task.usable, task.extents
     depths = list(range(0, usable + 1))
@@ -55,7 +62,9 @@ def knob_choices(task) -> dict[str, list[int]]:
     batches = [1 << k for k in range(0, 13) if (1 << k) <= min(most, MAX_BATCH)]
     stages = list(range(len(stageable_parameters(task.func)) + 1))
     return {"depth": depths, "split": [0, *splits], "tiles_per_commit": batches,
-            "chunks": chunks, "stage": stages}
+            "chunks": chunks, "stage": stages,
+            "order": list(range(0, max(0, min(MAX_ORDER, usable - 1)) + 1))
+            if LOOP_KNOBS else [0], "unroll": unroll_choices(task.func) if LOOP_KNOBS else [1]}
 
 
 def candidates(task) -> list[Knobs]:
@@ -66,10 +75,10 @@ def candidates(task) -> list[Knobs]:
 
     choices = knob_choices(task)
     out = []
-    for depth, split, batch, chunks, stage in itertools.product(
+    for depth, split, batch, chunks, stage, order, unroll in itertools.product(
             choices["depth"], choices["split"], choices["tiles_per_commit"], choices["chunks"],
-            choices["stage"]):
-        knobs = Knobs(depth, split, batch, chunks, stage)
+            choices["stage"], choices["order"], choices["unroll"]):
+        knobs = Knobs(depth, split, batch, chunks, stage, order, unroll)
         try:
             plan_of(knobs, task.func, task.kernel, usable=task.usable, tile_cost=_no_cost)
         except CandidateError:
@@ -86,7 +95,7 @@ def _annotate(sch: s_tir.Schedule, choices: dict, knobs: Knobs | None) -> None:
     root = sch.get_sblock(ROOT_BLOCK)
     for name, key in (("depth", DEPTH_KEY), ("split", SPLIT_KEY),
                       ("tiles_per_commit", BATCH_KEY), ("chunks", CHUNKS_KEY),
-                      ("stage", STAGE_KEY)):
+                      ("stage", STAGE_KEY), ("order", ORDER_KEY), ("unroll", UNROLL_KEY)):
         values = choices[name]
         if name == "stage" and len(values) == 1:
             continue  # nothing to stage: the trace stays as it was before the knob

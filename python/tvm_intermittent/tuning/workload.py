@@ -252,9 +252,11 @@ def smallest_tiles(prepared) -> tuple[dict, dict]:
                           [int(loop.extent) for loop in chain])
         valid, least = [], None
         for knobs in candidates(task):
-            if knobs.split or knobs.stage:
-                continue  # a split tile is several iterations of a loop: never the smallest;
-                # a staged one is the same tile with a copy added
+            if knobs.split or knobs.stage or knobs.order or knobs.unroll != 1:
+                # A split tile is several iterations of a loop: never the smallest; a staged
+                # one is the same tile with a copy added; a reordered or unrolled one is the
+                # same tile as another program, a tuning choice for the search to measure.
+                continue
             try:
                 valid.append(check_candidate(task, knobs, prepared.board, env))
             except CandidateError as err:
