@@ -10,6 +10,8 @@ Micro's outputs, and QEMU's instruction counts of the build without them.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from tvm.script import tirx as T
@@ -27,17 +29,14 @@ from tvm_intermittent.tuning.knobs import plan_of, tiled_func
 from tvm_intermittent.tuning.loop_rewrites import innermost_loops, interchange
 from tvm_intermittent.tuning.space import candidates, knob_choices, schedule_for
 
-import tflite_models
+import tuning_candidates
 
 BOARD = "qemu-an386"
 
 
 @pytest.fixture(scope="module")
 def conv_model(tmp_path_factory):
-    data, inputs = tflite_models.conv2d(hw=(16, 16), cin=16, cout=16, seed=3)
-    path = tmp_path_factory.mktemp("model") / "conv.tflite"
-    path.write_bytes(data)
-    return path, inputs
+    return tuning_candidates.conv_model(tmp_path_factory.mktemp("model"), seed=3)
 
 
 @pytest.fixture(scope="module")
@@ -180,7 +179,7 @@ def test_the_design_space_offers_few_loop_choices(model_tasks):
 @pytest.fixture(scope="module")
 def reference(conv_model):
     path, inputs = conv_model
-    return run_tflite_micro(path.read_bytes(), inputs)
+    return run_tflite_micro(Path(path).read_bytes(), inputs)
 
 
 @pytest.fixture(scope="module")
