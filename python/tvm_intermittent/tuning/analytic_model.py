@@ -21,6 +21,7 @@ from tvm.ir.utils import derived_object
 
 from ..board import load_board
 from .constraints import check_candidate
+from .describe import features_of
 from .knobs import CandidateError, Knobs, knobs_of
 from .objective import candidate_manifest, predicted_seconds
 
@@ -48,12 +49,14 @@ class AnalyticModel(ms.cost_model.PyCostModel):
     def _predict(self, kernel: str, knobs: Knobs) -> float:
         task = self.model.task(kernel)
         try:
+            # A ranking: the search checks idempotence on the candidates it picks.
             candidate = check_candidate(task, knobs, self.board, self.environment,
-                                        static_scratch=self.model.static_scratch)
+                                        static_scratch=self.model.static_scratch,
+                                        idempotence=False)
         except CandidateError:
             return float("inf")
         manifest = candidate_manifest(self.model.manifest, task, candidate.func,
-                                      candidate.plan)
+                                      candidate.plan, features_of(task, knobs))
         return predicted_seconds(manifest, self.board, self.environment)
 
     def predict_seconds(self, task, knobs: Knobs) -> float:

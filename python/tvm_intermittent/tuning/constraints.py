@@ -70,8 +70,17 @@ def _idempotence_problem(task, knobs: Knobs, func, plan: TilePlan) -> str:
     return _IDEMPOTENCE[key]
 
 
+def check_idempotent(task, knobs: Knobs, func, plan: TilePlan) -> None:
+    """Refuse (:class:`CandidateError`) a candidate whose tiles are not idempotent; ``func``
+    and ``plan`` are the candidate's (:class:`Candidate`)."""
+    problem = _idempotence_problem(task, knobs, func, plan)
+    if problem:
+        raise CandidateError(f"operator {task.kernel}: {knobs.describe()} is not idempotent: "
+                             f"{problem}")
+
+
 def check_candidate(task, knobs: Knobs, board, env, *, static_scratch: int = 0,
-                    measured_tile: Work | None = None) -> Candidate:
+                    measured_tile: Work | None = None, idempotence: bool = True) -> Candidate:
     """The candidate ``knobs`` make of ``task`` on ``board`` under ``env``, or the reason it
     is refused.
 
@@ -88,6 +97,12 @@ def check_candidate(task, knobs: Knobs, board, env, *, static_scratch: int = 0,
     measured_tile : Work, optional
         One tile's work as QEMU measured it (a mean over the task's tiles, commits
         excluded), when this candidate was measured on a board of the same ISA.
+    idempotence : bool
+        False: every constraint but idempotence, for a caller that only ranks candidates
+        and leaves that check to :func:`check_idempotent` on the few it picks (it walks the
+        kernel's tiles and takes seconds on a large kernel: checking a whole design space
+        up-front took most of a tuning run's time on small models). Whatever builds a
+        candidate checks it whole.
 
     Raises
     ------
@@ -110,10 +125,8 @@ def check_candidate(task, knobs: Knobs, board, env, *, static_scratch: int = 0,
         return max(1, int(round(tile.instructions)))
 
     plan = plan_of(knobs, task.func, task.kernel, usable=task.usable, tile_cost=cost)
-    problem = _idempotence_problem(task, knobs, func, plan)
-    if problem:
-        raise CandidateError(f"operator {task.kernel}: {knobs.describe()} is not idempotent: "
-                             f"{problem}")
+    if idempotence:
+        check_idempotent(task, knobs, func, plan)
     staged, staged_static = staged_bytes(func)
     need = STACK_RESERVE_BYTES + RUNTIME_SRAM_BYTES + static_scratch + stack_scratch_bytes(
         func, task.kernel) + staged_static

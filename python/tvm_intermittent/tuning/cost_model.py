@@ -342,7 +342,8 @@ class IntermittentCostModel(ms.cost_model.PyCostModel):
 
         try:
             check_candidate(task, knobs, self.board, self.environment,
-                            static_scratch=self.model.static_scratch if self.model else 0)
+                            static_scratch=self.model.static_scratch if self.model else 0,
+                            idempotence=False)  # a ranking: the search checks its picks
         except CandidateError:
             return float("inf")
         features, plan = self.describe(knobs, task)

@@ -111,15 +111,19 @@ def predicted_seconds(manifest: dict, board, env: TuningEnvironment) -> float:
     return prediction.latency_seconds if prediction.finished else float("inf")
 
 
-def candidate_manifest(base: dict, task, tiled, plan) -> dict:
+def candidate_manifest(base: dict, task, tiled, plan, features=None) -> dict:
     """``base`` (a ``model.json`` of the model as built) with ``task``'s kernel cut by
     ``plan`` (of the kernel as ``tiled`` cuts it): the tasks' tiles, batches and predicted
-    costs, which is all :func:`..energy.predict.predict` reads of them."""
+    costs, which is all :func:`..energy.predict.predict` reads of them. ``features``:
+    ``tiled``'s executed counts when the caller has them (:func:`.describe.features_of`
+    remembers them per rewrite; counting them again takes most of a second on a large
+    kernel)."""
     # pylint: disable=import-outside-toplevel
     from ..energy.costs import runtime_costs, task_cost_dict, tile_work
 
     runtime = runtime_costs()
-    tile = tile_work(tiled, plan, task.placement or None, kernel=task.kernel)
+    tile = tile_work(tiled, plan, task.placement or None, features=features,
+                     kernel=task.kernel)
     cost = task_cost_dict(tile, runtime)
     manifest = dict(base)
     tasks = [dict(t) for t in base["tasks"]]

@@ -42,7 +42,7 @@ from tvm.s_tir import meta_schedule as ms
 from ..board import load_board
 from ..errors import DoesNotFitError, InputError, IntermittentError
 from .analytic_model import AnalyticModel
-from .constraints import check_candidate
+from .constraints import check_candidate, check_idempotent
 from .knobs import CandidateError, Knobs
 from .local import CandidateBuilder, QemuRunner
 from .log import TuningLog, model_key, workload_key
@@ -236,6 +236,7 @@ class Tuner:
         self.contexts = {t.kernel: tune_context(t.mod, self.target, t.kernel)
                          for t in self.model.tasks}
         self.errors: list[str] = []
+        self._schedules: dict = {}
         self._interrupted = threading.Event()
 
     def interrupt(self) -> None:
@@ -286,23 +287,35 @@ class Tuner:
     # ---- the loop ------------------------------------------------------------------------
 
     def _pools(self) -> tuple[dict, dict]:
-        """Per kernel: the valid candidates not measured yet, and the measured ones."""
+        """Per kernel: the candidates not measured yet that meet every constraint but
+        idempotence (``knobs -> Candidate``; :meth:`_idempotent` checks the ones picked),
+        and the measured ones."""
         pools, measured = {}, {}
         for task in self.model.tasks:
             done = self.log.measured_knobs(task, self.board.name, self.env.name)
             measured[task.kernel] = done
-            pool = []
+            pool = {}
             for knobs in candidates(task):
                 if knobs in done:
                     continue
                 try:
-                    check_candidate(task, knobs, self.board, self.env,
-                                    static_scratch=self.model.static_scratch)
+                    pool[knobs] = check_candidate(task, knobs, self.board, self.env,
+                                                  static_scratch=self.model.static_scratch,
+                                                  idempotence=False)
                 except CandidateError:
                     continue
-                pool.append(knobs)
             pools[task.kernel] = pool
         return pools, measured
+
+    @staticmethod
+    def _idempotent(task, candidate) -> bool:
+        """Whether a picked candidate passes the idempotence check too; one that does not
+        is refused as any invalid candidate is, before it is built or counted."""
+        try:
+            check_idempotent(task, candidate.knobs, candidate.func, candidate.plan)
+        except CandidateError:
+            return False
+        return True
 
     def _order(self) -> list:
         """Kernels by their share of the default build's predicted work, largest first."""
@@ -315,9 +328,17 @@ class Tuner:
     def _pick(self, task, pool: list) -> Knobs:
         context = self.contexts[task.kernel]
         args = ms.arg_info.ArgInfo.from_prim_func(task.mod["main"])
-        scored = self.cost.predict(context, [ms.MeasureCandidate(schedule_for(task, k), args)
+        scored = self.cost.predict(context, [ms.MeasureCandidate(self._schedule(task, k), args)
                                              for k in pool])
         return pool[int(np.argmax(scored))]
+
+    def _schedule(self, task, knobs: Knobs):
+        """:func:`.space.schedule_for`, made once per candidate: every pick scores the
+        kernel's whole pool again."""
+        key = (task.kernel, knobs)
+        if key not in self._schedules:
+            self._schedules[key] = schedule_for(task, knobs)
+        return self._schedules[key]
 
     def _default(self) -> dict:
         """The default build's measurement (from the log when it has it); a build that does
@@ -391,11 +412,14 @@ class Tuner:
                 for task in list(order):
                     if len(picks) >= min(self.workers, left):
                         break
-                    knobs = self._pick(task, pools[task.kernel])
-                    pools[task.kernel].remove(knobs)
-                    picks.append((task, knobs))
-                    if not pools[task.kernel]:
+                    pool = pools[task.kernel]
+                    knobs = self._pick(task, list(pool))
+                    if self._idempotent(task, pool.pop(knobs)):
+                        picks.append((task, knobs))
+                    if not pool:
                         order.remove(task)
+            if not picks:
+                break  # the rest of the space was not idempotent
             errors = len(self.errors)
             failed += self._measure(picks)
             count += len(picks)
@@ -407,6 +431,9 @@ class Tuner:
                 progress.update(len(picks))
                 if failed:
                     progress.set_postfix_str(f"{failed} failed", refresh=False)
+        if progress is not None and progress.n < progress.total:
+            progress.total = progress.n  # the space ran out: picks were not idempotent
+            progress.refresh()
         return count, failed
 
     def _measure(self, picks) -> int:

@@ -125,7 +125,19 @@ def stageable_parameters(func: tirx.PrimFunc) -> list[str]:
 
     Per-channel parameters (bias, multipliers) are read once per output element, so copying
     them saves nothing; the large operands (input, weights) are the ones read many times
-    per tile."""
+    per tile. Remembered per kernel (by structural hash): the design space asks once per
+    staged candidate, and a walk of a large kernel takes tens of milliseconds."""
+    key = tvm_ffi.structural_hash(func)
+    if key not in _STAGEABLE:
+        _STAGEABLE[key] = _stageable(func)
+    return list(_STAGEABLE[key])
+
+
+#: ``structural hash -> stageable parameter names`` (:func:`stageable_parameters`).
+_STAGEABLE: dict = {}
+
+
+def _stageable(func: tirx.PrimFunc) -> tuple:
     written = written_parameters(func)
     views = _views(func)
     read = set()
@@ -137,7 +149,7 @@ def stageable_parameters(func: tirx.PrimFunc) -> list[str]:
     params = [v for v in func.params if v.name in read and v.name not in written]
     largest = sorted(params, key=lambda v: -_elements(v) * _bytes(v.ty.dtype))
     keep = {v.name for v in largest[:MAX_STAGED_CHOICES]}
-    return [v.name for v in params if v.name in keep]
+    return tuple(v.name for v in params if v.name in keep)
 
 
 # ---- walking and rewriting TIR ------------------------------------------------------------
