@@ -438,6 +438,9 @@ class _ReadWalker:
         self._touch_cache: dict[int, set] = {}
         self._tracked_cache: dict[int, bool] = {}
         self._guard_cache: dict[int, list] = {}
+        # Storage name -> (set of written elements, first element from which the set holds
+        # every element to the end); the set is kept alive with its entry.
+        self._covered: dict[str, tuple] = {}
 
     # -- what the translation needs to know of a subtree -------------------------------
 
@@ -582,19 +585,40 @@ class _ReadWalker:
         for storage, offset, index, rest in loads:
             index = int(offset + index(env))
             done = written.get(storage.name, ())
-            for element in (range(index, storage.elements) if rest else (index,)):
-                if element in done:
-                    continue
-                if storage.kind == "scratch":
-                    raise IdempotenceError(
-                        f"kernel {self.kernel}: scratch {storage.name}[{element}] is read "
-                        "before this tile writes it, so it carries data from an earlier tile "
-                        "(or from nothing) through SRAM, which a power failure erases")
-                if element in self.all_writes.get(storage.name, ()):
-                    raise IdempotenceError(
-                        f"kernel {self.kernel}: a tile reads element {element} of its output "
-                        f"{storage.name} before writing it (a read-modify-write), so running "
-                        "the tile again reads its own earlier result")
+            if not rest:
+                if index not in done:
+                    self._uncovered(storage, index)
+                continue
+            # An address read on to the buffer's end (the copy of a staged operand is read
+            # a word at a time through intm_load_s8x4, each read reaching its end). A set of
+            # written elements only grows while it is the same object (an undecided
+            # condition replaces it), so once it holds every element from ``low`` on, that
+            # holds for every later read from ``low`` or above.
+            stop = storage.elements
+            known = self._covered.get(storage.name)
+            if known is not None and known[0] is done:
+                stop = min(stop, known[1])
+            span = range(index, stop)
+            if not all(map(done.__contains__, span)):
+                for element in span:
+                    if element not in done:
+                        self._uncovered(storage, element)
+                continue
+            if known is None or known[0] is not done or index < known[1]:
+                self._covered[storage.name] = (done, index)
+
+    def _uncovered(self, storage, element):
+        """A read of ``element`` that this tile has not written before."""
+        if storage.kind == "scratch":
+            raise IdempotenceError(
+                f"kernel {self.kernel}: scratch {storage.name}[{element}] is read "
+                "before this tile writes it, so it carries data from an earlier tile "
+                "(or from nothing) through SRAM, which a power failure erases")
+        if element in self.all_writes.get(storage.name, ()):
+            raise IdempotenceError(
+                f"kernel {self.kernel}: a tile reads element {element} of its output "
+                f"{storage.name} before writing it (a read-modify-write), so running "
+                "the tile again reads its own earlier result")
 
     def walk(self, op, env: _Env, written: dict):
         """Walk the translated ``op`` with the loop variables ``env`` holds (updated in
