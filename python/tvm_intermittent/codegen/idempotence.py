@@ -409,8 +409,8 @@ def _all_param_writes(body, tile_loops, k: _Kernel) -> dict:
 # Statements of a translated tile body (tuples whose first item is one of these):
 _SEQ = 0  # (_SEQ, children)
 _READ = 1  # (_READ, loads): a Bind, an Evaluate, a store to an untracked buffer
-_STORE = 2  # (_STORE, loads, storage name, offset, index): a store to a tracked buffer
-_FOR = 3  # (_FOR, handle, name, iterate, guards, bounds, empty, body)
+_STORE = 2  # (_STORE, loads, storage name, offset, index, index over arrays): a tracked store
+_FOR = 3  # (_FOR, handle, name, iterate, guards, bounds, empty, body, stores)
 _IF = 4  # (_IF, loads, condition, then, else)
 _FAIL = 5  # (_FAIL, reason): a statement the walk cannot follow
 # A load is (storage, offset, index closure, whether it reads on to the buffer's end).
@@ -542,7 +542,8 @@ class _ReadWalker:
             loads = self._loads(node.value, lets)
             if _key(node.buffer) in self.tracked_buffers:
                 storage, offset, index = self.k.access(node, self.k.scalar, lets)
-                return (_STORE, loads, storage.name, offset, index)
+                vector = self.k.access(node, self.k.vector, lets)[2]
+                return (_STORE, loads, storage.name, offset, index, vector)
             return (_READ, loads) if loads else None
         if kind == "For":
             return self._translate_for(node, lets)
@@ -576,8 +577,14 @@ class _ReadWalker:
             frozenset(guard - {var}) for guard in self._guards(node, lets) if var in guard)
         bounds = (int(node.min), int(node.min) + int(node.extent)) if _fixed(node) else None
         empty = type(node.extent).__name__ == "IntImm" and int(node.extent) <= 0
-        return (_FOR, var, name, iterate, guards, bounds, empty,
-                self.translate(node.body, lets))
+        body = self.translate(node.body, lets)
+        # A body that only writes tracked elements (reads none, decides nothing: a staged
+        # operand's copy) writes the same set whatever the order of its iterations, so all of
+        # them are evaluated at once over the loop's range.
+        ops = () if body is None else body[1] if body[0] == _SEQ else (body,)
+        stores = tuple((op[2], op[3], op[5]) for op in ops) if ops and all(
+            op[0] == _STORE and not op[1] for op in ops) else None
+        return (_FOR, var, name, iterate, guards, bounds, empty, body, stores)
 
     # -- the walk ------------------------------------------------------------------------
 
@@ -630,7 +637,7 @@ class _ReadWalker:
         elif code == _READ:
             self.reads(op[1], env, written)
         elif code == _STORE:
-            _, loads, name, offset, index = op
+            _, loads, name, offset, index, _ = op
             if loads:
                 self.reads(loads, env, written)
             element = int(offset + index(env))
@@ -641,6 +648,19 @@ class _ReadWalker:
             self._walk_if(op, env, written)
         else:
             raise _Unanalyzable(op[1])
+
+    @staticmethod
+    def _write_all(stores, var, bounds, env, written):
+        """Every iteration of a loop of tracked stores at once (numpy over its range)."""
+        values = np.arange(*bounds, dtype=np.int64)
+        if not values.size:
+            return
+        grid = _Env(env.names, env)
+        grid[var] = values
+        for name, offset, index in stores:
+            elements = np.broadcast_to(np.asarray(offset + index(grid), dtype=np.int64),
+                                       values.shape)
+            written.setdefault(name, set()).update(elements.tolist())
 
     def _walk_if(self, op, env, written):
         _, loads, condition, then, other = op
@@ -666,11 +686,14 @@ class _ReadWalker:
             written[name] = results[0].get(name, set()) & results[1].get(name, set())
 
     def _walk_for(self, op, env, written):
-        _, var, name, iterate, guards, bounds, empty, body = op
+        _, var, name, iterate, guards, bounds, empty, body, stores = op
         if iterate or any(env.keys() >= guard for guard in guards):
             if bounds is None:
                 raise _Unanalyzable(f"loop {name} has a computed extent")
             if body is None:
+                return
+            if stores is not None:
+                self._write_all(stores, var, bounds, env, written)
                 return
             outer = env.get(var, _UNSET)
             for value in range(*bounds):
