@@ -153,6 +153,18 @@ def _address_to_a_call(x: T.Buffer((8,), "float32"), y: T.Buffer((8,), "float32"
         y[i] = T.call_extern("float32", "sum_from", T.address_of(tmp[0]))
 
 
+def _copied(elements):
+    @T.prim_func
+    def copy_then_read(x: T.Buffer((64,), "float32"), y: T.Buffer((16,), "float32")):
+        tmp = T.alloc_buffer((4,), "float32")
+        for i in range(16):
+            for k in range(elements):  # a loop that only writes scratch, as a staged copy
+                tmp[k] = x[i * 4 + k]
+            y[i] = T.call_extern("float32", "sum_from", T.address_of(tmp[2])) + \
+                T.call_extern("float32", "sum_from", T.address_of(tmp[0]))
+    return copy_then_read
+
+
 # pylint: enable=no-self-argument,missing-function-docstring
 
 _BUDGET = 400_000  # instructions: every kernel above fits one tile per power cycle
@@ -249,6 +261,11 @@ def test_an_address_handed_to_a_call_reads_on_to_the_end_of_the_buffer():
     # The tile wrote tmp[0] only; the callee may read tmp[1..7].
     with pytest.raises(IdempotenceError, match=r"scratch tmp\[1\] is read before"):
         check_idempotence(_address_to_a_call, "sumfrom", TilePlan(1, 8, 10, 8))
+    # A copy of every element covers both reads; a copy of three leaves tmp[3] to the reads.
+    report = check_idempotence(_copied(4), "copy4", TilePlan(1, 16, 10, 8))
+    assert report.scratch_buffers == ("tmp",)
+    with pytest.raises(IdempotenceError, match=r"kernel copy3: scratch tmp\[3\] is read"):
+        check_idempotence(_copied(3), "copy3", TilePlan(1, 16, 10, 8))
 
 
 def _wide_matmul(k=3000, units=4, seed=0):
