@@ -37,6 +37,9 @@ tile body is first translated once into Python tuples (statements) and closures 
 ints (index and condition expressions, loop variables looked up by their object handle,
 ``Bind`` values compiled where they are used). The translation keeps the walk's order of
 evaluation, so an index that cannot be evaluated fails where and when it did in the TIR.
+A loop whose body only stores to tracked buffers (the copy of a staged operand) is
+evaluated over its whole range at once, and a read through an address, which reaches the
+end of the buffer, is checked only against the elements not yet known written.
 """
 
 from __future__ import annotations
@@ -411,10 +414,12 @@ _SEQ = 0  # (_SEQ, children)
 _READ = 1  # (_READ, loads): a Bind, an Evaluate, a store to an untracked buffer
 _STORE = 2  # (_STORE, loads, storage name, offset, index, index over arrays): a tracked store
 _FOR = 3  # (_FOR, handle, name, iterate, guards, bounds, empty, body, stores)
+# (``stores``: (storage name, offset, index over arrays) of each statement of a body that
+# is tracked stores only, evaluated over the whole range at once; else None)
 _IF = 4  # (_IF, loads, condition, then, else)
 _FAIL = 5  # (_FAIL, reason): a statement the walk cannot follow
 # A load is (storage, offset, index closure, whether it reads on to the buffer's end).
-# Statements that read and write no tracked buffer are left out: walking them did nothing.
+# Statements that read and write no tracked buffer are left out: walking them does nothing.
 
 _UNSET = object()
 
