@@ -95,6 +95,76 @@ def _dot_with_guarded_init(a: T.Buffer((3,), "float32"), b: T.Buffer((3,), "floa
         y[0] = y[0] + a[k] * b[k]
 
 
+@T.prim_func
+def _written_on_one_branch(x: T.Buffer((64,), "float32"), y: T.Buffer((64,), "float32")):
+    acc = T.alloc_buffer((1,), "float32")
+    for i in range(64):
+        if x[i] > T.float32(0):  # a condition on data: the check cannot decide it
+            acc[0] = x[i]
+        y[i] = acc[0]
+
+
+@T.prim_func
+def _written_on_both_branches(x: T.Buffer((64,), "float32"), y: T.Buffer((64,), "float32")):
+    acc = T.alloc_buffer((1,), "float32")
+    for i in range(64):
+        if x[i] > T.float32(0):
+            acc[0] = x[i]
+        else:
+            acc[0] = T.float32(0)
+        y[i] = acc[0]
+
+
+@T.prim_func
+def _pairs_own_slot(x: T.Buffer((64,), "float32"), y: T.Buffer((32,), "float32")):
+    tmp = T.alloc_buffer((2,), "float32")
+    for i in range(32):
+        tmp[i % 2] = x[i * 2]
+        y[i] = tmp[i % 2] + x[i * 2 + 1]
+
+
+@T.prim_func
+def _pairs_other_slot(x: T.Buffer((64,), "float32"), y: T.Buffer((32,), "float32")):
+    tmp = T.alloc_buffer((2,), "float32")
+    for i in range(32):
+        tmp[i % 2] = x[i * 2]
+        y[i] = tmp[T.min(i, 30) % 2] + x[i * 2 + 1]  # the last tile reads tmp[0]
+
+
+@T.prim_func
+def _halve_through_bind(x: T.Buffer((64,), "float32"), y: T.Buffer((32,), "float32")):
+    for i in range(64):
+        half = T.bind(i // 2)
+        y[half] = x[i]
+
+
+@T.prim_func
+def _reverse_through_bind(x: T.Buffer((64,), "float32"), y: T.Buffer((64,), "float32")):
+    for i in range(64):
+        mirror = T.bind(63 - i)
+        y[mirror] = x[i]
+
+
+@T.prim_func
+def _address_to_a_call(x: T.Buffer((8,), "float32"), y: T.Buffer((8,), "float32")):
+    tmp = T.alloc_buffer((8,), "float32")
+    for i in range(8):
+        tmp[0] = x[i]
+        y[i] = T.call_extern("float32", "sum_from", T.address_of(tmp[0]))
+
+
+def _copied(elements):
+    @T.prim_func
+    def copy_then_read(x: T.Buffer((64,), "float32"), y: T.Buffer((16,), "float32")):
+        tmp = T.alloc_buffer((4,), "float32")
+        for i in range(16):
+            for k in range(elements):  # a loop that only writes scratch, as a staged copy
+                tmp[k] = x[i * 4 + k]
+            y[i] = T.call_extern("float32", "sum_from", T.address_of(tmp[2])) + \
+                T.call_extern("float32", "sum_from", T.address_of(tmp[0]))
+    return copy_then_read
+
+
 # pylint: enable=no-self-argument,missing-function-docstring
 
 _BUDGET = 400_000  # instructions: every kernel above fits one tile per power cycle
@@ -151,6 +221,51 @@ def test_well_formed_tiles_pass_and_every_write_is_checked():
     check_idempotence(_accumulates_in_output_after_init, "sum4", TilePlan(1, 16, 10, 8))
     # So is an init guarded by the reduction index, in a kernel that is one tile.
     assert _plan(_dot_with_guarded_init, "dot").depth == 0
+
+
+def test_an_undecided_condition_keeps_only_the_writes_both_branches_make():
+    # The condition reads data, so either branch may run: a write on one branch only does
+    # not cover the read after it; writes on both branches do.
+    with pytest.raises(IdempotenceError, match=r"kernel onebranch: scratch acc\[0\] is read"):
+        check_idempotence(_written_on_one_branch, "onebranch", TilePlan(1, 64, 10, 8))
+    report = check_idempotence(_written_on_both_branches, "bothbranches", TilePlan(1, 64, 10, 8))
+    assert report.scratch_buffers == ("acc",) and report.writes_checked == 64
+
+
+def test_each_tile_is_walked_with_its_own_index():
+    # The scratch slot depends on the tile: the last tile writes tmp[1] and reads tmp[0],
+    # which only the even tiles write; the walk must run tile by tile, to the last, to see it.
+    check_idempotence(_pairs_own_slot, "ownslot", TilePlan(1, 32, 10, 8))
+    with pytest.raises(IdempotenceError, match=r"kernel otherslot: scratch tmp\[0\] is read"):
+        check_idempotence(_pairs_other_slot, "otherslot", TilePlan(1, 32, 10, 8))
+
+
+def test_a_store_index_through_a_bind_is_evaluated_through_its_value():
+    with pytest.raises(IdempotenceError, match=r"tiles 0 and 1 both write element 0 of y"):
+        check_idempotence(_halve_through_bind, "halve", TilePlan(1, 64, 10, 8))
+    report = check_idempotence(_reverse_through_bind, "reverse", TilePlan(1, 64, 10, 8))
+    assert report.writes_checked == 64 and report.written_parameters == ("y",)
+
+
+def test_an_address_handed_to_a_call_reads_on_to_the_end_of_the_buffer():
+    from tvm_intermittent.codegen.tir_loads import (  # pylint: disable=import-outside-toplevel
+        ADDRESS, ELEMENT, buffer_loads)
+
+    loop = _address_to_a_call.body
+    while type(loop).__name__ != "For":
+        loop = loop.seq[-1]
+    value = loop.body.seq[-1].value
+    assert [(load.source.name, reach) for load, reach in buffer_loads(value)] == \
+        [("tmp", ADDRESS)]
+    assert [reach for _, reach in buffer_loads(loop.body.seq[0].value)] == [ELEMENT]
+    # The tile wrote tmp[0] only; the callee may read tmp[1..7].
+    with pytest.raises(IdempotenceError, match=r"scratch tmp\[1\] is read before"):
+        check_idempotence(_address_to_a_call, "sumfrom", TilePlan(1, 8, 10, 8))
+    # A copy of every element covers both reads; a copy of three leaves tmp[3] to the reads.
+    report = check_idempotence(_copied(4), "copy4", TilePlan(1, 16, 10, 8))
+    assert report.scratch_buffers == ("tmp",)
+    with pytest.raises(IdempotenceError, match=r"kernel copy3: scratch tmp\[3\] is read"):
+        check_idempotence(_copied(3), "copy3", TilePlan(1, 16, 10, 8))
 
 
 def _wide_matmul(k=3000, units=4, seed=0):

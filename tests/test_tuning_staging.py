@@ -13,6 +13,7 @@ import dataclasses
 
 import numpy as np
 import pytest
+from tvm.script import tirx as T
 
 import tvm_intermittent as ti
 from tvm_intermittent import builder, sim
@@ -96,6 +97,30 @@ def test_staging_refuses_what_it_cannot_copy(model_tasks):
         stage_operand(task.func, 0, "input")
     with pytest.raises(CandidateError, match="no operand to stage"):
         tiled_func(task.func, Knobs(depth=1, stage=3))
+
+
+# pylint: disable=no-self-argument,missing-function-docstring
+@T.prim_func
+def _words(x: T.Buffer((16,), "int8"), y: T.Buffer((4,), "int32")):
+    for i in range(4):
+        y[i] = T.call_pure_extern("int32", "intm_load_s8x4", T.address_of(x[i * 4]))
+
+
+@T.prim_func
+def _words_and_address(x: T.Buffer((16,), "int8"), y: T.Buffer((4,), "int32"),
+                       z: T.Buffer((4,), "int32")):
+    for i in range(4):
+        y[i] = T.call_pure_extern("int32", "intm_load_s8x4", T.address_of(x[i * 4]))
+        z[i] = T.call_extern("int32", "sum_from", T.address_of(x[i * 4]))
+# pylint: enable=no-self-argument,missing-function-docstring
+
+
+def test_an_address_handed_to_an_unknown_call_is_not_staged():
+    # intm_load_s8x4 reads one word from its address; what sum_from reads is unknown, so
+    # no region bounds the tile's reads of x.
+    with pytest.raises(CandidateError, match=r"staging x: its address is passed to a call"):
+        staged_region(_words_and_address, 1, "x")
+    assert staged_region(_words, 1, "x").elements == 4
 
 
 def test_the_sram_check_counts_the_staged_copy(model_tasks):

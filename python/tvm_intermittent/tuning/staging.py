@@ -11,11 +11,13 @@ whose NVM is as fast as SRAM it only adds the copy, so whether to stage, and whi
 is a tuning knob (``Knobs.stage``), priced and measured like the others.
 
 The region is found from the TIR, not assumed: for every load of the parameter in the tile
-body (plain loads, and the words ``intm_load_s8x4`` reads through ``address_of``), the
-index with the body's ``Bind`` values substituted is bounded over the inner loops' ranges
-(``tvm.sym.Analyzer.int_set``, the tile loops' variables left free), which gives the
-region's first element ``lo`` as a function of the tile (the first element of one load
-where it is provably the least of all, else their ``min``); every index minus ``lo`` is
+body (plain loads, and the words ``intm_load_s8x4`` reads through ``address_of``, as
+:func:`..codegen.tir_loads.buffer_loads` finds them; an address handed to any other call
+has no bound and is refused), the index with the body's ``Bind`` values substituted is
+bounded over the inner loops' ranges (``tvm.sym.Analyzer.int_set``, the tile loops'
+variables left free), which gives the region's first element ``lo`` as a function of the
+tile (the first element of one load where it is provably the least of all, else their
+``min``); every index minus ``lo`` is
 then bounded over all loops, tile loops included (``const_int_bound``), or tile by tile
 where that bound is looser than the parameter (a ``min`` in an index, as the last pixel
 pair of an odd row has), and its largest value is the span. A span that is no
@@ -55,13 +57,11 @@ from tvm import ir, sym, tirx
 
 from ..codegen.c_printer import STACK_SCRATCH_LIMIT, statements, written_parameters
 from ..codegen.tiling import loop_chain
+from ..codegen.tir_loads import ADDRESS, WORD, WORD_BYTES, buffer_loads
 from .knobs import CandidateError, _replace
 
 #: Name prefix of the SRAM buffer a staged parameter is copied into (``staged_input``).
 STAGED_PREFIX = "staged_"
-#: Bytes ``intm_load_s8x4`` reads from its address.
-_WORD = 4
-_WORD_LOADS = ("intm_load_s8x4",)
 #: Parameters offered for staging per kernel: the largest read-only ones.
 MAX_STAGED_CHOICES = 2
 
@@ -143,7 +143,7 @@ def _stageable(func: tirx.PrimFunc) -> tuple:
     read = set()
     for node in statements(func.body):
         for expr in _exprs_of(node):
-            for load, _ in _loads(expr):
+            for load, _ in buffer_loads(expr):
                 if load.source in views:
                     read.add(views[load.source][0])
     params = [v for v in func.params if v.name in read and v.name not in written]
@@ -176,35 +176,6 @@ def _exprs_of(node) -> list:
     if kind == "For":
         return [node.min, node.extent]
     return []
-
-
-def _loads(expr, out=None) -> list:
-    """``(load, reads_a_word)`` for every buffer load in ``expr``; ``reads_a_word`` when it
-    is the address ``intm_load_s8x4`` reads four bytes from."""
-    out = [] if out is None else out
-    kind = type(expr).__name__
-    if kind in ("BufferLoad", "TensorLoad"):
-        for index in expr.indices:
-            _loads(index, out)
-        out.append((expr, False))
-        return out
-    if kind == "Call":
-        word = str(expr.op.name) in ("tirx.call_pure_extern", "tirx.call_extern") and \
-            str(expr.args[0].value) in _WORD_LOADS
-        for arg in expr.args:
-            if word and type(arg).__name__ == "Call" and str(arg.op.name) == "tirx.address_of":
-                target = arg.args[0]
-                for index in target.indices:
-                    _loads(index, out)
-                out.append((target, True))
-            elif isinstance(arg, ir.Expr):
-                _loads(arg, out)
-        return out
-    for field in ("a", "b", "value", "condition", "true_value", "false_value"):
-        child = getattr(expr, field, None)
-        if child is not None and isinstance(child, ir.Expr):
-            _loads(child, out)
-    return out
 
 
 class _Rewriter:
@@ -334,13 +305,18 @@ def staged_region(func: tirx.PrimFunc, depth: int, param: str, kernel: str | Non
     accesses = []
     for node in statements(body):
         for expr in _exprs_of(node):
-            for load, word in _loads(expr):
+            for load, reach in buffer_loads(expr):
                 name, offset = views.get(load.source, (None, 0))
                 if name != param:
                     continue
                 if offset is None:
                     raise CandidateError(f"{where}: a view of it has a variable offset")
-                extra = max(0, _WORD // _bytes(params[param].ty.dtype) - 1) if word else 0
+                if reach == ADDRESS:
+                    raise CandidateError(f"{where}: its address is passed to a call that may "
+                                         "read any part of it from there on, so no region "
+                                         "bounds what a tile reads")
+                word = reach == WORD
+                extra = max(0, WORD_BYTES // _bytes(params[param].ty.dtype) - 1) if word else 0
                 accesses.append((rewrite.expr(load.indices[0]) + offset, extra))
     if not accesses:
         raise CandidateError(f"{where}: the tile reads none of it")
@@ -375,7 +351,7 @@ def staged_region(func: tirx.PrimFunc, depth: int, param: str, kernel: str | Non
                              f"compile-time constant (region start {lo})")
     span = high + 1
     if _bytes(params[param].ty.dtype) == 1:
-        span = -(-span // _WORD) * _WORD
+        span = -(-span // WORD_BYTES) * WORD_BYTES
     span = min(span, size)
     return StagedRegion(param, lo, span, span * _bytes(params[param].ty.dtype))
 
@@ -475,16 +451,16 @@ def _copy_loop(view, stage, lo, span: int, dtype: str):
     """``stage[k] = view[lo + k]`` for ``k < span``: for int8 one word per iteration (an
     ``intm_load_s8x4`` and its four bytes stored), else one element."""
     i32 = "int32"
-    if dtype == "int8" and span % _WORD == 0:
+    if dtype == "int8" and span % WORD_BYTES == 0:
         word = tirx.Var("staged_word", i32)
         value = tirx.Var("staged_value", i32)
-        base = word * _WORD
+        base = word * WORD_BYTES
         load = tirx.call_pure_extern(i32, "intm_load_s8x4", tirx.address_of(
             tirx.BufferLoad(view, [lo + base])))
         stores = [tirx.BufferStore(stage, tirx.Cast("int8", value if k == 0 else
                                                     value >> tirx.const(8 * k, i32)),
-                                   [base + k]) for k in range(_WORD)]
-        return tirx.For(word, tirx.const(0, i32), tirx.const(span // _WORD, i32),
+                                   [base + k]) for k in range(WORD_BYTES)]
+        return tirx.For(word, tirx.const(0, i32), tirx.const(span // WORD_BYTES, i32),
                         tirx.ForKind.SERIAL, tirx.SeqStmt([tirx.Bind(value, load), *stores]))
     k = tirx.Var("staged_k", i32)
     return tirx.For(k, tirx.const(0, i32), tirx.const(span, i32), tirx.ForKind.SERIAL,
