@@ -8,7 +8,6 @@ the plan's shape).
 
 from __future__ import annotations
 
-import functools
 
 from ..codegen.tiling import TilePlan
 from ..energy.kernel_cost import Features, kernel_features
@@ -22,9 +21,19 @@ def _knobs(candidate_or_sch) -> Knobs:
     return knobs_of(sch)
 
 
-@functools.lru_cache(maxsize=4096)
+#: ``(knobs, workload, placement) -> Features`` of the rewritten kernel: the same kernel of
+#: the same model is tuned again by a resumed run or for another board in one process.
+_TILED_FEATURES: dict = {}
+
+
 def _tiled_features(knobs: Knobs, task) -> Features:
-    return kernel_features(tiled_func(task.func, knobs), task.placement or None)
+    from .log import workload_key  # pylint: disable=import-outside-toplevel
+
+    key = (knobs, workload_key(task.mod), tuple(sorted((task.placement or {}).items())))
+    if key not in _TILED_FEATURES:
+        _TILED_FEATURES[key] = kernel_features(tiled_func(task.func, knobs),
+                                               task.placement or None)
+    return _TILED_FEATURES[key]
 
 
 def features_of(task, knobs: Knobs) -> Features:

@@ -397,6 +397,12 @@ class Tuner:
         return self._result(default, count, failed, time.perf_counter() - started)
 
     def _loop(self, trials: int, progress, report) -> tuple[int, int]:
+        have = sum(len(self.log.measured_knobs(t, self.board.name, self.env.name))
+                   for t in self.model.tasks)
+        if have >= trials:  # the log holds them all: nothing to rank
+            if progress is not None:
+                progress.reset(total=0)
+            return 0, 0
         pools, measured = self._pools()
         have = sum(len(m) for m in measured.values())
         left = max(0, trials - have)
