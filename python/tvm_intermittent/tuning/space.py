@@ -13,6 +13,7 @@ MetaSchedule search strategy can drive it too.
 
 from __future__ import annotations
 
+import functools
 import itertools
 
 import numpy as np
@@ -44,10 +45,18 @@ def knob_choices(task) -> dict[str, list[int]]:
     variant numbers it offers (:mod:`.variants`; ``[0]``: none)."""
     choices = own_choices(task)
     for number in sorted(task.variants):
-        for name, values in own_choices(task.variants[number]).items():
+        for name, values in _variant_choices(task.variants[number], LOOP_KNOBS):
             choices[name] += sorted(set(values) - set(choices[name]))
     choices["variant"] = [0, *sorted(task.variants)]
     return choices
+
+
+@functools.lru_cache(maxsize=256)
+def _variant_choices(variant_task, loop_knobs: bool) -> tuple:
+    """:func:`own_choices` of a variant's task, once per task (``schedule_for`` asks for
+    every candidate, and listing stageable operands reads the whole kernel)."""
+    del loop_knobs  # own_choices reads LOOP_KNOBS itself: a key of the cache only
+    return tuple((name, tuple(values)) for name, values in own_choices(variant_task).items())
 
 
 def own_choices(task) -> dict[str, list[int]]:
