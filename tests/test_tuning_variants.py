@@ -14,6 +14,7 @@ from __future__ import annotations
 import io
 import json
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -30,6 +31,8 @@ from tvm_intermittent.tuning import CandidateError, Knobs, ModelTasks, knobs_of
 from tvm_intermittent.tuning.apply import SKIPPED, UNTUNED, VARIANT_BUILT, build_environment
 from tvm_intermittent.tuning.constraints import TUNING_MARGIN, check_candidate
 from tvm_intermittent.tuning.knobs import VARIANT_KEY
+from tvm_intermittent.tuning.local import CandidateBuilder
+from tvm_intermittent.tuning.measure import PROJECT_DIR
 from tvm_intermittent.tuning.log import TuningLog
 from tvm_intermittent.tuning import space
 from tvm_intermittent.tuning.space import schedule_for, variant_candidates
@@ -72,7 +75,8 @@ def _candidate(prepared, model, knobs):
                            static_scratch=model.static_scratch)
 
 
-def test_pairs_back_at_a_small_capacitor_is_a_candidate_of_the_paired_kernel(small):
+def test_pairs_back_at_a_small_capacitor_is_a_candidate_of_the_paired_kernel(depthwise, small,
+                                                                             tmp_path):
     prepared, model = small
     task = model.task(KERNEL)
     assert list(task.variants) == [PAIRS]
@@ -99,6 +103,11 @@ def test_pairs_back_at_a_small_capacitor_is_a_candidate_of_the_paired_kernel(sma
     # The trace records the variant, and replaying it gives the knobs back.
     sch = schedule_for(task, knobs)
     assert knobs_of(sch) == knobs and VARIANT_KEY in str(sch.trace)
+    # The tuner's builder makes the same candidate from its trace, lowered as the variant.
+    built = CandidateBuilder(model, prepared.board, build_environment(prepared),
+                             depthwise[1], tmp_path).build_one(sch.mod)
+    assert (Path(built) / PROJECT_DIR / "model" / "kernels.c").read_text() == \
+        _kernels_c(artifact)
     # Lowering the variant changed nothing of the default build.
     assert _kernels_c(builder.assemble(prepared)) == default
 
@@ -120,8 +129,9 @@ def test_one_row_per_tile_where_the_pairs_are_the_default(depthwise):
         _candidate(prepared, model, Knobs(2, variant=PAIRS))
 
 
+@pytest.mark.qemu
 def test_dense_one_unit_variant_is_lowered_with_its_own_kernel(tmp_path):
-    data, _ = tm.fully_connected(batch=1, depth=64, units=16)
+    data, inputs = tm.fully_connected(batch=1, depth=64, units=16)
     path = tmp_path / "fc.tflite"
     path.write_bytes(data)
     prepared = builder.prepare(path, "intermittent/qemu-an386")
@@ -136,6 +146,26 @@ def test_dense_one_unit_variant_is_lowered_with_its_own_kernel(tmp_path):
     artifact = builder.assemble(prepared, model.plans({task.kernel: (candidate.func,
                                                                       candidate.plan)}))
     assert _kernels_c(artifact) != _kernels_c(model.artifact)
+    # Its weights are laid out for it: the blocked kernel interleaves them.
+    weights = artifact.sources.files["model/weights.c"]
+    assert weights != model.artifact.sources.files["model/weights.c"]
+    want = reference.run_tflite_micro(path, inputs)
+    assert len(np.unique(want[0])) > 4
+    # Under random power failures (seeded), some inside the kernel's tiles: TFLM's outputs.
+    run = sim.run(artifact.export(tmp_path / "variant"), inputs,
+                  power=sim.power.Random(7, 1200, 2400))
+    assert run.finished and run.failures >= 3
+    np.testing.assert_array_equal(run.outputs[0], want[0])
+    inside = sum(1 for point in run.failure_points
+                 if [n for n, c in run.events if c <= point][-1:] == ["intm_task_0"])
+    assert inside >= 1, (run.failure_points, run.events)
+    # The variant's kernel on the default lowering's constants computes something else:
+    # the build must lower the model with the variant, not only swap its function.
+    swapped = builder.assemble(prepared, model.plans({task.kernel: (
+        candidate.func.without_attr(VARIANT_ATTR), candidate.plan)}))
+    assert swapped.sources.files["model/weights.c"] != weights
+    wrong = sim.run(swapped.export(tmp_path / "swapped"), inputs)
+    assert not np.array_equal(wrong.outputs[0], want[0])
 
 
 def _log_with(tmp_path, prepared, model, knobs, sch=None) -> TuningLog:
@@ -215,9 +245,18 @@ def test_a_record_of_a_variant_not_built_here_is_skipped(depthwise, tmp_path):
     assert _kernels_c(artifact) == _kernels_c(model.artifact)
 
 
-def test_records_without_the_knob_read_as_the_default_kernel():
+def test_records_without_the_knob_read_as_the_default_kernel(tmp_path):
     old = {"depth": 2, "split": 0, "tiles_per_commit": 4, "chunks": 1, "stage": 0,
            "order": 0, "unroll": 1}
     knobs = Knobs.from_dict(old)
     assert knobs.variant == 0 and knobs.to_dict() == old
     assert Knobs.from_dict({**old, "variant": 2}).to_dict() == {**old, "variant": 2}
+    # A kernel without variants (a padded convolution) has no variant in its traces.
+    data, _ = tm.conv2d(hw=(6, 6), cin=4, cout=4, seed=4)
+    path = tmp_path / "conv.tflite"
+    path.write_bytes(data)
+    model = ModelTasks.of(builder.prepare(path, "intermittent/qemu-an386"))
+    [task] = [t for t in model.tasks if t.kernel.startswith("conv2d")]
+    assert task.variants == {}
+    trace = str(schedule_for(task, Knobs(1)).trace)
+    assert VARIANT_KEY not in trace and "intermittent.tile_depth" in trace
