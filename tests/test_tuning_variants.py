@@ -25,7 +25,7 @@ from tvm_intermittent import builder, reference, sim
 from tvm_intermittent.board import load_board
 from tvm_intermittent.cli import main as cli_main
 from tvm_intermittent.cli.environment import Environment
-from tvm_intermittent.transform.notices import ONE_ROW_TILES
+from tvm_intermittent.transform.notices import ONE_ROW_TILES, ONE_UNIT_TILES
 from tvm_intermittent.transform.shrink import VARIANT_ATTR
 from tvm_intermittent.tuning import CandidateError, Knobs, ModelTasks, knobs_of
 from tvm_intermittent.tuning.apply import SKIPPED, UNTUNED, VARIANT_BUILT, build_environment
@@ -36,7 +36,7 @@ from tvm_intermittent.tuning.measure import PROJECT_DIR
 from tvm_intermittent.tuning.log import TuningLog
 from tvm_intermittent.tuning import space
 from tvm_intermittent.tuning.space import schedule_for, variant_candidates
-from tvm_intermittent.tuning.variants import ONE_ROW, ONE_UNIT, PAIRS
+from tvm_intermittent.tuning.variants import BLOCKED_UNITS, ONE_ROW, ONE_UNIT, PAIRS
 
 import tflite_models as tm
 
@@ -260,3 +260,31 @@ def test_records_without_the_knob_read_as_the_default_kernel(tmp_path):
     assert task.variants == {}
     trace = str(schedule_for(task, Knobs(1)).trace)
     assert VARIANT_KEY not in trace and "intermittent.tile_depth" in trace
+
+
+def test_blocked_units_back_where_the_rule_built_one_unit_per_tile(tmp_path):
+    # At 0.7 uF the rule (half a charge) refuses a block of this layer's units and builds
+    # one unit per tile; one block fits the tuner's margin: variant 4 gives it back.
+    data, _ = tm.fully_connected(batch=1, depth=256, units=16)
+    path = tmp_path / "fc.tflite"
+    path.write_bytes(data)
+    prepared = builder.prepare(path, "intermittent/qemu-an386", capacitor_f=0.7e-6)
+    model = ModelTasks.of(prepared)
+    [rule] = [n for n in model.artifact.notices if n.path == ONE_UNIT_TILES]
+    task = model.task(rule.operator)
+    assert list(task.variants) == [BLOCKED_UNITS]
+    valid = []
+    for knobs in variant_candidates(task.variants[BLOCKED_UNITS], BLOCKED_UNITS):
+        try:
+            valid.append(check_candidate(task, knobs, prepared.board,
+                                         build_environment(prepared)))
+        except CandidateError:
+            continue
+    [candidate] = valid  # one block per tile and per commit: the only one that fits
+    assert candidate.plan.extent < model.artifact.tiles[task.kernel].extent == 16
+    artifact = builder.assemble(prepared, model.plans({task.kernel: (candidate.func,
+                                                                      candidate.plan)}))
+    assert _kernels_c(artifact) != _kernels_c(model.artifact)
+    assert artifact.sources.files["model/weights.c"] != \
+        model.artifact.sources.files["model/weights.c"]
+    assert not [n for n in artifact.notices if n.path == ONE_UNIT_TILES]

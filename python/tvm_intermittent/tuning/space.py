@@ -61,10 +61,9 @@ def _variant_choices(variant_task, loop_knobs: bool) -> tuple:
 
 def own_choices(task) -> dict[str, list[int]]:
     """The values each knob but ``variant`` may take for ``task``'s own kernel: every tile
-    depth up to its separable
-    loops, every proper divisor of a separable loop's extent as a split, powers of two as
-    tiles per commit up to its most tiles, chunk counts of its reduction where the
-    tiler can split it, 0 (none) or an operand to stage in SRAM
+    depth up to its separable loops, every proper divisor of a separable loop's extent as a
+    split, powers of two as tiles per commit up to its most tiles, chunk counts of its
+    reduction where the tiler can split it, 0 (none) or an operand to stage in SRAM
     (:func:`.staging.stageable_parameters`), loop pairs to swap (up to
     :data:`.loop_rewrites.MAX_ORDER`, while both loops are separable) and unroll factors of
     its innermost loop (:func:`.loop_rewrites.unroll_choices`). Not every combination is valid
@@ -91,8 +90,9 @@ def own_choices(task) -> dict[str, list[int]]:
 
 
 def candidates(task) -> list[Knobs]:
-    """Every combination of :func:`knob_choices` that names a tiling of ``task`` (whether
-    it fits a board is :func:`.constraints.check_candidate`'s question)."""
+    """Every combination of :func:`own_choices` that names a tiling of ``task``, then the
+    candidates of each of its kernel variants (:func:`variant_candidates`); whether one
+    fits a board is :func:`.constraints.check_candidate`'s question."""
     # pylint: disable=import-outside-toplevel
     from .knobs import plan_of
 

@@ -27,7 +27,7 @@ and skipped with a notice.
 A variant is another lowering, not a rewrite of the default kernel's TIR: the kernels are
 built by ``QuantizedToInteger`` with their constants laid out for them. So the tuner lowers
 the model once more with every offered variant chosen (:func:`attach`, one extra lowering
-per tuning run or log applied, about 1.5 s for keyword spotting), matches each variant
+per tuning run or log applied; ``bench/variant_candidates.py`` times it), matches each variant
 kernel to the task it replaces by its kernel name and its calls in the task table, and
 makes a variant task of it (:meth:`.workload.TuningTask.for_knobs`); a build whose
 candidate is a variant is lowered again with that variant chosen (:func:`relowered`, which
