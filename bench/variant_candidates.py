@@ -1,7 +1,7 @@
 """What the kernel-variant knob adds to a model's design space, and what it costs to offer.
 
 Run:  .venv/bin/python bench/variant_candidates.py [--model kws] [--board qemu-an386]
-      [--capacitor 1e-6]
+      [--capacitor 1e-6] [--measure N]
 
 For each tuning task with a kernel variant (``tuning.variants``): the variants offered, the
 variant's candidates (``space.variant_candidates``) and how many pass the hard constraints
@@ -10,13 +10,21 @@ predicted instructions against the tuner's limit per batch, beside the default k
 analytic plan. Also the seconds the knob adds to ``ModelTasks.of`` (``variants.attach``:
 the model lowered once more with every variant chosen, and the variant tasks) beside those
 of ``builder.prepare``.
+
+With ``--measure N``, the N fitting candidates of each variant with the smallest predicted
+latency (the analytic cost model's, as ``tune --cost-model analytic`` ranks them) are built
+alone, every other operator as the rule tiles it, and run on QEMU under the capacitor's
+schedule beside the analytic build (``tuning_bench.measure``: instructions under failures,
+boots, latency); each run's outputs are compared with the uninterrupted run's.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import sys
 import time
+from pathlib import Path
 
 import tvm  # noqa: F401  first: its plugin autoload imports tvm_intermittent.transform
 
@@ -25,9 +33,13 @@ from tvm_intermittent.transform.notices import ONE_ROW_TILES, ONE_UNIT_TILES
 from tvm_intermittent.tuning import ModelTasks, variants
 from tvm_intermittent.tuning.apply import build_environment
 from tvm_intermittent.tuning.constraints import check_candidate
-from tvm_intermittent.tuning.knobs import CandidateError
+from tvm_intermittent.tuning.knobs import CandidateError, Knobs
 from tvm_intermittent.tuning.space import variant_candidates
+from tvm_intermittent.tuning.analytic_model import AnalyticModel
 from tvm_intermittent.tuning.variants import describe
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from tuning_bench import measure  # noqa: E402  pylint: disable=wrong-import-position
 
 
 def main(argv=None) -> int:
@@ -35,6 +47,9 @@ def main(argv=None) -> int:
     parser.add_argument("--model", default="kws")
     parser.add_argument("--board", default="qemu-an386")
     parser.add_argument("--capacitor", type=float, default=1e-6, help="farads")
+    parser.add_argument("--measure", type=int, default=0, metavar="N",
+                        help="run the N best-predicted fitting candidates of each variant on "
+                             "QEMU under the capacitor, beside the analytic build")
     args = parser.parse_args(argv)
     path = zoo.get(args.model).path
     started = time.perf_counter()
@@ -52,6 +67,7 @@ def main(argv=None) -> int:
         if notice.path in (ONE_ROW_TILES, ONE_UNIT_TILES):
             print(f"  the rule: {notice.operator}: {notice.reason}")
     env = build_environment(prepared)
+    runs = []
     for task in model.tasks:
         for number, variant in sorted(task.variants.items()):
             found = variant_candidates(variant, number)
@@ -70,7 +86,33 @@ def main(argv=None) -> int:
                      if least else "")
                   + f"; default plan {task.default.extent} tiles of about "
                     f"{task.default.tile_instructions:,}")
+            if args.measure:
+                runs.append((task, valid))
+    if args.measure:
+        _measure(args, prepared, model, env, runs)
     return 0
+
+
+def _measure(args, prepared, model, env, runs) -> None:
+    inputs = [zoo.sample_inputs(args.model, count=1)[0][0]]
+    analytic = AnalyticModel(prepared.board, env, model)
+    base = measure(model.artifact, args.board, args.capacitor, inputs)
+    print(f"\n| kernel | knobs | predicted s | instructions analytic -> variant | boots | "
+          f"latency s analytic -> variant | speedup | outputs |\n|---|---|---|---|---|---|---|---|")
+    for task, valid in runs:
+        ranked = sorted(valid, key=lambda c: analytic.predict_seconds(task, c.knobs))
+        for candidate in ranked[:args.measure]:
+            artifact = builder.assemble(prepared, model.plans(
+                {task.kernel: (candidate.func, candidate.plan)}))
+            got = measure(artifact, args.board, args.capacitor, inputs)
+            same = base["match"] and got["match"]
+            print(f"| {task.kernel} | {candidate.knobs.describe()} | "
+                  f"{analytic.predict_seconds(task, candidate.knobs):.4g} (analytic build "
+                  f"{analytic.predict_seconds(task, Knobs.of_plan(task.default)):.4g}) | "
+                  f"{base['instructions']:,} -> {got['instructions']:,} | "
+                  f"{base['boots']} -> {got['boots']} | {base['latency_s']:.4g} -> "
+                  f"{got['latency_s']:.4g} | {base['latency_s'] / got['latency_s']:.3f}x | "
+                  f"{'same' if same else 'DIFFER'} |", flush=True)
 
 
 if __name__ == "__main__":
