@@ -3,7 +3,7 @@
 Run:  .venv/bin/python bench/tuning_bench.py [--models kws,resnet8] [--trials 16]
       [--workers 2] [--settings 100uF,1mF,continuous] [--logs DIR] [--out tuning_bench.json]
       [--smallest smallest_msp430fr5994.json smallest_qemu-an386.json]
-      [--tune-on BOARD] [--no-stage] [--loop-knobs on|off|both]
+      [--tune-on BOARD] [--no-stage] [--no-variants] [--loop-knobs on|off|both]
 
 For each model and each power setting (a 100 uF and a 1 mF capacitor with the board's
 voltages and harvester, and continuous power), the tiling is tuned on ``qemu-an386`` with
@@ -24,7 +24,8 @@ IMO-free floor (:func:`imo_free_floor`).
 
 With ``--tune-on BOARD`` the power settings are tuned and applied on that board alone; with
 ``--no-stage`` the design space leaves out the resident-operand knob (``Knobs.stage``), for
-the tuned build without it. With ``--loop-knobs both``, each setting is tuned twice, with
+the tuned build without it, and with ``--no-variants`` the kernel-variant knob
+(``Knobs.variant``, ``tuning.variants``). With ``--loop-knobs both``, each setting is tuned twice, with
 the loop order and unroll knobs in the design space and without them
 (``tuning.space.LOOP_KNOBS``), one log each, and both tuned builds are measured against the
 same analytic build.
@@ -235,6 +236,9 @@ def main(argv=None) -> int:
     parser.add_argument("--no-stage", action="store_true",
                         help="leave the resident-operand knob (Knobs.stage) out of the design "
                              "space")
+    parser.add_argument("--no-variants", action="store_true",
+                        help="leave the kernel-variant knob (Knobs.variant) out of the design "
+                             "space")
     parser.add_argument("--loop-knobs", choices=("on", "off", "both"), default="on",
                         help="search the loop order and unroll knobs (on), not (off), or "
                              "tune each setting both ways (both)")
@@ -246,9 +250,11 @@ def main(argv=None) -> int:
     if args.bound_only:
         return bounds(models, args.bound_only, args.settings.split(","))
     extra = smallest_settings(args.smallest, models)
-    if args.no_stage:
+    if args.no_stage or args.no_variants:
         everything = search.candidates
-        search.candidates = lambda task: [k for k in everything(task) if not k.stage]
+        search.candidates = lambda task: [k for k in everything(task)
+                                          if not (args.no_stage and k.stage)
+                                          and not (args.no_variants and k.variant)]
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(args.logs or tmp)
         root.mkdir(parents=True, exist_ok=True)

@@ -35,7 +35,8 @@ from .target import board_of
 from .transform import intermittent_pipeline, lower_prim_func
 from .transform.depthwise_kernels import PAIRS_ATTR
 from .transform.notices import ONE_ROW_TILES, SPLIT_REDUCTION, Notice, report
-from .transform.shrink import DENSE_ONE_UNIT, DEPTHWISE_BLOCKS, Shrink, kernel_key
+from .transform.shrink import (DENSE_ONE_UNIT, DEPTHWISE_BLOCKS, VARIANT_ATTR, Shrink,
+                               kernel_key)
 
 PROJECT_MANIFEST = "model.json"
 
@@ -241,6 +242,37 @@ class Prepared:
     started: float
     #: Built for continuous power (``power_env="continuous"``): what a tuning log ranks for.
     continuous: bool = False
+    int8_only: bool = False
+    #: What the lowering was asked for (the rule's finer kernels) and what it offered.
+    requests: "Requests" = None
+    #: ``frozenset of (kernel, variant) -> Prepared``: lowerings with kernel variants chosen
+    #: (:func:`.tuning.variants.relowered`), made once each.
+    variant_lowerings: dict = dataclasses.field(default_factory=dict, repr=False)
+
+
+@dataclasses.dataclass(frozen=True)
+class Requests:
+    """The finer kernels the analytic rule had the lowering build, and the finer forms the
+    last lowering offered: what a kernel variant (:mod:`.tuning.variants`) flips.
+
+    Attributes
+    ----------
+    unpaired : dict
+        ``PAIRS_ATTR key -> reason``: depthwise kernels built one output row per tile.
+    paired_keys : dict
+        ``kernel -> PAIRS_ATTR key`` of those kernels (the paired kernel's key).
+    shrunk : dict
+        ``kernel_key -> (kernel, Shrink, Offer)``: kernels built finer
+        (:mod:`.transform.shrink`).
+    offers : dict
+        ``kernel_key -> Offer``: kernels of the last lowering built the default way that
+        have a finer form.
+    """
+
+    unpaired: dict
+    paired_keys: dict
+    shrunk: dict
+    offers: dict
 
 
 def prepare(mod, target="intermittent/qemu-an386", *, board=None, name: str | None = None,
@@ -286,14 +318,15 @@ def prepare(mod, target="intermittent/qemu-an386", *, board=None, name: str | No
     # blocked fully connected units -> one unit (whose reduction the tiler then splits).
     notices, graph, lowered, placements, offers = _lower(imported.mod, tvm_target, int8_only)
     unpaired = _unpair_refused(lowered, the_board, tile_budget, tiling, placements)
-    keys = {str(lowered[kernel].attrs[PAIRS_ATTR]): reason for kernel, reason in unpaired.items()}
+    paired_keys = {kernel: str(lowered[kernel].attrs[PAIRS_ATTR]) for kernel in unpaired}
+    keys = {paired_keys[kernel]: reason for kernel, reason in unpaired.items()}
     if unpaired:
         notices, graph, lowered, placements, offers = _lower(imported.mod, tvm_target,
                                                              int8_only, keys)
     fallbacks = [Notice(kernel, ONE_ROW_TILES, reason) for kernel, reason in unpaired.items()]
     shrunk = _shrink_refused(graph, lowered, offers, the_board, tile_budget, tiling, placements)
     while shrunk:
-        notices, graph, lowered, placements, _ = _lower(
+        notices, graph, lowered, placements, offers = _lower(
             imported.mod, tvm_target, int8_only, keys,
             {key: shrink for key, (_, shrink, _) in shrunk.items()})
         finer = _finer_blocks(shrunk, lowered, the_board, tile_budget, tiling, placements)
@@ -306,7 +339,8 @@ def prepare(mod, target="intermittent/qemu-an386", *, board=None, name: str | No
         report(notices, notice)
     return Prepared(imported, name or imported.name, the_board, graph, lowered,
                     plan_memory(graph), notices, budget, tile_budget, capacitor_f, power_env,
-                    tiling, placements, started, continuous)
+                    tiling, placements, started, continuous, int8_only,
+                    Requests(keys, paired_keys, shrunk, offers))
 
 
 def _lower(mod, tvm_target, int8_only: bool, unpaired: dict | None = None,
@@ -457,13 +491,21 @@ def assemble(prepared: Prepared, overrides: dict | None = None, *, notices=(),
     overrides : dict, optional
         ``kernel -> (tiled PrimFunc, TilePlan)``: kernels cut by a tuned plan instead of the
         analytic rule (the function is the kernel as the plan cuts it, a split loop
-        included); each plan is checked for idempotence here again.
+        included); each plan is checked for idempotence here again. A function that carries
+        ``intermittent.variant`` (a tuned kernel variant, :mod:`.tuning.variants`) has the
+        model lowered again with that variant chosen, so its constants are its own.
     notices : sequence of Notice
         Added to the artifact's notices (what the tuning log did).
     records : dict, optional
         Further facts for ``model.json`` by key.
     """
     overrides = overrides or {}
+    chosen = {k: int(func.attrs[VARIANT_ATTR]) for k, (func, _) in overrides.items()
+              if func.attrs is not None and VARIANT_ATTR in func.attrs}
+    if chosen:  # a kernel variant is another lowering: its constants are laid out for it
+        from .tuning.variants import relowered  # pylint: disable=import-outside-toplevel
+
+        prepared = relowered(prepared, chosen)
     lowered = {k: overrides[k][0] if k in overrides else f for k, f in prepared.lowered.items()}
     tiles, scratch, tile_costs, features = _plan_all_tiles(
         lowered, prepared.board, prepared.tile_budget, prepared.tiling, prepared.placements,

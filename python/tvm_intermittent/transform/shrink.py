@@ -33,6 +33,11 @@ from .notices import CHANNEL_BLOCK_TILES, ONE_UNIT_TILES
 DENSE_ONE_UNIT = ONE_UNIT_TILES
 #: A DSP depthwise kernel (one row per tile) that can be rebuilt in channel blocks.
 DEPTHWISE_BLOCKS = CHANNEL_BLOCK_TILES
+#: Function attribute of a tuned kernel that is another variant than the lowering's rule
+#: builds (its number, ``tuning.variants``): ``builder.assemble`` lowers the model again with
+#: that variant chosen, so that the kernel's constants are laid out for it. The kernels of a
+#: lowering never carry it, so their C and their tuning workloads stay as they were.
+VARIANT_ATTR = "intermittent.variant"
 
 
 def kernel_key(func) -> str:

@@ -18,7 +18,11 @@ measured or predicted the same way); a kernel left with its default gets a notic
 why. Where the log measured whole tuned builds on this board under this environment, only
 the records of the fastest one are applied, and none when it was no faster than the default
 build (records measured one operator at a time need not add up). ``model.json``'s
-``tuning`` records the log, each tuned operator and its knobs.
+``tuning`` records the log, each tuned operator and its knobs. A record whose knobs name a
+kernel variant (:mod:`.variants`) is built as that kernel (the model lowered again with it,
+its constants laid out for it), with a notice that names the operator and the record; one
+whose variant this board's lowering does not build for the operator is skipped with a
+notice.
 
 A kernel the analytic rule refuses on this board (its smallest tile needs more than the
 rule's half of a charge) is built from the log where the log has records of it: its best
@@ -46,6 +50,8 @@ UNTUNED = "default tiling"
 SKIPPED = "tuning record skipped"
 #: An operator the analytic rule refuses at this budget, tiled from the log.
 TUNED_PAST_RULE = "refused by the analytic rule"
+#: An operator built as another kernel variant than the lowering's rule builds.
+VARIANT_BUILT = "tuned kernel variant"
 
 
 @dataclasses.dataclass
@@ -181,8 +187,30 @@ def apply_log(prepared, log) -> Applied:
     _by_whole_builds(database, model, board, env, defaults, overrides, tuned, untuned,
                      notices, log)
     _refused_by_rule(database, model, defaults, overrides, tuned, untuned, notices, log)
+    _variant_notices(tuned, notices, log)
     return Applied(str(Path(log)), board.name, env.name, overrides, tuned, untuned, skipped,
                    notices, ranking)
+
+
+def _variant_notices(tuned: dict, notices: list, log) -> None:
+    """A notice for each operator the applied records build as a kernel variant
+    (:mod:`.variants`): which kernel, instead of which, and the record that chose it (the
+    build lowers the model again with it, ``builder.assemble``)."""
+    from .variants import VARIANTS  # pylint: disable=import-outside-toplevel
+
+    for kernel, entry in sorted(tuned.items()):
+        knobs = Knobs.from_dict(entry["knobs"])
+        if not knobs.variant:
+            continue
+        variant = VARIANTS[knobs.variant]
+        seconds = entry.get("seconds")
+        how = (f", {entry['ranked_by']} {seconds:.4g} s against the default's "
+               f"{entry['default_seconds']:.4g} s" if seconds and entry.get("default_seconds")
+               else "")
+        report(notices, Notice(kernel, VARIANT_BUILT, (
+            f"built as {variant.name} (kernel variant {variant.number}) instead of "
+            f"{variant.instead}: tuning log {log}'s record ({knobs.describe()}{how}) chose it; "
+            "the model is lowered with that kernel and its constants")))
 
 
 def _by_whole_builds(database, model, board, env, defaults, overrides, tuned, untuned,

@@ -114,6 +114,7 @@ def check_candidate(task, knobs: Knobs, board, env, *, static_scratch: int = 0,
 
     from .describe import features_of  # pylint: disable=import-outside-toplevel
 
+    task = task.for_knobs(knobs)  # a kernel variant: its own kernel (CandidateError if none)
     features = features_of(task, knobs)
     func = tiled_func(task.func, knobs)
     tile = None

@@ -432,7 +432,7 @@ def _plan_key(kernel: str, plan) -> tuple:
 def _tiled(task, knobs: Knobs):
     from .knobs import tiled_func  # pylint: disable=import-outside-toplevel
 
-    return tiled_func(task.func, knobs)
+    return tiled_func(task.for_knobs(knobs).func, knobs)  # a variant tiles its own kernel
 
 
 def _xgb_names() -> list[str]:

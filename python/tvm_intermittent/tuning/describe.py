@@ -39,7 +39,9 @@ def _tiled_features(knobs: Knobs, task) -> Features:
 def features_of(task, knobs: Knobs) -> Features:
     """Executed counts of ``task``'s kernel as ``knobs`` cut it (a split adds a loop and a
     bind, a loop order or an unroll changes the loops, a staged operand adds its copy;
-    without any, the kernel's own), computed once per kernel and rewrite."""
+    without any, the kernel's own; a kernel variant's are its own kernel's), computed once
+    per kernel and rewrite."""
+    task = task.for_knobs(knobs)
     if not knobs.split and not knobs.order and knobs.unroll == 1 and not knobs.stage:
         return task.features
     return _tiled_features(Knobs(knobs.depth, knobs.split, stage=knobs.stage,
@@ -73,9 +75,10 @@ def describe(candidate_or_sch, task) -> tuple[Features, TilePlan]:
     Raises
     ------
     CandidateError
-        Knobs that name no tiling of the kernel.
+        Knobs that name no tiling of the kernel (or a variant the lowering does not build).
     """
     knobs = _knobs(candidate_or_sch)
+    task = task.for_knobs(knobs)
     plan = plan_of(knobs, task.func, task.kernel, usable=task.usable,
                    tile_cost=lambda func, p: _tile_instructions(task, knobs, func, p))
     return features_of(task, knobs), plan

@@ -30,6 +30,12 @@ is all it takes to recover the candidate. The knobs are:
 ``unroll`` (u)
     1, or the factor the innermost loop inside the tile is unrolled by (its extent:
     fully), see :func:`.loop_rewrites.unroll_loop`.
+``variant`` (v)
+    0, the kernel the lowering's rule built, or the number of another kernel the lowering
+    builds for the operator (:mod:`.variants`: depthwise row pairs or one row per tile,
+    fully connected blocked units or one unit per tile). The other knobs then tile that
+    kernel: :meth:`.workload.TuningTask.for_knobs` gives its task, whose ``func`` callers
+    hand to :func:`tiled_func` and :func:`plan_of`.
 
 :func:`plan_of` turns knobs into the :class:`~..codegen.tiling.TilePlan` of the (rewritten)
 kernel with its predicted cost and refuses (:class:`CandidateError`) knobs that do not name
@@ -55,9 +61,10 @@ CHUNKS_KEY = "intermittent.reduction_chunks"
 STAGE_KEY = "intermittent.stage"
 ORDER_KEY = "intermittent.loop_order"
 UNROLL_KEY = "intermittent.unroll"
+VARIANT_KEY = "intermittent.kernel_variant"
 KNOB_KEYS = {"depth": DEPTH_KEY, "split": SPLIT_KEY, "tiles_per_commit": BATCH_KEY,
              "chunks": CHUNKS_KEY, "stage": STAGE_KEY, "order": ORDER_KEY,
-             "unroll": UNROLL_KEY}
+             "unroll": UNROLL_KEY, "variant": VARIANT_KEY}
 
 
 class CandidateError(ModelError):
@@ -86,6 +93,8 @@ class Knobs:
         Loop pair swapped inside the tile (0: the order as built).
     unroll : int
         Unroll factor of the innermost loop inside the tile (1: not unrolled).
+    variant : int
+        Kernel variant (:mod:`.variants`; 0: the kernel the lowering's rule built).
     """
 
     depth: int
@@ -95,15 +104,22 @@ class Knobs:
     stage: int = 0
     order: int = 0
     unroll: int = 1
+    variant: int = 0
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        """The knobs by name; ``variant`` only when it is not 0, so that a record of the
+        default kernel reads as it did before the knob (logs compare these dicts)."""
+        out = dataclasses.asdict(self)
+        if not self.variant:
+            del out["variant"]
+        return out
 
     @classmethod
     def from_dict(cls, data: dict) -> "Knobs":
         try:
             return cls(**{k: int(data[k]) for k in ("depth", "split", "tiles_per_commit",
-                                                    "chunks", "stage", "order", "unroll")
+                                                    "chunks", "stage", "order", "unroll",
+                                                    "variant")
                                      if k in data})
         except (TypeError, ValueError) as err:
             raise CandidateError(f"knobs {data!r} are not whole numbers: {err}") from err
@@ -115,6 +131,10 @@ class Knobs:
 
     def describe(self) -> str:
         parts = [f"{self.depth} fused loops"]
+        if self.variant:
+            from .variants import describe  # pylint: disable=import-outside-toplevel
+
+            parts.insert(0, f"kernel {describe(self.variant)}")
         if self.split:
             parts.append(f"{self.split} iterations of the next")
         if self.chunks > 1:
@@ -231,11 +251,18 @@ def _replace(stmt, old, new):
 def tiled_func(func: tirx.PrimFunc, knobs: Knobs) -> tirx.PrimFunc:
     """The kernel the knobs' plan applies to: ``func``, with its loop ``depth`` split when
     ``knobs.split`` says so, then its loops inside the tile reordered and unrolled
-    (:func:`.loop_rewrites.rewritten`), and an operand staged when ``knobs.stage`` says so."""
+    (:func:`.loop_rewrites.rewritten`), and an operand staged when ``knobs.stage`` says so.
+
+    With ``knobs.variant``, ``func`` is the variant's kernel (the task
+    :meth:`.workload.TuningTask.for_knobs` gives), and the result carries the variant's
+    number (``intermittent.variant``): ``builder.assemble`` then lowers the model with that
+    variant chosen, so the kernel compiled is the one tuned, with its own constants."""
+    from ..transform.shrink import VARIANT_ATTR  # pylint: disable=import-outside-toplevel
     from .loop_rewrites import rewritten  # pylint: disable=import-outside-toplevel
 
     func = rewritten(func, knobs.depth, knobs.split, knobs.order, knobs.unroll, split_loop)
-    return _staged(func, knobs) if knobs.stage else func
+    func = _staged(func, knobs) if knobs.stage else func
+    return func.with_attr(VARIANT_ATTR, knobs.variant) if knobs.variant else func
 
 
 def _staged(func: tirx.PrimFunc, knobs: Knobs) -> tirx.PrimFunc:

@@ -185,7 +185,7 @@ def _s(value) -> str:
 
 
 def _knobs_text(knobs: dict) -> str:
-    text = f"d{knobs['depth']}"
+    text = (f"v{knobs['variant']} " if knobs.get("variant") else "") + f"d{knobs['depth']}"
     if knobs.get("split"):
         text += f"/{knobs['split']}"
     if knobs.get("chunks", 1) > 1:

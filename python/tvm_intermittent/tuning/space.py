@@ -13,6 +13,7 @@ MetaSchedule search strategy can drive it too.
 
 from __future__ import annotations
 
+import functools
 import itertools
 
 import numpy as np
@@ -22,7 +23,7 @@ from tvm.ir.utils import derived_object
 
 from ..codegen.tiling import reduction_parts, loop_chain
 from .knobs import (BATCH_KEY, CHUNKS_KEY, DEPTH_KEY, ORDER_KEY, SPLIT_KEY, STAGE_KEY,
-                    UNROLL_KEY, CandidateError, Knobs, chunk_candidates, knobs_of,
+                    UNROLL_KEY, VARIANT_KEY, CandidateError, Knobs, chunk_candidates, knobs_of,
                     split_candidates)
 from .loop_rewrites import MAX_ORDER, unroll_choices
 from .staging import stageable_parameters
@@ -38,10 +39,31 @@ LOOP_KNOBS = True
 
 
 def knob_choices(task) -> dict[str, list[int]]:
-    """The values each knob may take for ``task``: every tile depth up to its separable
-    loops, every proper divisor of a separable loop's extent as a split, powers of two as
-    tiles per commit up to its most tiles, chunk counts of its reduction where the
-    tiler can split it, 0 (none) or an operand to stage in SRAM
+    """The values each knob may take for ``task``: :func:`own_choices` of its kernel, with
+    the values its kernel variants' candidates take appended to each list (so the
+    default kernel's lists, and the traces of its records, are as they were) and the
+    variant numbers it offers (:mod:`.variants`; ``[0]``: none)."""
+    choices = own_choices(task)
+    for number in sorted(task.variants):
+        for name, values in _variant_choices(task.variants[number], LOOP_KNOBS):
+            choices[name] += sorted(set(values) - set(choices[name]))
+    choices["variant"] = [0, *sorted(task.variants)]
+    return choices
+
+
+@functools.lru_cache(maxsize=256)
+def _variant_choices(variant_task, loop_knobs: bool) -> tuple:
+    """:func:`own_choices` of a variant's task, once per task (``schedule_for`` asks for
+    every candidate, and listing stageable operands reads the whole kernel)."""
+    del loop_knobs  # own_choices reads LOOP_KNOBS itself: a key of the cache only
+    return tuple((name, tuple(values)) for name, values in own_choices(variant_task).items())
+
+
+def own_choices(task) -> dict[str, list[int]]:
+    """The values each knob but ``variant`` may take for ``task``'s own kernel: every tile
+    depth up to its separable loops, every proper divisor of a separable loop's extent as a
+    split, powers of two as tiles per commit up to its most tiles, chunk counts of its
+    reduction where the tiler can split it, 0 (none) or an operand to stage in SRAM
     (:func:`.staging.stageable_parameters`), loop pairs to swap (up to
     :data:`.loop_rewrites.MAX_ORDER`, while both loops are separable) and unroll factors of
     its innermost loop (:func:`.loop_rewrites.unroll_choices`). Not every combination is valid
@@ -68,12 +90,13 @@ def knob_choices(task) -> dict[str, list[int]]:
 
 
 def candidates(task) -> list[Knobs]:
-    """Every combination of :func:`knob_choices` that names a tiling of ``task`` (whether
-    it fits a board is :func:`.constraints.check_candidate`'s question)."""
+    """Every combination of :func:`own_choices` that names a tiling of ``task``, then the
+    candidates of each of its kernel variants (:func:`variant_candidates`); whether one
+    fits a board is :func:`.constraints.check_candidate`'s question."""
     # pylint: disable=import-outside-toplevel
     from .knobs import plan_of
 
-    choices = knob_choices(task)
+    choices = own_choices(task)
     out = []
     for depth, split, batch, chunks, stage, order, unroll in itertools.product(
             choices["depth"], choices["split"], choices["tiles_per_commit"], choices["chunks"],
@@ -84,6 +107,32 @@ def candidates(task) -> list[Knobs]:
         except CandidateError:
             continue
         out.append(knobs)
+    for number in sorted(task.variants):
+        out += variant_candidates(task.variants[number], number)
+    return out
+
+
+def variant_candidates(task, number: int) -> list[Knobs]:
+    """The candidates of kernel variant ``number`` (``task`` is its task,
+    :meth:`.workload.TuningTask.for_knobs`): its tilings only, every depth, the splits of
+    the loop at the tile's boundary, the batches and chunk counts of its space, with the
+    loops inside the tile as built and no operand staged. Few, since each candidate costs a
+    build and QEMU runs; the loop and staging knobs are the default kernel's to explore."""
+    # pylint: disable=import-outside-toplevel
+    from .knobs import plan_of
+
+    choices = own_choices(task)
+    out = []
+    for depth in choices["depth"]:
+        splits = [0] + (split_candidates(task.extents[depth]) if depth < task.usable else [])
+        for split, batch, chunks in itertools.product(splits, choices["tiles_per_commit"],
+                                                      choices["chunks"]):
+            knobs = Knobs(depth, split, batch, chunks, variant=number)
+            try:
+                plan_of(knobs, task.func, task.kernel, usable=task.usable, tile_cost=_no_cost)
+            except CandidateError:
+                continue
+            out.append(knobs)
     return out
 
 
@@ -95,10 +144,11 @@ def _annotate(sch: s_tir.Schedule, choices: dict, knobs: Knobs | None) -> None:
     root = sch.get_sblock(ROOT_BLOCK)
     for name, key in (("depth", DEPTH_KEY), ("split", SPLIT_KEY),
                       ("tiles_per_commit", BATCH_KEY), ("chunks", CHUNKS_KEY),
-                      ("stage", STAGE_KEY), ("order", ORDER_KEY), ("unroll", UNROLL_KEY)):
+                      ("stage", STAGE_KEY), ("order", ORDER_KEY), ("unroll", UNROLL_KEY),
+                      ("variant", VARIANT_KEY)):
         values = choices[name]
-        if name == "stage" and len(values) == 1:
-            continue  # nothing to stage: the trace stays as it was before the knob
+        if name in ("stage", "variant") and len(values) == 1:
+            continue  # nothing to choose: the trace stays as it was before the knob
         decision = None if knobs is None else values.index(getattr(knobs, name))
         value = sch.sample_categorical(values, [1.0 / len(values)] * len(values), decision)
         sch.annotate(root, key, value)

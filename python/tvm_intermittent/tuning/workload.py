@@ -66,6 +66,11 @@ class TuningTask:
         Leading loops that give each iteration its own outputs (the deepest tile).
     extents : list of int
         Extents of the kernel's loop chain.
+    variants : dict
+        ``variant number -> TuningTask``: the other kernels the lowering builds for this
+        operator (:mod:`.variants`), each a task of its own kernel with this task's calls.
+    variant : int
+        0, or the variant number this task's kernel is (a task of ``variants``).
     """
 
     kernel: str
@@ -77,6 +82,29 @@ class TuningTask:
     placement: dict
     usable: int
     extents: list
+    variants: dict = dataclasses.field(default_factory=dict)
+    variant: int = 0
+
+    def for_knobs(self, knobs) -> "TuningTask":
+        """The task whose kernel ``knobs`` tile: this one, or the variant ``knobs.variant``
+        names, whose kernel, loops, counts and workload are its own.
+
+        Raises
+        ------
+        CandidateError
+            A variant the lowering does not build for this operator on this board.
+        """
+        number = getattr(knobs, "variant", 0)
+        if number in (0, self.variant):
+            return self
+        if number in self.variants:
+            return self.variants[number]
+        from .knobs import CandidateError  # pylint: disable=import-outside-toplevel
+        from .variants import describe  # pylint: disable=import-outside-toplevel
+
+        offers = ", ".join(describe(n) for n in sorted(self.variants)) or "none"
+        raise CandidateError(f"operator {self.kernel}: {describe(number)} is not a kernel the "
+                             f"lowering builds for this operator here (its variants: {offers})")
 
     @property
     def macs(self) -> int:
@@ -124,7 +152,23 @@ def tasks_of(prepared, artifact) -> list[TuningTask]:
                                 prepared.placements.get(kernel) or {}, usable,
                                 [int(loop.extent) for loop in chain]))
     tasks.sort(key=lambda t: t.indices[0])
+    from .variants import attach  # pylint: disable=import-outside-toplevel
+
+    attach(prepared, tasks)
     return tasks
+
+
+def variant_task(task: TuningTask, func: tirx.PrimFunc, placement: dict,
+                 number: int) -> TuningTask:
+    """The task of ``task``'s operator built as variant ``number`` (kernel ``func``): its
+    own workload, loops and counts; the default build's calls and plan."""
+    from ..energy.kernel_cost import kernel_features  # pylint: disable=import-outside-toplevel
+
+    chain = loop_chain(func)
+    return TuningTask(task.kernel, func, workload_of(func, task.kernel), task.indices,
+                      task.default, kernel_features(func, placement or None), placement,
+                      _separable_depth(func, chain, written_parameters(func)),
+                      [int(loop.extent) for loop in chain], variant=number)
 
 
 @dataclasses.dataclass(eq=False)
