@@ -50,9 +50,9 @@ class Candidate:
     batch_limit: int | None
 
 
-#: ``(workload hash, depth, split, chunks, stage) -> problem or ""``: the check reads the kernel's
-#: TIR and the plan's depth and chunks only (not its batch, not the board), and takes
-#: seconds on large kernels.
+#: ``(workload hash, depth, split, chunks, stage, order, unroll) -> problem or ""``, the
+#: workload a kernel variant's own: the check reads the kernel's TIR and the plan's depth
+#: and chunks only (not its batch, not the board).
 _IDEMPOTENCE: dict = {}
 
 
@@ -73,6 +73,7 @@ def _idempotence_problem(task, knobs: Knobs, func, plan: TilePlan) -> str:
 def check_idempotent(task, knobs: Knobs, func, plan: TilePlan) -> None:
     """Refuse (:class:`CandidateError`) a candidate whose tiles are not idempotent; ``func``
     and ``plan`` are the candidate's (:class:`Candidate`)."""
+    task = task.for_knobs(knobs)  # a kernel variant's verdict is its own kernel's
     problem = _idempotence_problem(task, knobs, func, plan)
     if problem:
         raise CandidateError(f"operator {task.kernel}: {knobs.describe()} is not idempotent: "
