@@ -260,9 +260,24 @@ def test_a_rerun_measures_nothing_already_measured(tuned, conv_model, monkeypatc
     again = search.tune(conv_model[0], board=BOARD, trials=4, log=log, cost_model="analytic")
     assert again.measured == 0 and asked == []
     before = {json.dumps(e["knobs"], sort_keys=True) for e in TuningLog(log).measurements()}
+    # Idempotence is checked on the candidate picked, not on the whole space up-front: the
+    # first pick refused there is neither built nor counted, and the next one is measured.
+    checked = []
+
+    def refuse_first(task, knobs, func, plan):
+        checked.append(knobs)
+        if len(checked) == 1:
+            raise CandidateError(f"operator {task.kernel}: refused for the test")
+        return real_check(task, knobs, func, plan)
+
+    real_check = search.check_idempotent
+    monkeypatch.setattr(search, "check_idempotent", refuse_first)
     more = search.tune(conv_model[0], board=BOARD, trials=5, log=log, cost_model="analytic")
-    assert more.measured == 1 and len(asked) == 1
+    assert more.measured == 1 and len(asked) == 1 and len(checked) == 2
+    assert Knobs.from_dict(asked[0]) == checked[1] != checked[0]
     assert json.dumps(asked[0], sort_keys=True) not in before
+    logged = {Knobs.from_dict(e["knobs"]) for e in TuningLog(log).measurements()}
+    assert checked[0] not in logged and checked[1] in logged
     assert more.trials == 5
 
 

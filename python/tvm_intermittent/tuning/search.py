@@ -286,17 +286,15 @@ class Tuner:
 
     # ---- the loop ------------------------------------------------------------------------
 
-    def _pools(self) -> tuple[dict, dict]:
-        """Per kernel: the candidates not measured yet that meet every constraint but
-        idempotence (``knobs -> Candidate``; :meth:`_idempotent` checks the ones picked),
-        and the measured ones."""
-        pools, measured = {}, {}
+    def _pools(self, measured: dict) -> dict:
+        """Per kernel: the candidates not in ``measured`` (``kernel -> measured knobs``) that
+        meet every constraint but idempotence (``knobs -> Candidate``; :meth:`_idempotent`
+        checks the ones picked)."""
+        pools = {}
         for task in self.model.tasks:
-            done = self.log.measured_knobs(task, self.board.name, self.env.name)
-            measured[task.kernel] = done
             pool = {}
             for knobs in candidates(task):
-                if knobs in done:
+                if knobs in measured[task.kernel]:
                     continue
                 try:
                     pool[knobs] = check_candidate(task, knobs, self.board, self.env,
@@ -305,7 +303,7 @@ class Tuner:
                 except CandidateError:
                     continue
             pools[task.kernel] = pool
-        return pools, measured
+        return pools
 
     @staticmethod
     def _idempotent(task, candidate) -> bool:
@@ -397,15 +395,14 @@ class Tuner:
         return self._result(default, count, failed, time.perf_counter() - started)
 
     def _loop(self, trials: int, progress, report) -> tuple[int, int]:
-        have = sum(len(self.log.measured_knobs(t, self.board.name, self.env.name))
-                   for t in self.model.tasks)
-        if have >= trials:  # the log holds them all: nothing to rank
+        measured = {t.kernel: self.log.measured_knobs(t, self.board.name, self.env.name)
+                    for t in self.model.tasks}
+        left = max(0, trials - sum(len(m) for m in measured.values()))
+        if not left:  # the log holds them all: nothing to rank
             if progress is not None:
                 progress.reset(total=0)
             return 0, 0
-        pools, measured = self._pools()
-        have = sum(len(m) for m in measured.values())
-        left = max(0, trials - have)
+        pools = self._pools(measured)
         order = [t for t in self._order() if pools[t.kernel]]
         if progress is not None:
             progress.reset(total=min(left, sum(len(p) for p in pools.values())))
