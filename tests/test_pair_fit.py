@@ -24,29 +24,19 @@ from tvm_intermittent.cli.core import main as cli_main
 from tvm_intermittent.errors import DoesNotFitError
 from tvm_intermittent.transform.notices import ONE_ROW_TILES
 
-import tflite_models as tm
+from depthwise_fit import (BOARD, DSP_MARK, KERNEL, LARGE_F, PAIR_MARK, SMALL_F,
+                           write_model)
 
 pytestmark = pytest.mark.qemu
 
-BOARD = "msp430fr5994"
-#: Where the paired tile does not fit one commit but one row's does.
-SMALL_F = 1.0e-6
-#: Where the paired tile fits.
-LARGE_F = 1.5e-6
 #: Where no tile fits, not even one channel quad of one pixel.
 TOO_SMALL_F = 0.09e-6
-PAIR_MARK = "int32_t out_pair"
-DSP_MARK = "intm_smlabb("
-KERNEL = "depthwise_conv2d_s8"
 
 
 @pytest.fixture(scope="module")
 def model(tmp_path_factory):
     """The one-operator model's path and seeded input."""
-    data, inputs = tm.conv2d(depthwise=True, cin=64, hw=(25, 5), seed=81)
-    path = tmp_path_factory.mktemp("pairfit") / "dw.tflite"
-    path.write_bytes(data)
-    return path, inputs
+    return write_model(tmp_path_factory.mktemp("pairfit"))
 
 
 def _miss(reason: str) -> tuple[int, int]:

@@ -39,23 +39,16 @@ from tvm_intermittent.tuning.space import schedule_for, variant_candidates
 from tvm_intermittent.tuning.variants import BLOCKED_UNITS, ONE_ROW, ONE_UNIT, PAIRS
 
 import tflite_models as tm
+from depthwise_fit import (BOARD, DSP_MARK, KERNEL, LARGE_F, PAIR_MARK, SMALL_F,
+                           write_model)
 
-BOARD = "msp430fr5994"
-SMALL_F = 1.0e-6  # the paired tile exceeds the rule's half of a charge, not the tuner's 0.8
-LARGE_F = 1.5e-6  # the paired tile fits the rule
-KERNEL = "depthwise_conv2d_s8"
-PAIR_MARK = "int32_t out_pair"
-DSP_MARK = "intm_smlabb("
 #: The record's measurement is from another board, so the build ranks it by prediction.
 MEASURED_ON = "qemu-an386"
 
 
 @pytest.fixture(scope="module")
 def depthwise(tmp_path_factory):
-    data, inputs = tm.conv2d(depthwise=True, cin=64, hw=(25, 5), seed=81)
-    path = tmp_path_factory.mktemp("variants") / "dw.tflite"
-    path.write_bytes(data)
-    return path, inputs
+    return write_model(tmp_path_factory.mktemp("variants"))
 
 
 @pytest.fixture(scope="module")
