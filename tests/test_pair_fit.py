@@ -26,6 +26,7 @@ from tvm_intermittent.transform.notices import ONE_ROW_TILES
 
 from depthwise_fit import (BOARD, DSP_MARK, KERNEL, LARGE_F, PAIR_MARK, SMALL_F,
                            write_model)
+from failure_checks import failures_inside
 
 pytestmark = pytest.mark.qemu
 
@@ -79,11 +80,7 @@ def test_paired_tile_too_large_takes_single_rows_and_runs_under_the_capacitor(mo
     assert run.failures >= 10 and run.boots == run.failures + 1
     # Where: failures struck inside the kernel's tile batches (after a task's entry and
     # before the commit that follows it), not only in boots and commits.
-    task = next(i for i, t in enumerate(artifact.manifest()["tasks"]) if t["kernel"] == KERNEL)
-    inside = 0
-    for point in run.failure_points:
-        before = [name for name, count in run.events if count <= point]
-        inside += bool(before) and before[-1] == f"intm_task_{task}"
+    inside = failures_inside(run, artifact.manifest(), KERNEL)
     assert inside >= run.failures // 2, (inside, run.failures)
 
 

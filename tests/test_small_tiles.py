@@ -35,6 +35,7 @@ from tvm_intermittent.tuning.space import candidates, knob_choices
 from tvm_intermittent.tuning.workload import ModelTasks
 
 import tflite_models as tm
+from failure_checks import failures_inside
 
 pytestmark = pytest.mark.qemu
 
@@ -100,12 +101,7 @@ def _run_under_capacitor(artifact, path, inputs, capacitor_f, kernel, tmp_path):
     np.testing.assert_array_equal(run.outputs[0], want[0])
     assert len(np.unique(want[0])) > 4, "a nearly constant output would test little"
     assert run.failures >= 5 and run.boots == run.failures + 1
-    task = next(i for i, t in enumerate(artifact.manifest()["tasks"]) if t["kernel"] == kernel)
-    inside = 0
-    for point in run.failure_points:
-        before = [name for name, count in run.events if count <= point]
-        inside += bool(before) and before[-1] == f"intm_task_{task}"
-    return run, inside
+    return run, failures_inside(run, artifact.manifest(), kernel)
 
 
 def _without_shrink(path, capacitor_f, monkeypatch):

@@ -39,6 +39,7 @@ from tvm_intermittent.tuning.space import schedule_for, variant_candidates
 from tvm_intermittent.tuning.variants import BLOCKED_UNITS, ONE_ROW, ONE_UNIT, PAIRS
 
 import tflite_models as tm
+from failure_checks import failures_inside
 from depthwise_fit import (BOARD, DSP_MARK, KERNEL, LARGE_F, PAIR_MARK, SMALL_F,
                            write_model)
 
@@ -207,11 +208,7 @@ def test_tuned_pairs_compile_and_match_tflite_micro_under_failures(depthwise, sm
     assert len(np.unique(want[0])) > 8, "a nearly constant output would test little"
     assert run.failures >= 10 and run.boots == run.failures + 1
     # Failures struck inside the paired kernel's tiles, not only in boots and commits.
-    index = next(i for i, t in enumerate(manifest["tasks"]) if t["kernel"] == KERNEL)
-    inside = 0
-    for point in run.failure_points:
-        before = [name for name, count in run.events if count <= point]
-        inside += bool(before) and before[-1] == f"intm_task_{index}"
+    inside = failures_inside(run, manifest, KERNEL)
     assert inside >= run.failures // 2, (inside, run.failures)
 
 
